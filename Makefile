@@ -1,0 +1,48 @@
+# ringpool — set-up, test, demo. Every target runs the install steps it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SERVERS := $(VENV)/.servers
+
+.PHONY: install servers test demo proto lint bench clean
+
+install: $(STAMP) $(SERVERS)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# ZooKeeper (Debian's jars, run with java) and redis-server for the local cluster.
+$(SERVERS):
+	@if command -v java >/dev/null && [ -f /usr/share/java/zookeeper.jar ] && command -v redis-server >/dev/null; then \
+		touch $(SERVERS); \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper redis-server && touch $(SERVERS); \
+	else \
+		echo "ringpool needs java, ZooKeeper and redis-server. Run as root:"; \
+		echo "    apt-get install -y zookeeper redis-server"; \
+		exit 1; \
+	fi
+
+test: install
+	$(PY) -m pytest
+
+demo: install
+	$(PY) -m examples.demo
+
+proto: $(STAMP)
+	$(PY) -m sdk.rpc.generate
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy sdk node coordinator
+
+bench: install
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,93 @@
+"""ringpool's exceptions: one root, no builtin names.
+
+    RingpoolError
+    ├── DispatchError            the task was not accepted; nothing was written
+    │   ├── UnknownTask          no node has a task by that name
+    │   ├── InvalidKey           empty or oversized routing key
+    │   ├── InvalidTask          bad field: non-JSON arguments, negative timeout, ...
+    │   ├── PayloadTooLarge      encoded arguments above the payload limit
+    │   ├── NoNodesAvailable     the ring is empty
+    │   ├── Overloaded           the owner kept refusing for lack of capacity
+    │   └── TooManyHops          ownership kept moving while resending
+    ├── ClusterUnavailable       ZooKeeper, Redis or the owner cannot be reached
+    ├── TaskFailed               the task ended in the dead-letter queue
+    ├── ResultTimeout            no result within the wait's timeout
+    ├── TaskNotFound             no record for that task id
+    └── ConfigError              invalid configuration or settings
+
+``ResultTimeout`` also derives from the builtin ``TimeoutError`` so that
+``h.result(timeout=...)`` raises what the contract promises.
+"""
+
+from __future__ import annotations
+
+
+class RingpoolError(Exception):
+    """Root of every error ringpool raises."""
+
+
+class DispatchError(RingpoolError):
+    """A task was refused before it was accepted; no state was written."""
+
+
+class UnknownTask(DispatchError):
+    pass
+
+
+class InvalidKey(DispatchError):
+    pass
+
+
+class InvalidTask(DispatchError):
+    pass
+
+
+class PayloadTooLarge(DispatchError):
+    pass
+
+
+class NoNodesAvailable(DispatchError):
+    pass
+
+
+class Overloaded(DispatchError):
+    pass
+
+
+class TooManyHops(DispatchError):
+    pass
+
+
+class ClusterUnavailable(RingpoolError):
+    pass
+
+
+class ResultTimeout(RingpoolError, TimeoutError):
+    pass
+
+
+class TaskNotFound(RingpoolError):
+    pass
+
+
+class ConfigError(RingpoolError):
+    pass
+
+
+class TaskFailed(RingpoolError):
+    """The task ended in the dead-letter queue; carries the remote error."""
+
+    def __init__(
+        self,
+        task_id: str,
+        error_type: str,
+        message: str,
+        traceback: str = "",
+        attempts: int = 0,
+    ) -> None:
+        super().__init__(f"task {task_id} failed: {error_type}: {message}")
+        self.task_id = task_id
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback
+        self.attempts = attempts

@@ -1,0 +1,203 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SOURCE_CLIENT: _ClassVar[Source]
+    SOURCE_RETRY: _ClassVar[Source]
+    SOURCE_REPLAY: _ClassVar[Source]
+
+class AckCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACK_UNSPECIFIED: _ClassVar[AckCode]
+    ACCEPTED: _ClassVar[AckCode]
+    DUPLICATE: _ClassVar[AckCode]
+    WRONG_OWNER: _ClassVar[AckCode]
+    DRAINING: _ClassVar[AckCode]
+    OVERLOADED: _ClassVar[AckCode]
+    UNKNOWN_TASK: _ClassVar[AckCode]
+    INVALID_ARGUMENT: _ClassVar[AckCode]
+    PAYLOAD_TOO_LARGE: _ClassVar[AckCode]
+    INVALID_KEY: _ClassVar[AckCode]
+    NOT_REDELIVERABLE: _ClassVar[AckCode]
+    INTERNAL: _ClassVar[AckCode]
+
+class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STATE_UNSPECIFIED: _ClassVar[TaskState]
+    QUEUED: _ClassVar[TaskState]
+    RUNNING: _ClassVar[TaskState]
+    SUCCEEDED: _ClassVar[TaskState]
+    FAILED: _ClassVar[TaskState]
+    RETRY_SCHEDULED: _ClassVar[TaskState]
+SOURCE_CLIENT: Source
+SOURCE_RETRY: Source
+SOURCE_REPLAY: Source
+ACK_UNSPECIFIED: AckCode
+ACCEPTED: AckCode
+DUPLICATE: AckCode
+WRONG_OWNER: AckCode
+DRAINING: AckCode
+OVERLOADED: AckCode
+UNKNOWN_TASK: AckCode
+INVALID_ARGUMENT: AckCode
+PAYLOAD_TOO_LARGE: AckCode
+INVALID_KEY: AckCode
+NOT_REDELIVERABLE: AckCode
+INTERNAL: AckCode
+STATE_UNSPECIFIED: TaskState
+QUEUED: TaskState
+RUNNING: TaskState
+SUCCEEDED: TaskState
+FAILED: TaskState
+RETRY_SCHEDULED: TaskState
+
+class TaskEnvelope(_message.Message):
+    __slots__ = ("task_id", "key", "name", "payload", "codec", "idempotency_key", "attempt", "max_retries", "timeout_s", "priority", "ordered", "headers", "ring_version", "source")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    ORDERED_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    RING_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    key: str
+    name: str
+    payload: bytes
+    codec: str
+    idempotency_key: str
+    attempt: int
+    max_retries: int
+    timeout_s: float
+    priority: int
+    ordered: bool
+    headers: _containers.ScalarMap[str, str]
+    ring_version: int
+    source: Source
+    def __init__(self, task_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ..., codec: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., attempt: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., priority: _Optional[int] = ..., ordered: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., ring_version: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ...) -> None: ...
+
+class SubmitRequest(_message.Message):
+    __slots__ = ("batch_id", "tasks")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    batch_id: int
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskEnvelope]
+    def __init__(self, batch_id: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[TaskEnvelope, _Mapping]]] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("task_id", "code", "original_task_id", "state", "ring_version", "message", "retry_after_s", "node_id")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RING_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_S_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    code: AckCode
+    original_task_id: str
+    state: TaskState
+    ring_version: int
+    message: str
+    retry_after_s: float
+    node_id: str
+    def __init__(self, task_id: _Optional[str] = ..., code: _Optional[_Union[AckCode, str]] = ..., original_task_id: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., ring_version: _Optional[int] = ..., message: _Optional[str] = ..., retry_after_s: _Optional[float] = ..., node_id: _Optional[str] = ...) -> None: ...
+
+class TaskResult(_message.Message):
+    __slots__ = ("task_id", "state", "result", "error_type", "error_message", "traceback", "node_id", "attempt")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    state: TaskState
+    result: bytes
+    error_type: str
+    error_message: str
+    traceback: str
+    node_id: str
+    attempt: int
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., result: _Optional[bytes] = ..., error_type: _Optional[str] = ..., error_message: _Optional[str] = ..., traceback: _Optional[str] = ..., node_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class SubmitResponse(_message.Message):
+    __slots__ = ("batch_id", "acks", "results")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    ACKS_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    batch_id: int
+    acks: _containers.RepeatedCompositeFieldContainer[Ack]
+    results: _containers.RepeatedCompositeFieldContainer[TaskResult]
+    def __init__(self, batch_id: _Optional[int] = ..., acks: _Optional[_Iterable[_Union[Ack, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("node_id", "address", "ring_version", "in_flight", "queued", "running", "draining", "started_at", "counters")
+    class CountersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    RING_VERSION_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    address: str
+    ring_version: int
+    in_flight: int
+    queued: int
+    running: int
+    draining: bool
+    started_at: float
+    counters: _containers.ScalarMap[str, int]
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., ring_version: _Optional[int] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., draining: _Optional[bool] = ..., started_at: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class DrainRequest(_message.Message):
+    __slots__ = ("timeout_s",)
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    timeout_s: float
+    def __init__(self, timeout_s: _Optional[float] = ...) -> None: ...
+
+class DrainResponse(_message.Message):
+    __slots__ = ("finished", "handed_back")
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    HANDED_BACK_FIELD_NUMBER: _ClassVar[int]
+    finished: int
+    handed_back: int
+    def __init__(self, finished: _Optional[int] = ..., handed_back: _Optional[int] = ...) -> None: ...

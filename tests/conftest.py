@@ -1,0 +1,67 @@
+"""Shared fixtures: one real ZooKeeper and one real Redis per test session.
+
+Each test gets a fresh cluster name, so tests never see each other's state.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from sdk.local import RedisServer, ZooKeeperServer
+from sdk.membership import connect_zookeeper
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="ringpool-tests-") as path:
+        yield Path(path)
+
+
+@pytest.fixture(scope="session")
+def zookeeper(workdir: Path) -> Iterator[ZooKeeperServer]:
+    server = ZooKeeperServer(workdir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(workdir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(workdir, appendonly=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def zk_hosts(zookeeper: ZooKeeperServer) -> str:
+    return zookeeper.address
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def cluster_name() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def zk_client(zk_hosts: str):  # type: ignore[no-untyped-def]
+    client = connect_zookeeper(zk_hosts)
+    yield client
+    client.stop()
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()

@@ -1,0 +1,145 @@
+"""Membership against a real ZooKeeper: watchers in two processes converge on one ring."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from sdk.membership import Membership, connect_zookeeper
+from sdk.naming import Names
+from sdk.ring import Ring
+
+WATCHER = """
+import json, sys, time
+from sdk.membership import Membership, connect_zookeeper
+def show(ring):
+    print(json.dumps({"version": ring.version, "members": sorted(ring.members)}), flush=True)
+client = connect_zookeeper(sys.argv[1])
+m = Membership(client, sys.argv[2], on_change=show).start()
+show(m.ring)
+sys.stdin.read()
+"""
+
+
+class ChildWatcher:
+    """A Membership in another process, reporting each ring it sees on stdout."""
+
+    def __init__(self, zk: str, cluster: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WATCHER, zk, cluster],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        self.rings: queue.Queue[dict[str, object]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.latest: dict[str, object] = {}
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.rings.put(json.loads(line))
+
+    def wait_for(self, members: list[str], timeout: float) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while self.latest.get("members") != members:
+            self.latest = self.rings.get(timeout=max(0.0, deadline - time.monotonic()))
+        return self.latest
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def register(zk: str, cluster: str, node_id: str):  # type: ignore[no-untyped-def]
+    client = connect_zookeeper(zk)
+    client.create(
+        Names(cluster).member(node_id),
+        json.dumps({"addr": "127.0.0.1:1", "weight": 1.0, "started_at": time.time()}).encode(),
+        ephemeral=True, makepath=True,
+    )
+    return client
+
+
+@pytest.fixture
+def child(zk_hosts: str, cluster_name: str) -> Iterator[ChildWatcher]:
+    watcher = ChildWatcher(zk_hosts, cluster_name)
+    watcher.wait_for([], timeout=30)
+    yield watcher
+    watcher.close()
+
+
+def test_two_processes_converge_within_a_second(
+    zk_hosts: str, cluster_name: str, zk_client, child: ChildWatcher  # type: ignore[no-untyped-def]
+) -> None:
+    local = Membership(zk_client, cluster_name).start()
+    try:
+        sessions = []
+        for step, node_id in enumerate(["node-0", "node-1", "node-2"], start=1):
+            sessions.append(register(zk_hosts, cluster_name, node_id))
+            expected = [f"node-{i}" for i in range(step)]
+            started = time.monotonic()
+            ring = local.wait_for(lambda r, e=expected: sorted(r.members) == e, timeout=1.0)
+            seen = child.wait_for(expected, timeout=1.0)
+            assert time.monotonic() - started <= 1.0
+            assert seen["version"] == ring.version
+        # Closing a member's session removes it from both rings.
+        sessions[1].stop()
+        sessions[1].close()
+        remaining = ["node-0", "node-2"]
+        ring = local.wait_for(lambda r: sorted(r.members) == remaining, timeout=1.0)
+        assert child.wait_for(remaining, timeout=1.0)["version"] == ring.version
+        for session in (sessions[0], sessions[2]):
+            session.stop()
+            session.close()
+        local.wait_for(lambda r: not r.members, timeout=1.0)
+    finally:
+        local.stop()
+
+
+def test_ring_version_only_grows(zk_hosts: str, cluster_name: str, zk_client) -> None:  # type: ignore[no-untyped-def]
+    versions: list[int] = []
+    local = Membership(zk_client, cluster_name, on_change=lambda r: versions.append(r.version))
+    local.start()
+    try:
+        for i in range(4):
+            session = register(zk_hosts, cluster_name, f"n{i}")
+            local.wait_for(lambda r, i=i: f"n{i}" in r.members, timeout=5)
+            session.stop()
+            session.close()
+            local.wait_for(lambda r, i=i: f"n{i}" not in r.members, timeout=5)
+        assert versions == sorted(versions)
+        assert len(set(versions)) == len(versions)
+    finally:
+        local.stop()
+
+
+def test_unreadable_member_data_is_ignored_not_fatal(
+    zk_client, cluster_name: str  # type: ignore[no-untyped-def]
+) -> None:
+    names = Names(cluster_name)
+    zk_client.create(names.member("garbage"), b"not json", ephemeral=True, makepath=True)
+    zk_client.create(
+        names.member("good"), json.dumps({"addr": "127.0.0.1:5"}).encode(), ephemeral=True
+    )
+    local = Membership(zk_client, cluster_name).start()
+    try:
+        ring: Ring = local.wait_for(lambda r: "good" in r.members, timeout=5)
+        assert sorted(ring.members) == ["good"]
+    finally:
+        local.stop()
+
+
+def test_unreachable_zookeeper_is_a_typed_error_within_its_timeout() -> None:
+    from sdk.errors import ClusterUnavailable
+    from sdk.local import free_port
+
+    started = time.monotonic()
+    with pytest.raises(ClusterUnavailable, match="cannot reach ZooKeeper"):
+        connect_zookeeper(f"127.0.0.1:{free_port()}", timeout=1.0)
+    assert time.monotonic() - started < 10

@@ -12,8 +12,8 @@ What is measured, with the same members (``node-0`` … ``node-{N-1}``) and the 
 * ``uhashring`` — ``HashRing(nodes=[...]).get_node(key)`` in its default configuration
   (160 virtual nodes per node, md5 positions).
 
-Each contender runs ``--repeats`` passes over all keys; the best pass counts (least
-disturbed by the rest of the machine). Ratios are to uhashring.
+Each contender runs ``--repeats`` passes over all keys, interleaved with the others; its
+best pass counts (least disturbed by the rest of the machine). Ratios are to uhashring.
 """
 
 from __future__ import annotations
@@ -30,15 +30,22 @@ from typing import Any
 from sdk.ring import Member, Ring, RouteCache
 
 
-def _best_rate(lookup: Callable[[str], object], keys: list[str], repeats: int) -> float:
-    """Lookups per second of the fastest of ``repeats`` passes over ``keys``."""
-    best = float("inf")
+def _pass_seconds(lookup: Callable[[str], object], keys: list[str]) -> float:
+    start = time.perf_counter()
+    for key in keys:
+        lookup(key)
+    return time.perf_counter() - start
+
+
+def _best_rates(
+    contenders: dict[str, Callable[[str], object]], keys: list[str], repeats: int
+) -> dict[str, float]:
+    """Lookups/s of each contender's fastest pass; passes interleave so noise hits all alike."""
+    best = dict.fromkeys(contenders, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        for key in keys:
-            lookup(key)
-        best = min(best, time.perf_counter() - start)
-    return len(keys) / best
+        for name, lookup in contenders.items():
+            best[name] = min(best[name], _pass_seconds(lookup, keys))
+    return {name: len(keys) / seconds for name, seconds in best.items()}
 
 
 def run(members: int = 10, keys: int = 100_000, repeats: int = 5) -> dict[str, Any]:
@@ -62,11 +69,11 @@ def run(members: int = 10, keys: int = 100_000, repeats: int = 5) -> dict[str, A
     def cached(key: str, _owner: Callable[[Ring, str], str] = cache.owner) -> str:
         return _owner(ring, key)
 
-    rates = {
-        "ringpool_uncached": _best_rate(ring.owner, key_list, repeats),
-        "ringpool_cached": _best_rate(cached, key_list, repeats),
-        "uhashring": _best_rate(uhash.get_node, key_list, repeats),
-    }
+    rates = _best_rates(
+        {"ringpool_uncached": ring.owner, "ringpool_cached": cached,
+         "uhashring": uhash.get_node},
+        key_list, repeats,
+    )
     base = rates["uhashring"]
     return {
         "benchmark": "ring",

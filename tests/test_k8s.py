@@ -45,7 +45,7 @@ CLI_FLAGS: dict[str, set[str]] = {
     "ringpool-node": {
         "--zk", "--redis", "--cluster", "--node-id", "--listen", "--advertise", "--tasks",
         "--metrics-port", "--drain-timeout", "--token", "--tls-cert", "--tls-key", "--tls-ca",
-        "--weight",
+        "--weight", "--log-level",
     },
     "ringpool-coordinator": {"--zk", "--redis", "--cluster", "--metrics-port"},
     "taskctl": {"--zk", "--redis", "--cluster", "--token", "--json"},

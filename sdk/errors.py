@@ -8,8 +8,10 @@
     │   ├── PayloadTooLarge      encoded arguments above the payload limit
     │   ├── NoNodesAvailable     the ring is empty
     │   ├── Overloaded           the owner kept refusing for lack of capacity
-    │   └── TooManyHops          ownership kept moving while resending
+    │   ├── TooManyHops          ownership kept moving while resending
+    │   └── NotRedeliverable     a retry or replay of a task that is no longer waiting
     ├── ClusterUnavailable       ZooKeeper, Redis or the owner cannot be reached
+    │   └── Unauthenticated      the node refused our token or certificate
     ├── TaskFailed               the task ended in the dead-letter queue
     ├── ResultTimeout            no result within the wait's timeout
     ├── TaskNotFound             no record for that task id
@@ -58,7 +60,15 @@ class TooManyHops(DispatchError):
     pass
 
 
+class NotRedeliverable(DispatchError):
+    pass
+
+
 class ClusterUnavailable(RingpoolError):
+    pass
+
+
+class Unauthenticated(ClusterUnavailable):
     pass
 
 

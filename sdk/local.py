@@ -244,6 +244,7 @@ class LocalCluster:
         self._redis = redis
         self.nodes: dict[str, ManagedProcess] = {}
         self.node_ports: dict[str, int] = {}
+        self.metrics_ports: dict[str, int] = {}
         self.coordinators: list[ManagedProcess] = []
 
     @property
@@ -290,9 +291,11 @@ class LocalCluster:
     ) -> ManagedProcess:
         port = self.node_ports.get(node_id) or free_port()
         self.node_ports[node_id] = port
+        metrics_port = self.metrics_ports.setdefault(node_id, free_port())
         argv = [
             sys.executable, "-m", "node", "--node-id", node_id,
             "--listen", f"127.0.0.1:{port}", "--tasks", ",".join(self.tasks),
+            "--metrics-port", str(metrics_port),
             *self.node_args, *extra,
         ]
         process = ManagedProcess(

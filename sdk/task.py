@@ -92,6 +92,7 @@ class TaskContext:
     deadline: float
     cancelled: threading.Event = field(default_factory=threading.Event)
     headers: Mapping[str, str] = field(default_factory=dict)
+    node_id: str = ""
 
 
 _current: ContextVar[TaskContext | None] = ContextVar("ringpool_task_context", default=None)

@@ -1,0 +1,180 @@
+"""The node's decisions for a batch: validate, check ownership, admit, accept durably, run.
+
+Nothing is written to Redis for a task that is refused here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from sdk.batching import GroupCommit
+from sdk.envelope import Limits, ack_code_for, validate
+from sdk.errors import DispatchError
+from sdk.membership import Membership
+from sdk.ring import Ring, RouteCache
+from sdk.rpc.ringpool.v1 import node_pb2 as pb
+from sdk.state import AcceptResult, StateStore
+from sdk.task import REGISTRY, TaskDefinition
+
+from node.execution import Execution
+from node.pool import Pools
+from node.streams import ClientStream
+
+log = logging.getLogger(__name__)
+
+STATE_CODES = {name: value for name, value in pb.TaskState.items()}
+
+
+class NotServing(Exception):
+    """The node is draining or has no live registration: the client must re-route."""
+
+
+class Node:
+    def __init__(
+        self,
+        node_id: str,
+        store: StateStore,
+        membership: Membership,
+        pools: Pools,
+        limits: Limits,
+        max_pending: int = 20_000,
+    ) -> None:
+        self.node_id = node_id
+        self.store = store
+        self.membership = membership
+        self.pools = pools
+        self.limits = limits
+        self.max_pending = max_pending
+        self.epoch: int | None = None
+        self.draining = False
+        self.execution = Execution(node_id, store, pools)
+        self.counters: dict[str, int] = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        self._routes = RouteCache()
+        self._accepts: GroupCommit[pb.TaskEnvelope, tuple[AcceptResult, int]] = GroupCommit(
+            self._flush_accepts
+        )
+
+    @property
+    def serving(self) -> bool:
+        return self.epoch is not None and not self.draining
+
+    async def _ring_for(self, envelopes: Any) -> Ring:
+        """Our ring, synced with ZooKeeper first when a client has seen a newer one."""
+        ring = self.membership.ring
+        newest = max((e.ring_version for e in envelopes), default=0)
+        if newest > ring.version:
+            ring = await asyncio.to_thread(self.membership.refresh)
+        return ring
+
+    async def submit(
+        self, envelopes: list[pb.TaskEnvelope], stream: ClientStream | None
+    ) -> list[pb.Ack]:
+        if not self.serving:
+            return [self._ack(e, pb.DRAINING, "node is not serving") for e in envelopes]
+        if len(envelopes) > self.limits.max_batch_tasks:
+            message = f"batch of {len(envelopes)} tasks; the limit is {self.limits.max_batch_tasks}"
+            self.counters["rejected"] += len(envelopes)
+            return [self._ack(e, pb.INVALID_ARGUMENT, message) for e in envelopes]
+        ring = await self._ring_for(envelopes)
+        acks: list[pb.Ack | None] = [None] * len(envelopes)
+        admitted: list[tuple[int, TaskDefinition[Any, Any]]] = []
+        room = self.max_pending - self.execution.pending
+        for index, envelope in enumerate(envelopes):
+            acks[index] = self._refusal(envelope, ring)
+            if acks[index] is not None:
+                continue
+            if len(admitted) >= room:
+                acks[index] = self._ack(envelope, pb.OVERLOADED, "node is at capacity",
+                                        retry_after_s=0.05)
+                continue
+            admitted.append((index, REGISTRY[envelope.name]))
+        if admitted:
+            try:
+                results = await self._accepts.call([envelopes[i] for i, _ in admitted])
+            except NotServing:
+                results = []
+                for index, _ in admitted:
+                    acks[index] = self._ack(envelopes[index], pb.DRAINING, "node is not serving")
+            except Exception as exc:
+                log.warning("durable accept failed: %s", exc)
+                results = []
+                for index, _ in admitted:
+                    acks[index] = self._ack(envelopes[index], pb.INTERNAL,
+                                            f"state store unavailable: {exc}", retry_after_s=0.2)
+            for (index, definition), (result, epoch) in zip(admitted, results, strict=True):
+                acks[index] = self._after_accept(envelopes[index], definition, result, epoch, stream)
+        return [ack for ack in acks if ack is not None]
+
+    def _refusal(self, envelope: pb.TaskEnvelope, ring: Ring) -> pb.Ack | None:
+        try:
+            validate(envelope, self.limits)
+        except DispatchError as exc:
+            self.counters["rejected"] += 1
+            return self._ack(envelope, ack_code_for(exc), str(exc))
+        if envelope.name not in REGISTRY:
+            self.counters["rejected"] += 1
+            return self._ack(envelope, pb.UNKNOWN_TASK, f"unknown task {envelope.name!r}")
+        owner = self._routes.owner(ring, envelope.key) if len(ring) else None
+        if owner != self.node_id:
+            return self._ack(envelope, pb.WRONG_OWNER, f"owner at v{ring.version} is {owner}",
+                             ring_version=ring.version)
+        return None
+
+    def _after_accept(
+        self,
+        envelope: pb.TaskEnvelope,
+        definition: TaskDefinition[Any, Any],
+        result: AcceptResult,
+        epoch: int,
+        stream: ClientStream | None,
+    ) -> pb.Ack:
+        state = STATE_CODES.get(result.state, pb.STATE_UNSPECIFIED)
+        if result.code == "accepted":
+            self.counters["accepted"] += 1
+            self.execution.start(envelope, definition, epoch, stream)
+            return self._ack(envelope, pb.ACCEPTED, state=pb.QUEUED)
+        if result.code == "duplicate":
+            self.counters["duplicate"] += 1
+            return self._ack(envelope, pb.DUPLICATE, original_task_id=result.task_id, state=state)
+        return self._ack(envelope, pb.NOT_REDELIVERABLE, "task is no longer waiting", state=state)
+
+    async def _flush_accepts(
+        self, envelopes: list[pb.TaskEnvelope]
+    ) -> list[tuple[AcceptResult, int]]:
+        epoch = self.epoch
+        if epoch is None or self.draining:
+            raise NotServing()
+        results = await self.store.accept(self.node_id, epoch, envelopes)
+        return [(result, epoch) for result in results]
+
+    def _ack(self, envelope: pb.TaskEnvelope, code: int, message: str = "", **fields: Any) -> pb.Ack:
+        fields.setdefault("ring_version", self.membership.ring.version)
+        return pb.Ack(task_id=envelope.task_id, code=code, message=message,  # type: ignore[arg-type]
+                      node_id=self.node_id, **fields)
+
+    def status(self) -> dict[str, int]:
+        stats = self.pools.stats()
+        return {
+            "in_flight": self.execution.pending,
+            "queued": int(stats.get("queued", 0)),
+            "running": int(stats.get("running", 0)),
+        }
+
+    async def drain(self, timeout: float) -> tuple[int, int]:
+        """Stop accepting, finish what we can within ``timeout``, hand back the rest.
+
+        Returns (finished, handed back). Handed-back tasks go to the retry set, due
+        now, without using an attempt; the coordinator re-dispatches them.
+        """
+        self.draining = True
+        before = self.execution.pending
+        finished_in_time = await self.execution.wait_idle(timeout)
+        handed_back = 0
+        if self.epoch is not None:
+            recovery = await self.store.recover(self.node_id, keep_epoch=None, max_recoveries=0)
+            handed_back = recovery.recovered
+        finished = before - (0 if finished_in_time else self.execution.pending)
+        log.info("drained: %d finished, %d handed back", finished, handed_back)
+        return finished, handed_back

@@ -1,0 +1,157 @@
+"""Start a node: load tasks, connect, serve gRPC, register; on SIGTERM drain and exit."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+import socket
+import time
+from pathlib import Path
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from sdk.errors import ConfigError
+from sdk.membership import Membership, connect_zookeeper
+from sdk.naming import Names, check_node_id
+from sdk.rpc.ringpool.v1 import node_pb2 as pb
+from sdk.rpc.ringpool.v1 import node_pb2_grpc as pb_grpc
+from sdk.state import StateStore
+
+from node.auth import TokenAuth
+from node.core import Node
+from node.pool import Pools
+from node.registration import Registration
+from node.service import NodeService
+from node.settings import NodeSettings
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Node"].full_name
+
+
+def load_task_modules(modules: tuple[str, ...]) -> None:
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import task module {module!r}: {exc}") from None
+
+
+def server_credentials(settings: NodeSettings) -> grpc.ServerCredentials | None:
+    if not (settings.tls_cert or settings.tls_key):
+        return None
+    if not (settings.tls_cert and settings.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    ca = Path(settings.tls_ca).read_bytes() if settings.tls_ca else None
+    return grpc.ssl_server_credentials(
+        [(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())],
+        root_certificates=ca, require_client_auth=ca is not None,
+    )
+
+
+def advertised_address(settings: NodeSettings, port: int) -> str:
+    if settings.advertise:
+        return settings.advertise
+    host = settings.listen.rsplit(":", 1)[0].strip("[]")
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostbyname(socket.gethostname())
+    return f"{host}:{port}"
+
+
+async def serve(settings: NodeSettings) -> int:
+    """Run the node until it is told to stop; returns the process exit code."""
+    check_node_id(settings.node_id)
+    names = Names(settings.cluster)
+    load_task_modules(settings.tasks)
+    credentials = server_credentials(settings)
+
+    zk = await asyncio.to_thread(connect_zookeeper, settings.zk, settings.zk_session_timeout_s)
+    store = StateStore.from_url(
+        settings.redis, settings.cluster,
+        fingerprint_ttl_s=settings.fingerprint_ttl_s, result_ttl_s=settings.result_ttl_s,
+    )
+    await asyncio.wait_for(store.ping(), 10.0)
+    membership = await asyncio.to_thread(Membership(zk, settings.cluster).start)
+    pools = Pools(settings.pool)
+    node = Node(settings.node_id, store, membership, pools, settings.limits)
+
+    drain_requested = asyncio.Event()
+    drain_timeout = [settings.drain_timeout_s]
+    loop = asyncio.get_running_loop()
+
+    def request_drain(timeout_s: float = 0.0) -> None:
+        if timeout_s > 0:
+            drain_timeout[0] = timeout_s
+        loop.call_soon_threadsafe(drain_requested.set)
+
+    def set_epoch(epoch: int | None) -> None:
+        # Called from kazoo's thread: record only. A lost session stops accepts at once.
+        node.epoch = epoch
+
+    interceptors = [TokenAuth(settings.token)] if settings.token else []
+    max_message = settings.limits.max_message_bytes
+    server = aio.server(
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", max_message),
+            ("grpc.max_send_message_length", max_message),
+        ],
+    )
+    started_at = time.time()
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    if credentials is None:
+        port = server.add_insecure_port(settings.listen)
+    else:
+        port = server.add_secure_port(settings.listen, credentials)
+    address = advertised_address(settings, port)
+    pb_grpc.add_NodeServicer_to_server(
+        NodeService(node, address, started_at, request_drain), server
+    )
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.start()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+
+    # Our own in-flight tasks from an earlier life go back to the retry set first.
+    recovered = await store.recover(settings.node_id, keep_epoch=None, max_recoveries=3)
+    if recovered.recovered or recovered.poisoned:
+        log.info("recovered %d of our own tasks (%d poisoned)", recovered.recovered,
+                 recovered.poisoned)
+    registration = Registration(
+        zk, names, settings.node_id, address, settings.weight, set_epoch
+    )
+    await asyncio.to_thread(registration.register)
+    await asyncio.to_thread(
+        membership.wait_for, lambda ring: settings.node_id in ring.members, 10.0
+    )
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("node %s serving on %s (advertised %s)", settings.node_id, settings.listen, address)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, request_drain)
+    await drain_requested.wait()
+
+    log.info("draining (timeout %.1fs)", drain_timeout[0])
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    node.draining = True
+    await asyncio.to_thread(registration.leave)
+    await node.drain(drain_timeout[0])
+    await server.stop(grace=1.0)
+    await pools.release(1.0)
+    membership.stop()
+    await asyncio.to_thread(zk.stop)
+    zk.close()
+    await store.close()
+    return 0

@@ -1,0 +1,81 @@
+"""The gRPC face of the node: the ``Node`` service from ``proto/ringpool/v1``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from grpc import aio
+
+from sdk.rpc.ringpool.v1 import node_pb2 as pb
+from sdk.rpc.ringpool.v1 import node_pb2_grpc as pb_grpc
+
+from node.core import Node
+from node.streams import ClientStream
+
+
+class NodeService(pb_grpc.NodeServicer):
+    def __init__(self, node: Node, address: str, started_at: float,
+                 request_drain: Callable[[float], None]) -> None:
+        self.node = node
+        self.address = address
+        self.started_at = started_at
+        self._request_drain = request_drain
+
+    async def Submit(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[pb.SubmitRequest], context: aio.ServicerContext
+    ) -> AsyncIterator[pb.SubmitResponse]:
+        stream = ClientStream()
+        reader = asyncio.create_task(self._read(request_iterator, stream))
+        try:
+            async for response in stream.responses():
+                yield response
+        finally:
+            stream.close()
+            reader.cancel()
+
+    async def _read(
+        self, request_iterator: AsyncIterator[pb.SubmitRequest], stream: ClientStream
+    ) -> None:
+        handlers: set[asyncio.Task[None]] = set()
+        try:
+            async for request in request_iterator:
+                stream.handlers += 1
+                handler = asyncio.create_task(self._handle(request, stream))
+                handlers.add(handler)
+                handler.add_done_callback(handlers.discard)
+        finally:
+            stream.input_done = True
+            stream.wake()
+
+    async def _handle(self, request: pb.SubmitRequest, stream: ClientStream) -> None:
+        try:
+            stream.push_acks(await self.node.submit(list(request.tasks), stream))
+        finally:
+            stream.handlers -= 1
+            stream.wake()
+
+    async def SubmitBatch(  # noqa: N802
+        self, request: pb.SubmitRequest, context: aio.ServicerContext
+    ) -> pb.SubmitResponse:
+        acks = await self.node.submit(list(request.tasks), None)
+        return pb.SubmitResponse(batch_id=request.batch_id, acks=acks)
+
+    async def Status(  # noqa: N802
+        self, request: pb.StatusRequest, context: aio.ServicerContext
+    ) -> pb.StatusResponse:
+        node = self.node
+        status = node.status()
+        counters = {**node.counters, **node.execution.counters}
+        return pb.StatusResponse(
+            node_id=node.node_id, address=self.address,
+            ring_version=node.membership.ring.version, in_flight=status["in_flight"],
+            queued=status["queued"], running=status["running"], draining=node.draining,
+            started_at=self.started_at, counters=counters,
+        )
+
+    async def Drain(  # noqa: N802
+        self, request: pb.DrainRequest, context: aio.ServicerContext
+    ) -> pb.DrainResponse:
+        self._request_drain(request.timeout_s)
+        return pb.DrainResponse()

@@ -1,0 +1,59 @@
+"""One client's Submit stream, seen from the node: acks and pushed results go out coalesced."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+
+from sdk.rpc.ringpool.v1 import node_pb2 as pb
+
+
+class ClientStream:
+    """Outgoing side of a Submit stream; everything queued goes out in one message.
+
+    The stream ends once the client stopped sending, every batch is answered and
+    every task accepted on it has had its result pushed.
+    """
+
+    def __init__(self) -> None:
+        self.open = True
+        self.outstanding = 0  # tasks accepted on this stream whose result is not pushed yet
+        self.handlers = 0  # batches being handled
+        self.input_done = False
+        self._acks: list[pb.Ack] = []
+        self._results: list[pb.TaskResult] = []
+        self._ready = asyncio.Event()
+
+    def push_acks(self, acks: Iterable[pb.Ack]) -> None:
+        self._acks.extend(acks)
+        self._ready.set()
+
+    def push_result(self, result: pb.TaskResult) -> bool:
+        """Queue a result for the client; False when the stream is gone (publish instead)."""
+        if not self.open:
+            return False
+        self.outstanding -= 1
+        self._results.append(result)
+        self._ready.set()
+        return True
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    def close(self) -> None:
+        self.open = False
+        self._ready.set()
+
+    def _finished(self) -> bool:
+        return self.input_done and self.handlers == 0 and self.outstanding <= 0
+
+    async def responses(self) -> AsyncIterator[pb.SubmitResponse]:
+        while self.open:
+            await self._ready.wait()
+            self._ready.clear()
+            if self._acks or self._results:
+                acks, self._acks = self._acks, []
+                results, self._results = self._results, []
+                yield pb.SubmitResponse(acks=acks, results=results)
+            if self._finished():
+                return

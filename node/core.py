@@ -40,7 +40,9 @@ class Node:
         pools: Pools,
         limits: Limits,
         max_pending: int = 20_000,
+        max_crash_recoveries: int = 3,
     ) -> None:
+        self.max_crash_recoveries = max_crash_recoveries
         self.node_id = node_id
         self.store = store
         self.membership = membership
@@ -147,7 +149,21 @@ class Node:
         if epoch is None or self.draining:
             raise NotServing()
         results = await self.store.accept(self.node_id, epoch, envelopes)
+        if self.epoch != epoch:
+            # The session was lost while this was in flight: these entries are stale now.
+            await self.reclaim_stale()
+            raise NotServing()
         return [(result, epoch) for result in results]
+
+    async def reclaim_stale(self) -> None:
+        """Hand our tasks stamped with an older epoch to the retry set (after re-registering)."""
+        if self.epoch is None:
+            return
+        recovery = await self.store.recover(self.node_id, keep_epoch=self.epoch,
+                                            max_recoveries=self.max_crash_recoveries)
+        if recovery.recovered or recovery.poisoned:
+            log.info("reclaimed %d tasks from an earlier epoch (%d poisoned)",
+                     recovery.recovered, recovery.poisoned)
 
     def _ack(self, envelope: pb.TaskEnvelope, code: int, message: str = "", **fields: Any) -> pb.Ack:
         fields.setdefault("ring_version", self.membership.ring.version)

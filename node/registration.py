@@ -34,6 +34,7 @@ class Registration:
     ) -> None:
         self.client = client
         self.path = names.member(node_id)
+        self.draining_path = f"{names.draining}/{node_id}"
         self.node_id = node_id
         self.data = json.dumps(
             {"addr": addr, "weight": weight, "started_at": time.time()}
@@ -69,9 +70,17 @@ class Registration:
         return stat.czxid
 
     def leave(self) -> None:
-        """Delete the member znode (drain); no re-registration after this."""
+        """Leave the ring for a drain; no re-registration after this.
+
+        The ephemeral draining znode tells the coordinator not to recover our tasks
+        while we finish them; it goes with our session if we die mid-drain.
+        """
         self._leaving = True
         self._wake.set()
+        try:
+            self.client.create(self.draining_path, b"", ephemeral=True, makepath=True)
+        except NodeExistsError:
+            pass
         try:
             self.client.delete(self.path)
         except NoNodeError:

@@ -7,6 +7,7 @@ import importlib
 import logging
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -81,6 +82,8 @@ async def serve(settings: NodeSettings) -> int:
     node = Node(settings.node_id, store, membership, pools, settings.limits)
 
     drain_requested = asyncio.Event()
+    registered = threading.Event()
+    background: set[asyncio.Task[None]] = set()
     drain_timeout = [settings.drain_timeout_s]
     loop = asyncio.get_running_loop()
 
@@ -90,8 +93,13 @@ async def serve(settings: NodeSettings) -> int:
         loop.call_soon_threadsafe(drain_requested.set)
 
     def set_epoch(epoch: int | None) -> None:
-        # Called from kazoo's thread: record only. A lost session stops accepts at once.
+        # Called from ZooKeeper threads: record and hand off. A lost session stops
+        # accepts at once; a new registration reclaims work stamped with the old epoch.
+        reregistered = node.epoch is None and epoch is not None and registered.is_set()
         node.epoch = epoch
+        if reregistered:
+            loop.call_soon_threadsafe(lambda: background.add(loop.create_task(node.reclaim_stale())))
+        registered.set()
 
     interceptors = [TokenAuth(settings.token)] if settings.token else []
     max_message = settings.limits.max_message_bytes
@@ -123,7 +131,9 @@ async def serve(settings: NodeSettings) -> int:
         start_http_server(settings.metrics_port)
 
     # Our own in-flight tasks from an earlier life go back to the retry set first.
-    recovered = await store.recover(settings.node_id, keep_epoch=None, max_recoveries=3)
+    recovered = await store.recover(
+        settings.node_id, keep_epoch=None, max_recoveries=node.max_crash_recoveries
+    )
     if recovered.recovered or recovered.poisoned:
         log.info("recovered %d of our own tasks (%d poisoned)", recovered.recovered,
                  recovered.poisoned)

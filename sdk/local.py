@@ -308,8 +308,10 @@ class LocalCluster:
 
     def start_coordinator(self) -> ManagedProcess:
         name = f"coordinator-{len(self.coordinators)}"
+        metrics_port = free_port()
+        self.metrics_ports[name] = metrics_port
         process = ManagedProcess(
-            name, [sys.executable, "-m", "coordinator"],
+            name, [sys.executable, "-m", "coordinator", "--metrics-port", str(metrics_port)],
             self.workdir / f"{name}.log", self._child_env(),
         ).start()
         self.coordinators.append(process)

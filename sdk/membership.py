@@ -73,7 +73,7 @@ class Membership:
         self.vnodes = vnodes
         self.ring: Ring = EMPTY_RING
         self.state = "CONNECTED" if client.connected else "SUSPENDED"
-        self._on_change = on_change
+        self._listeners: list[Callable[[Ring], None]] = [on_change] if on_change else []
         self._on_state = on_state
         self._wake = threading.Event()
         self._changed = threading.Condition()
@@ -96,6 +96,10 @@ class Membership:
         self.client.remove_listener(self._on_connection)
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
+
+    def subscribe(self, listener: Callable[[Ring], None]) -> None:
+        """Call ``listener(ring)`` (from a ZooKeeper thread) on every new ring."""
+        self._listeners.append(listener)
 
     # -- reading -------------------------------------------------------------
 
@@ -149,9 +153,9 @@ class Membership:
             self.ring = ring
             self._changed.notify_all()
         log.info("ring v%d: %s", ring.version, sorted(ring.members))
-        if self._on_change is not None:
+        for listener in self._listeners:
             try:
-                self._on_change(ring)
+                listener(ring)
             except Exception:
                 log.exception("ring change callback failed")
 

@@ -49,6 +49,11 @@ class Names:
         return f"{self.members}/{node_id}"
 
     @property
+    def draining(self) -> str:
+        """Ephemeral znodes of nodes that left the ring and are finishing their tasks."""
+        return f"{self.zk_root}/draining"
+
+    @property
     def config(self) -> str:
         return f"{self.zk_root}/config"
 

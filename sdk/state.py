@@ -178,6 +178,7 @@ class StateStore:
         self._recover = client.register_script(_script("recover"))
         self._claim = client.register_script(_script("claim"))
         self._purge = client.register_script(_script("purge"))
+        self._bury = client.register_script(_script("bury"))
 
     @classmethod
     def from_url(cls, url: str, cluster: str, **kwargs: Any) -> StateStore:
@@ -265,6 +266,15 @@ class StateStore:
             envelope.ParseFromString(raw[i + 1])
             due.append(DueTask(_text(raw[i]), envelope, int(raw[i + 2])))
         return due
+
+    async def bury(self, task_id: str, error_type: str, message: str) -> bool:
+        """Move a waiting retry straight to the DLQ (its re-dispatch was refused)."""
+        names = self.names
+        return bool(await self._bury(
+            keys=[names.retries, names.dlq],
+            args=[task_id, names.task(task_id), time.time(), error_type, message,
+                  names.done_channel],
+        ))
 
     async def next_due(self) -> float | None:
         first = await self.redis.zrange(self.names.retries, 0, 0, withscores=True)

@@ -1,0 +1,85 @@
+"""Leader election with kazoo, with a leader that is told when its session is in doubt.
+
+kazoo's ``Election.run`` blocks a thread while we lead. The thread holds the lock
+until the asyncio side says its loops have stopped (``release``), and a
+SUSPENDED or LOST session wakes ``demoted`` at once. So the leader's loops stop
+before our lock znode goes, hence before another leader can start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from kazoo.client import KazooClient, KazooState
+
+log = logging.getLogger(__name__)
+
+
+class Leadership:
+    def __init__(self, client: KazooClient, path: str, identifier: str) -> None:
+        self.client = client
+        self.identifier = identifier
+        self.path = path
+        self._election = client.Election(path, identifier)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._elected = asyncio.Event()
+        self._demoted = asyncio.Event()
+        self._release = threading.Event()
+        self._thread: threading.Thread | None = None
+        client.add_listener(self._on_connection)
+
+    def _on_connection(self, state: str) -> None:
+        # Runs on kazoo's thread: only hand the news to the event loop.
+        if state in (KazooState.SUSPENDED, KazooState.LOST) and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._demoted.set)
+
+    def _while_leading(self) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._elected.set)
+        self._release.wait()
+
+    def _contend(self) -> None:
+        try:
+            self._election.run(self._while_leading)
+        except Exception:
+            log.warning("election attempt failed", exc_info=True)
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._demoted.set)
+
+    async def wait_elected(self) -> None:
+        """Contend for leadership and return once we lead."""
+        self._loop = asyncio.get_running_loop()
+        self._elected.clear()
+        self._demoted.clear()
+        self._release.clear()
+        while not self.client.connected:
+            await asyncio.sleep(0.2)
+        self._election = self.client.Election(self.path, self.identifier)  # one per contention
+        self._thread = threading.Thread(target=self._contend, name="ringpool-election",
+                                        daemon=True)
+        self._thread.start()
+        elected = asyncio.create_task(self._elected.wait())
+        demoted = asyncio.create_task(self._demoted.wait())
+        await asyncio.wait({elected, demoted}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (elected, demoted):
+            waiter.cancel()
+        if not self._elected.is_set():
+            await self.release()
+            await asyncio.sleep(0.5)
+            await self.wait_elected()
+
+    async def wait_demoted(self) -> None:
+        await self._demoted.wait()
+
+    async def release(self) -> None:
+        """Give up the lock; call only after the leader's loops have stopped."""
+        self._release.set()
+        self._election.cancel()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 10.0)
+
+    def leader(self) -> str | None:
+        contenders = self._election.contenders()
+        return contenders[0] if contenders else None

@@ -1,0 +1,96 @@
+"""Fire due retries: re-dispatch each to its key's current owner, on time, without polling.
+
+The loop sleeps until the earliest due time, or until a node announces a new
+retry on the wake channel. Claimed entries get a lease (their due time moves to
+the lease's end), so a coordinator that dies mid-dispatch only delays them; the
+node's accept removes an entry in the same step that makes it live again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from sdk.client import REFUSALS, AsyncCluster
+from sdk.errors import RingpoolError
+from sdk.rpc.ringpool.v1 import node_pb2 as pb
+from sdk.state import StateStore
+
+log = logging.getLogger(__name__)
+IDLE_WAIT_S = 5.0
+LEASE_S = 10.0
+
+
+class RetryFirer:
+    def __init__(self, store: StateStore, cluster: AsyncCluster, batch: int = 500) -> None:
+        self.store = store
+        self.cluster = cluster
+        self.batch = batch
+        self.fired = 0
+        self.buried = 0
+        self.last_lag_s = 0.0
+        self._wake = asyncio.Event()
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen())
+        try:
+            while True:
+                if await self.fire_due():
+                    continue  # more may be due right now
+                next_due = await self.store.next_due()
+                wait = IDLE_WAIT_S if next_due is None else next_due - time.time()
+                if wait > 0:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), min(wait, IDLE_WAIT_S))
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def fire_due(self) -> int:
+        """Re-dispatch one batch of due retries; how many were claimed."""
+        due = await self.store.claim_due(LEASE_S, self.batch)
+        if not due:
+            return 0
+        envelopes = []
+        for item in due:
+            envelope = pb.TaskEnvelope()
+            envelope.CopyFrom(item.envelope)
+            envelope.source = pb.SOURCE_RETRY
+            envelope.attempt = item.attempt
+            envelopes.append(envelope)
+        try:
+            acks = await self.cluster.send(envelopes)
+        except RingpoolError as exc:
+            log.warning("could not re-dispatch %d retries (%s); they fire again in %.0fs",
+                        len(envelopes), exc, LEASE_S)
+            return len(due)
+        for envelope, ack in zip(envelopes, acks, strict=True):
+            if ack.code == pb.ACCEPTED:
+                self.fired += 1
+            elif ack.code in REFUSALS and ack.code != pb.NOT_REDELIVERABLE:
+                if await self.store.bury(envelope.task_id, pb.AckCode.Name(ack.code), ack.message):
+                    self.buried += 1
+                    log.warning("retry of %s refused (%s); moved to the DLQ",
+                                envelope.task_id, ack.message)
+        return len(due)
+
+    async def _listen(self) -> None:
+        channel = self.store.names.retry_channel
+        while True:
+            pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                async for _ in pubsub.listen():
+                    self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("retry wake subscription broke (%s); resubscribing", exc)
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()

@@ -5,6 +5,24 @@ future; ``Outcome`` says how the task ended. ``PoolOverloaded`` is raised at onc
 when a tier has no room (the node answers OVERLOADED with a retry-after hint).
 """
 
-from node.pool.facade import Job, Outcome, PoolOverloaded, Pools, PoolSettings
+from node.pool.autoscaler import AdaptivePolicy, FixedPolicy, LoadSample, ScalingPolicy
+from node.pool.errors import PoolClosed, PoolOverloaded, TaskTimeout
+from node.pool.facade import Pools
+from node.pool.job import Job, Outcome
+from node.pool.settings import AutoscalerSettings, CpuSettings, PoolSettings
 
-__all__ = ["Job", "Outcome", "PoolOverloaded", "PoolSettings", "Pools"]
+__all__ = [
+    "AdaptivePolicy",
+    "AutoscalerSettings",
+    "CpuSettings",
+    "FixedPolicy",
+    "Job",
+    "LoadSample",
+    "Outcome",
+    "PoolClosed",
+    "PoolOverloaded",
+    "PoolSettings",
+    "Pools",
+    "ScalingPolicy",
+    "TaskTimeout",
+]

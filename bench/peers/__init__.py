@@ -1,0 +1,287 @@
+"""Side-by-side workloads for ringpool and its peers (Celery, Dramatiq, arq, RQ).
+
+Every system is a ``Peer``: it starts its own 2 worker processes against the one
+Redis the harness started (each system on its own freshly flushed Redis DB),
+and offers three primitives the workloads are written in:
+
+* ``submit_many(name, items)`` — enqueue ``(key, args)`` pairs of task ``name``
+  (``noop``, ``sleep10``, ``incr``) through the system's fastest client path
+  (its batch API where it has one) and return opaque handles;
+* ``wait_all(handles, deadline)`` — every handle's result through the
+  system's own result API, in submission order (the uniform completion rule:
+  a task counts as done when its result can be read by the client);
+* ``round_trip()`` — one ``noop`` dispatch and its result, sequentially.
+
+The workloads (``W1``-``W4``) are timed here, the same code for every system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSTEMS: tuple[str, ...] = ("ringpool", "celery", "dramatiq", "arq", "rq")
+WORKERS = 2
+
+
+class WorkloadTimeout(Exception):
+    """A workload ran past its deadline."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    w1_tasks: int = 20_000
+    w1_keys: int = 1_000
+    w2_trips: int = 1_000
+    w3_tasks: int = 5_000
+    w4_keys: int = 1_000
+    w4_per_key: int = 5
+    deadline_s: float = 120.0  # per workload, per repeat
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(w1_tasks=2_000, w1_keys=200, w2_trips=200, w3_tasks=500,
+                   w4_keys=200, w4_per_key=5, deadline_s=60.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_deadline(deadline: float, what: str) -> float:
+    """Seconds left before ``deadline``; WorkloadTimeout when none are."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise WorkloadTimeout(f"{what}: deadline passed")
+    return left
+
+
+class WorkerProcess:
+    """One worker command in its own process group, logged to a file, killed by group."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path,
+                 env: dict[str, str]) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                cwd=ROOT, start_new_session=True,
+            )
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the whole group, then SIGKILL whatever is left of it."""
+        if self.proc is None:
+            return
+        pgid = self.proc.pid  # start_new_session: the group id is the leader's pid
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(wait)
+            except subprocess.TimeoutExpired:
+                continue
+            # The leader is gone; make sure its children (prefork pools) are too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            break
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(extra or {})
+    return env
+
+
+def bin_path(name: str) -> str:
+    """A console script next to this interpreter (the venv's ``celery``, ``rq``, …)."""
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class Peer(ABC):
+    """One system under test; subclasses fill in start/stop and the three primitives."""
+
+    name: str = "?"
+    settings: str = ""  # one line: the worker command and its concurrency
+
+    def __init__(self, redis_url: str, workdir: Path, zk: str | None = None) -> None:
+        self.redis_url = redis_url
+        self.workdir = workdir
+        self.zk = zk
+        self.workers: list[WorkerProcess] = []
+
+    # -- lifecycle ---------------------------------------------------------------------
+    @abstractmethod
+    def start(self, timeout: float = 60.0) -> None: ...
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
+
+    def wait_ready(self, marker: str, timeout: float) -> None:
+        """Wait until every worker's log shows ``marker``; fail early if one died."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = [w for w in self.workers if marker not in w.log_text()]
+            if not pending:
+                return
+            for worker in pending:
+                if not worker.alive():
+                    raise RuntimeError(f"{worker.name} exited; log {worker.log_path}:\n"
+                                       + worker.log_text()[-2000:])
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"{self.name}: workers not ready after {timeout:.0f}s; "
+                                   f"logs in {self.workdir}")
+            time.sleep(0.1)
+
+    # -- primitives ----------------------------------------------------------------------
+    @abstractmethod
+    def submit_many(self, name: str, items: list[tuple[str, tuple[Any, ...]]],
+                    options: dict[str, Any] | None = None) -> list[Any]: ...
+
+    @abstractmethod
+    def wait_all(self, handles: list[Any], deadline: float) -> list[Any]: ...
+
+    @abstractmethod
+    def round_trip(self, deadline: float) -> Any: ...
+
+    # -- workloads -----------------------------------------------------------------------
+    def warm_up(self, deadline_s: float = 60.0) -> None:
+        deadline = time.monotonic() + deadline_s
+        self.wait_all(self.submit_many("noop", [(f"warm:{i}", ()) for i in range(200)]),
+                      deadline)
+        for _ in range(20):
+            self.round_trip(deadline)
+
+    def w1_throughput(self, sizes: Sizes) -> dict[str, Any]:
+        items = [(f"k:{i % sizes.w1_keys}", ()) for i in range(sizes.w1_tasks)]
+        return self._timed_batch("noop", items, sizes.deadline_s)
+
+    def w2_latency(self, sizes: Sizes) -> dict[str, Any]:
+        deadline = time.monotonic() + sizes.deadline_s
+        samples: list[float] = []
+        for _ in range(sizes.w2_trips):
+            check_deadline(deadline, "W2")
+            start = time.perf_counter()
+            self.round_trip(deadline)
+            samples.append((time.perf_counter() - start) * 1000.0)
+        return {"trips": len(samples), "p50_ms": percentile(samples, 50),
+                "p99_ms": percentile(samples, 99), "mean_ms": statistics.fmean(samples)}
+
+    def w3_io(self, sizes: Sizes) -> dict[str, Any]:
+        items = [(f"k:{i % sizes.w1_keys}", ()) for i in range(sizes.w3_tasks)]
+        return self._timed_batch("sleep10", items, sizes.deadline_s)
+
+    def w4_options(self) -> dict[str, Any]:
+        """Per-system dispatch options for W4 (ringpool asks for per-key order)."""
+        return {}
+
+    def w4_keyed(self, sizes: Sizes) -> dict[str, Any]:
+        run = uuid.uuid4().hex[:8]  # fresh keys: every worker's counters start at 0
+        keys = [f"{run}:{i}" for i in range(sizes.w4_keys)]
+        items = [(key, (key,)) for _ in range(sizes.w4_per_key) for key in keys]
+        deadline = time.monotonic() + sizes.deadline_s
+        start = time.perf_counter()
+        handles = self.submit_many("incr", items, self.w4_options())
+        values = self.wait_all(handles, deadline)
+        elapsed = time.perf_counter() - start
+        seen: dict[str, set[int]] = {key: set() for key in keys}
+        for (key, _), value in zip(items, values, strict=True):
+            seen[key].add(int(value))
+        expected = set(range(1, sizes.w4_per_key + 1))
+        wrong = sum(len(expected - got) for got in seen.values())
+        return {"tasks": len(items), "keys": len(keys), "wrong_counts": wrong,
+                "wrong_keys": sum(1 for got in seen.values() if got != expected),
+                "tasks_per_s": len(items) / elapsed}
+
+    def _timed_batch(self, name: str, items: list[tuple[str, tuple[Any, ...]]],
+                     deadline_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + deadline_s
+        start = time.perf_counter()
+        handles = self.submit_many(name, items)
+        enqueued = time.perf_counter()
+        self.wait_all(handles, deadline)
+        done = time.perf_counter()
+        return {"tasks": len(items), "seconds": done - start,
+                "tasks_per_s": len(items) / (done - start),
+                "enqueue_per_s": len(items) / max(enqueued - start, 1e-9)}
+
+    def run_once(self, sizes: Sizes, workloads: Sequence[str] = ("w1", "w2", "w3", "w4")
+                 ) -> dict[str, Any]:
+        """One repeat of every workload; a failed or late workload records its error."""
+        out: dict[str, Any] = {}
+        for workload in workloads:
+            method = getattr(self, {"w1": "w1_throughput", "w2": "w2_latency",
+                                    "w3": "w3_io", "w4": "w4_keyed"}[workload])
+            try:
+                out[workload] = method(sizes)
+            except Exception as exc:  # recorded, the run goes on
+                out[workload] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+                self.recover()
+        return out
+
+    def recover(self) -> None:
+        """After a failed workload: drop whatever is still queued (best effort)."""
+        return None
+
+
+def load_peer(name: str, redis_url: str, workdir: Path, zk: str | None) -> Peer:
+    """The ``Peer`` for system ``name``; its module is imported only here.
+
+    Peer modules configure their broker from ``BENCH_REDIS_URL`` at import (the
+    workers import them too), so it is set first.
+    """
+    os.environ["BENCH_REDIS_URL"] = redis_url
+    if name == "ringpool":
+        from bench.peers.ringpool_peer import RingpoolPeer as cls
+    elif name == "celery":
+        from bench.peers.celery_peer import CeleryPeer as cls  # type: ignore[assignment]
+    elif name == "dramatiq":
+        from bench.peers.dramatiq_peer import DramatiqPeer as cls  # type: ignore[assignment]
+    elif name == "arq":
+        from bench.peers.arq_peer import ArqPeer as cls  # type: ignore[assignment]
+    elif name == "rq":
+        from bench.peers.rq_peer import RqPeer as cls  # type: ignore[assignment]
+    else:
+        raise ValueError(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
+    return cls(redis_url, workdir, zk)

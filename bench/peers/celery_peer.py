@@ -1,0 +1,92 @@
+"""Celery 5.7 on Redis (broker and result backend), JSON serializer.
+
+Workers: 2 x ``celery -A bench.peers.celery_peer worker -P prefork -c 2
+--without-gossip --without-mingle --without-heartbeat -Q bench -n bN@%h``.
+``-P prefork -c 2`` is Celery's default pool and default concurrency
+(the CPU count, 2 here), so 4 executing processes in all; prefetch multiplier
+left at its default (4). Gossip/mingle/heartbeat off, as Celery's optimizing
+guide recommends for Redis brokers (they only add chatter).
+
+Client: W1/W3/W4 send one ``group(...)`` (``group.apply_async``: one producer,
+one message per task; Celery has no multi-message publish) and wait with
+``ResultSet.join_native`` (the Redis backend's pub/sub result consumer).
+W2: ``noop.delay().get()``. Keys are only arguments: Celery routes by queue,
+not by key.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from celery import Celery, group
+from celery.result import ResultSet
+
+from bench import tasks
+from bench.peers import WORKERS, Peer, WorkerProcess, bin_path, check_deadline, child_env
+
+QUEUE = "bench"
+_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/1")
+
+app = Celery("bench", broker=_URL, backend=_URL)
+app.conf.update(
+    task_serializer="json", result_serializer="json", accept_content=["json"],
+    task_default_queue=QUEUE, result_expires=3600, worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+)
+
+
+@app.task(name="bench.noop")
+def noop() -> None:
+    return tasks.noop()
+
+
+@app.task(name="bench.sleep10")
+def sleep10() -> None:
+    return tasks.sleep10()
+
+
+@app.task(name="bench.incr")
+def incr(key: str) -> int:
+    return tasks.incr(key)
+
+
+TASKS = {"noop": noop, "sleep10": sleep10, "incr": incr}
+
+
+class CeleryPeer(Peer):
+    name = "celery"
+    settings = "2 workers x prefork -c 2 (default = CPUs), prefetch 4, Redis broker+backend"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        app.conf.update(broker_url=self.redis_url, result_backend=self.redis_url)
+
+    def start(self, timeout: float = 60.0) -> None:
+        env = child_env({"BENCH_REDIS_URL": self.redis_url})
+        for i in range(WORKERS):
+            argv = [bin_path("celery"), "-A", "bench.peers.celery_peer", "worker",
+                    "-P", "prefork", "-c", "2", "--without-gossip", "--without-mingle",
+                    "--without-heartbeat", "-Q", QUEUE, "-n", f"b{i}@%h", "-l", "INFO"]
+            self.workers.append(
+                WorkerProcess(f"celery-{i}", argv, self.workdir / f"celery-{i}.log", env).start()
+            )
+        self.wait_ready(" ready.", timeout)
+
+    def submit_many(self, name: str, items: list[tuple[str, tuple[Any, ...]]],
+                    options: dict[str, Any] | None = None) -> list[Any]:
+        fn = TASKS[name]
+        return list(group(fn.s(*args) for _, args in items).apply_async().results)
+
+    def wait_all(self, handles: list[Any], deadline: float) -> list[Any]:
+        left = check_deadline(deadline, "celery wait")
+        return list(ResultSet(handles, app=app).join_native(timeout=left, interval=0.01))
+
+    def round_trip(self, deadline: float) -> Any:
+        return noop.delay().get(timeout=check_deadline(deadline, "celery round trip"),
+                                interval=0.001)
+
+    def recover(self) -> None:
+        app.control.purge()
+        time.sleep(0.5)

@@ -1,0 +1,91 @@
+"""Dramatiq 2.2 on Redis (``RedisBroker``) with the ``Results`` middleware (``RedisBackend``).
+
+Workers: 2 x ``dramatiq bench.peers.dramatiq_peer -p 1 -t 8``: one worker
+process each (2 in all, the budget) with Dramatiq's default 8 worker threads
+(its CLI default is ``--processes`` = CPUs, ``--threads 8``). Default
+middleware plus ``Results``; actors have ``max_retries=0`` and
+``store_results=True``.
+
+Client: W1/W3/W4 ``group(messages).run()`` (one enqueue script call per message:
+the Redis broker has no bulk enqueue) and ``group.get_results(block=True)``
+(``Message.get_result``: a blocking pop on each result key). W2:
+``actor.send()`` then ``message.get_result(block=True)``. Keys are only
+arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dramatiq
+from dramatiq import group
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.results import Results
+from dramatiq.results.backends.redis import RedisBackend
+
+from bench import tasks
+from bench.peers import WORKERS, Peer, WorkerProcess, bin_path, check_deadline, child_env
+
+_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
+
+broker = RedisBroker(url=_URL)
+backend = RedisBackend(url=_URL)
+broker.add_middleware(Results(backend=backend))
+dramatiq.set_broker(broker)
+
+
+@dramatiq.actor(actor_name="bench_noop", max_retries=0, store_results=True)
+def noop() -> None:
+    return tasks.noop()
+
+
+@dramatiq.actor(actor_name="bench_sleep10", max_retries=0, store_results=True)
+def sleep10() -> None:
+    return tasks.sleep10()
+
+
+@dramatiq.actor(actor_name="bench_incr", max_retries=0, store_results=True)
+def incr(key: str) -> int:
+    return tasks.incr(key)
+
+
+ACTORS = {"noop": noop, "sleep10": sleep10, "incr": incr}
+
+
+class DramatiqPeer(Peer):
+    name = "dramatiq"
+    settings = "2 workers x -p 1 -t 8 (default threads), Redis broker + Results(RedisBackend)"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.redis_url != _URL:
+            raise RuntimeError("set BENCH_REDIS_URL before importing bench.peers.dramatiq_peer")
+
+    def start(self, timeout: float = 60.0) -> None:
+        env = child_env({"BENCH_REDIS_URL": self.redis_url})
+        for i in range(WORKERS):
+            argv = [bin_path("dramatiq"), "bench.peers.dramatiq_peer", "-p", "1", "-t", "8"]
+            self.workers.append(WorkerProcess(
+                f"dramatiq-{i}", argv, self.workdir / f"dramatiq-{i}.log", env).start())
+        self.wait_ready("ready for action", timeout)
+
+    def submit_many(self, name: str, items: list[tuple[str, tuple[Any, ...]]],
+                    options: dict[str, Any] | None = None) -> list[Any]:
+        actor = ACTORS[name]
+        g = group([actor.message(*args) for _, args in items], broker=broker).run()
+        return list(g.children)
+
+    def wait_all(self, handles: list[Any], deadline: float) -> list[Any]:
+        out = []
+        for message in handles:
+            left_ms = int(check_deadline(deadline, "dramatiq wait") * 1000)
+            out.append(message.get_result(backend=backend, block=True, timeout=max(1, left_ms)))
+        return out
+
+    def round_trip(self, deadline: float) -> Any:
+        left_ms = int(check_deadline(deadline, "dramatiq round trip") * 1000)
+        return noop.send().get_result(backend=backend, block=True, timeout=max(1, left_ms))
+
+    def recover(self) -> None:
+        broker.flush_all()

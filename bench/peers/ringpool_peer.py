@@ -1,0 +1,98 @@
+"""ringpool: 2 nodes (``python -m node``) started by ``sdk.local.LocalCluster``.
+
+Workers: ``LocalCluster(nodes=2, coordinators=0, tasks=["bench.peers.ringpool_peer"])``
+against the harness's ZooKeeper and Redis: 2 node processes, each with its
+default pools (the dynamic ``io`` thread pool runs these sync tasks). No
+coordinator: it is not on the dispatch path and would be a third process.
+Durable accept is on (it always is): every task's idempotency fingerprint,
+record and in-flight entry are written to Redis before ``dispatch`` returns.
+
+Client: the public sync API. W1/W3/W4 ``Cluster.dispatch_many`` in batches of
+1,000 (keyed: ``k:0`` .. ``k:999``), then ``TaskHandle.result()`` per handle in
+submission order (results are pushed back on the open stream). W2:
+``cluster.dispatch(key, noop.s()).result()``. W4 sends ``ordered=True`` — the
+per-key ordering ringpool offers, so same-key increments never overlap on a
+node's threads; affinity puts all of a key's increments in one process.
+
+Importing this module registers the task bodies of ``bench.tasks`` as ringpool
+tasks ``bench.noop``, ``bench.sleep10`` and ``bench.incr`` (kind ``io``); the
+nodes load it as their ``--tasks`` module.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench import tasks
+from bench.peers import WORKERS, Peer, check_deadline
+from sdk.task import task
+
+CHUNK = 1_000
+
+ringpool_noop = task("bench.noop", kind="io", timeout=60.0)(tasks.noop)
+ringpool_sleep10 = task("bench.sleep10", kind="io", timeout=60.0)(tasks.sleep10)
+ringpool_incr = task("bench.incr", kind="io", timeout=60.0)(tasks.incr)
+DEFINITIONS = {"noop": ringpool_noop, "sleep10": ringpool_sleep10, "incr": ringpool_incr}
+
+
+class RingpoolPeer(Peer):
+    name = "ringpool"
+    settings = "2 nodes (default pools, io kind), durable accept, no coordinator"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.local: Any = None
+        self.cluster: Any = None
+        self._trip = 0
+
+    def start(self, timeout: float = 60.0) -> None:
+        from sdk import Cluster
+        from sdk.local import LocalCluster
+
+        if not self.zk:
+            raise RuntimeError("ringpool needs the harness's ZooKeeper")
+        self.local = LocalCluster(
+            nodes=WORKERS, coordinators=0, tasks=["bench.peers.ringpool_peer"],
+            zk=self.zk, redis=self.redis_url, workdir=self.workdir,
+        )
+        self.local.start(timeout=timeout)
+        self.cluster = Cluster.connect(zk=self.local.zk, redis=self.local.redis,
+                                       cluster=self.local.cluster)
+        deadline = time.monotonic() + timeout
+        while len(self.cluster.ring.members) < WORKERS:
+            check_deadline(deadline, "ringpool client ring")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        try:
+            if self.cluster is not None:
+                self.cluster.close()
+        finally:
+            self.cluster = None
+            if self.local is not None:
+                self.local.stop()
+                self.local = None
+
+    def submit_many(self, name: str, items: list[tuple[str, tuple[Any, ...]]],
+                    options: dict[str, Any] | None = None) -> list[Any]:
+        definition = DEFINITIONS[name]
+        handles: list[Any] = []
+        for i in range(0, len(items), CHUNK):
+            batch = []
+            for key, args in items[i:i + CHUNK]:
+                t = definition.s(*args)
+                batch.append((key, t.with_options(**options) if options else t))
+            handles.extend(self.cluster.dispatch_many(batch))
+        return handles
+
+    def wait_all(self, handles: list[Any], deadline: float) -> list[Any]:
+        return [h.result(timeout=check_deadline(deadline, "ringpool wait")) for h in handles]
+
+    def round_trip(self, deadline: float) -> Any:
+        self._trip += 1
+        handle = self.cluster.dispatch(f"trip:{self._trip % 1000}", ringpool_noop.s())
+        return handle.result(timeout=check_deadline(deadline, "ringpool round trip"))
+
+    def w4_options(self) -> dict[str, Any]:
+        return {"ordered": True}

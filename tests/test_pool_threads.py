@@ -221,20 +221,23 @@ async def test_submit_wait_waits_for_room_until_its_deadline(make_pools: PoolFac
 
 
 def test_blocking_submit_on_the_tier_takes_the_freed_slot() -> None:
-    tier = ThreadTier(0, 1, 0, 1.0)
+    tier = ThreadTier(0, 1, 1, 1.0)
     gate = threading.Event()
     results: list[Any] = []
-    ticket = Ticket(make_job(gate.wait, 10), lambda t, o: results.append(o.value))
-    tier.submit(ticket)
+
+    def collect(ticket: Ticket, outcome: Any) -> None:
+        results.append(outcome.value)
+
+    tier.submit(Ticket(make_job(gate.wait, 10), collect))
+    tier.submit(Ticket(make_job(lambda: 1), collect))
     with pytest.raises(PoolOverloaded):
-        tier.submit(Ticket(make_job(lambda: 1), lambda t, o: results.append(o.value)))
+        tier.submit(Ticket(make_job(lambda: 2), collect))
     threading.Timer(0.05, gate.set).start()
-    follow = Ticket(make_job(lambda: 2), lambda t, o: results.append(o.value))
-    # max_queue=0: the blocked submit needs a free queue slot, which never comes...
-    with pytest.raises(PoolOverloaded):
-        tier.submit(follow, block_s=0.2)
-    assert tier.release(5.0) == []
-    assert results == [True]
+    # The worker takes the queued job as the blocker ends, which frees the queue slot.
+    tier.submit(Ticket(make_job(lambda: 2), collect), block_s=10.0)
+    assert tier.release(10.0) == []
+    assert results == [True, 1, 2]
+    assert tier.stats()["rejected"] == 1
 
 
 async def test_current_task_and_middleware_order(make_pools: PoolFactory) -> None:

@@ -180,6 +180,7 @@ class Pools:
         self._autoscaler.stop()
         for ticket in left:
             ticket.token.cancel()
+        self._inflight = 0  # what was left is handed back, not awaited
         return [ticket.job for ticket in left]
 
     def stats(self) -> dict[str, Any]:

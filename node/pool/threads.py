@@ -93,36 +93,35 @@ class ThreadTier:
         """
         start: _Worker | None = None
         wake: _Worker | None = None
+        deadline = time.monotonic() + block_s
         with self._lock:
             if self._closed and not force:
                 raise PoolClosed("the io pool is released")
-            if self._idle:
-                wake = self._idle.pop()
-                wake.idle = False
-                self._assign(wake, ticket)
-            elif len(self._workers) < self._max:
-                start = self._new_worker(ticket)
-            elif len(self._heap) < self._max_queue or force:
-                heapq.heappush(self._heap, (-ticket.job.priority, next(self._seq), ticket))
-            else:
-                self._wait_for_space(ticket, block_s)
+            while True:
+                if self._idle:
+                    wake = self._idle.pop()
+                    wake.idle = False
+                    self._assign(wake, ticket)
+                elif len(self._workers) < self._max:
+                    start = self._new_worker(ticket)
+                elif len(self._heap) < self._max_queue or force:
+                    heapq.heappush(self._heap, (-ticket.job.priority, next(self._seq), ticket))
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._closed:
+                        self.rejected += 1
+                        raise PoolOverloaded(self._retry_after_s())
+                    # Room may come back as a worker, not a queue slot: look again after.
+                    self._space_waiters += 1
+                    self._space.wait(remaining)
+                    self._space_waiters -= 1
+                    continue
+                break
             self.submitted += 1
         if wake is not None:
             wake.wake.release()
         elif start is not None:
             self._start(start)
-
-    def _wait_for_space(self, ticket: Ticket, block_s: float) -> None:
-        deadline = time.monotonic() + block_s
-        while len(self._heap) >= self._max_queue:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._closed:
-                self.rejected += 1
-                raise PoolOverloaded(self._retry_after_s())
-            self._space_waiters += 1
-            self._space.wait(remaining)
-            self._space_waiters -= 1
-        heapq.heappush(self._heap, (-ticket.job.priority, next(self._seq), ticket))
 
     def _retry_after_s(self) -> float:
         # Time for the queue ahead to drain at the current per-task run time.

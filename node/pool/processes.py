@@ -18,7 +18,7 @@ import os
 import threading
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import fields
 from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -94,7 +94,10 @@ class _Process:
         child.close()
 
     def call(self, job: Job) -> Any:
-        ctx = {k: v for k, v in asdict(job.context).items() if k != "cancelled"}
+        # The context's plain fields; its ``cancelled`` event stays here (a kill ends the job).
+        ctx = {f.name: getattr(job.context, f.name) for f in fields(job.context)
+               if f.name != "cancelled"}
+        ctx["headers"] = dict(ctx["headers"])
         fn = job.definition.fn
         self._conn.send_bytes(json.dumps({
             "module": fn.__module__, "qualname": fn.__qualname__,

@@ -62,7 +62,7 @@ def run_ring(quick: bool) -> dict[str, Any]:
     return dict(json.loads((RESULTS / "ring.json").read_text()))
 
 
-def run_pool(quick: bool, timeout: float = 240.0) -> dict[str, Any]:
+def run_pool(quick: bool, timeout: float = 90.0) -> dict[str, Any]:
     """``python -m bench.pool`` when it exists; its output is shown, not parsed."""
     if not (Path(__file__).parent / "pool.py").exists():
         return {"skipped": "bench/pool.py does not exist yet"}
@@ -82,7 +82,9 @@ def run_pool(quick: bool, timeout: float = 240.0) -> dict[str, Any]:
 
 
 def run_peers(systems: list[str], sizes: Sizes, repeats: int, workloads: list[str],
-              workdir: Path) -> dict[str, Any]:
+              workdir: Path, budget_s: float) -> dict[str, Any]:
+    """Each system gets ``budget_s / len(systems)``: it stops repeating (after at least
+    one repeat) when another repeat as long as its last would overrun that share."""
     from sdk.local import RedisServer, ZooKeeperServer
 
     redis_server = RedisServer(workdir)
@@ -110,10 +112,19 @@ def run_peers(systems: list[str], sizes: Sizes, repeats: int, workloads: list[st
             try:
                 peer.start()
                 peer.warm_up()
+                share = budget_s / len(systems)
                 for index in range(repeats):
+                    repeat_began = time.monotonic()
                     result = peer.run_once(sizes, workloads)
                     record["repeats"].append(result)
                     print(f"   repeat {index + 1}: {_brief(result)}", flush=True)
+                    now = time.monotonic()
+                    if index + 1 < repeats and now + (now - repeat_began) - began > share:
+                        record["repeats_cut"] = (
+                            f"{index + 1} of {repeats} repeats: the next would overrun "
+                            f"this system's {share:.0f}s share of the time budget")
+                        print(f"   {record['repeats_cut']}", flush=True)
+                        break
             except Exception as exc:
                 record["error"] = f"{type(exc).__name__}: {exc}"[:2000]
                 print(f"   failed: {record['error']}", flush=True)
@@ -131,14 +142,15 @@ def run_peers(systems: list[str], sizes: Sizes, repeats: int, workloads: list[st
 def _brief(result: dict[str, Any]) -> str:
     parts = []
     for workload, data in result.items():
+        mark = " (partial)" if data.get("partial") else ""
         if "error" in data:
             parts.append(f"{workload}: {data['error'][:80]}")
         elif workload == "w2":
-            parts.append(f"w2 p50 {data['p50_ms']:.2f} ms p99 {data['p99_ms']:.2f} ms")
+            parts.append(f"w2 p50 {data['p50_ms']:.2f} ms p99 {data['p99_ms']:.2f} ms{mark}")
         elif workload == "w4":
-            parts.append(f"w4 wrong {data['wrong_counts']}")
+            parts.append(f"w4 wrong {data['wrong_counts']}/{data['completed']}{mark}")
         else:
-            parts.append(f"{workload} {data['tasks_per_s']:,.0f}/s")
+            parts.append(f"{workload} {data['tasks_per_s']:,.0f}/s{mark}")
     return " | ".join(parts)
 
 
@@ -150,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--skip-ring", action="store_true")
     parser.add_argument("--skip-pool", action="store_true")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds for all peers together (default 420, quick 240)")
     parser.add_argument("--keep-workdir", action="store_true", help="keep worker logs")
     args = parser.parse_args(argv)
     systems = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -176,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_pool:
             print("\n== bench.pool", flush=True)
             run["pool"] = run_pool(args.quick)
-        run["systems"] = run_peers(systems, sizes, repeats, workloads, workdir)
+        budget = args.budget or (240.0 if args.quick else 420.0)
+        run["budget_s"] = budget
+        run["systems"] = run_peers(systems, sizes, repeats, workloads, workdir, budget)
     finally:
         run["wall_s"] = time.monotonic() - started
         if args.keep_workdir:

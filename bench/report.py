@@ -93,7 +93,8 @@ def format_table(run: dict[str, Any], summary: dict[str, Any]) -> str:
         f"better); W1 {sizes.get('w1_tasks')} no-op over {sizes.get('w1_keys')} keys, "
         f"W2 {sizes.get('w2_trips')} round trips, W3 {sizes.get('w3_tasks')} x 10 ms, "
         f"W4 {sizes.get('w4_keys')} keys x {sizes.get('w4_per_key')} increments "
-        "(wrong = counts missing from 1..n per key)"
+        "(wrong = returned counts that another task of the same key also returned); "
+        "partial = cut at the per-workload deadline"
     )
     for name, problems in summary["errors"].items():
         for problem in problems:

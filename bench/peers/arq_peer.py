@@ -9,7 +9,7 @@ The task bodies are coroutines (arq runs nothing else): ``sleep10`` is
 ``await asyncio.sleep(0.01)``.
 
 Client: ``ArqRedis.enqueue_job`` (no bulk API) gathered 200 at a time on one
-event loop; results with ``Job.result(poll_delay=0.01)`` gathered 200 at a time
+event loop; results with ``Job.result(poll_delay=0.01)`` per job in order
 (W2: ``poll_delay=0.001``). Keys are only arguments.
 
 arq 0.28 pins ``redis<6``; the venv has ringpool's redis 8.1, so arq is installed
@@ -27,7 +27,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.jobs import Job
 
 from bench import tasks
-from bench.peers import WORKERS, Peer, WorkerProcess, bin_path, check_deadline, child_env
+from bench.peers import WORKERS, Peer, WorkerProcess, bin_path, check_deadline, child_env, time_left
 
 _URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 CHUNK = 200
@@ -104,10 +104,14 @@ class ArqPeer(Peer):
     def wait_all(self, handles: list[Any], deadline: float) -> list[Any]:
         async def go() -> list[Any]:
             out: list[Any] = []
-            for i in range(0, len(handles), CHUNK):
-                left = check_deadline(deadline, "arq wait")
-                out.extend(await asyncio.gather(
-                    *(job.result(timeout=left, poll_delay=0.01) for job in handles[i:i + CHUNK])))
+            for job in handles:
+                left = time_left(deadline)
+                if left <= 0:
+                    break
+                try:
+                    out.append(await job.result(timeout=left, poll_delay=0.01))
+                except TimeoutError:
+                    break
             return out
 
         return list(self._run(go()))

@@ -7,9 +7,10 @@ Workers: 2 x ``celery -A bench.peers.celery_peer worker -P prefork -c 2
 left at its default (4). Gossip/mingle/heartbeat off, as Celery's optimizing
 guide recommends for Redis brokers (they only add chatter).
 
-Client: W1/W3/W4 send one ``group(...)`` (``group.apply_async``: one producer,
-one message per task; Celery has no multi-message publish) and wait with
-``ResultSet.join_native`` (the Redis backend's pub/sub result consumer).
+Client: W1/W3/W4 send ``group(...)`` of 1,000 at a time (``group.apply_async``:
+one producer, one message per task; Celery has no multi-message publish) and
+wait with ``AsyncResult.get`` per task in order (the Redis backend's pub/sub
+result consumer).
 W2: ``noop.delay().get()``. Keys are only arguments: Celery routes by queue,
 not by key.
 """
@@ -21,10 +22,10 @@ import time
 from typing import Any
 
 from celery import Celery, group
-from celery.result import ResultSet
+from celery.exceptions import TimeoutError as CeleryTimeout
 
 from bench import tasks
-from bench.peers import WORKERS, Peer, WorkerProcess, bin_path, check_deadline, child_env
+from bench.peers import WORKERS, Peer, WorkerProcess, bin_path, check_deadline, child_env, time_left
 
 QUEUE = "bench"
 _URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/1")
@@ -80,8 +81,16 @@ class CeleryPeer(Peer):
         return list(group(fn.s(*args) for _, args in items).apply_async().results)
 
     def wait_all(self, handles: list[Any], deadline: float) -> list[Any]:
-        left = check_deadline(deadline, "celery wait")
-        return list(ResultSet(handles, app=app).join_native(timeout=left, interval=0.01))
+        out: list[Any] = []
+        for handle in handles:
+            left = time_left(deadline)
+            if left <= 0:
+                break
+            try:
+                out.append(handle.get(timeout=left, interval=0.01))
+            except CeleryTimeout:
+                break
+        return out
 
     def round_trip(self, deadline: float) -> Any:
         return noop.delay().get(timeout=check_deadline(deadline, "celery round trip"),

@@ -6,9 +6,10 @@ process each (2 in all, the budget) with Dramatiq's default 8 worker threads
 middleware plus ``Results``; actors have ``max_retries=0`` and
 ``store_results=True``.
 
-Client: W1/W3/W4 ``group(messages).run()`` (one enqueue script call per message:
-the Redis broker has no bulk enqueue) and ``group.get_results(block=True)``
-(``Message.get_result``: a blocking pop on each result key). W2:
+Client: W1/W3/W4 ``group(messages).run()`` 1,000 at a time (one enqueue script
+call per message: the Redis broker has no bulk enqueue) and
+``Message.get_result(block=True)`` per message in order (a blocking pop on its
+result key). W2:
 ``actor.send()`` then ``message.get_result(block=True)``. Keys are only
 arguments.
 """
@@ -21,11 +22,11 @@ from typing import Any
 import dramatiq
 from dramatiq import group
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.results import Results
+from dramatiq.results import Results, ResultTimeout
 from dramatiq.results.backends.redis import RedisBackend
 
 from bench import tasks
-from bench.peers import WORKERS, Peer, WorkerProcess, bin_path, check_deadline, child_env
+from bench.peers import WORKERS, Peer, WorkerProcess, bin_path, check_deadline, child_env, time_left
 
 _URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
 
@@ -77,10 +78,15 @@ class DramatiqPeer(Peer):
         return list(g.children)
 
     def wait_all(self, handles: list[Any], deadline: float) -> list[Any]:
-        out = []
+        out: list[Any] = []
         for message in handles:
-            left_ms = int(check_deadline(deadline, "dramatiq wait") * 1000)
-            out.append(message.get_result(backend=backend, block=True, timeout=max(1, left_ms)))
+            left_ms = int(time_left(deadline) * 1000)
+            if left_ms <= 0:
+                break
+            try:
+                out.append(message.get_result(backend=backend, block=True, timeout=left_ms))
+            except ResultTimeout:
+                break
         return out
 
     def round_trip(self, deadline: float) -> Any:

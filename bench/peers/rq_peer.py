@@ -23,7 +23,15 @@ from rq.job import Job
 from rq.results import Result
 
 from bench import tasks
-from bench.peers import WORKERS, Peer, WorkerProcess, bin_path, check_deadline, child_env
+from bench.peers import (
+    WORKERS,
+    Peer,
+    WorkerProcess,
+    WorkloadTimeout,
+    bin_path,
+    child_env,
+    time_left,
+)
 
 QUEUE = "bench"
 CHUNK = 1_000
@@ -59,21 +67,36 @@ class RqPeer(Peer):
             ]))
         return jobs
 
-    def _result(self, job: Job, deadline: float, what: str) -> Any:
+    def _result(self, job: Job, deadline: float) -> Result | None:
+        """The job's result, or None at the deadline."""
         while True:
-            left = check_deadline(deadline, what)
-            result = job.latest_result(timeout=max(1, math.ceil(min(left, 5.0))))
+            left = time_left(deadline)
+            if left <= 0:
+                return None
+            # latest_result blocks in whole seconds; a non-blocking check first keeps
+            # the deadline tight.
+            result = job.latest_result() or job.latest_result(
+                timeout=max(1, math.ceil(min(left, 1.0))))
             if result is None:
                 continue
             if result.type != Result.Type.SUCCESSFUL:
                 raise RuntimeError(f"rq job {job.id} failed: {result.exc_string}")
-            return result.return_value
+            return result
 
     def wait_all(self, handles: list[Any], deadline: float) -> list[Any]:
-        return [self._result(job, deadline, "rq wait") for job in handles]
+        out: list[Any] = []
+        for job in handles:
+            result = self._result(job, deadline)
+            if result is None:
+                break
+            out.append(result.return_value)
+        return out
 
     def round_trip(self, deadline: float) -> Any:
-        return self._result(self.queue.enqueue(tasks.noop), deadline, "rq round trip")
+        result = self._result(self.queue.enqueue(tasks.noop), deadline)
+        if result is None:
+            raise WorkloadTimeout("rq round trip: deadline passed")
+        return result.return_value
 
     def recover(self) -> None:
         self.queue.empty()

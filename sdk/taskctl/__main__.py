@@ -1,0 +1,3 @@
+from sdk.taskctl import main
+
+main()

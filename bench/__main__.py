@@ -67,8 +67,9 @@ def run_pool(quick: bool, timeout: float = 90.0) -> dict[str, Any]:
     if not (Path(__file__).parent / "pool.py").exists():
         return {"skipped": "bench/pool.py does not exist yet"}
     argv = [sys.executable, "-m", "bench.pool", *(["--quick"] if quick else [])]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[1],
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     try:
         code = proc.wait(timeout)
     except subprocess.TimeoutExpired:

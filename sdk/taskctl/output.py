@@ -85,7 +85,7 @@ RATE = Rate()
 def console(stderr: bool = False) -> Console:
     """A console on the current stdout/stderr (so click's test runner captures it)."""
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 120
+    width = None if stream.isatty() else 200  # pipes and files: wide, so ids are never cut
     return Console(file=stream, highlight=False, soft_wrap=False, width=width)
 
 
@@ -109,10 +109,12 @@ def table(*columns: str, title: str | None = None) -> Table:
     t = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
     for column in columns:
         justify = "right" if column.endswith((" ", "%")) or column in NUMERIC else "left"
-        t.add_column(column.strip(), justify=justify)  # type: ignore[arg-type]
+        t.add_column(column.strip(), justify=justify,  # type: ignore[arg-type]
+                     no_wrap=column in NO_WRAP)
     return t
 
 
+NO_WRAP = frozenset({"task id", "node", "key", "address", "share", "dead-lettered"})
 NUMERIC = frozenset({"share", "in-flight", "queued", "running", "count", "attempts", "keys",
                      "measured", "replays", "ring v"})
 

@@ -103,7 +103,7 @@ async def through_loop(workers: int, n: int) -> dict[str, float]:
     for name, submit in (("ringpool", pools.submit), ("tpe", tpe_submit)):
         await loop_throughput(submit, n // 10)  # warm: threads started
         result[f"{name}_tasks_per_s"] = await loop_throughput(submit, n)
-        latencies = await loop_latency(submit, n // 2, in_flight=workers)
+        latencies = await loop_latency(submit, n // 4, in_flight=workers)
         result[f"{name}_p50_ms"] = percentile(latencies, 0.50) * 1000
         result[f"{name}_p99_ms"] = percentile(latencies, 0.99) * 1000
     await pools.release(10.0)
@@ -222,8 +222,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
-    n = 20_000 if args.quick else 100_000
-    bursts = 4 if args.quick else 8
+    n = 20_000 if args.quick else 40_000
+    bursts = 4 if args.quick else 6
     peak, burst_size, gap_s = 64, 200, 0.6
     sizes = [8, 16, 32, peak]
 

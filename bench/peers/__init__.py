@@ -245,7 +245,7 @@ class Peer(ABC):
     def _timed_batch(self, name: str, items: list[tuple[str, tuple[Any, ...]]],
                      deadline_s: float, options: dict[str, Any] | None = None
                      ) -> tuple[dict[str, Any], list[Any]]:
-        """Enqueue in chunks of 1,000 and wait, all within ``deadline_s``."""
+        """Enqueue in chunks of 1,000 for at most ``deadline_s``, then wait at most as long."""
         deadline = time.monotonic() + deadline_s
         start = time.perf_counter()
         handles: list[Any] = []
@@ -254,7 +254,9 @@ class Peer(ABC):
                 break
             handles.extend(self.submit_many(name, items[i:i + SUBMIT_CHUNK], options))
         enqueued = time.perf_counter()
-        results = self.wait_all(handles, deadline)
+        # Enqueueing stops at the deadline; what was enqueued gets as long again to finish,
+        # so a slow enqueuer is not reported as having completed nothing.
+        results = self.wait_all(handles, deadline + deadline_s)
         done = time.perf_counter()
         if len(results) < len(items):
             self.recover()

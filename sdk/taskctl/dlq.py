@@ -56,9 +56,18 @@ class Filters:
         return bool(self.task or self.error or self.since_s is not None or self.limit)
 
     def matches(self, record: TaskRecord) -> bool:
-        if self.task and not fnmatch.fnmatchcase(record.name, self.task):
+        if self.task and not fnmatch.fnmatchcase(name_of(record), self.task):
             return False
         return not (self.error and not fnmatch.fnmatchcase(record.error_type, self.error))
+
+
+def name_of(record: TaskRecord) -> str:
+    """The task name (from the record, else from its stored envelope)."""
+    return record.name or record.envelope.name
+
+
+def key_of(record: TaskRecord) -> str:
+    return record.key or record.envelope.key
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,8 @@ class Entry:
     def to_dict(self) -> dict[str, Any]:
         r = self.record
         return {
-            "task_id": self.task_id, "name": r.name if r else None, "key": r.key if r else None,
+            "task_id": self.task_id, "name": name_of(r) if r else None,
+            "key": key_of(r) if r else None,
             "error_type": r.error_type if r else None,
             "error_message": r.error_message if r else None,
             "attempt": r.attempt if r else None, "replays": r.replays if r else None,
@@ -139,8 +149,8 @@ def entries_table(entries: Sequence[Entry]) -> Any:
                       "")
             continue
         message = r.error_message if len(r.error_message) <= 40 else r.error_message[:39] + "…"
-        t.add_row(e.task_id, escape(r.name), escape(f"{r.error_type}: {message}"),
-                  str(r.attempt), ago(e.dead_at, now), r.node, escape(r.key))
+        t.add_row(e.task_id, escape(name_of(r)), escape(f"{r.error_type}: {message}"),
+                  str(r.attempt), ago(e.dead_at, now), r.node, escape(key_of(r)))
     return t
 
 
@@ -201,9 +211,9 @@ def stats(ctx: click.Context, task_name: str | None, error: str | None, since_s:
         return await select(await session.store(), filters)
 
     entries, total = run(options, body)
-    by_task = Counter(e.record.name if e.record else "(expired)" for e in entries)
+    by_task = Counter(name_of(e.record) if e.record else "(expired)" for e in entries)
     by_error = Counter(e.record.error_type if e.record else "(expired)" for e in entries)
-    by_pair = Counter((e.record.name, e.record.error_type) for e in entries if e.record)
+    by_pair = Counter((name_of(e.record), e.record.error_type) for e in entries if e.record)
     times = [e.dead_at for e in entries]
     data: dict[str, Any] = {
         "total": total, "matched": len(entries),

@@ -20,6 +20,8 @@ TIMESTAMPS = ("created_at", "accepted_at", "started_at", "finished_at", "first_f
 def record_data(record: TaskRecord, dead_at: float | None) -> dict[str, Any]:
     """The JSON view of a record: timestamps as ISO-8601 text next to the raw floats."""
     data = record.to_dict()
+    data["name"] = record.name or record.envelope.name
+    data["key"] = record.key or record.envelope.key
     data["in_dlq"] = dead_at is not None
     data["dead_lettered_at"] = dead_at
     for name in (*TIMESTAMPS, "dead_lettered_at"):

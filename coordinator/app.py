@@ -12,14 +12,13 @@ from dataclasses import dataclass
 
 from prometheus_client import start_http_server
 
+from coordinator.election import Leadership
+from coordinator.recovery import Recoverer
+from coordinator.retries import RetryFirer
 from sdk.client import AsyncCluster
 from sdk.membership import connect_zookeeper
 from sdk.settings import ClientSettings
 from sdk.state import StateStore
-
-from coordinator.election import Leadership
-from coordinator.recovery import Recoverer
-from coordinator.retries import RetryFirer
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,8 @@ import sys
 
 import click
 
-from sdk.errors import RingpoolError
-
 from node.settings import NodeSettings
+from sdk.errors import RingpoolError
 
 
 @click.command(context_settings={"auto_envvar_prefix": "RINGPOOL", "show_default": True})

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
+from node.execution import Execution
+from node.pool import Pools
+from node.streams import ClientStream
+from sdk import codec
 from sdk.batching import GroupCommit
 from sdk.envelope import Limits, ack_code_for, validate
 from sdk.errors import DispatchError
@@ -18,13 +22,15 @@ from sdk.rpc.ringpool.v1 import node_pb2 as pb
 from sdk.state import AcceptResult, StateStore
 from sdk.task import REGISTRY, TaskDefinition
 
-from node.execution import Execution
-from node.pool import Pools
-from node.streams import ClientStream
-
 log = logging.getLogger(__name__)
 
 STATE_CODES = {name: value for name, value in pb.TaskState.items()}
+
+
+class Call(NamedTuple):
+    definition: TaskDefinition[Any, Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
 
 
 class NotServing(Exception):
@@ -81,17 +87,17 @@ class Node:
             return [self._ack(e, pb.INVALID_ARGUMENT, message) for e in envelopes]
         ring = await self._ring_for(envelopes)
         acks: list[pb.Ack | None] = [None] * len(envelopes)
-        admitted: list[tuple[int, TaskDefinition[Any, Any]]] = []
+        admitted: list[tuple[int, Call]] = []
         room = self.max_pending - self.execution.pending
         for index, envelope in enumerate(envelopes):
-            acks[index] = self._refusal(envelope, ring)
-            if acks[index] is not None:
-                continue
-            if len(admitted) >= room:
+            checked = self._check(envelope, ring)
+            if isinstance(checked, pb.Ack):
+                acks[index] = checked
+            elif len(admitted) >= room:
                 acks[index] = self._ack(envelope, pb.OVERLOADED, "node is at capacity",
                                         retry_after_s=0.05)
-                continue
-            admitted.append((index, REGISTRY[envelope.name]))
+            else:
+                admitted.append((index, checked))
         if admitted:
             try:
                 results = await self._accepts.call([envelopes[i] for i, _ in admitted])
@@ -105,29 +111,32 @@ class Node:
                 for index, _ in admitted:
                     acks[index] = self._ack(envelopes[index], pb.INTERNAL,
                                             f"state store unavailable: {exc}", retry_after_s=0.2)
-            for (index, definition), (result, epoch) in zip(admitted, results, strict=True):
-                acks[index] = self._after_accept(envelopes[index], definition, result, epoch, stream)
+            for (index, call), (result, epoch) in zip(admitted, results, strict=True):
+                acks[index] = self._after_accept(envelopes[index], call, result, epoch, stream)
         return [ack for ack in acks if ack is not None]
 
-    def _refusal(self, envelope: pb.TaskEnvelope, ring: Ring) -> pb.Ack | None:
+    def _check(self, envelope: pb.TaskEnvelope, ring: Ring) -> pb.Ack | Call:
+        """The refusal for this envelope, or what to call when it is ours and valid."""
         try:
-            validate(envelope, self.limits)
+            validate(envelope, self.limits, decode_payload=False)
+            args, kwargs = codec.decode_call(envelope.payload)
         except DispatchError as exc:
             self.counters["rejected"] += 1
             return self._ack(envelope, ack_code_for(exc), str(exc))
-        if envelope.name not in REGISTRY:
+        definition = REGISTRY.get(envelope.name)
+        if definition is None:
             self.counters["rejected"] += 1
             return self._ack(envelope, pb.UNKNOWN_TASK, f"unknown task {envelope.name!r}")
         owner = self._routes.owner(ring, envelope.key) if len(ring) else None
         if owner != self.node_id:
             return self._ack(envelope, pb.WRONG_OWNER, f"owner at v{ring.version} is {owner}",
                              ring_version=ring.version)
-        return None
+        return Call(definition, args, kwargs)
 
     def _after_accept(
         self,
         envelope: pb.TaskEnvelope,
-        definition: TaskDefinition[Any, Any],
+        call: Call,
         result: AcceptResult,
         epoch: int,
         stream: ClientStream | None,
@@ -135,7 +144,7 @@ class Node:
         state = STATE_CODES.get(result.state, pb.STATE_UNSPECIFIED)
         if result.code == "accepted":
             self.counters["accepted"] += 1
-            self.execution.start(envelope, definition, epoch, stream)
+            self.execution.start(envelope, call.definition, call.args, call.kwargs, epoch, stream)
             return self._ack(envelope, pb.ACCEPTED, state=pb.QUEUED)
         if result.code == "duplicate":
             self.counters["duplicate"] += 1

@@ -1,34 +1,37 @@
 """Run accepted tasks on the pools and record how each ended.
 
-An outcome becomes one transition (success, retry with backoff, or the DLQ),
-group-committed to Redis with the owner epoch as fence. Only then is the result
-pushed to the submitter's stream, or announced on the done channel when no
-stream of its submitter is open.
+An outcome becomes one transition (success, retry with backoff, or the DLQ).
+Transitions queue up and one flusher writes each queue-full to Redis in a single
+script call, fenced by the owner epoch. Only after a transition is recorded is
+the result pushed to the submitter's stream, or announced on the done channel
+when no stream of its submitter is open. No coroutine or future per task: pool
+futures call back into the queue directly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from node.pool import Job, Outcome, PoolOverloaded, Pools
+from node.streams import ClientStream
 from sdk import codec
-from sdk.batching import GroupCommit
 from sdk.envelope import DEFAULT_MAX_RETRIES
 from sdk.errors import InvalidTask
 from sdk.rpc.ringpool.v1 import node_pb2 as pb
 from sdk.state import StateStore, Transition
 from sdk.task import PermanentError, Retry, TaskContext, TaskDefinition
 
-from node.pool import Job, Outcome, PoolOverloaded, Pools
-from node.streams import ClientStream
-
 log = logging.getLogger(__name__)
 
 REDIS_RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+MAX_FLUSH = 1000
 
 
 def max_retries_of(envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any]) -> int:
@@ -37,31 +40,45 @@ def max_retries_of(envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, An
     return envelope.max_retries
 
 
+@functools.lru_cache(maxsize=4096)
+def _binding_error(fn: Callable[..., Any], positional: int, keywords: tuple[str, ...]) -> str:
+    """Why this shape of call cannot bind to ``fn`` ('' when it can): depends on shape only."""
+    try:
+        inspect.signature(fn).bind(*range(positional), **dict.fromkeys(keywords))
+    except TypeError as exc:
+        return str(exc)
+    return ""
+
+
 def check_arguments(definition: TaskDefinition[Any, Any], args: list[Any],
                     kwargs: dict[str, Any]) -> None:
     """InvalidTask when the arguments cannot bind to the task's signature (permanent)."""
-    try:
-        inspect.signature(definition.fn).bind(*args, **kwargs)
-    except TypeError as exc:
-        raise InvalidTask(f"arguments do not match {definition.name}: {exc}") from None
+    error = _binding_error(definition.fn, len(args), tuple(sorted(kwargs)))
+    if error:
+        raise InvalidTask(f"arguments do not match {definition.name}: {error}")
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A transition waiting to be written, and what to do once it is."""
+
+    epoch: int
+    transition: Transition
+    envelope: pb.TaskEnvelope | None = None  # None for a start mark: nothing follows
+    result: pb.TaskResult | None = None
+    stream: ClientStream | None = None
 
 
 class Execution:
-    def __init__(
-        self,
-        node_id: str,
-        store: StateStore,
-        pools: Pools,
-    ) -> None:
+    def __init__(self, node_id: str, store: StateStore, pools: Pools) -> None:
         self.node_id = node_id
         self.store = store
         self.pools = pools
         self.pending = 0
         self.counters: dict[str, int] = {"succeeded": 0, "retried": 0, "dead": 0, "stale": 0}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._transitions: GroupCommit[tuple[int, Transition], bool] = GroupCommit(
-            self._flush_transitions
-        )
+        self._queue: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._waiting_room: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -71,56 +88,23 @@ class Execution:
         self,
         envelope: pb.TaskEnvelope,
         definition: TaskDefinition[Any, Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
         epoch: int,
         stream: ClientStream | None,
     ) -> None:
+        """Run an accepted task; its arguments were decoded when it was validated."""
         self.pending += 1
         self._idle.clear()
         if stream is not None:
             stream.outstanding += 1
-        self._spawn(self._run(envelope, definition, epoch, stream))
-
-    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(
-        self,
-        envelope: pb.TaskEnvelope,
-        definition: TaskDefinition[Any, Any],
-        epoch: int,
-        stream: ClientStream | None,
-    ) -> None:
         try:
-            outcome = await self._execute(envelope, definition, epoch)
-            transition, result = self._conclude(envelope, definition, outcome)
-            applied = await self._apply(epoch, transition, publish=stream is None or not stream.open)
-            if stream is not None:
-                if applied and result is not None and stream.push_result(result):
-                    return
-                stream.outstanding -= 1
-                stream.wake()
-                if applied and result is not None and transition.op == "ok":
-                    # The stream went away after we chose it: announce it instead.
-                    await self.store.redis.publish(self.store.names.done_channel, envelope.task_id)
-        except Exception:
-            log.exception("task %s: unexpected error in the node; recovery will re-run it",
-                          envelope.task_id)
-        finally:
-            self.pending -= 1
-            if self.pending == 0:
-                self._idle.set()
-
-    async def _execute(
-        self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], epoch: int
-    ) -> Outcome:
-        try:
-            args, kwargs = codec.decode_call(envelope.payload)
             check_arguments(definition, args, kwargs)
         except InvalidTask as exc:
-            return Outcome(ok=False, error_type="InvalidArguments", error_message=str(exc),
-                           exception=PermanentError(str(exc)))
+            self._finished(envelope, definition, epoch, stream, Outcome(
+                ok=False, error_type="InvalidArguments", error_message=str(exc),
+                exception=PermanentError(str(exc))))
+            return
         timeout_s = envelope.timeout_s or definition.timeout
         context = TaskContext(
             task_id=envelope.task_id, key=envelope.key, name=envelope.name,
@@ -132,13 +116,50 @@ class Execution:
             kwargs=kwargs, timeout_s=timeout_s, context=context, priority=envelope.priority,
             ordered=envelope.ordered,
         )
-        self._spawn(self._apply(epoch, Transition("start", envelope.task_id)))
+        # Marking RUNNING is informational: written with the next flush, never retried.
+        self._enqueue(_Pending(epoch, Transition("start", envelope.task_id)))
+        done = functools.partial(self._on_done, envelope, definition, epoch, stream)
+        try:
+            self.pools.submit(job).add_done_callback(done)
+        except PoolOverloaded as exc:
+            waiter = asyncio.create_task(self._submit_when_room(job, exc.retry_after_s, done))
+            self._waiting_room.add(waiter)
+            waiter.add_done_callback(self._waiting_room.discard)
+
+    async def _submit_when_room(
+        self, job: Job, delay_s: float, done: Callable[[asyncio.Future[Outcome]], None]
+    ) -> None:
+        # Accepted already: wait for room rather than refuse.
         while True:
+            await asyncio.sleep(delay_s)
             try:
-                return await self.pools.submit(job)
+                self.pools.submit(job).add_done_callback(done)
+                return
             except PoolOverloaded as exc:
-                # Accepted already: wait for room rather than refuse.
-                await asyncio.sleep(exc.retry_after_s)
+                delay_s = exc.retry_after_s
+
+    def _on_done(
+        self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], epoch: int,
+        stream: ClientStream | None, future: asyncio.Future[Outcome],
+    ) -> None:
+        if future.cancelled():
+            outcome = Outcome(ok=False, error_type="Cancelled", error_message="task was cancelled")
+        elif future.exception() is not None:
+            error = future.exception()
+            outcome = Outcome(ok=False, error_type=type(error).__name__, error_message=str(error),
+                              exception=error)
+        else:
+            outcome = future.result()
+        self._finished(envelope, definition, epoch, stream, outcome)
+
+    def _finished(
+        self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], epoch: int,
+        stream: ClientStream | None, outcome: Outcome,
+    ) -> None:
+        transition, result = self._conclude(envelope, definition, outcome)
+        if transition.op == "ok" and (stream is None or not stream.open):
+            transition = Transition("ok", transition.task_id, a=transition.a, publish=True)
+        self._enqueue(_Pending(epoch, transition, envelope, result, stream))
 
     def _conclude(
         self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], outcome: Outcome
@@ -182,38 +203,64 @@ class Execution:
 
     # -- recording -------------------------------------------------------------------
 
-    async def _apply(self, epoch: int, transition: Transition, publish: bool = False) -> bool:
-        """Record a transition; retried through Redis outages. False if fenced off."""
-        if publish and transition.op == "ok":
-            transition = Transition("ok", transition.task_id, a=transition.a, publish=True)
+    def _enqueue(self, item: _Pending) -> None:
+        self._queue.append(item)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_all())
+
+    async def _flush_all(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_FLUSH], self._queue[MAX_FLUSH:]
+            applied = await self._write(batch)
+            for item, ok in zip(batch, applied, strict=True):
+                if item.envelope is not None:
+                    await self._follow_up(item, ok)
+
+    async def _write(self, batch: list[_Pending]) -> list[bool]:
+        """Write a batch, retrying through Redis outages; False where fenced off."""
         for delay in (*REDIS_RETRY_DELAYS_S, None):
             try:
-                (applied,) = await self._transitions.call([(epoch, transition)])
+                return await self._write_once(batch)
             except Exception:
                 if delay is None:
-                    log.exception("giving up recording %s of %s; recovery will re-run it",
-                                  transition.op, transition.task_id)
-                    return False
+                    log.exception("giving up recording %d transitions; recovery re-runs them",
+                                  len(batch))
+                    return [False] * len(batch)
                 await asyncio.sleep(delay)
-                continue
-            if not applied and transition.op != "start":
-                self.counters["stale"] += 1
-                log.warning("task %s was handed to another owner; dropping its %s",
-                            transition.task_id, transition.op)
-            return applied
-        return False
+        raise AssertionError("unreachable")
 
-    async def _flush_transitions(self, batch: list[tuple[int, Transition]]) -> list[bool]:
-        # Batches mix epochs only across a re-registration; keep each epoch's ops together.
-        results: list[bool] = [False] * len(batch)
-        for epoch in {e for e, _ in batch}:
-            indexes = [i for i, (e, _) in enumerate(batch) if e == epoch]
+    async def _write_once(self, batch: list[_Pending]) -> list[bool]:
+        # A batch mixes epochs only across a re-registration; each epoch is fenced alone.
+        results = [False] * len(batch)
+        for epoch in {item.epoch for item in batch}:
+            indexes = [i for i, item in enumerate(batch) if item.epoch == epoch]
             applied = await self.store.transition(
-                self.node_id, epoch, [batch[i][1] for i in indexes]
+                self.node_id, epoch, [batch[i].transition for i in indexes]
             )
             for i, ok in zip(indexes, applied, strict=True):
                 results[i] = ok
         return results
+
+    async def _follow_up(self, item: _Pending, applied: bool) -> None:
+        assert item.envelope is not None
+        stream, result = item.stream, item.result
+        if not applied:
+            self.counters["stale"] += 1
+            log.warning("task %s was handed to another owner; dropping its %s",
+                        item.envelope.task_id, item.transition.op)
+        if stream is not None:
+            pushed = applied and result is not None and stream.push_result(result)
+            if not pushed:
+                stream.outstanding -= 1
+                stream.wake()
+                if applied and result is not None and not item.transition.publish:
+                    # The stream went away after we chose it: announce the result instead.
+                    await self.store.redis.publish(
+                        self.store.names.done_channel, item.envelope.task_id
+                    )
+        self.pending -= 1
+        if self.pending == 0:
+            self._idle.set()
 
     async def wait_idle(self, timeout: float) -> bool:
         """True when every started task finished and was recorded within ``timeout``."""
@@ -221,5 +268,4 @@ class Execution:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
             return False
-        await self._transitions.wait_idle()
         return True

@@ -8,6 +8,7 @@ registered again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -56,10 +57,8 @@ class Registration:
         except NodeExistsError:
             # Left by our own previous process whose session has not expired yet.
             log.warning("replacing stale member znode %s", self.path)
-            try:
+            with contextlib.suppress(NoNodeError):
                 self.client.delete(self.path)
-            except NoNodeError:
-                pass
             return self.register()
         self.epoch = stat.czxid
         log.info("registered %s with epoch %d", self.path, self.epoch)
@@ -77,10 +76,8 @@ class Registration:
         """
         self._leaving = True
         self._wake.set()
-        try:
+        with contextlib.suppress(NodeExistsError):
             self.client.create(self.draining_path, b"", ephemeral=True, makepath=True)
-        except NodeExistsError:
-            pass
         try:
             self.client.delete(self.path)
         except NoNodeError:

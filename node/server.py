@@ -17,19 +17,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from sdk.errors import ConfigError
-from sdk.membership import Membership, connect_zookeeper
-from sdk.naming import Names, check_node_id
-from sdk.rpc.ringpool.v1 import node_pb2 as pb
-from sdk.rpc.ringpool.v1 import node_pb2_grpc as pb_grpc
-from sdk.state import StateStore
-
 from node.auth import TokenAuth
 from node.core import Node
 from node.pool import Pools
 from node.registration import Registration
 from node.service import NodeService
 from node.settings import NodeSettings
+from sdk.errors import ConfigError
+from sdk.membership import Membership, connect_zookeeper
+from sdk.naming import Names, check_node_id
+from sdk.rpc.ringpool.v1 import node_pb2 as pb
+from sdk.rpc.ringpool.v1 import node_pb2_grpc as pb_grpc
+from sdk.state import StateStore
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Node"].full_name

@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator, Callable
 
 from grpc import aio
 
-from sdk.rpc.ringpool.v1 import node_pb2 as pb
-from sdk.rpc.ringpool.v1 import node_pb2_grpc as pb_grpc
-
 from node.core import Node
 from node.streams import ClientStream
+from sdk.rpc.ringpool.v1 import node_pb2 as pb
+from sdk.rpc.ringpool.v1 import node_pb2_grpc as pb_grpc
 
 
 class NodeService(pb_grpc.NodeServicer):
@@ -22,7 +21,7 @@ class NodeService(pb_grpc.NodeServicer):
         self.started_at = started_at
         self._request_drain = request_drain
 
-    async def Submit(  # noqa: N802 - gRPC method name
+    async def Submit(
         self, request_iterator: AsyncIterator[pb.SubmitRequest], context: aio.ServicerContext
     ) -> AsyncIterator[pb.SubmitResponse]:
         stream = ClientStream()
@@ -55,13 +54,13 @@ class NodeService(pb_grpc.NodeServicer):
             stream.handlers -= 1
             stream.wake()
 
-    async def SubmitBatch(  # noqa: N802
+    async def SubmitBatch(
         self, request: pb.SubmitRequest, context: aio.ServicerContext
     ) -> pb.SubmitResponse:
         acks = await self.node.submit(list(request.tasks), None)
         return pb.SubmitResponse(batch_id=request.batch_id, acks=acks)
 
-    async def Status(  # noqa: N802
+    async def Status(
         self, request: pb.StatusRequest, context: aio.ServicerContext
     ) -> pb.StatusResponse:
         node = self.node
@@ -74,7 +73,7 @@ class NodeService(pb_grpc.NodeServicer):
             started_at=self.started_at, counters=counters,
         )
 
-    async def Drain(  # noqa: N802
+    async def Drain(
         self, request: pb.DrainRequest, context: aio.ServicerContext
     ) -> pb.DrainResponse:
         self._request_drain(request.timeout_s)

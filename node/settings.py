@@ -5,10 +5,9 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
+from node.pool import PoolSettings
 from sdk.envelope import DEFAULT_LIMITS, Limits
 from sdk.state import DEFAULT_FINGERPRINT_TTL_S, DEFAULT_RESULT_TTL_S
-
-from node.pool import PoolSettings
 
 
 @dataclass

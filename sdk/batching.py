@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -34,6 +34,16 @@ class GroupCommit(Generic[T, R]):
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run())
         return await future
+
+    def post(self, items: Sequence[T]) -> None:
+        """Hand in items without waiting for their results (a failed flush is not retried)."""
+        if not items:
+            return
+        future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_consume)
+        self._queue.append((list(items), future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         while self._queue:
@@ -61,3 +71,8 @@ class GroupCommit(Generic[T, R]):
         """Return once everything handed in so far has been flushed."""
         while self._runner is not None and not self._runner.done():
             await asyncio.shield(self._runner)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not log it as lost

@@ -70,6 +70,13 @@ class AsyncTaskHandle:
         states = await self._cluster.store.states([self.task_id])
         return states[0] or "UNKNOWN"
 
+    def pushed_result(self) -> pb.TaskResult | None:
+        """The result if it has already arrived, else None (safe from any thread)."""
+        future = self._future
+        if future.done() and not future.cancelled() and future.exception() is None:
+            return future.result()
+        return None
+
     async def result(self, timeout: float | None = None) -> Any:
         """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), TaskNotFound."""
         return unwrap(await self._cluster._results.wait(self.task_id, timeout))

@@ -8,6 +8,7 @@ from typing import Any
 
 from sdk.client import AsyncCluster, AsyncTaskHandle
 from sdk.portal import Portal
+from sdk.results import unwrap
 from sdk.ring import Ring
 from sdk.settings import ClientSettings
 from sdk.task import Task
@@ -30,6 +31,9 @@ class TaskHandle:
 
     def result(self, timeout: float | None = None) -> Any:
         """The return value; raises TaskFailed, or ResultTimeout (a TimeoutError)."""
+        pushed = self._handle.pushed_result()
+        if pushed is not None:  # already here: no trip through the event loop
+            return unwrap(pushed)
         return self._portal.call(self._handle.result(timeout))
 
 

@@ -7,6 +7,7 @@ one, so concurrent dispatches share messages without any added delay.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 500
 
 
-class LinkDown(Exception):  # noqa: N818 - internal signal, never leaves the SDK
+class LinkDown(Exception):
     """The stream to a node broke before these tasks were acknowledged."""
 
 
@@ -32,7 +33,6 @@ def open_channel(addr: str, settings: ClientSettings) -> aio.Channel:
     options = [
         ("grpc.max_receive_message_length", max_message),
         ("grpc.max_send_message_length", max_message),
-        ("grpc.keepalive_time_ms", 30_000),
     ]
     if not settings.tls_ca:
         return aio.insecure_channel(addr, options=options)
@@ -46,6 +46,24 @@ def open_channel(addr: str, settings: ClientSettings) -> aio.Channel:
 
 def call_metadata(settings: ClientSettings) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {settings.token}"),) if settings.token else ()
+
+
+class _PendingAcks:
+    """The acks of one ``send`` call: one future for the lot, not one per task."""
+
+    __slots__ = ("acks", "done", "missing")
+
+    def __init__(self, size: int, done: asyncio.Future[list[pb.Ack]]) -> None:
+        self.acks: list[pb.Ack | None] = [None] * size
+        self.missing = size
+        self.done = done
+
+    def answer(self, index: int, ack: pb.Ack) -> None:
+        if self.acks[index] is None:
+            self.acks[index] = ack
+            self.missing -= 1
+            if not self.missing and not self.done.done():
+                self.done.set_result(self.acks)
 
 
 class NodeLink:
@@ -63,7 +81,7 @@ class NodeLink:
         self.channel = open_channel(addr, settings)
         self.stub = pb_grpc.NodeStub(self.channel)
         self._outbox: list[pb.TaskEnvelope] = []
-        self._waiting: dict[str, asyncio.Future[pb.Ack]] = {}
+        self._waiting: dict[str, tuple[_PendingAcks, int]] = {}
         self._ready = asyncio.Event()
         self._call: aio.StreamStreamCall | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -72,20 +90,18 @@ class NodeLink:
 
     async def send(self, envelopes: Sequence[pb.TaskEnvelope]) -> list[pb.Ack]:
         """The node's ack for each envelope; LinkDown if the stream broke first."""
-        loop = asyncio.get_running_loop()
-        futures = []
-        for envelope in envelopes:
-            future: asyncio.Future[pb.Ack] = loop.create_future()
-            self._waiting[envelope.task_id] = future
-            futures.append(future)
+        batch = _PendingAcks(len(envelopes), asyncio.get_running_loop().create_future())
+        waiting = self._waiting
+        for index, envelope in enumerate(envelopes):
+            waiting[envelope.task_id] = (batch, index)
         self._outbox.extend(envelopes)
         self._ensure_stream()
         self._ready.set()
         try:
-            return list(await asyncio.gather(*futures))
+            return await batch.done  # type: ignore[no-any-return]
         finally:
             for envelope in envelopes:
-                self._waiting.pop(envelope.task_id, None)
+                waiting.pop(envelope.task_id, None)
 
     def _ensure_stream(self) -> None:
         if self.closed:
@@ -115,9 +131,9 @@ class NodeLink:
         try:
             async for response in call:
                 for ack in response.acks:
-                    future = self._waiting.get(ack.task_id)
-                    if future is not None and not future.done():
-                        future.set_result(ack)
+                    entry = self._waiting.pop(ack.task_id, None)
+                    if entry is not None:
+                        entry[0].answer(entry[1], ack)
                 for result in response.results:
                     self._on_result(result)
         except aio.AioRpcError as exc:
@@ -132,9 +148,9 @@ class NodeLink:
             # Whatever was not acknowledged on this stream is unknown: the sender resends
             # it (the fingerprint makes a resend of an accepted task a DUPLICATE).
             self._outbox.clear()
-            for future in self._waiting.values():
-                if not future.done():
-                    future.set_exception(error)
+            for batch, _ in self._waiting.values():
+                if not batch.done.done():
+                    batch.done.set_exception(error)
 
     async def close(self) -> None:
         self.closed = True
@@ -142,8 +158,6 @@ class NodeLink:
         if self._call is not None:
             self._call.cancel()
         if self._reader is not None:
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
-            except (asyncio.CancelledError, Exception):
-                pass
         await self.channel.close(grace=None)

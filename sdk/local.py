@@ -44,7 +44,7 @@ def wait_until(
         try:
             if condition():
                 return
-        except Exception:  # noqa: S110 - a probe failing just means "not yet"
+        except Exception:
             pass
         if time.monotonic() >= deadline:
             raise ClusterUnavailable(f"timed out after {timeout:.0f}s waiting for {what}")

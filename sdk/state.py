@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+import msgpack
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -22,6 +23,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sdk.naming import Names
 from sdk.rpc.ringpool.v1 import node_pb2 as pb
 
+SOURCE_NAMES = {pb.SOURCE_CLIENT: "client", pb.SOURCE_RETRY: "retry", pb.SOURCE_REPLAY: "replay"}
+ACCEPT_CODES = {"A": "accepted", "D": "duplicate", "N": "not_redeliverable"}
 DEFAULT_FINGERPRINT_TTL_S = 24 * 3600
 DEFAULT_RESULT_TTL_S = 24 * 3600
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED"})
@@ -80,6 +83,11 @@ class Recovery:
     left: int
 
 
+def _pack(items: list[tuple[Any, ...]]) -> bytes:
+    # Redis' Lua cmsgpack predates msgpack's bin type: send bytes as raw strings.
+    return msgpack.packb(items, use_bin_type=False)  # type: ignore[no-any-return]
+
+
 def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
@@ -124,8 +132,8 @@ class TaskRecord:
         return cls(
             task_id=task_id,
             state=_text(get(b"state")),
-            name=_text(get(b"name")),
-            key=_text(get(b"key")),
+            name=envelope.name,
+            key=envelope.key,
             node=_text(get(b"node")),
             attempt=int(get(b"attempt") or 0),
             recoveries=int(get(b"recoveries") or 0),
@@ -201,19 +209,18 @@ class StateStore:
         if not envelopes:
             return []
         names = self.names
-        keys = [names.inflight(node_id), names.retries, names.dlq, names.inflight_nodes]
-        args: list[Any] = [node_id, epoch, time.time(), self.fingerprint_ttl_s, self._record_prefix]
-        source_names = {pb.SOURCE_CLIENT: "client", pb.SOURCE_RETRY: "retry",
-                        pb.SOURCE_REPLAY: "replay"}
-        for env in envelopes:
-            keys.append(self.fingerprint_key(env))
-            args += [env.task_id, source_names[env.source], env.SerializeToString(),
-                     env.name, env.key, env.attempt]
-        raw = await self._accept(keys=keys, args=args)
-        codes = {b"A": "accepted", b"D": "duplicate", b"N": "not_redeliverable"}
+        tasks = _pack([
+            (env.task_id, SOURCE_NAMES[env.source], env.SerializeToString(), env.attempt,
+             self.fingerprint_key(env))
+            for env in envelopes
+        ])
+        raw = await self._accept(
+            keys=[names.inflight(node_id), names.retries, names.dlq, names.inflight_nodes],
+            args=[node_id, epoch, time.time(), self.fingerprint_ttl_s, self._record_prefix, tasks],
+        )
         return [
-            AcceptResult(codes[raw[i]], _text(raw[i + 1]), _text(raw[i + 2]))
-            for i in range(0, len(raw), 3)
+            AcceptResult(ACCEPT_CODES[code], task_id, state)
+            for code, task_id, state in msgpack.unpackb(raw)
         ]
 
     async def transition(self, node_id: str, epoch: int, ops: Sequence[Transition]) -> list[bool]:
@@ -221,14 +228,13 @@ class StateStore:
         if not ops:
             return []
         names = self.names
-        args: list[Any] = [epoch, time.time(), self.result_ttl_s, self._record_prefix,
-                           names.done_channel, names.retry_channel]
-        for op in ops:
-            args += [op.op, op.task_id, op.a, op.b, op.c, op.d, "1" if op.publish else "0"]
+        packed = _pack([(op.op, op.task_id, op.a, op.b, op.c, op.d, int(op.publish)) for op in ops])
         raw = await self._transition(
-            keys=[names.inflight(node_id), names.retries, names.dlq], args=args
+            keys=[names.inflight(node_id), names.retries, names.dlq],
+            args=[epoch, time.time(), self.result_ttl_s, self._record_prefix,
+                  names.done_channel, names.retry_channel, packed],
         )
-        return [code == b"K" for code in raw]
+        return [code == ord("K") for code in raw]
 
     async def recover(
         self, node_id: str, keep_epoch: int | None, max_recoveries: int, limit: int = 1000

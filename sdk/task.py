@@ -52,7 +52,7 @@ class RetryPolicy:
         return random.uniform(0, ceiling) if self.jitter else ceiling
 
 
-class Retry(Exception):  # noqa: N818 - a control-flow signal, named as Celery users expect
+class Retry(Exception):
     """Raise from a task to run it again after ``countdown`` seconds (counts as an attempt)."""
 
     def __init__(self, countdown: float | None = None, reason: str = "") -> None:

@@ -1,17 +1,19 @@
 -- Durable accept of a batch, in one round trip.
 -- KEYS[1] this node's in-flight hash (task id -> owner epoch), KEYS[2] retry zset,
--- KEYS[3] dlq zset, KEYS[4] set of nodes with in-flight hashes, KEYS[4+i] fingerprint of task i.
--- ARGV: node, epoch, now, fingerprint ttl (s), record key prefix,
---       then per task: id, source, envelope, name, key, attempt.
+-- KEYS[3] dlq zset, KEYS[4] set of nodes with in-flight hashes.
+-- ARGV: node, epoch, now, fingerprint ttl (s), record key prefix, and a msgpack array of
+--       {id, source, envelope, attempt, fingerprint key} per task. (The fingerprint and
+--       record keys share the cluster's hash tag, so they live in the same slot.)
+-- Returns a msgpack array of {code, task id, state}: A accepted, D duplicate of that
+-- task id, N not redeliverable.
 -- A client task is new when its fingerprint is; a retry or replay is accepted only
 -- while it is still waiting in the retry set or the DLQ, and leaves it here.
 local node, epoch, now, ttl, prefix = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local tasks = cmsgpack.unpack(ARGV[6])
 local out = {}
 local any = false
-for i = 1, #KEYS - 4 do
-  local fp = KEYS[4 + i]
-  local a = 6 + (i - 1) * 6
-  local id, source = ARGV[a], ARGV[a + 1]
+for i, t in ipairs(tasks) do
+  local id, source, envelope, attempt, fp = t[1], t[2], t[3], t[4], t[5]
   local rec = prefix .. id
   local accepted = false
   if source == 'client' then
@@ -19,8 +21,7 @@ for i = 1, #KEYS - 4 do
       accepted = true
     else
       local original = redis.call('GET', fp) or id
-      local state = redis.call('HGET', prefix .. original, 'state') or ''
-      table.insert(out, 'D'); table.insert(out, original); table.insert(out, state)
+      out[i] = {'D', original, redis.call('HGET', prefix .. original, 'state') or ''}
     end
   else
     local waiting = (source == 'retry') and KEYS[2] or KEYS[3]
@@ -34,19 +35,17 @@ for i = 1, #KEYS - 4 do
         redis.call('HDEL', rec, 'finished_at', 'result')
       end
     else
-      table.insert(out, 'N'); table.insert(out, id)
-      table.insert(out, redis.call('HGET', rec, 'state') or '')
+      out[i] = {'N', id, redis.call('HGET', rec, 'state') or ''}
     end
   end
   if accepted then
-    redis.call('HSET', rec, 'envelope', ARGV[a + 2], 'name', ARGV[a + 3], 'key', ARGV[a + 4],
-      'attempt', ARGV[a + 5], 'state', 'QUEUED', 'node', node, 'epoch', epoch,
-      'accepted_at', now)
+    redis.call('HSET', rec, 'envelope', envelope, 'attempt', attempt, 'state', 'QUEUED',
+      'node', node, 'epoch', epoch, 'accepted_at', now)
     redis.call('HSETNX', rec, 'created_at', now)
     redis.call('HSET', KEYS[1], id, epoch)
     any = true
-    table.insert(out, 'A'); table.insert(out, id); table.insert(out, 'QUEUED')
+    out[i] = {'A', id, 'QUEUED'}
   end
 end
 if any then redis.call('SADD', KEYS[4], node) end
-return out
+return cmsgpack.pack(out)

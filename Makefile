@@ -42,6 +42,8 @@ lint: $(STAMP)
 
 bench: install
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	# arq 0.28 pins redis<6 but runs on redis-py 8: installed without its pins.
+	$(PY) -m pip install --quiet --no-deps arq==0.28.0
 	$(PY) -m bench
 
 clean:

@@ -45,7 +45,11 @@ async def run(settings: CoordinatorSettings) -> int:
     recoverer = Recoverer(zk, store, cluster.membership, settings.max_crash_recoveries)
     firer = RetryFirer(store, cluster)
     loop = asyncio.get_running_loop()
-    cluster.membership.subscribe(lambda ring: loop.call_soon_threadsafe(recoverer.ring_changed))
+
+    def on_ring(_: object) -> None:
+        loop.call_soon_threadsafe(recoverer.ring_changed)
+
+    cluster.membership.subscribe(on_ring)
     leadership = Leadership(zk, store.names.election, identifier)
     if settings.metrics_port:
         start_http_server(settings.metrics_port)

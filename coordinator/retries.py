@@ -71,11 +71,13 @@ class RetryFirer:
         for envelope, ack in zip(envelopes, acks, strict=True):
             if ack.code == pb.ACCEPTED:
                 self.fired += 1
-            elif ack.code in REFUSALS and ack.code != pb.NOT_REDELIVERABLE:
-                if await self.store.bury(envelope.task_id, pb.AckCode.Name(ack.code), ack.message):
-                    self.buried += 1
-                    log.warning("retry of %s refused (%s); moved to the DLQ",
-                                envelope.task_id, ack.message)
+            elif (
+                ack.code in REFUSALS
+                and ack.code != pb.NOT_REDELIVERABLE
+                and await self.store.bury(envelope.task_id, pb.AckCode.Name(ack.code), ack.message)
+            ):
+                self.buried += 1
+                log.warning("retry of %s refused (%s); moved to the DLQ", envelope.task_id, ack.message)
         return len(due)
 
     async def _listen(self) -> None:

@@ -190,16 +190,18 @@ class Node:
     async def drain(self, timeout: float) -> tuple[int, int]:
         """Stop accepting, finish what we can within ``timeout``, hand back the rest.
 
-        Returns (finished, handed back). Handed-back tasks go to the retry set, due
-        now, without using an attempt; the coordinator re-dispatches them.
+        Returns (finished, handed back). Queued work is withdrawn from the pools first
+        so it cannot start after it was handed back; handed-back tasks go to the retry
+        set, due now, without using an attempt, and the coordinator re-dispatches them.
         """
         self.draining = True
         before = self.execution.pending
-        finished_in_time = await self.execution.wait_idle(timeout)
+        await self.execution.wait_idle(timeout)
+        await self.pools.release(0.0)
         handed_back = 0
         if self.epoch is not None:
             recovery = await self.store.recover(self.node_id, keep_epoch=None, max_recoveries=0)
             handed_back = recovery.recovered
-        finished = before - (0 if finished_in_time else self.execution.pending)
+        finished = before - self.execution.pending
         log.info("drained: %d finished, %d handed back", finished, handed_back)
         return finished, handed_back

@@ -143,8 +143,10 @@ class Execution:
         stream: ClientStream | None, future: asyncio.Future[Outcome],
     ) -> None:
         if future.cancelled():
-            outcome = Outcome(ok=False, error_type="Cancelled", error_message="task was cancelled")
-        elif future.exception() is not None:
+            # Handed back by a drain: it stays in flight until the hand-back moves it.
+            self._forget(stream)
+            return
+        if future.exception() is not None:
             error = future.exception()
             outcome = Outcome(ok=False, error_type=type(error).__name__, error_message=str(error),
                               exception=error)
@@ -248,16 +250,18 @@ class Execution:
             self.counters["stale"] += 1
             log.warning("task %s was handed to another owner; dropping its %s",
                         item.envelope.task_id, item.transition.op)
+        pushed = stream is not None and applied and result is not None and stream.push_result(result)
+        if stream is not None and not pushed and applied and result is not None \
+                and not item.transition.publish:
+            # The stream went away after we chose it: announce the result instead.
+            await self.store.redis.publish(self.store.names.done_channel, item.envelope.task_id)
+        self._forget(None if pushed else stream)
+
+    def _forget(self, stream: ClientStream | None) -> None:
+        """A task is off our hands: count it out of the node and of its stream."""
         if stream is not None:
-            pushed = applied and result is not None and stream.push_result(result)
-            if not pushed:
-                stream.outstanding -= 1
-                stream.wake()
-                if applied and result is not None and not item.transition.publish:
-                    # The stream went away after we chose it: announce the result instead.
-                    await self.store.redis.publish(
-                        self.store.names.done_channel, item.envelope.task_id
-                    )
+            stream.outstanding -= 1
+            stream.wake()
         self.pending -= 1
         if self.pending == 0:
             self._idle.set()

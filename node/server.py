@@ -158,7 +158,6 @@ async def serve(settings: NodeSettings) -> int:
     await asyncio.to_thread(registration.leave)
     await node.drain(drain_timeout[0])
     await server.stop(grace=1.0)
-    await pools.release(1.0)
     membership.stop()
     await asyncio.to_thread(zk.stop)
     zk.close()

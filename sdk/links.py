@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import grpc
 from grpc import aio
@@ -63,7 +64,7 @@ class _PendingAcks:
             self.acks[index] = ack
             self.missing -= 1
             if not self.missing and not self.done.done():
-                self.done.set_result(self.acks)
+                self.done.set_result(cast(list[pb.Ack], self.acks))
 
 
 class NodeLink:
@@ -98,7 +99,7 @@ class NodeLink:
         self._ensure_stream()
         self._ready.set()
         try:
-            return await batch.done  # type: ignore[no-any-return]
+            return await batch.done
         finally:
             for envelope in envelopes:
                 waiting.pop(envelope.task_id, None)

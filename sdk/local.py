@@ -20,8 +20,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sdk.errors import ClusterUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    from kazoo.client import KazooClient
 
 INSTALL_HINT = "apt-get install -y zookeeper redis-server"
 ZOOKEEPER_CLASSPATH = os.environ.get(
@@ -246,6 +250,7 @@ class LocalCluster:
         self.node_ports: dict[str, int] = {}
         self.metrics_ports: dict[str, int] = {}
         self.coordinators: list[ManagedProcess] = []
+        self._zk_client: KazooClient | None = None
 
     @property
     def zk(self) -> str:
@@ -318,16 +323,13 @@ class LocalCluster:
         return process
 
     def members(self) -> set[str]:
-        from kazoo.client import KazooClient
+        """Node ids registered in ZooKeeper now (one client, opened on first use)."""
+        if self._zk_client is None:
+            from sdk.membership import connect_zookeeper
 
-        client = KazooClient(hosts=self.zk, timeout=5.0)
-        client.start(timeout=5.0)
-        try:
-            path = f"/ringpool/{self.cluster}/members"
-            return set(client.get_children(path)) if client.exists(path) else set()
-        finally:
-            client.stop()
-            client.close()
+            self._zk_client = connect_zookeeper(self.zk, timeout=10.0)
+        path = f"/ringpool/{self.cluster}/members"
+        return set(self._zk_client.get_children(path)) if self._zk_client.exists(path) else set()
 
     def wait_for_members(self, node_ids: set[str], timeout: float = 60.0) -> None:
         def ready() -> bool:
@@ -353,6 +355,10 @@ class LocalCluster:
         return self.nodes[node_id].stop(timeout=timeout, sig=sig)
 
     def stop(self) -> None:
+        if self._zk_client is not None:
+            self._zk_client.stop()
+            self._zk_client.close()
+            self._zk_client = None
         for process in [*self.nodes.values(), *self.coordinators]:
             process.stop(timeout=15.0)
         if self.redis_server:

@@ -8,10 +8,10 @@ go through ``StateStore``; nothing else knows the key layout.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import redis.asyncio as aioredis
@@ -124,7 +124,7 @@ class TaskRecord:
     envelope: pb.TaskEnvelope = field(default_factory=pb.TaskEnvelope)
 
     @classmethod
-    def from_hash(cls, task_id: str, raw: dict[bytes, bytes]) -> TaskRecord:
+    def from_hash(cls, task_id: str, raw: Mapping[Any, Any]) -> TaskRecord:
         get = raw.get
         envelope = pb.TaskEnvelope()
         if get(b"envelope"):
@@ -326,7 +326,8 @@ class StateStore:
             until if until is not None else "+inf",
             start=0 if limit is not None else None, num=limit, withscores=True,
         )
-        return [(_text(task_id), float(score)) for task_id, score in raw]
+        pairs = cast(list[tuple[bytes, float]], raw)
+        return [(_text(task_id), float(score)) for task_id, score in pairs]
 
     async def dlq_contains(self, task_id: str) -> bool:
         return await self.redis.zscore(self.names.dlq, task_id) is not None

@@ -1,4 +1,8 @@
-"""Test-only tasks whose failures an operator can switch off (used by tests/test_taskctl.py).
+"""Test-only tasks that report each run to Redis, and fail when told to.
+
+``probe.run(tag)`` counts each run per task id in ``probe:runs:<tag>`` and says
+which node ran it; ``probe.fail_times(tag, n)`` fails its first ``n`` attempts and
+logs each attempt's start time in ``probe:attempts:<task id>``.
 
 ``flaky.gate(gate)`` fails while the Redis key ``flaky:gate:<gate>`` exists and
 succeeds once it is deleted; each run counts itself in the hash
@@ -10,10 +14,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import redis
 
-from sdk import current_task, task
+from sdk import RetryPolicy, current_task, task
 
 _client: redis.Redis | None = None
 _lock = threading.Lock()
@@ -47,3 +52,32 @@ def gate(name: str) -> str:
     if client.exists(gate_key(name)):
         raise GateClosed(f"gate {name} is closed")
     return "ok"
+
+
+def probe_runs_key(tag: str) -> str:
+    return f"probe:runs:{tag}"
+
+
+@task("probe.run", timeout=60.0, max_retries=3)
+def probe_run(tag: str, sleep_s: float = 0.0) -> dict[str, object]:
+    ctx = current_task()
+    task_id = ctx.task_id if ctx else "?"
+    _redis().hincrby(probe_runs_key(tag), task_id, 1)
+    if sleep_s:
+        time.sleep(sleep_s)
+    return {"node": ctx.node_id if ctx else "", "task_id": task_id, "key": ctx.key if ctx else ""}
+
+
+class PlannedFailure(Exception):
+    """A failure the test asked for."""
+
+
+@task("probe.fail_times", timeout=10.0, max_retries=3,
+      retry=RetryPolicy(max_retries=3, base_s=0.2, factor=2.0, cap_s=5.0))
+def probe_fail_times(tag: str, failures: int) -> int:
+    ctx = current_task()
+    assert ctx is not None
+    _redis().rpush(f"probe:attempts:{ctx.task_id}", f"{ctx.attempt}:{time.time()}")
+    if ctx.attempt <= failures:
+        raise PlannedFailure(f"attempt {ctx.attempt} of {tag} fails as planned")
+    return ctx.attempt

@@ -47,6 +47,7 @@ class Node:
         limits: Limits,
         max_pending: int = 20_000,
         max_crash_recoveries: int = 3,
+        max_stream_pending: int = 10_000,
     ) -> None:
         self.max_crash_recoveries = max_crash_recoveries
         self.node_id = node_id
@@ -55,6 +56,7 @@ class Node:
         self.pools = pools
         self.limits = limits
         self.max_pending = max_pending
+        self.max_stream_pending = max_stream_pending  # per client stream, see ClientStream
         self.epoch: int | None = None
         self.draining = False
         self.execution = Execution(node_id, store, pools)
@@ -89,6 +91,7 @@ class Node:
         acks: list[pb.Ack | None] = [None] * len(envelopes)
         admitted: list[tuple[int, Call]] = []
         room = self.max_pending - self.execution.pending
+        stream_room = stream.room(self.max_stream_pending) if stream is not None else room
         for index, envelope in enumerate(envelopes):
             checked = self._check(envelope, ring)
             if isinstance(checked, pb.Ack):
@@ -96,24 +99,44 @@ class Node:
             elif len(admitted) >= room:
                 acks[index] = self._ack(envelope, pb.OVERLOADED, "node is at capacity",
                                         retry_after_s=0.05)
+            elif len(admitted) >= stream_room:
+                acks[index] = self._ack(
+                    envelope, pb.OVERLOADED,
+                    f"over {self.max_stream_pending} pending tasks on this stream",
+                    retry_after_s=0.1)
             else:
                 admitted.append((index, checked))
-        if admitted:
-            try:
-                results = await self._accepts.call([envelopes[i] for i, _ in admitted])
-            except NotServing:
-                results = []
-                for index, _ in admitted:
-                    acks[index] = self._ack(envelopes[index], pb.DRAINING, "node is not serving")
-            except Exception as exc:
-                log.warning("durable accept failed: %s", exc)
-                results = []
-                for index, _ in admitted:
-                    acks[index] = self._ack(envelopes[index], pb.INTERNAL,
-                                            f"state store unavailable: {exc}", retry_after_s=0.2)
-            for (index, call), (result, epoch) in zip(admitted, results, strict=True):
-                acks[index] = self._after_accept(envelopes[index], call, result, epoch, stream)
+        if stream is not None:
+            stream.reserved += len(admitted)  # released below, once counted as outstanding
+        try:
+            if admitted:
+                await self._accept_admitted(envelopes, admitted, acks, stream)
+        finally:
+            if stream is not None:
+                stream.reserved -= len(admitted)
         return [ack for ack in acks if ack is not None]
+
+    async def _accept_admitted(
+        self,
+        envelopes: list[pb.TaskEnvelope],
+        admitted: list[tuple[int, Call]],
+        acks: list[pb.Ack | None],
+        stream: ClientStream | None,
+    ) -> None:
+        try:
+            results = await self._accepts.call([envelopes[i] for i, _ in admitted])
+        except NotServing:
+            results = []
+            for index, _ in admitted:
+                acks[index] = self._ack(envelopes[index], pb.DRAINING, "node is not serving")
+        except Exception as exc:
+            log.warning("durable accept failed: %s", exc)
+            results = []
+            for index, _ in admitted:
+                acks[index] = self._ack(envelopes[index], pb.INTERNAL,
+                                        f"state store unavailable: {exc}", retry_after_s=0.2)
+        for (index, call), (result, epoch) in zip(admitted, results, strict=True):
+            acks[index] = self._after_accept(envelopes[index], call, result, epoch, stream)
 
     def _check(self, envelope: pb.TaskEnvelope, ring: Ring) -> pb.Ack | Call:
         """The refusal for this envelope, or what to call when it is ours and valid."""

@@ -13,11 +13,16 @@ class ClientStream:
 
     The stream ends once the client stopped sending, every batch is answered and
     every task accepted on it has had its result pushed.
+
+    ``outstanding`` plus ``reserved`` is bounded by the node's per-stream limit
+    (``Node.max_stream_pending``): tasks over it are answered OVERLOADED, so one
+    client cannot hold more results queued here than that.
     """
 
     def __init__(self) -> None:
         self.open = True
         self.outstanding = 0  # tasks accepted on this stream whose result is not pushed yet
+        self.reserved = 0  # tasks admitted by a batch whose durable accept is in progress
         self.handlers = 0  # batches being handled
         self.input_done = False
         self._acks: list[pb.Ack] = []
@@ -36,6 +41,10 @@ class ClientStream:
         self._results.append(result)
         self._ready.set()
         return True
+
+    def room(self, limit: int) -> int:
+        """How many more tasks this stream may have pending under ``limit``."""
+        return max(0, limit - self.outstanding - self.reserved)
 
     def wake(self) -> None:
         self._ready.set()

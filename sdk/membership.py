@@ -25,12 +25,20 @@ from kazoo.protocol.states import WatchedEvent
 from sdk.errors import ClusterUnavailable
 from sdk.naming import Names
 from sdk.ring import DEFAULT_VNODES, EMPTY_RING, Member, Ring
+from sdk.zkacl import client_options
 
 log = logging.getLogger(__name__)
 
 
-def connect_zookeeper(hosts: str, timeout: float = 10.0, **kwargs: Any) -> KazooClient:
-    """A started KazooClient; ClusterUnavailable when ZooKeeper is not reachable in time."""
+def connect_zookeeper(
+    hosts: str, timeout: float = 10.0, auth: str = "", operator_auth: str = "", **kwargs: Any
+) -> KazooClient:
+    """A started KazooClient; ClusterUnavailable when ZooKeeper is not reachable in time.
+
+    ``auth`` / ``operator_auth`` are optional digest identities (``USER:PASSWORD``,
+    see ``sdk.zkacl``); znodes this client creates are then writable only by them.
+    """
+    kwargs = {**client_options(auth, operator_auth), **kwargs}
     client = KazooClient(hosts=hosts, timeout=timeout, **kwargs)
     try:
         client.start(timeout=timeout)

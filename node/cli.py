@@ -29,12 +29,19 @@ from sdk.errors import RingpoolError
 @click.option("--tls-cert", default="", help="Server certificate (PEM).")
 @click.option("--tls-key", default="", help="Server private key (PEM).")
 @click.option("--tls-ca", default="", help="CA for client certificates (enables mTLS).")
+@click.option("--zk-auth", default="", metavar="USER:PASSWORD",
+              help="ZooKeeper digest identity of cluster members (turns on znode ACLs).")
+@click.option("--max-stream-pending", default=10_000, type=click.IntRange(1, 1_000_000),
+              help="Tasks pending per client stream before OVERLOADED.")
+@click.option("--zk-session-timeout", default=10.0, type=click.FloatRange(2, 120),
+              help="ZooKeeper session timeout in seconds: how fast a dead process leaves.")
 @click.option("--weight", default=1.0, type=click.FloatRange(0.01, 100), help="Share of the ring.")
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 def main(
     zk: str, redis: str, cluster: str, node_id: str, listen: str, advertise: str, tasks: str,
     metrics_port: int, drain_timeout: float, token: str, tls_cert: str, tls_key: str,
-    tls_ca: str, weight: float, log_level: str,
+    tls_ca: str, zk_auth: str, max_stream_pending: int, zk_session_timeout: float, weight: float,
+    log_level: str,
 ) -> None:
     """Run a ringpool worker node."""
     from node.server import serve
@@ -45,6 +52,8 @@ def main(
         tasks=tuple(m.strip() for m in tasks.split(",") if m.strip()),
         metrics_port=metrics_port, drain_timeout_s=drain_timeout, token=token,
         tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, weight=weight,
+        zk_auth=zk_auth, max_stream_pending=max_stream_pending,
+        zk_session_timeout_s=zk_session_timeout,
     )
     try:
         sys.exit(asyncio.run(serve(settings)))

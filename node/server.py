@@ -29,6 +29,7 @@ from sdk.naming import Names, check_node_id
 from sdk.rpc.ringpool.v1 import node_pb2 as pb
 from sdk.rpc.ringpool.v1 import node_pb2_grpc as pb_grpc
 from sdk.state import StateStore
+from sdk.zkacl import secure_cluster
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Node"].full_name
@@ -70,7 +71,11 @@ async def serve(settings: NodeSettings) -> int:
     load_task_modules(settings.tasks)
     credentials = server_credentials(settings)
 
-    zk = await asyncio.to_thread(connect_zookeeper, settings.zk, settings.zk_session_timeout_s)
+    zk = await asyncio.to_thread(
+        connect_zookeeper, settings.zk, settings.zk_session_timeout_s, settings.zk_auth
+    )
+    if settings.zk_auth:
+        await asyncio.to_thread(secure_cluster, zk, settings.cluster, settings.zk_auth)
     store = StateStore.from_url(
         settings.redis, settings.cluster,
         fingerprint_ttl_s=settings.fingerprint_ttl_s, result_ttl_s=settings.result_ttl_s,
@@ -78,7 +83,8 @@ async def serve(settings: NodeSettings) -> int:
     await asyncio.wait_for(store.ping(), 10.0)
     membership = await asyncio.to_thread(Membership(zk, settings.cluster).start)
     pools = Pools(settings.pool)
-    node = Node(settings.node_id, store, membership, pools, settings.limits)
+    node = Node(settings.node_id, store, membership, pools, settings.limits,
+                max_stream_pending=settings.max_stream_pending)
 
     drain_requested = asyncio.Event()
     registered = threading.Event()

@@ -25,6 +25,8 @@ class NodeSettings:
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
+    zk_auth: str = ""  # USER:PASSWORD digest identity of cluster members (sdk.zkacl)
+    max_stream_pending: int = 10_000  # tasks pending per client stream before OVERLOADED
     weight: float = 1.0
     fingerprint_ttl_s: int = DEFAULT_FINGERPRINT_TTL_S
     result_ttl_s: int = DEFAULT_RESULT_TTL_S

@@ -112,7 +112,7 @@ class AsyncCluster:
             return self
         settings = self.settings
         self._zk = await asyncio.to_thread(
-            connect_zookeeper, settings.zk, settings.connect_timeout_s
+            connect_zookeeper, settings.zk, settings.connect_timeout_s, settings.zk_auth
         )
         self.membership = await asyncio.to_thread(
             Membership(self._zk, settings.cluster).start

@@ -31,12 +31,14 @@ class LinkDown(Exception):
 
 def open_channel(addr: str, settings: ClientSettings) -> aio.Channel:
     max_message = settings.limits.max_message_bytes
-    options = [
+    options: list[tuple[str, str | int]] = [
         ("grpc.max_receive_message_length", max_message),
         ("grpc.max_send_message_length", max_message),
     ]
     if not settings.tls_ca:
         return aio.insecure_channel(addr, options=options)
+    if settings.tls_server_name:
+        options.append(("grpc.ssl_target_name_override", settings.tls_server_name))
     credentials = grpc.ssl_channel_credentials(
         root_certificates=Path(settings.tls_ca).read_bytes(),
         private_key=Path(settings.tls_key).read_bytes() if settings.tls_key else None,

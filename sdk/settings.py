@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from sdk.envelope import DEFAULT_LIMITS, Limits
 from sdk.errors import ConfigError
 from sdk.naming import check_cluster_name
+from sdk.zkacl import parse_credential
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class ClientSettings:
     tls_ca: str = ""  # CA bundle that signed the nodes' certificates (enables TLS)
     tls_cert: str = ""  # client certificate for mTLS
     tls_key: str = ""
+    tls_server_name: str = ""  # name to check in the node's certificate (default: its address)
+    zk_auth: str = ""  # USER:PASSWORD ZooKeeper digest identity, when the cluster uses ACLs
     connect_timeout_s: float = 10.0
     dispatch_timeout_s: float = 30.0
     max_hops: int = 8
@@ -44,7 +47,7 @@ class ClientSettings:
             raise ConfigError("no ZooKeeper address: pass zk=... or set RINGPOOL_ZK")
         if not redis:
             raise ConfigError("no Redis URL: pass redis=... or set RINGPOOL_REDIS")
-        for name in ("tls_ca", "tls_cert", "tls_key"):
+        for name in ("tls_ca", "tls_cert", "tls_key", "tls_server_name", "zk_auth"):
             options.setdefault(name, env.get(f"RINGPOOL_{name.upper()}", ""))
         settings = cls(
             zk=zk,
@@ -55,4 +58,10 @@ class ClientSettings:
         )
         if settings.connect_timeout_s <= 0 or settings.dispatch_timeout_s <= 0:
             raise ConfigError("timeouts must be positive")
+        if (settings.tls_cert or settings.tls_key) and not (
+            settings.tls_ca and settings.tls_cert and settings.tls_key
+        ):
+            raise ConfigError("tls_cert and tls_key go together, and need tls_ca")
+        if settings.zk_auth:
+            parse_credential(settings.zk_auth, "zk_auth")
         return settings

@@ -19,6 +19,7 @@ from sdk.client import AsyncCluster
 from sdk.membership import connect_zookeeper
 from sdk.settings import ClientSettings
 from sdk.state import StateStore
+from sdk.zkacl import secure_cluster
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,20 @@ class CoordinatorSettings:
     metrics_port: int = 9401
     max_crash_recoveries: int = 3
     zk_session_timeout_s: float = 10.0
+    zk_auth: str = ""  # USER:PASSWORD member identity when the cluster uses ZooKeeper ACLs
 
 
 async def run(settings: CoordinatorSettings) -> int:
     identifier = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     cluster = await AsyncCluster(
-        ClientSettings.resolve(settings.zk, settings.redis, settings.cluster, settings.token)
+        ClientSettings.resolve(settings.zk, settings.redis, settings.cluster, settings.token,
+                               zk_auth=settings.zk_auth)
     ).start()
-    zk = await asyncio.to_thread(connect_zookeeper, settings.zk, settings.zk_session_timeout_s)
+    zk = await asyncio.to_thread(
+        connect_zookeeper, settings.zk, settings.zk_session_timeout_s, settings.zk_auth
+    )
+    if settings.zk_auth:
+        await asyncio.to_thread(secure_cluster, zk, settings.cluster, settings.zk_auth)
     store = StateStore.from_url(settings.redis, settings.cluster)
     assert cluster.membership is not None
     recoverer = Recoverer(zk, store, cluster.membership, settings.max_crash_recoveries)

@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+from kazoo.exceptions import BadVersionError, NoAuthError, NodeExistsError, NoNodeError
+from kazoo.security import ACL, OPEN_ACL_UNSAFE
 
 from sdk.errors import ConfigError
 from sdk.naming import Names
@@ -281,13 +282,28 @@ def write_config(
     path = Names(cluster).config
     try:
         if expected_version == MISSING_VERSION:
-            client.ensure_path(Names(cluster).zk_root)
-            client.create(path, data)
+            # The root stays open here; a node or coordinator with --zk-auth tightens it.
+            client.ensure_path(Names(cluster).zk_root, acl=OPEN_ACL_UNSAFE)
+            client.create(path, data)  # with the client's default ACL (sdk.zkacl)
             return 0
-        return int(client.set(path, data, version=expected_version).version)
+        version = int(client.set(path, data, version=expected_version).version)
+        if client.default_acl and client.default_acl != OPEN_ACL_UNSAFE:
+            _tighten(client, path, list(client.default_acl))
+        return version
     except (BadVersionError, NodeExistsError, NoNodeError):
         raise ConfigConflict("the config changed while it was being written; "
                           "read it again and retry") from None
+    except NoAuthError:
+        raise ConfigError(f"not allowed to write {path}: the config is protected by a "
+                          "ZooKeeper ACL; pass the operator identity "
+                          "(taskctl --zk-operator-auth USER:PASSWORD)") from None
+
+
+def _tighten(client: KazooClient, path: str, acl: list[ACL]) -> None:
+    """Give an existing config znode our ACL (one created before ACLs were on is open)."""
+    current, _ = client.get_acls(path)
+    if sorted(map(repr, current)) != sorted(map(repr, acl)):
+        client.set_acls(path, acl)
 
 
 def update_config(

@@ -95,6 +95,8 @@ class Options:
     json: bool
     debug: bool
     timeout_s: float
+    zk_auth: str = ""  # member identity, when the cluster uses ZooKeeper ACLs
+    zk_operator_auth: str = ""  # operator identity: the config znode is written with its ACL
 
     def settings(self) -> ClientSettings:
         if not self.zk:
@@ -105,6 +107,7 @@ class Options:
             self.zk, self.redis, self.cluster, self.token,
             connect_timeout_s=self.timeout_s,
             dispatch_timeout_s=max(self.timeout_s, 30.0),
+            zk_auth=self.zk_auth,
         )
 
     @property
@@ -130,7 +133,8 @@ class Session:
         if self._zk is None:
             settings = self.options.settings()
             self._zk = await asyncio.to_thread(
-                connect_zookeeper, settings.zk, settings.connect_timeout_s
+                connect_zookeeper, settings.zk, settings.connect_timeout_s,
+                settings.zk_auth, self.options.zk_operator_auth,
             )
         return self._zk
 

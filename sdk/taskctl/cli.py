@@ -9,6 +9,7 @@ from sdk.naming import check_cluster_name
 from sdk.taskctl import config, dev, dlq, status, task
 from sdk.taskctl.app import Options, TaskctlGroup, version
 from sdk.taskctl.output import DURATION
+from sdk.zkacl import parse_credential
 
 
 def _cluster_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -28,6 +29,12 @@ def _cluster_name(ctx: click.Context, param: click.Parameter, value: str) -> str
               callback=_cluster_name, help="cluster name [env RINGPOOL_CLUSTER]")
 @click.option("--token", envvar="RINGPOOL_TOKEN", default="",
               help="bearer token for the nodes [env RINGPOOL_TOKEN]")
+@click.option("--zk-auth", envvar="RINGPOOL_ZK_AUTH", default="", metavar="USER:PASSWORD",
+              help="ZooKeeper member identity, when ACLs are on [env RINGPOOL_ZK_AUTH]")
+@click.option("--zk-operator-auth", envvar="RINGPOOL_ZK_OPERATOR_AUTH", default="",
+              metavar="USER:PASSWORD",
+              help="ZooKeeper operator identity: only it may write the config "
+                   "[env RINGPOOL_ZK_OPERATOR_AUTH]")
 @click.option("--json", "as_json", is_flag=True, envvar="RINGPOOL_JSON",
               help="machine-readable JSON on stdout")
 @click.option("--debug", is_flag=True, help="print tracebacks with errors")
@@ -36,7 +43,8 @@ def _cluster_name(ctx: click.Context, param: click.Parameter, value: str) -> str
 @click.version_option(version(), "--version", prog_name="taskctl", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, zk: str | None, redis: str | None, cluster: str, token: str,
-        as_json: bool, debug: bool, timeout_s: float) -> None:
+        zk_auth: str, zk_operator_auth: str, as_json: bool, debug: bool,
+        timeout_s: float) -> None:
     """Operate a ringpool cluster: status, ring, routes, tasks, the dead-letter queue, config.
 
     \b
@@ -46,8 +54,15 @@ def cli(ctx: click.Context, zk: str | None, redis: str | None, cluster: str, tok
     """
     if timeout_s <= 0:
         raise click.BadParameter("must be > 0", param_hint="--timeout")
+    for name, value in (("--zk-auth", zk_auth), ("--zk-operator-auth", zk_operator_auth)):
+        if value:
+            try:
+                parse_credential(value, name)
+            except ConfigError as exc:
+                raise click.BadParameter(str(exc), param_hint=name) from None
     ctx.obj = Options(zk=zk, redis=redis, cluster=cluster, token=token, json=as_json,
-                      debug=debug, timeout_s=timeout_s)
+                      debug=debug, timeout_s=timeout_s, zk_auth=zk_auth,
+                      zk_operator_auth=zk_operator_auth)
 
 
 @cli.command()

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from sdk.errors import ClusterUnavailable, ConfigError
 
@@ -168,17 +169,25 @@ class ZooKeeperServer:
 
 
 class RedisServer:
-    """A redis-server on a temp dir; AOF with ``appendfsync always`` when asked."""
+    """A redis-server on a temp dir; AOF with ``appendfsync always`` when asked.
 
-    def __init__(self, workdir: Path, port: int | None = None, appendonly: bool = False) -> None:
+    With ``password`` the server runs with ``--requirepass`` and ``url`` carries it.
+    """
+
+    def __init__(
+        self, workdir: Path, port: int | None = None, appendonly: bool = False,
+        password: str = "",
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.password = password
         self.process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 30.0) -> RedisServer:
         binary = shutil.which("redis-server")
@@ -192,12 +201,14 @@ class RedisServer:
         ]
         if self.appendonly:
             argv += ["--appendonly", "yes", "--appendfsync", "always"]
+        if self.password:
+            argv += ["--requirepass", self.password]
         self.process = ManagedProcess(
             "redis", argv, data / "redis.log", dict(os.environ)
         ).start()
         try:
             wait_until(
-                lambda: _tcp_reply(self.port, b"PING\r\n").startswith(b"+PONG"),
+                lambda: _tcp_reply(self.port, b"PING\r\n").startswith((b"+PONG", b"-NOAUTH")),
                 timeout, "Redis", 0.05,
             )
         except ClusterUnavailable as exc:

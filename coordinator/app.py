@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from prometheus_client import start_http_server
 
 from coordinator.election import Leadership
+from coordinator.metrics import CoordinatorMetrics
 from coordinator.recovery import Recoverer
 from coordinator.retries import RetryFirer
 from sdk.client import AsyncCluster
 from sdk.membership import connect_zookeeper
 from sdk.settings import ClientSettings
 from sdk.state import StateStore
+from sdk.telemetry import configure_from_env
 from sdk.zkacl import secure_cluster
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class CoordinatorSettings:
 
 async def run(settings: CoordinatorSettings) -> int:
     identifier = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    configure_from_env("ringpool-coordinator")
     cluster = await AsyncCluster(
         ClientSettings.resolve(settings.zk, settings.redis, settings.cluster, settings.token,
                                zk_auth=settings.zk_auth)
@@ -51,6 +54,7 @@ async def run(settings: CoordinatorSettings) -> int:
     assert cluster.membership is not None
     recoverer = Recoverer(zk, store, cluster.membership, settings.max_crash_recoveries)
     firer = RetryFirer(store, cluster)
+    metrics = CoordinatorMetrics(settings.redis, settings.cluster, firer, recoverer)
     loop = asyncio.get_running_loop()
 
     def on_ring(_: object) -> None:
@@ -73,6 +77,7 @@ async def run(settings: CoordinatorSettings) -> int:
                 elected.cancel()
                 break
             log.info("%s is the leader", identifier)
+            metrics.leading = True
             loops = [asyncio.create_task(firer.run()), asyncio.create_task(recoverer.run())]
             demoted = asyncio.create_task(leadership.wait_demoted())
             done, _ = await asyncio.wait(
@@ -86,9 +91,11 @@ async def run(settings: CoordinatorSettings) -> int:
                 if task in done and task.exception() is not None:
                     log.error("leader loop failed", exc_info=task.exception())
             await leadership.release()  # only now: our loops have stopped
+            metrics.leading = False
             log.info("%s stepped down", identifier)
     finally:
         await leadership.release()
+        metrics.close()
         await cluster.close()
         await store.close()
         await asyncio.to_thread(zk.stop)

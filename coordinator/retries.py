@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from sdk.client import REFUSALS, AsyncCluster
 from sdk.errors import RingpoolError
@@ -31,6 +32,7 @@ class RetryFirer:
         self.fired = 0
         self.buried = 0
         self.last_lag_s = 0.0
+        self.observe_lag: Callable[[float], None] | None = None  # metrics: lag per claim
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -52,9 +54,13 @@ class RetryFirer:
 
     async def fire_due(self) -> int:
         """Re-dispatch one batch of due retries; how many were claimed."""
+        oldest = await self.store.next_due() if self.observe_lag is not None else None
         due = await self.store.claim_due(LEASE_S, self.batch)
         if not due:
             return 0
+        if oldest is not None and self.observe_lag is not None:
+            self.last_lag_s = max(0.0, time.time() - oldest)
+            self.observe_lag(self.last_lag_s)
         envelopes = []
         for item in due:
             envelope = pb.TaskEnvelope()

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, NamedTuple
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from node.execution import Execution
 from node.pool import Pools
 from node.streams import ClientStream
-from sdk import codec
+from sdk import codec, telemetry
 from sdk.batching import GroupCommit
 from sdk.envelope import Limits, ack_code_for, validate
 from sdk.errors import DispatchError
@@ -21,6 +22,9 @@ from sdk.ring import Ring, RouteCache
 from sdk.rpc.ringpool.v1 import node_pb2 as pb
 from sdk.state import AcceptResult, StateStore
 from sdk.task import REGISTRY, TaskDefinition
+
+if TYPE_CHECKING:
+    from node.metrics import NodeMetrics
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ class Node:
         max_pending: int = 20_000,
         max_crash_recoveries: int = 3,
         max_stream_pending: int = 10_000,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.max_crash_recoveries = max_crash_recoveries
         self.node_id = node_id
@@ -59,7 +64,8 @@ class Node:
         self.max_stream_pending = max_stream_pending  # per client stream, see ClientStream
         self.epoch: int | None = None
         self.draining = False
-        self.execution = Execution(node_id, store, pools)
+        self.metrics = metrics
+        self.execution = Execution(node_id, store, pools, metrics)
         self.counters: dict[str, int] = {"accepted": 0, "duplicate": 0, "rejected": 0}
         self._routes = RouteCache()
         self._accepts: GroupCommit[pb.TaskEnvelope, tuple[AcceptResult, int]] = GroupCommit(
@@ -79,6 +85,16 @@ class Node:
         return ring
 
     async def submit(
+        self, envelopes: list[pb.TaskEnvelope], stream: ClientStream | None
+    ) -> list[pb.Ack]:
+        started_ns = time.time_ns()
+        acks = await self._decide(envelopes, stream)
+        if self.metrics is not None:
+            self.metrics.acks(envelopes, acks)
+        telemetry.record_accepts(envelopes, acks, self.node_id, started_ns)
+        return acks
+
+    async def _decide(
         self, envelopes: list[pb.TaskEnvelope], stream: ClientStream | None
     ) -> list[pb.Ack]:
         if not self.serving:
@@ -193,6 +209,8 @@ class Node:
             return
         recovery = await self.store.recover(self.node_id, keep_epoch=self.epoch,
                                             max_recoveries=self.max_crash_recoveries)
+        if self.metrics is not None:
+            self.metrics.recovery(recovery)
         if recovery.recovered or recovery.poisoned:
             log.info("reclaimed %d tasks from an earlier epoch (%d poisoned)",
                      recovery.recovered, recovery.poisoned)

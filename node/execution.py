@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.pool import Job, Outcome, PoolOverloaded, Pools
 from node.streams import ClientStream
@@ -26,7 +26,10 @@ from sdk.envelope import DEFAULT_MAX_RETRIES
 from sdk.errors import InvalidTask
 from sdk.rpc.ringpool.v1 import node_pb2 as pb
 from sdk.state import StateStore, Transition
-from sdk.task import PermanentError, Retry, TaskContext, TaskDefinition
+from sdk.task import PermanentError, Retry, RetryPolicy, TaskContext, TaskDefinition
+
+if TYPE_CHECKING:
+    from node.metrics import NodeMetrics
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +37,13 @@ REDIS_RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 MAX_FLUSH = 1000
 
 
-def max_retries_of(envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any]) -> int:
+DECLARED_NOTHING = RetryPolicy()  # what @task gives a task that declares no retry options
+
+
+def max_retries_of(envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any],
+                   policy: RetryPolicy | None = None) -> int:
     if envelope.max_retries == DEFAULT_MAX_RETRIES:
-        return definition.retry.max_retries
+        return (policy or definition.retry).max_retries
     return envelope.max_retries
 
 
@@ -70,8 +77,14 @@ class _Pending:
 
 
 class Execution:
-    def __init__(self, node_id: str, store: StateStore, pools: Pools) -> None:
+    def __init__(self, node_id: str, store: StateStore, pools: Pools,
+                 metrics: NodeMetrics | None = None) -> None:
         self.node_id = node_id
+        self.metrics = metrics
+        # Accept times by task id, popped by the metrics middleware when the run starts.
+        self.queued_at: dict[str, float] = {}
+        # The cluster config's retry defaults (live config), for tasks that declare none.
+        self.default_retry: RetryPolicy | None = None
         self.store = store
         self.pools = pools
         self.pending = 0
@@ -118,6 +131,8 @@ class Execution:
         )
         # Marking RUNNING is informational: written with the next flush, never retried.
         self._enqueue(_Pending(epoch, Transition("start", envelope.task_id)))
+        if self.metrics is not None:
+            self.queued_at[envelope.task_id] = time.monotonic()
         done = functools.partial(self._on_done, envelope, definition, epoch, stream)
         try:
             self.pools.submit(job).add_done_callback(done)
@@ -144,6 +159,7 @@ class Execution:
     ) -> None:
         if future.cancelled():
             # Handed back by a drain: it stays in flight until the hand-back moves it.
+            self.queued_at.pop(envelope.task_id, None)
             self._forget(stream)
             return
         if future.exception() is not None:
@@ -181,12 +197,15 @@ class Execution:
                     attempt=envelope.attempt,
                 )
         error = outcome.exception
-        retries_left = envelope.attempt <= max_retries_of(envelope, definition)
+        policy = definition.retry
+        if self.default_retry is not None and policy == DECLARED_NOTHING:
+            policy = self.default_retry
+        retries_left = envelope.attempt <= max_retries_of(envelope, definition, policy)
         if retries_left and not isinstance(error, PermanentError):
             if isinstance(error, Retry) and error.countdown is not None:
                 delay = max(0.0, error.countdown)
             else:
-                delay = definition.retry.delay_s(envelope.attempt)
+                delay = policy.delay_s(envelope.attempt)
             self.counters["retried"] += 1
             return Transition(
                 "retry", task_id, a=outcome.error_type, b=outcome.error_message,
@@ -214,6 +233,12 @@ class Execution:
         while self._queue:
             batch, self._queue = self._queue[:MAX_FLUSH], self._queue[MAX_FLUSH:]
             applied = await self._write(batch)
+            if self.metrics is not None:
+                self.metrics.outcomes(
+                    (item.envelope.name, item.transition.op)
+                    for item, ok in zip(batch, applied, strict=True)
+                    if ok and item.envelope is not None
+                )
             for item, ok in zip(batch, applied, strict=True):
                 if item.envelope is not None:
                     await self._follow_up(item, ok)

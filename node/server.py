@@ -18,7 +18,9 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from node.auth import TokenAuth
+from node.config_watch import ConfigWatch
 from node.core import Node
+from node.metrics import NodeMetrics, instrument, node_registry, probe_zookeeper
 from node.pool import Pools
 from node.registration import Registration
 from node.service import NodeService
@@ -83,8 +85,10 @@ async def serve(settings: NodeSettings) -> int:
     await asyncio.wait_for(store.ping(), 10.0)
     membership = await asyncio.to_thread(Membership(zk, settings.cluster).start)
     pools = Pools(settings.pool)
+    metrics = NodeMetrics(node_registry(settings.metrics_port))
     node = Node(settings.node_id, store, membership, pools, settings.limits,
-                max_stream_pending=settings.max_stream_pending)
+                max_stream_pending=settings.max_stream_pending, metrics=metrics)
+    instrument(node, metrics)
 
     drain_requested = asyncio.Event()
     registered = threading.Event()
@@ -134,11 +138,14 @@ async def serve(settings: NodeSettings) -> int:
     await server.start()
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
+    config_watch = ConfigWatch(zk, settings.cluster, node, metrics).start()
+    probe = asyncio.create_task(probe_zookeeper(zk, names.zk_root, metrics))
 
     # Our own in-flight tasks from an earlier life go back to the retry set first.
     recovered = await store.recover(
         settings.node_id, keep_epoch=None, max_recoveries=node.max_crash_recoveries
     )
+    metrics.recovery(recovered)
     if recovered.recovered or recovered.poisoned:
         log.info("recovered %d of our own tasks (%d poisoned)", recovered.recovered,
                  recovered.poisoned)
@@ -164,6 +171,8 @@ async def serve(settings: NodeSettings) -> int:
     await asyncio.to_thread(registration.leave)
     await node.drain(drain_timeout[0])
     await server.stop(grace=1.0)
+    config_watch.stop()
+    probe.cancel()
     membership.stop()
     await asyncio.to_thread(zk.stop)
     zk.close()

@@ -16,6 +16,7 @@ from typing import Any
 from kazoo.client import KazooClient
 
 from sdk import envelope as envelopes
+from sdk import telemetry
 from sdk.errors import (
     ClusterUnavailable,
     DispatchError,
@@ -30,6 +31,7 @@ from sdk.errors import (
 )
 from sdk.links import LinkDown, NodeLink
 from sdk.membership import Membership, connect_zookeeper
+from sdk.metrics import client_metrics
 from sdk.results import ResultWaiter, unwrap
 from sdk.ring import Ring, RouteCache
 from sdk.rpc.ringpool.v1 import node_pb2 as pb
@@ -90,6 +92,7 @@ class AsyncCluster:
         self.store = StateStore.from_url(settings.redis, settings.cluster)
         self._results = ResultWaiter(self.store, settings.result_poll_s)
         self._routes = RouteCache()
+        self.metrics = client_metrics(settings.metrics_registry)
         self._links: dict[str, NodeLink] = {}
         self._zk: KazooClient | None = None
         self.membership: Membership | None = None
@@ -226,6 +229,7 @@ class AsyncCluster:
             for indexes, answer in zip(groups.values(), answers, strict=True):
                 if isinstance(answer, LinkDown | TimeoutError):
                     log.debug("resending %d tasks: %s", len(indexes), answer)
+                    self.metrics.resend["unreachable"].inc(len(indexes))
                     pending += indexes
                     wait_s = max(wait_s, backoff)
                     continue
@@ -236,9 +240,11 @@ class AsyncCluster:
                         rerouted = True
                         newest = max(newest, ack.ring_version)
                         pending.append(index)
+                        self.metrics.resends.labels(pb.AckCode.Name(ack.code).lower()).inc()
                     elif ack.code in BACK_OFF:
                         wait_s = max(wait_s, ack.retry_after_s or backoff)
                         pending.append(index)
+                        self.metrics.resends.labels(pb.AckCode.Name(ack.code).lower()).inc()
                     else:
                         final[index] = ack
             if not pending:
@@ -272,9 +278,12 @@ class AsyncCluster:
         self, key: str, task: Task, headers: Mapping[str, str] | None = None
     ) -> AsyncTaskHandle:
         """Send ``task`` to the owner of ``key``; returns once it is durably accepted."""
-        envelope = self._build(key, task, headers)
-        handle = AsyncTaskHandle(self, envelope.task_id, key)  # expect the result before sending
-        (ack,) = await self.send([envelope])
+        started = time.perf_counter()
+        with telemetry.dispatch_span("dispatch", task.name, 1, headers) as traced:
+            envelope = self._build(key, task, headers if traced is None else traced)
+            handle = AsyncTaskHandle(self, envelope.task_id, key)  # expect the result first
+            (ack,) = await self.send([envelope])
+        self.metrics.dispatch.observe(time.perf_counter() - started)
         return handle if ack.code == pb.ACCEPTED else self._handle_for(envelope, ack)
 
     async def dispatch_many(
@@ -284,9 +293,14 @@ class AsyncCluster:
 
         A task refused by its node raises its DispatchError after the others were sent.
         """
-        built = [self._build(key, task, None) for key, task in items]
-        handles = [AsyncTaskHandle(self, e.task_id, e.key) for e in built]
-        acks = await self.send(built)
+        started = time.perf_counter()
+        items = list(items)
+        name = items[0][1].name if items else ""
+        with telemetry.dispatch_span("dispatch_many", name, len(items)) as traced:
+            built = [self._build(key, task, traced) for key, task in items]
+            handles = [AsyncTaskHandle(self, e.task_id, e.key) for e in built]
+            acks = await self.send(built)
+        self.metrics.dispatch_many.observe(time.perf_counter() - started)
         return [
             handle if ack.code == pb.ACCEPTED else self._handle_for(envelope, ack)
             for handle, envelope, ack in zip(handles, built, acks, strict=True)

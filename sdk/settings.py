@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sdk.envelope import DEFAULT_LIMITS, Limits
 from sdk.errors import ConfigError
 from sdk.naming import check_cluster_name
 from sdk.zkacl import parse_credential
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class ClientSettings:
     max_hops: int = 8
     result_poll_s: float = 2.0  # how often a waiting handle re-reads its record
     limits: Limits = field(default=DEFAULT_LIMITS)
+    # Where the client's metrics go (sdk.metrics); None: prometheus_client's global registry.
+    metrics_registry: CollectorRegistry | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def resolve(

@@ -8,7 +8,7 @@ go through ``StateStore``; nothing else knows the key layout.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, cast
@@ -187,6 +187,8 @@ class StateStore:
         self._claim = client.register_script(_script("claim"))
         self._purge = client.register_script(_script("purge"))
         self._bury = client.register_script(_script("bury"))
+        # Called with (op, seconds) after each accept and transition script call (metrics).
+        self.observe_round_trip: Callable[[str, float], None] | None = None
 
     @classmethod
     def from_url(cls, url: str, cluster: str, **kwargs: Any) -> StateStore:
@@ -214,10 +216,13 @@ class StateStore:
              self.fingerprint_key(env))
             for env in envelopes
         ])
+        started = time.perf_counter()
         raw = await self._accept(
             keys=[names.inflight(node_id), names.retries, names.dlq, names.inflight_nodes],
             args=[node_id, epoch, time.time(), self.fingerprint_ttl_s, self._record_prefix, tasks],
         )
+        if self.observe_round_trip is not None:
+            self.observe_round_trip("accept", time.perf_counter() - started)
         return [
             AcceptResult(ACCEPT_CODES[code], task_id, state)
             for code, task_id, state in msgpack.unpackb(raw)
@@ -229,11 +234,14 @@ class StateStore:
             return []
         names = self.names
         packed = _pack([(op.op, op.task_id, op.a, op.b, op.c, op.d, int(op.publish)) for op in ops])
+        started = time.perf_counter()
         raw = await self._transition(
             keys=[names.inflight(node_id), names.retries, names.dlq],
             args=[epoch, time.time(), self.result_ttl_s, self._record_prefix,
                   names.done_channel, names.retry_channel, packed],
         )
+        if self.observe_round_trip is not None:
+            self.observe_round_trip("transition", time.perf_counter() - started)
         return [code == ord("K") for code in raw]
 
     async def recover(

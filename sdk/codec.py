@@ -24,11 +24,21 @@ def encode(value: Any) -> bytes:
         raise InvalidTask(f"not JSON-serialisable: {exc}") from None
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def decode(data: bytes) -> Any:
+    """The value of JSON ``data``; InvalidTask for anything else (NaN and Infinity too).
+
+    Nesting deep enough to exhaust the stack is refused like any other bad JSON.
+    """
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidTask(f"payload is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidTask("payload is not valid JSON: nested too deeply") from None
 
 
 def encode_call(args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any]) -> bytes:

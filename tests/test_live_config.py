@@ -1,0 +1,103 @@
+"""Live config: ``taskctl config set`` retunes a running node within 2 s; bad values change nothing.
+
+Observed from outside, through the node's /metrics endpoint.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner, Result
+from prometheus_client.parser import text_string_to_metric_families
+
+from sdk.local import LocalCluster
+from sdk.membership import connect_zookeeper
+from sdk.naming import Names
+from sdk.taskctl import cli
+
+APPLY_WITHIN_S = 2.0
+
+
+def gauges(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {s.name: s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if not s.labels}
+
+
+def wait_for(port: int, name: str, expected: float, within_s: float) -> float:
+    """Seconds until gauge ``name`` reads ``expected``; fails after ``within_s``."""
+    started = time.monotonic()
+    seen = None
+    while time.monotonic() - started < within_s:
+        seen = gauges(port).get(name)
+        if seen == expected:
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"{name} is {seen}, not {expected}, {within_s}s after the change")
+
+
+@pytest.fixture(scope="module")
+def local(zookeeper, redis_server) -> Iterator[LocalCluster]:  # type: ignore[no-untyped-def]
+    with LocalCluster(nodes=1, coordinators=0, zk=zookeeper.address,
+                      redis=redis_server.url) as lc:
+        yield lc
+
+
+def ctl(local: LocalCluster, *args: str) -> Result:
+    return CliRunner().invoke(
+        cli, ["--zk", local.zk, "--redis", local.redis, "--cluster", local.cluster, *args])
+
+
+def test_config_set_retunes_a_running_node(local: LocalCluster) -> None:
+    port = local.metrics_ports["node-0"]
+    before = gauges(port)
+    assert before["ringpool_pool_max_workers"] == 32
+    assert before["ringpool_config_version"] == -1  # no znode yet: the node's flags rule
+
+    result = ctl(local, "config", "set", "pool.min_workers=1")
+    assert result.exit_code == 0, result.output
+    wait_for(port, "ringpool_pool_min_workers", 1, APPLY_WITHIN_S)
+
+    result = ctl(local, "config", "set", "pool.max_workers=2")
+    assert result.exit_code == 0, result.output
+    wait_for(port, "ringpool_pool_max_workers", 2, APPLY_WITHIN_S)
+    after = gauges(port)
+    assert after["ringpool_config_version"] == 1
+    assert after["ringpool_config_reloads_total"] == 2
+    assert after["ringpool_config_errors_total"] == 0
+
+
+def test_a_bad_value_changes_nothing(local: LocalCluster) -> None:
+    port = local.metrics_ports["node-0"]
+    wait_for(port, "ringpool_pool_max_workers", 2, APPLY_WITHIN_S)  # from the test above
+    version = gauges(port)["ringpool_config_version"]
+
+    # taskctl refuses it before writing...
+    for bad in ("pool.max_workers=0", "pool.max_workers=lots", "pool.min_workers=9"):
+        result = ctl(local, "config", "set", bad)
+        assert result.exit_code != 0, (bad, result.output)
+    # ...and a node refuses what another writer stores behind taskctl's back.
+    zk = connect_zookeeper(local.zk)
+    try:
+        path = Names(local.cluster).config
+        zk.set(path, b'{"pool": {"max_workers": 0}}')
+        deadline = time.monotonic() + APPLY_WITHIN_S
+        while gauges(port)["ringpool_config_errors_total"] < 1:
+            assert time.monotonic() < deadline, "the node never looked at the bad config"
+            time.sleep(0.05)
+        zk.set(path, b"not json")
+        deadline = time.monotonic() + APPLY_WITHIN_S
+        while gauges(port)["ringpool_config_errors_total"] < 2:
+            assert time.monotonic() < deadline, "the node never looked at the bad config"
+            time.sleep(0.05)
+    finally:
+        zk.stop()
+        zk.close()
+    now = gauges(port)
+    assert now["ringpool_pool_max_workers"] == 2
+    assert now["ringpool_pool_min_workers"] == 1
+    assert now["ringpool_config_version"] == version

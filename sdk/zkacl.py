@@ -12,7 +12,7 @@ Off by default. Two digest identities, each given as ``USER:PASSWORD``:
 Everyone can still read the ring (clients route with it) and the config.
 
     /ringpool                       world READ|CREATE   (shared by clusters)
-    /ringpool/<cluster>             world READ|CREATE, member ALL
+    /ringpool/<cluster>             world READ|CREATE, member ALL but DELETE
     .../members, draining, coordinator   world READ, member ALL (children too)
     .../config                      world READ, operator ALL
 """
@@ -85,9 +85,11 @@ def secure_cluster(client: KazooClient, cluster: str, auth: str) -> None:
     names = Names(cluster)
     user, password = parse_credential(auth)
     member = make_digest_acl(user, password, all=True)
+    # On the cluster root members may not delete: that would let them replace the config.
+    member_root = make_digest_acl(user, password, read=True, write=True, create=True, admin=True)
     world_read = make_acl("world", "anyone", read=True)
     world_read_create = make_acl("world", "anyone", read=True, create=True)
     client.ensure_path(ROOT, acl=[world_read_create])  # never tightened: clusters share it
-    _ensure_acl(client, names.zk_root, [world_read_create, member])
+    _ensure_acl(client, names.zk_root, [world_read_create, member_root])
     for path in (names.members, names.draining, names.election):
         _ensure_acl(client, path, [world_read, member])

@@ -10,8 +10,12 @@ re-sends the envelope stored in Redis, whose headers carry the trace context.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -156,3 +160,21 @@ def test_one_trace_spans_dispatch_execute_retry_execute_and_a_replay(
     # Health checks and the Drain RPC are not traced: only our spans exist.
     assert {s.name.split()[0] for s in finished} <= {"dispatch", "dispatch_many", "accept",
                                                     "execute"}
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, "False False None"),
+    ({"OTEL_TRACES_EXPORTER": "none"}, "False False None"),
+    ({"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"}, "False False None"),
+    ({"OTEL_TRACES_EXPORTER": "console"}, "True True traceparent"),
+])
+def test_an_exporter_only_when_the_environment_asks(env: dict[str, str], expected: str) -> None:
+    code = ("from sdk import telemetry\n"
+            "on = telemetry.configure_from_env('t')\n"
+            "with telemetry.dispatch_span('dispatch', 'demo.add') as headers:\n"
+            "    print(on, telemetry.enabled(), headers and ','.join(headers), flush=True)\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True,
+                         text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == expected

@@ -296,11 +296,13 @@ def test_pending_per_stream_is_bounded(ctx: Ctx, client: Cluster, redis_client: 
         assert time.monotonic() < deadline
     accepted = [t for t, a in acks.items() if a.code == pb.ACCEPTED]
     overloaded = [a for a in acks.values() if a.code == pb.OVERLOADED]
-    assert len(acks) == len(tasks)
-    assert len(accepted) == STREAM_LIMIT
-    assert len(overloaded) == len(tasks) - STREAM_LIMIT
+    seen = sorted((pb.AckCode.Name(a.code), a.message) for a in acks.values())
+    assert len(acks) == len(tasks), seen
+    assert len(accepted) == STREAM_LIMIT, seen
+    assert len(overloaded) == len(tasks) - STREAM_LIMIT, seen
     assert all(a.retry_after_s > 0 for a in overloaded)
-    assert set(results) == set(accepted)
+    assert set(results) == set(accepted), [(r.task_id, r.state, r.error_message)
+                                           for r in results.values()]
     keys = b" ".join(cluster_keys(redis_client, ctx.local.cluster))
     for ack in overloaded:
         assert ack.task_id.encode() not in keys

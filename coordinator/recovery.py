@@ -43,7 +43,10 @@ class Recoverer:
 
     async def run(self) -> None:
         while True:
-            await self.sweep()
+            try:
+                await self.sweep()
+            except Exception as exc:  # Redis or ZooKeeper away: the next sweep catches up
+                log.warning("recovery sweep failed (%s)", exc)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), SWEEP_INTERVAL_S)

@@ -39,9 +39,14 @@ class RetryFirer:
         listener = asyncio.create_task(self._listen())
         try:
             while True:
-                if await self.fire_due():
-                    continue  # more may be due right now
-                next_due = await self.store.next_due()
+                try:
+                    if await self.fire_due():
+                        continue  # more may be due right now
+                    next_due = await self.store.next_due()
+                except Exception as exc:  # Redis away: the leases keep every retry safe
+                    log.warning("retry firing failed (%s); trying again shortly", exc)
+                    await asyncio.sleep(0.5)
+                    continue
                 wait = IDLE_WAIT_S if next_due is None else next_due - time.time()
                 if wait > 0:
                     self._wake.clear()

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REDIS_RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 MAX_FLUSH = 1000
 
 
@@ -244,17 +243,17 @@ class Execution:
                     await self._follow_up(item, ok)
 
     async def _write(self, batch: list[_Pending]) -> list[bool]:
-        """Write a batch, retrying through Redis outages; False where fenced off."""
-        for delay in (*REDIS_RETRY_DELAYS_S, None):
+        """Write a batch; False where fenced off. Rides out Redis outages for as long as
+        they last: giving up would strand the tasks in flight on a live node."""
+        delay = 0.05
+        while True:
             try:
                 return await self._write_once(batch)
-            except Exception:
-                if delay is None:
-                    log.exception("giving up recording %d transitions; recovery re-runs them",
-                                  len(batch))
-                    return [False] * len(batch)
+            except Exception as exc:
+                log.warning("recording %d transitions failed (%s); retrying in %.2fs",
+                            len(batch), exc, delay)
                 await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+                delay = min(delay * 2, 2.0)
 
     async def _write_once(self, batch: list[_Pending]) -> list[bool]:
         # A batch mixes epochs only across a re-registration; each epoch is fenced alone.

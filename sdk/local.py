@@ -241,6 +241,7 @@ class LocalCluster:
         redis: str | None = None,
         workdir: Path | None = None,
         node_args: Sequence[str] = (),
+        coordinator_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         appendonly: bool = False,
     ) -> None:
@@ -250,6 +251,7 @@ class LocalCluster:
         self.cluster = cluster or f"c{uuid.uuid4().hex[:10]}"
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="ringpool-"))
         self.node_args = list(node_args)
+        self.coordinator_args = list(coordinator_args)
         self.extra_env = env or {}
         self.zookeeper: ZooKeeperServer | None = None if zk else ZooKeeperServer(self.workdir)
         self.redis_server: RedisServer | None = (
@@ -327,7 +329,9 @@ class LocalCluster:
         metrics_port = free_port()
         self.metrics_ports[name] = metrics_port
         process = ManagedProcess(
-            name, [sys.executable, "-m", "coordinator", "--metrics-port", str(metrics_port)],
+            name,
+            [sys.executable, "-m", "coordinator", "--metrics-port", str(metrics_port),
+             *self.coordinator_args],
             self.workdir / f"{name}.log", self._child_env(),
         ).start()
         self.coordinators.append(process)

@@ -72,7 +72,8 @@ class ResultWaiter:
         future = self.expect(task_id)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        first = True
+        # Once we are listening, trust Redis at once: the stream already let us down.
+        first = self._listener is None or self._listener.done()
         while not future.done():
             if not first:
                 self._ensure_listener()
@@ -101,6 +102,16 @@ class ResultWaiter:
         if result is not None:
             self.deliver(result)
 
+    async def _sweep(self) -> None:
+        """Resolve every pending future whose record is already final (pipelined reads)."""
+        pending = [task_id for task_id, f in list(self._futures.items()) if not f.done()]
+        for start in range(0, len(pending), 500):
+            chunk = pending[start : start + 500]
+            for record in await self.store.records(chunk):
+                result = result_from_record(record) if record is not None else None
+                if result is not None:
+                    self.deliver(result)
+
     def _ensure_listener(self) -> None:
         if self._listener is None or self._listener.done():
             self._listener = asyncio.create_task(self._listen())
@@ -111,6 +122,7 @@ class ResultWaiter:
             pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(channel)
+                await self._sweep()  # what finished before we listened
                 async for message in pubsub.listen():
                     task_id = message["data"].decode()
                     if task_id in self._futures:

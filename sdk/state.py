@@ -110,6 +110,7 @@ class TaskRecord:
     attempt: int = 0
     recoveries: int = 0
     replays: int = 0
+    completions: int = 0  # final transitions applied: the fence keeps this at most 1
     result: bytes | None = None
     error_type: str = ""
     error_message: str = ""
@@ -138,6 +139,7 @@ class TaskRecord:
             attempt=int(get(b"attempt") or 0),
             recoveries=int(get(b"recoveries") or 0),
             replays=int(get(b"replays") or 0),
+            completions=int(get(b"completions") or 0),
             result=get(b"result"),
             error_type=_text(get(b"error_type")),
             error_message=_text(get(b"error_message")),

@@ -1,8 +1,9 @@
 """Test-only tasks that report each run to Redis, and fail when told to.
 
-``probe.run(tag)`` counts each run per task id in ``probe:runs:<tag>`` and says
-which node ran it; ``probe.fail_times(tag, n)`` fails its first ``n`` attempts and
-logs each attempt's start time in ``probe:attempts:<task id>``.
+``probe.run(tag)`` counts each run per task id in ``probe:runs:<tag>``, logs
+which node started it in ``probe:log:<tag>`` and says so in its result;
+``probe.fail_times(tag, n)`` fails its first ``n`` attempts and logs each
+attempt's start time in ``probe:attempts:<task id>``.
 
 ``flaky.gate(gate)`` fails while the Redis key ``flaky:gate:<gate>`` exists and
 succeeds once it is deleted; each run counts itself in the hash
@@ -58,11 +59,20 @@ def probe_runs_key(tag: str) -> str:
     return f"probe:runs:{tag}"
 
 
+def probe_log_key(tag: str) -> str:
+    """List of "<node> <task id>" for every run, in start order."""
+    return f"probe:log:{tag}"
+
+
 @task("probe.run", timeout=60.0, max_retries=3)
 def probe_run(tag: str, sleep_s: float = 0.0) -> dict[str, object]:
     ctx = current_task()
     task_id = ctx.task_id if ctx else "?"
-    _redis().hincrby(probe_runs_key(tag), task_id, 1)
+    node = ctx.node_id if ctx else ""
+    with _redis().pipeline(transaction=False) as pipe:
+        pipe.hincrby(probe_runs_key(tag), task_id, 1)
+        pipe.rpush(probe_log_key(tag), f"{node} {task_id}")
+        pipe.execute()
     if sleep_s:
         time.sleep(sleep_s)
     return {"node": ctx.node_id if ctx else "", "task_id": task_id, "key": ctx.key if ctx else ""}

@@ -23,6 +23,7 @@ for _, t in ipairs(cmsgpack.unpack(ARGV[7])) do
     redis.call('HDEL', KEYS[1], id)
     if op == 'ok' then
       redis.call('HSET', rec, 'state', 'SUCCEEDED', 'result', t[3], 'finished_at', now)
+      redis.call('HINCRBY', rec, 'completions', 1)
       redis.call('EXPIRE', rec, ttl)
       if t[7] == 1 then redis.call('PUBLISH', done_channel, id) end
     else
@@ -36,6 +37,7 @@ for _, t in ipairs(cmsgpack.unpack(ARGV[7])) do
         redis.call('PUBLISH', retry_channel, t[6])
       else
         redis.call('HSET', rec, 'state', 'FAILED', 'finished_at', now, 'dead_reason', t[6])
+        redis.call('HINCRBY', rec, 'completions', 1)
         redis.call('ZADD', KEYS[3], now, id)
         redis.call('PUBLISH', done_channel, id)
       end

@@ -1,0 +1,279 @@
+"""No accepted task is ever lost: retries, the DLQ, crashes, drains, expiry, restarts, failover.
+
+Every scenario runs real ZooKeeper, Redis, node and coordinator processes and
+prints its counts (accepted, succeeded, DLQ, lost, duplicated) and timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from sdk import Cluster, PermanentError, Task, TaskFailed
+from sdk.errors import ClusterUnavailable
+from sdk.local import LocalCluster, RedisServer, ZooKeeperServer
+from sdk.state import StateStore, TaskRecord
+from sdk.task import RetryPolicy
+from tests.tasks_flaky import probe_fail_times, probe_log_key, probe_runs_key
+
+TASK_MODULES = ["examples.tasks", "tests.tasks_flaky"]
+FAST_EXPIRY = ["--zk-session-timeout", "3"]
+POLICY: RetryPolicy = probe_fail_times.retry
+
+
+@pytest.fixture
+def local(
+    zookeeper: ZooKeeperServer, redis_server: RedisServer
+) -> Iterator[LocalCluster]:
+    with LocalCluster(
+        nodes=3, coordinators=1, tasks=TASK_MODULES, zk=zookeeper.address, redis=redis_server.url,
+        node_args=FAST_EXPIRY, coordinator_args=FAST_EXPIRY,
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def client(local: LocalCluster) -> Iterator[Cluster]:
+    with Cluster.connect(zk=local.zk, redis=local.redis, cluster=local.cluster) as cluster:
+        deadline = time.monotonic() + 30
+        while set(cluster.ring.members) != set(local.nodes):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        yield cluster
+
+
+def records(local: LocalCluster, task_ids: list[str]) -> list[TaskRecord | None]:
+    async def read() -> list[TaskRecord | None]:
+        store = StateStore.from_url(local.redis, local.cluster)
+        try:
+            return await store.records(task_ids)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def run_counts(local: LocalCluster, tag: str) -> dict[str, int]:
+    raw = redis.Redis.from_url(local.redis).hgetall(probe_runs_key(tag))
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def report(scenario: str, **counts: object) -> None:
+    print(f"\n[{scenario}] " + " ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+# -- retries and the DLQ --------------------------------------------------------------
+
+
+def test_task_failing_twice_succeeds_on_attempt_three_within_backoff_bounds(
+    client: Cluster, local: LocalCluster
+) -> None:
+    handle = client.dispatch("retry:1", probe_fail_times.s("twice", 2))
+    assert handle.result(timeout=60) == 3
+    log = redis.Redis.from_url(local.redis).lrange(f"probe:attempts:{handle.task_id}", 0, -1)
+    attempts = [(int(a), float(t)) for a, t in (entry.decode().split(":") for entry in log)]
+    assert [a for a, _ in attempts] == [1, 2, 3]
+    for failed, ((_, start), (_, next_start)) in enumerate(itertools.pairwise(attempts), start=1):
+        gap = next_start - start
+        # Full jitter: anywhere in [0, ceiling], plus the time to fire and re-dispatch.
+        assert 0 <= gap <= POLICY.ceiling_s(failed) + 2.0, (failed, gap)
+    (record,) = records(local, [handle.task_id])
+    assert record is not None and record.state == "SUCCEEDED" and record.attempt == 3
+    report("retry", attempts=3, gaps=[round(b[1] - a[1], 3) for a, b in itertools.pairwise(attempts)])
+
+
+def test_always_failing_task_lands_in_the_dlq_after_every_attempt(
+    client: Cluster, local: LocalCluster
+) -> None:
+    handle = client.dispatch("retry:2", probe_fail_times.s("always", 99))
+    with pytest.raises(TaskFailed) as caught:
+        handle.result(timeout=60)
+    assert caught.value.error_type == "PlannedFailure"
+    assert caught.value.attempts == POLICY.max_retries + 1
+    (record,) = records(local, [handle.task_id])
+    assert record is not None
+    assert record.state == "FAILED" and record.dead_reason == "retries exhausted"
+    assert record.attempt == POLICY.max_retries + 1
+    assert "PlannedFailure" in record.traceback
+    assert record.first_failure_at is not None and record.last_failure_at is not None
+    assert record.first_failure_at < record.last_failure_at
+    assert record.node in local.nodes
+    score = redis.Redis.from_url(local.redis).zscore(f"ringpool:{{{local.cluster}}}:dlq",
+                                                     handle.task_id)
+    assert score is not None
+
+
+def test_permanent_error_goes_to_the_dlq_at_once(client: Cluster, local: LocalCluster) -> None:
+    handle = client.dispatch("retry:3", Task("demo.permanent", args=("no way",)))
+    with pytest.raises(TaskFailed) as caught:
+        handle.result(timeout=30)
+    assert caught.value.error_type == PermanentError.__name__
+    assert caught.value.attempts == 1
+    (record,) = records(local, [handle.task_id])
+    assert record is not None and record.dead_reason == "permanent" and record.attempt == 1
+
+
+def test_arguments_that_do_not_fit_are_permanent(client: Cluster) -> None:
+    handle = client.dispatch("retry:4", Task("demo.add", args=(1, 2, 3)))
+    with pytest.raises(TaskFailed) as caught:
+        handle.result(timeout=30)
+    assert caught.value.error_type == "InvalidArguments"
+    assert caught.value.attempts == 1
+
+
+# -- crashes and drains -----------------------------------------------------------------
+
+
+def load(client: Cluster, tag: str, count: int, sleep_s: float) -> list:
+    return client.dispatch_many(
+        [(f"{tag}:{i}", Task("probe.run", args=(tag, sleep_s))) for i in range(count)]
+    )
+
+
+def started_on(local: LocalCluster, tag: str) -> Counter[str]:
+    log = redis.Redis.from_url(local.redis).lrange(probe_log_key(tag), 0, -1)
+    return Counter(entry.decode().split(" ")[0] for entry in log)
+
+
+def test_kill_9_loses_no_accepted_task(client: Cluster, local: LocalCluster) -> None:
+    tag = "kill9"
+    handles = load(client, tag, 2000, 0.02)  # returns once all 2,000 are durably accepted
+    victim = "node-1"
+    before_kill = started_on(local, tag)[victim]
+    local.nodes[victim].send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    results = [h.result(timeout=180) for h in handles]
+    recovered_in = time.monotonic() - killed_at
+    runs = run_counts(local, tag)
+    duplicates = sum(1 for n in runs.values() if n > 1)
+    states = Counter(r.state if r else "LOST" for r in records(local, [h.task_id for h in handles]))
+    report("kill -9", accepted=len(handles), succeeded=states["SUCCEEDED"], dlq=states["FAILED"],
+           lost=len(handles) - len(runs), duplicated=duplicates,
+           started_on_victim_before_kill=before_kill,
+           kill_to_last_result_s=round(recovered_in, 2))
+    assert len(results) == 2000
+    assert states == {"SUCCEEDED": 2000}
+    assert len(runs) == 2000  # nothing lost
+    # Only tasks the victim had started (running, or finished but not yet recorded) run twice.
+    assert duplicates <= before_kill + 64
+
+
+def test_sigterm_drain_under_load_loses_nothing_and_duplicates_nothing(
+    client: Cluster, local: LocalCluster
+) -> None:
+    tag = "drain9"
+    handles = load(client, tag, 2000, 0.02)
+    assert local.stop_node("node-2", sig=signal.SIGTERM, timeout=60) == 0
+    results = [h.result(timeout=180) for h in handles]
+    runs = run_counts(local, tag)
+    states = Counter(r.state if r else "LOST" for r in records(local, [h.task_id for h in handles]))
+    report("sigterm", accepted=len(handles), succeeded=states["SUCCEEDED"], dlq=states["FAILED"],
+           lost=len(handles) - len(runs), duplicated=sum(1 for n in runs.values() if n > 1))
+    assert len(results) == 2000 and states == {"SUCCEEDED": 2000}
+    assert Counter(runs.values()) == {1: 2000}
+
+
+def test_zookeeper_session_expiry_fences_the_old_owner(client: Cluster, local: LocalCluster) -> None:
+    tag = "expiry"
+    victim = "node-0"
+    handles = load(client, tag, 600, 0.05)
+    zk = client._async.membership
+    assert zk is not None
+    old_epoch = client.ring.members[victim].epoch
+    process = local.nodes[victim]
+    process.send_signal(signal.SIGSTOP)  # a long pause: its session expires meanwhile
+    try:
+        deadline = time.monotonic() + 30
+        while victim in client.ring.members:
+            assert time.monotonic() < deadline, "the paused node's session never expired"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGCONT)
+    # It notices the lost session, stops accepting, and registers again with a new epoch.
+    deadline = time.monotonic() + 30
+    while victim not in client.ring.members:
+        assert time.monotonic() < deadline, "the node did not register again"
+        time.sleep(0.05)
+    assert client.ring.members[victim].epoch != old_epoch
+    results = [h.result(timeout=180) for h in handles]
+    found = records(local, [h.task_id for h in handles])
+    completions = Counter(r.completions if r else 0 for r in found)
+    runs = run_counts(local, tag)
+    report("zk expiry", accepted=len(handles), succeeded=sum(r is not None and r.state == "SUCCEEDED"
+                                                               for r in found),
+           lost=len(handles) - len(runs), ran_twice=sum(1 for n in runs.values() if n > 1),
+           completed_twice=sum(n for c, n in completions.items() if c > 1))
+    assert len(results) == 600
+    assert all(r is not None and r.state == "SUCCEEDED" for r in found)
+    assert completions == {1: 600}  # the fence let exactly one owner complete each task
+    assert client.dispatch("after:expiry", Task("demo.add", args=(1, 1))).result(timeout=30) == 2
+
+
+def test_redis_restart_keeps_accepted_tasks(
+    client: Cluster, local: LocalCluster, redis_server: RedisServer
+) -> None:
+    tag = "redis-restart"
+    accepted: list = []
+    refused = 0
+    stop = threading.Event()
+
+    def produce() -> None:
+        nonlocal refused
+        i = 0
+        while not stop.is_set():
+            try:
+                accepted.extend(
+                    client.dispatch_many(
+                        [(f"r:{j}", Task("probe.run", args=(tag, 0.01))) for j in range(i, i + 20)]
+                    )
+                )
+            except ClusterUnavailable:
+                refused += 20  # never accepted: the caller knows and may send again
+            i += 20
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(accepted) < 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        redis_server.restart()  # AOF with appendfsync always: accepted means on disk
+        at_restart = len(accepted)
+        deadline = time.monotonic() + 60
+        while len(accepted) < at_restart + 200:
+            assert time.monotonic() < deadline, "dispatch did not resume after the restart"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        producer.join(timeout=120)
+    results = [h.result(timeout=180) for h in accepted]
+    runs = run_counts(local, tag)
+    report("redis restart", accepted=len(accepted), refused_during_outage=refused,
+           succeeded=len(results), lost=len(accepted) - len({h.task_id for h in accepted} & set(runs)))
+    assert all(h.task_id in runs for h in accepted)
+
+
+def test_coordinator_leader_kill_standby_fires_due_retries(
+    client: Cluster, local: LocalCluster
+) -> None:
+    standby = local.start_coordinator()
+    leader = local.coordinators[0]
+    # Prove the first one leads, then kill it without a goodbye.
+    first = client.dispatch("leader:0", probe_fail_times.s("leader-a", 1))
+    assert first.result(timeout=60) == 2
+    leader.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    handle = client.dispatch("leader:1", probe_fail_times.s("leader-b", 2))
+    assert handle.result(timeout=90) == 3
+    report("leader kill", retried_task_attempts=3,
+           kill_to_retried_result_s=round(time.monotonic() - killed_at, 2))
+    assert standby.alive()

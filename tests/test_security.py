@@ -1,7 +1,7 @@
 """Hostile input against a real node (mTLS + token): each gets its documented error, the
 node stays up and serves a normal task right after, and nothing reaches Redis.
 
-The table here is the one in docs/security.md.
+The table here is the one in README.md, "Securing a cluster".
 """
 
 from __future__ import annotations

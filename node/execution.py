@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_FLUSH = 1000
+MAX_ERROR_CHARS = 16_384  # per error message and traceback kept in the record
 
 
 DECLARED_NOTHING = RetryPolicy()  # what @task gives a task that declares no retry options
@@ -196,6 +197,11 @@ class Execution:
                     attempt=envelope.attempt,
                 )
         error = outcome.exception
+        # Whatever a task raised, only text goes into Redis.
+        outcome = Outcome(ok=False, error_type=str(outcome.error_type),
+                          error_message=str(outcome.error_message)[:MAX_ERROR_CHARS],
+                          traceback=str(outcome.traceback)[-MAX_ERROR_CHARS:],
+                          timed_out=outcome.timed_out, exception=error)
         policy = definition.retry
         if self.default_retry is not None and policy == DECLARED_NOTHING:
             policy = self.default_retry

@@ -12,6 +12,8 @@ from node.streams import ClientStream
 from sdk.rpc.ringpool.v1 import node_pb2 as pb
 from sdk.rpc.ringpool.v1 import node_pb2_grpc as pb_grpc
 
+MAX_BATCHES_IN_FLIGHT = 32  # per stream
+
 
 class NodeService(pb_grpc.NodeServicer):
     def __init__(self, node: Node, address: str, started_at: float,
@@ -37,12 +39,17 @@ class NodeService(pb_grpc.NodeServicer):
         self, request_iterator: AsyncIterator[pb.SubmitRequest], stream: ClientStream
     ) -> None:
         handlers: set[asyncio.Task[None]] = set()
+        # Stop reading while too many batches are being handled: HTTP/2 flow control
+        # then holds a fast sender back instead of our memory.
+        room = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
         try:
             async for request in request_iterator:
+                await room.acquire()
                 stream.handlers += 1
                 handler = asyncio.create_task(self._handle(request, stream))
                 handlers.add(handler)
                 handler.add_done_callback(handlers.discard)
+                handler.add_done_callback(lambda _: room.release())
         finally:
             stream.input_done = True
             stream.wake()

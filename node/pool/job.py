@@ -41,9 +41,12 @@ class Outcome:
     @classmethod
     def failure(cls, exc: BaseException) -> Outcome:
         # An error relayed from a cpu worker process names the child's type and traceback.
+        # Other libraries use an ``error_type`` attribute too (redis-py: an enum), so only
+        # a string counts.
+        relayed = getattr(exc, "error_type", None)
         return cls(
             ok=False,
-            error_type=getattr(exc, "error_type", type(exc).__name__),
+            error_type=relayed if isinstance(relayed, str) else type(exc).__name__,
             error_message=str(exc),
             traceback=getattr(exc, "remote_traceback", "")
             or "".join(traceback.format_exception(exc)),

@@ -35,13 +35,11 @@ def apply_config(node: Node, config: ClusterConfig) -> None:
     """Apply ``config`` to a running node; raises ConfigError (nothing changed) if it cannot."""
     pool = config.pool
     node.pools.tune(pool.min_workers, pool.max_workers)  # validates before it changes anything
-    policy = getattr(getattr(node.pools, "_autoscaler", None), "policy", None)
-    if policy is not None and hasattr(policy, "settings"):
-        weights = config.autoscaler
-        policy.settings = dataclasses.replace(
-            policy.settings, arrival_weight=weights.arrival_weight,
-            queue_weight=weights.queue_weight, gc_weight=weights.gc_weight,
-        )
+    weights = config.autoscaler
+    node.pools.reconfigure(
+        idle_timeout_s=pool.idle_timeout_s,
+        weights=(weights.arrival_weight, weights.queue_weight, weights.gc_weight),
+    )
     retry = config.retry
     node.execution.default_retry = RetryPolicy(
         max_retries=retry.max_retries, base_s=retry.base_s, factor=retry.factor, cap_s=retry.cap_s

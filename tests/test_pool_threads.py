@@ -268,3 +268,21 @@ async def test_current_task_and_middleware_order(make_pools: PoolFactory) -> Non
     job: Job = make_job(task, key="user:1")
     assert (await pools.submit(job)).value == 40
     assert trail == ["outer>user:1", "inner>", "task:True", "inner<", "outer<"]
+
+
+async def test_reconfigure_changes_idle_expiry_and_weights_live_and_refuses_bad_values() -> None:
+    pools = Pools(PoolSettings(min_workers=0, max_workers=4, idle_timeout_s=30.0))
+    try:
+        pools.reconfigure(idle_timeout_s=0.05, weights=(0.5, 0.3, 0.2))
+        assert pools.settings.idle_timeout_s == 0.05
+        assert pools.settings.autoscaler.arrival_weight == 0.5
+        # A worker started now expires at the new, short idle timeout.
+        assert (await pools.submit(make_job(lambda: 1))).ok
+        await eventually(lambda: pools.stats()["io"]["threads"] == 0, timeout_s=10)
+        for bad in ({"idle_timeout_s": 0.0}, {"weights": (-1.0, 0.5, 0.5)}):
+            with pytest.raises(ConfigError):
+                pools.reconfigure(**bad)  # type: ignore[arg-type]
+            assert pools.settings.idle_timeout_s == 0.05
+            assert pools.settings.autoscaler.arrival_weight == 0.5
+    finally:
+        await pools.release(1.0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import time
 from collections import deque
@@ -28,7 +29,7 @@ from node.pool.ordering import KeyOrder
 from node.pool.processes import ProcessTier
 from node.pool.settings import PoolSettings
 from node.pool.threads import ThreadTier
-from sdk.errors import InvalidTask
+from sdk.errors import ConfigError, InvalidTask
 
 __all__ = ["Job", "Outcome", "PoolOverloaded", "PoolSettings", "Pools"]
 
@@ -70,6 +71,30 @@ class Pools:
     def tune(self, min_workers: int, max_workers: int) -> None:
         """Resize the io pool live; invalid values raise ``ConfigError`` and change nothing."""
         self._threads.tune(min_workers, max_workers)
+
+    def reconfigure(
+        self, idle_timeout_s: float | None = None,
+        weights: tuple[float, float, float] | None = None,
+    ) -> None:
+        """Change the idle expiry and the adaptive autoscaler's (arrival, queue, gc) weights
+        live; invalid values raise ``ConfigError`` and change nothing."""
+        autoscaler = self.settings.autoscaler
+        if weights is not None:
+            arrival, queue, gc_weight = weights
+            autoscaler = dataclasses.replace(
+                autoscaler, arrival_weight=arrival, queue_weight=queue, gc_weight=gc_weight
+            )  # validated by AutoscalerSettings
+        if idle_timeout_s is not None and not idle_timeout_s > 0:
+            raise ConfigError("idle_timeout_s must be > 0")
+        if idle_timeout_s is not None:
+            self._threads.set_idle_timeout(idle_timeout_s)
+        policy = self._autoscaler.policy
+        if isinstance(policy, AdaptivePolicy):
+            policy.settings = autoscaler
+        self.settings = dataclasses.replace(
+            self.settings, autoscaler=autoscaler,
+            idle_timeout_s=self.settings.idle_timeout_s if idle_timeout_s is None else idle_timeout_s,
+        )
 
     # -- submitting -----------------------------------------------------------------
 

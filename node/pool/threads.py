@@ -209,6 +209,10 @@ class ThreadTier:
             self._notify_drained()
             return late, worker.ticket
 
+    def set_idle_timeout(self, seconds: float) -> None:
+        """Idle workers pick the new expiry up at their next wait."""
+        self._idle_timeout_s = seconds
+
     def _park(self, worker: _Worker) -> Ticket | None:
         """Wait on the idle stack for a job; None when the worker should exit."""
         with self._lock:

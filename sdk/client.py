@@ -213,15 +213,12 @@ class AsyncCluster:
                 envelope.ring_version = ring.version
                 groups.setdefault(self._routes.owner(ring, envelope.key), []).append(index)
             remaining = max(0.001, deadline - time.monotonic())
-            answers = await asyncio.gather(
-                *(
-                    asyncio.wait_for(
-                        self._link(ring, node).send([batch[i] for i in indexes]), remaining
-                    )
-                    for node, indexes in groups.items()
-                ),
-                return_exceptions=True,
-            )
+            sends = [
+                self._send_to(self._link(ring, node), [batch[i] for i in indexes], remaining)
+                for node, indexes in groups.items()
+            ]
+            # One owner (a single dispatch) is awaited directly: no tasks, no gather.
+            answers = [await sends[0]] if len(sends) == 1 else await asyncio.gather(*sends)
             pending = []
             rerouted = False
             wait_s = 0.0
@@ -263,6 +260,17 @@ class AsyncCluster:
                 await asyncio.sleep(wait_s)
                 backoff = min(backoff * 2, 1.0)
         return [ack for ack in final if ack is not None]
+
+    @staticmethod
+    async def _send_to(
+        link: NodeLink, envelopes: list[pb.TaskEnvelope], timeout_s: float
+    ) -> list[pb.Ack] | BaseException:
+        """The acks, or the exception that stopped them (to be sorted out by ``send``)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await link.send(envelopes)
+        except Exception as exc:
+            return exc
 
     def _handle_for(self, envelope: pb.TaskEnvelope, ack: pb.Ack) -> AsyncTaskHandle:
         if ack.code == pb.ACCEPTED:

@@ -1,0 +1,44 @@
+"""The fixed surfaces: the committed stubs match proto/, and sdk exports exactly the contract."""
+
+from __future__ import annotations
+
+import filecmp
+from pathlib import Path
+
+import sdk
+from sdk.rpc.generate import DEFAULT_OUT, generate
+
+
+def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:
+    fresh = generate(tmp_path)
+    assert fresh, "protoc produced nothing"
+    for path in fresh:
+        committed = DEFAULT_OUT / path.relative_to(tmp_path)
+        assert committed.exists(), f"{committed} is missing: run `make proto`"
+        assert filecmp.cmp(path, committed, shallow=False), f"{committed} is stale: run `make proto`"
+
+
+def test_sdk_exports_exactly_the_documented_api() -> None:
+    contract = {"Cluster", "AsyncCluster", "Task", "task", "TaskHandle", "RetryPolicy"}
+    extensions = {
+        "AsyncTaskHandle", "Retry", "PermanentError", "TaskContext", "current_task",
+        # the error tree (sdk/errors.py)
+        "RingpoolError", "DispatchError", "UnknownTask", "InvalidKey", "InvalidTask",
+        "PayloadTooLarge", "NoNodesAvailable", "Overloaded", "TooManyHops", "NotRedeliverable",
+        "ClusterUnavailable", "Unauthenticated", "ResultTimeout", "TaskNotFound", "TaskFailed",
+        "ConfigError",
+    }
+    assert set(sdk.__all__) == contract | extensions
+    for name in sdk.__all__:
+        assert getattr(sdk, name) is not None
+
+
+def test_result_timeout_is_a_timeout_error() -> None:
+    assert issubclass(sdk.ResultTimeout, TimeoutError)
+    assert issubclass(sdk.ResultTimeout, sdk.RingpoolError)
+    for name in sdk.__all__:
+        value = getattr(sdk, name)
+        if isinstance(value, type) and issubclass(value, Exception) and value not in (
+            sdk.Retry, sdk.PermanentError,  # raised by tasks, not by ringpool
+        ):
+            assert issubclass(value, sdk.RingpoolError), name

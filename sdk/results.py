@@ -70,6 +70,8 @@ class ResultWaiter:
 
     async def wait(self, task_id: str, timeout: float | None) -> pb.TaskResult:
         future = self.expect(task_id)
+        if future.done():
+            return future.result()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         # Once we are listening, trust Redis at once: the stream already let us down.
@@ -85,10 +87,8 @@ class ResultWaiter:
                 raise ResultTimeout(f"no result for task {task_id} within {timeout}s")
             step = FAST_PATH_WAIT_S if first else self.poll_s
             first = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.shield(future), step if remaining is None else min(step, remaining)
-                )
+            # asyncio.wait leaves the future alone at its timeout and costs no task.
+            await asyncio.wait({future}, timeout=step if remaining is None else min(step, remaining))
         return future.result()
 
     async def _check_record(self, task_id: str) -> None:

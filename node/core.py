@@ -81,7 +81,10 @@ class Node:
         ring = self.membership.ring
         newest = max((e.ring_version for e in envelopes), default=0)
         if newest > ring.version:
-            ring = await asyncio.to_thread(self.membership.refresh)
+            try:
+                ring = await asyncio.to_thread(self.membership.refresh)
+            except Exception as exc:  # ZooKeeper unreachable: decide on the ring we have
+                log.warning("could not sync the ring with ZooKeeper: %s", exc)
         return ring
 
     async def submit(

@@ -233,7 +233,7 @@ async def probe_zookeeper(zk: KazooClient, path: str, metrics: NodeMetrics,
 
     def probe() -> float:
         started = time.perf_counter()
-        zk.exists(path)
+        zk.exists_async(path).get(timeout=5.0)  # bounded: a thread blocked forever stalls exit
         return time.perf_counter() - started
 
     while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 
 from grpc import aio
@@ -12,6 +13,7 @@ from node.streams import ClientStream
 from sdk.rpc.ringpool.v1 import node_pb2 as pb
 from sdk.rpc.ringpool.v1 import node_pb2_grpc as pb_grpc
 
+log = logging.getLogger(__name__)
 MAX_BATCHES_IN_FLIGHT = 32  # per stream
 
 
@@ -57,6 +59,14 @@ class NodeService(pb_grpc.NodeServicer):
     async def _handle(self, request: pb.SubmitRequest, stream: ClientStream) -> None:
         try:
             stream.push_acks(await self.node.submit(list(request.tasks), stream))
+        except Exception as exc:
+            # Every task gets an answer: a failure here must not leave the client waiting.
+            log.exception("batch %d failed", request.batch_id)
+            stream.push_acks(
+                pb.Ack(task_id=t.task_id, code=pb.INTERNAL, message=f"node error: {exc}",
+                       retry_after_s=0.2)
+                for t in request.tasks
+            )
         finally:
             stream.handlers -= 1
             stream.wake()

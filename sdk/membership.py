@@ -28,6 +28,7 @@ from sdk.ring import DEFAULT_VNODES, EMPTY_RING, Member, Ring
 from sdk.zkacl import client_options
 
 log = logging.getLogger(__name__)
+ZK_TIMEOUT_S = 10.0  # every ZooKeeper read here waits at most this long
 
 
 def connect_zookeeper(
@@ -130,9 +131,9 @@ class Membership:
     def refresh(self) -> Ring:
         """Read the members now and publish the ring if it is newer; returns the current ring."""
         try:
-            children, stat = self.client.get_children(
+            children, stat = self.client.get_children_async(
                 self.names.members, watch=self._on_watch, include_data=True
-            )
+            ).get(timeout=ZK_TIMEOUT_S)
         except NoNodeError:
             self.client.ensure_path(self.names.members)
             return self.refresh()
@@ -142,7 +143,7 @@ class Membership:
         members: dict[str, Member] = {}
         for child, result in pending.items():
             try:
-                data, child_stat = result.get(timeout=10.0)
+                data, child_stat = result.get(timeout=ZK_TIMEOUT_S)
             except NoNodeError:
                 continue  # left between the listing and the read; the watch will fire
             member = parse_member(child, data, child_stat.czxid)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from sdk.client import REFUSALS, AsyncCluster
 from sdk.errors import RingpoolError
+from sdk.pubsub import listen_forever
 from sdk.rpc.ringpool.v1 import node_pb2 as pb
 from sdk.state import StateStore
 
@@ -92,18 +93,7 @@ class RetryFirer:
         return len(due)
 
     async def _listen(self) -> None:
-        channel = self.store.names.retry_channel
-        while True:
-            pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(channel)
-                async for _ in pubsub.listen():
-                    self._wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("retry wake subscription broke (%s); resubscribing", exc)
-                await asyncio.sleep(0.5)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+        async def wake(_: bytes) -> None:
+            self._wake.set()
+
+        await listen_forever(self.store.redis, self.store.names.retry_channel, wake)

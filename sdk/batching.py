@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,16 +35,6 @@ class GroupCommit(Generic[T, R]):
             self._runner = asyncio.create_task(self._run())
         return await future
 
-    def post(self, items: Sequence[T]) -> None:
-        """Hand in items without waiting for their results (a failed flush is not retried)."""
-        if not items:
-            return
-        future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_consume)
-        self._queue.append((list(items), future))
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._run())
-
     async def _run(self) -> None:
         while self._queue:
             taken: list[tuple[list[T], asyncio.Future[list[R]]]] = []
@@ -66,13 +56,3 @@ class GroupCommit(Generic[T, R]):
                 if not future.done():
                     future.set_result(results[offset : offset + len(items)])
                 offset += len(items)
-
-    async def wait_idle(self) -> None:
-        """Return once everything handed in so far has been flushed."""
-        while self._runner is not None and not self._runner.done():
-            await asyncio.shield(self._runner)
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()  # retrieved, so asyncio does not log it as lost

@@ -314,11 +314,6 @@ class AsyncCluster:
             for handle, envelope, ack in zip(handles, built, acks, strict=True)
         ]
 
-    async def redeliver(self, envelope: pb.TaskEnvelope) -> pb.Ack:
-        """Send a stored envelope again (retry or replay source); the raw ack."""
-        (ack,) = await self.send([envelope])
-        return ack
-
     def handle(self, task_id: str, key: str = "") -> AsyncTaskHandle:
         """A handle for a task dispatched elsewhere (e.g. by id from a log)."""
         return AsyncTaskHandle(self, task_id, key)

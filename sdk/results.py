@@ -18,6 +18,7 @@ from typing import Any
 
 from sdk import codec
 from sdk.errors import ResultTimeout, TaskFailed, TaskNotFound
+from sdk.pubsub import listen_forever
 from sdk.rpc.ringpool.v1 import node_pb2 as pb
 from sdk.state import StateStore, TaskRecord
 
@@ -117,24 +118,13 @@ class ResultWaiter:
             self._listener = asyncio.create_task(self._listen())
 
     async def _listen(self) -> None:
-        channel = self.store.names.done_channel
-        while True:
-            pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(channel)
-                await self._sweep()  # what finished before we listened
-                async for message in pubsub.listen():
-                    task_id = message["data"].decode()
-                    if task_id in self._futures:
-                        await self._check_record(task_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("result subscription broke (%s); resubscribing", exc)
-                await asyncio.sleep(0.5)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+        async def finished(data: bytes) -> None:
+            task_id = data.decode()
+            if task_id in self._futures:
+                await self._check_record(task_id)
+
+        # The sweep after each subscription catches what finished while nobody listened.
+        await listen_forever(self.store.redis, self.store.names.done_channel, finished, self._sweep)
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -339,9 +339,6 @@ class StateStore:
         pairs = cast(list[tuple[bytes, float]], raw)
         return [(_text(task_id), float(score)) for task_id, score in pairs]
 
-    async def dlq_contains(self, task_id: str) -> bool:
-        return await self.redis.zscore(self.names.dlq, task_id) is not None
-
     async def dlq_purge(self, task_ids: Sequence[str]) -> int:
         if not task_ids:
             return 0

@@ -143,3 +143,40 @@ def test_unreachable_zookeeper_is_a_typed_error_within_its_timeout() -> None:
     with pytest.raises(ClusterUnavailable, match="cannot reach ZooKeeper"):
         connect_zookeeper(f"127.0.0.1:{free_port()}", timeout=1.0)
     assert time.monotonic() - started < 10
+
+
+def test_expired_session_is_reported_and_the_ring_rebuilt(
+    zk_hosts: str, cluster_name: str
+) -> None:
+    from kazoo.client import KazooClient
+
+    states: list[str] = []
+    client = connect_zookeeper(zk_hosts)
+    local = Membership(client, cluster_name, on_state=states.append).start()
+    first = register(zk_hosts, cluster_name, "before")
+    try:
+        local.wait_for(lambda r: "before" in r.members, timeout=5)
+        # Expire our session the classic way: another client closes it.
+        session_id, password = client.client_id
+        thief = KazooClient(hosts=zk_hosts, client_id=(session_id, password))
+        thief.start(timeout=10)
+        thief.stop()
+        thief.close()
+        deadline = time.monotonic() + 20
+        while "LOST" not in states:
+            assert time.monotonic() < deadline, f"no LOST reported, saw {states}"
+            time.sleep(0.05)
+        # kazoo opens a new session; the ring is rebuilt and watched again.
+        second = register(zk_hosts, cluster_name, "after")
+        ring = local.wait_for(lambda r: {"before", "after"} <= set(r.members), timeout=20)
+        assert ring.version >= 2
+        assert local.state == "CONNECTED"
+        second.stop()
+        second.close()
+        local.wait_for(lambda r: "after" not in r.members, timeout=10)
+    finally:
+        first.stop()
+        first.close()
+        local.stop()
+        client.stop()
+        client.close()

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 STATE_CODES = {name: value for name, value in pb.TaskState.items()}
 
 
+RECONCILE_INTERVAL_S = 5.0
+
+
 class Call(NamedTuple):
     definition: TaskDefinition[Any, Any]
     args: list[Any]
@@ -230,6 +233,32 @@ class Node:
             "queued": int(stats.get("queued", 0)),
             "running": int(stats.get("running", 0)),
         }
+
+    async def reconcile_forever(self, interval_s: float = RECONCILE_INTERVAL_S) -> None:
+        """Hand back tasks Redis holds in flight for us that we are not running.
+
+        An accept whose reply was lost (Redis restarting mid-call) leaves such a task:
+        durably accepted, acknowledged as a duplicate when resent, yet never started.
+        One seen orphaned on two sweeps in a row goes to the retry set and runs again.
+        """
+        suspects: set[str] = set()
+        while True:
+            await asyncio.sleep(interval_s)
+            epoch = self.epoch
+            if epoch is None or self.draining:
+                continue
+            try:
+                inflight = await self.store.inflight(self.node_id)
+                orphans = {
+                    task_id for task_id, owner_epoch in inflight.items()
+                    if owner_epoch == epoch and task_id not in self.execution.active
+                }
+                confirmed, suspects = orphans & suspects, orphans - suspects
+                if confirmed:
+                    handed = await self.store.hand_back(self.node_id, confirmed)
+                    log.warning("handed back %d accepted tasks this node was not running", handed)
+            except Exception as exc:
+                log.warning("in-flight reconciliation failed: %s", exc)
 
     async def drain(self, timeout: float) -> tuple[int, int]:
         """Stop accepting, finish what we can within ``timeout``, hand back the rest.

@@ -88,6 +88,7 @@ class Execution:
         self.store = store
         self.pools = pools
         self.pending = 0
+        self.active: set[str] = set()  # ids started here and not yet off our hands
         self.counters: dict[str, int] = {"succeeded": 0, "retried": 0, "dead": 0, "stale": 0}
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -108,6 +109,7 @@ class Execution:
     ) -> None:
         """Run an accepted task; its arguments were decoded when it was validated."""
         self.pending += 1
+        self.active.add(envelope.task_id)
         self._idle.clear()
         if stream is not None:
             stream.outstanding += 1
@@ -160,7 +162,7 @@ class Execution:
         if future.cancelled():
             # Handed back by a drain: it stays in flight until the hand-back moves it.
             self.queued_at.pop(envelope.task_id, None)
-            self._forget(stream)
+            self._forget(envelope.task_id, stream)
             return
         if future.exception() is not None:
             error = future.exception()
@@ -278,17 +280,19 @@ class Execution:
         stream, result = item.stream, item.result
         if not applied:
             self.counters["stale"] += 1
-            log.warning("task %s was handed to another owner; dropping its %s",
+            log.warning("task %s is no longer ours (recovered elsewhere, or this write was "
+                        "already applied before a lost reply); dropping its %s",
                         item.envelope.task_id, item.transition.op)
         pushed = stream is not None and applied and result is not None and stream.push_result(result)
         if stream is not None and not pushed and applied and result is not None \
                 and not item.transition.publish:
             # The stream went away after we chose it: announce the result instead.
             await self.store.redis.publish(self.store.names.done_channel, item.envelope.task_id)
-        self._forget(None if pushed else stream)
+        self._forget(item.envelope.task_id, None if pushed else stream)
 
-    def _forget(self, stream: ClientStream | None) -> None:
+    def _forget(self, task_id: str, stream: ClientStream | None) -> None:
         """A task is off our hands: count it out of the node and of its stream."""
+        self.active.discard(task_id)
         if stream is not None:
             stream.outstanding -= 1
             stream.wake()

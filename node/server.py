@@ -140,6 +140,7 @@ async def serve(settings: NodeSettings) -> int:
         start_http_server(settings.metrics_port)
     config_watch = ConfigWatch(zk, settings.cluster, node, metrics).start()
     probe = asyncio.create_task(probe_zookeeper(zk, names.zk_root, metrics))
+    reconcile = asyncio.create_task(node.reconcile_forever())
 
     # Our own in-flight tasks from an earlier life go back to the retry set first.
     recovered = await store.recover(
@@ -173,6 +174,7 @@ async def serve(settings: NodeSettings) -> int:
     await server.stop(grace=1.0)
     config_watch.stop()
     probe.cancel()
+    reconcile.cancel()
     membership.stop()
     await asyncio.to_thread(zk.stop)
     zk.close()

@@ -83,7 +83,7 @@ class Recovery:
     left: int
 
 
-def _pack(items: list[tuple[Any, ...]]) -> bytes:
+def _pack(items: list[Any]) -> bytes:
     # Redis' Lua cmsgpack predates msgpack's bin type: send bytes as raw strings.
     return msgpack.packb(items, use_bin_type=False)  # type: ignore[no-any-return]
 
@@ -261,6 +261,16 @@ class StateStore:
             total = Recovery(total.recovered + recovered, total.poisoned + poisoned, left)
             if not left:
                 return total
+
+    async def hand_back(self, node_id: str, task_ids: Iterable[str]) -> int:
+        """Move these in-flight tasks of ``node_id`` to the retry set (no attempt used)."""
+        names = self.names
+        recovered, _, _ = await self._recover(
+            keys=[names.inflight(node_id), names.retries, names.dlq],
+            args=[time.time(), "", 0, self._record_prefix, names.done_channel,
+                  names.retry_channel, 1_000_000, _pack(list(task_ids))],
+        )
+        return int(recovered)
 
     async def inflight(self, node_id: str) -> dict[str, int]:
         raw = await self.redis.hgetall(self.names.inflight(node_id))

@@ -277,3 +277,30 @@ def test_coordinator_leader_kill_standby_fires_due_retries(
     report("leader kill", retried_task_attempts=3,
            kill_to_retried_result_s=round(time.monotonic() - killed_at, 2))
     assert standby.alive()
+
+
+def test_task_accepted_but_never_started_is_handed_back_and_runs(
+    client: Cluster, local: LocalCluster
+) -> None:
+    # What an accept whose reply was lost leaves behind: durably in flight for a node
+    # that never started it. The node's reconciliation must notice and hand it back.
+    from sdk.envelope import build
+
+    key = "orphan:1"
+    owner = client.owner(key)
+    envelope = build(key, Task("probe.run", args=("orphan",)), client.ring.version)
+
+    async def accept_behind_the_nodes_back() -> None:
+        store = StateStore.from_url(local.redis, local.cluster)
+        try:
+            (result,) = await store.accept(owner, client.ring.members[owner].epoch, [envelope])
+            assert result.code == "accepted"
+        finally:
+            await store.close()
+
+    asyncio.run(accept_behind_the_nodes_back())
+    started = time.monotonic()
+    result = client.handle(envelope.task_id, key).result(timeout=60)
+    report("orphan", handed_back_and_ran_in_s=round(time.monotonic() - started, 2))
+    assert result["task_id"] == envelope.task_id
+    assert run_counts(local, "orphan") == {envelope.task_id: 1}

@@ -4,7 +4,9 @@
 -- KEYS[1] in-flight hash, KEYS[2] retry zset, KEYS[3] dlq zset.
 -- ARGV: epoch, now, result ttl (s), record prefix, done channel, retry channel, and a
 --       msgpack array of {op, id, a, b, c, d, publish} per op.
--- Returns a string with one letter per op: K applied, S stale (fenced off).
+-- Returns a string with one letter per op: K applied, S stale (fenced off). A final op
+-- that finds its task already final under this same epoch answers K and writes nothing:
+-- it is this node's own write replayed after a lost reply.
 --   start: mark RUNNING.           ok: a = result JSON.
 --   retry: a, b, c = error type, message, traceback; d = due time.
 --   dead:  a, b, c as retry; d = extra reason (may be empty).
@@ -15,7 +17,10 @@ for _, t in ipairs(cmsgpack.unpack(ARGV[7])) do
   local op, id = t[1], t[2]
   local rec = prefix .. id
   if redis.call('HGET', KEYS[1], id) ~= epoch then
-    table.insert(out, 'S')
+    local final = (op == 'ok' or op == 'dead')
+      and redis.call('HGET', rec, 'epoch') == epoch
+      and (redis.call('HGET', rec, 'state') == (op == 'ok' and 'SUCCEEDED' or 'FAILED'))
+    table.insert(out, final and 'K' or 'S')
   elseif op == 'start' then
     redis.call('HSET', rec, 'state', 'RUNNING', 'started_at', now)
     table.insert(out, 'K')

@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 from coordinator.election import Leadership
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.recovery import Recoverer
+from coordinator.retention import DlqRetention
 from coordinator.retries import RetryFirer
 from sdk.client import AsyncCluster
 from sdk.membership import connect_zookeeper
@@ -34,6 +35,7 @@ class CoordinatorSettings:
     token: str = ""
     metrics_port: int = 9401
     max_crash_recoveries: int = 3
+    dlq_retention_s: float = 14 * 24 * 3600.0  # 0 keeps dead letters forever
     zk_session_timeout_s: float = 10.0
     zk_auth: str = ""  # USER:PASSWORD member identity when the cluster uses ZooKeeper ACLs
 
@@ -54,7 +56,8 @@ async def run(settings: CoordinatorSettings) -> int:
     assert cluster.membership is not None
     recoverer = Recoverer(zk, store, cluster.membership, settings.max_crash_recoveries)
     firer = RetryFirer(store, cluster)
-    metrics = CoordinatorMetrics(settings.redis, settings.cluster, firer, recoverer)
+    retention = DlqRetention(store, settings.dlq_retention_s)
+    metrics = CoordinatorMetrics(settings.redis, settings.cluster, firer, recoverer, retention)
     loop = asyncio.get_running_loop()
 
     def on_ring(_: object) -> None:
@@ -78,7 +81,8 @@ async def run(settings: CoordinatorSettings) -> int:
                 break
             log.info("%s is the leader", identifier)
             metrics.leading = True
-            loops = [asyncio.create_task(firer.run()), asyncio.create_task(recoverer.run())]
+            loops = [asyncio.create_task(loop_body()) for loop_body in
+                     (firer.run, recoverer.run, retention.run)]
             demoted = asyncio.create_task(leadership.wait_demoted())
             done, _ = await asyncio.wait(
                 {demoted, stopping, *loops}, return_when=asyncio.FIRST_COMPLETED

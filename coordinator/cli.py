@@ -24,9 +24,12 @@ from sdk.errors import RingpoolError
               help="ZooKeeper session timeout in seconds: how fast a dead process leaves.")
 @click.option("--max-crash-recoveries", default=3, type=click.IntRange(1, 100),
               help="Recoveries after which a task is poison and goes to the DLQ.")
+@click.option("--dlq-retention", default=14 * 24 * 3600.0, type=click.FloatRange(0),
+              help="Seconds a dead letter is kept before the leader removes it (0: forever).")
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 def main(zk: str, redis: str, cluster: str, metrics_port: int, token: str, zk_auth: str,
-         zk_session_timeout: float, max_crash_recoveries: int, log_level: str) -> None:
+         zk_session_timeout: float, max_crash_recoveries: int, dlq_retention: float,
+         log_level: str) -> None:
     """Run a coordinator replica (leader-elected: run two or more)."""
     from coordinator.app import CoordinatorSettings, run
 
@@ -35,7 +38,8 @@ def main(zk: str, redis: str, cluster: str, metrics_port: int, token: str, zk_au
                                    zk_auth=zk_auth,
                                    metrics_port=metrics_port,
                                    max_crash_recoveries=max_crash_recoveries,
-                                   zk_session_timeout_s=zk_session_timeout)
+                                   zk_session_timeout_s=zk_session_timeout,
+                                   dlq_retention_s=dlq_retention)
     try:
         sys.exit(asyncio.run(run(settings)))
     except RingpoolError as exc:

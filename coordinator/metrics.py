@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from coordinator.recovery import Recoverer
+from coordinator.retention import DlqRetention
 from coordinator.retries import RetryFirer
 from sdk.naming import Names
 
@@ -29,11 +30,12 @@ LAG_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 class CoordinatorMetrics(Collector):
     def __init__(
         self, redis_url: str, cluster: str, firer: RetryFirer, recoverer: Recoverer,
-        registry: CollectorRegistry = REGISTRY,
+        retention: DlqRetention, registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self.names = Names(cluster)
         self.firer = firer
         self.recoverer = recoverer
+        self.retention = retention
         self.leading = False
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=2.0,
                                            socket_connect_timeout=2.0)
@@ -69,6 +71,8 @@ class CoordinatorMetrics(Collector):
              recoverer.recovered),
             ("ringpool_tasks_poisoned",
              "Tasks sent to the DLQ after too many crash recoveries.", recoverer.poisoned),
+            ("ringpool_dlq_expired", "Dead letters removed for being older than the retention.",
+             self.retention.expired),
         ):
             yield CounterMetricFamily(name, doc, value=value)
 

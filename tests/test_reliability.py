@@ -304,3 +304,29 @@ def test_task_accepted_but_never_started_is_handed_back_and_runs(
     report("orphan", handed_back_and_ran_in_s=round(time.monotonic() - started, 2))
     assert result["task_id"] == envelope.task_id
     assert run_counts(local, "orphan") == {envelope.task_id: 1}
+
+
+def test_dlq_retention_removes_old_dead_letters_and_says_so(
+    zookeeper: ZooKeeperServer, redis_server: RedisServer
+) -> None:
+    import urllib.request
+
+    with LocalCluster(
+        nodes=1, coordinators=1, tasks=TASK_MODULES, zk=zookeeper.address, redis=redis_server.url,
+        coordinator_args=["--dlq-retention", "1"],
+    ) as local, Cluster.connect(zk=local.zk, redis=local.redis, cluster=local.cluster) as client:
+        handle = client.dispatch("dead", Task("demo.fail", args=("old news",)))
+        with pytest.raises(TaskFailed):
+            handle.result(timeout=30)
+        dlq = f"ringpool:{{{local.cluster}}}:dlq"
+        r = redis.Redis.from_url(local.redis)
+        deadline = time.monotonic() + 30
+        while r.zscore(dlq, handle.task_id) is not None:
+            assert time.monotonic() < deadline, "the dead letter outlived its retention"
+            time.sleep(0.1)
+        assert records(local, [handle.task_id]) == [None]
+        port = local.metrics_ports["coordinator-0"]
+        scrape = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        expired = [line for line in scrape.splitlines() if line.startswith("ringpool_dlq_expired_total")]
+        assert expired and float(expired[0].split()[-1]) >= 1
+        assert "dead letters older than the DLQ retention" in local.coordinators[0].log_tail(200)

@@ -187,6 +187,21 @@ class Peer(ABC):
     def submit_many(self, name: str, items: list[tuple[str, tuple[Any, ...]]],
                     options: dict[str, Any] | None = None) -> list[Any]: ...
 
+    def submit_all(self, name: str, items: list[tuple[str, tuple[Any, ...]]], deadline: float,
+                   options: dict[str, Any] | None = None) -> list[Any]:
+        """Every item, ``submit_many`` 1,000 at a time, until ``deadline`` (then stop).
+
+        A client with a way to keep several batches on the wire at once overrides this
+        (ringpool: a window of ``dispatch_many`` calls in flight); handles stay in
+        submission order either way.
+        """
+        handles: list[Any] = []
+        for i in range(0, len(items), SUBMIT_CHUNK):
+            if time.monotonic() >= deadline:
+                break
+            handles.extend(self.submit_many(name, items[i:i + SUBMIT_CHUNK], options))
+        return handles
+
     @abstractmethod
     def wait_all(self, handles: list[Any], deadline: float) -> list[Any]: ...
 
@@ -248,11 +263,7 @@ class Peer(ABC):
         """Enqueue in chunks of 1,000 for at most ``deadline_s``, then wait at most as long."""
         deadline = time.monotonic() + deadline_s
         start = time.perf_counter()
-        handles: list[Any] = []
-        for i in range(0, len(items), SUBMIT_CHUNK):
-            if time.monotonic() >= deadline:
-                break
-            handles.extend(self.submit_many(name, items[i:i + SUBMIT_CHUNK], options))
+        handles = self.submit_all(name, items, deadline, options)
         enqueued = time.perf_counter()
         # Enqueueing stops at the deadline; what was enqueued gets as long again to finish,
         # so a slow enqueuer is not reported as having completed nothing.

@@ -8,9 +8,12 @@ Durable accept is on (it always is): every task's idempotency fingerprint,
 record and in-flight entry are written to Redis before ``dispatch`` returns.
 
 Client: the public sync API. W1/W3/W4 ``Cluster.dispatch_many`` in batches of
-1,000 (keyed: ``k:0`` .. ``k:999``), then ``TaskHandle.result()`` per handle in
-submission order (results are pushed back on the open stream). W2:
-``cluster.dispatch(key, noop.s()).result()``. W4 sends ``ordered=True`` — the
+``CHUNK`` tasks (keyed: ``k:0`` .. ``k:999``) with ``WINDOW`` calls in flight at
+once (each from its own thread; the client's event loop interleaves them, as
+``examples/demo.py --window`` does), then ``TaskHandle.result()`` per handle in
+submission order (results are pushed back on the open stream; one that is
+already here returns without a hop through the event loop). W2:
+``cluster.dispatch(key, noop.s()).result()``, one after another. W4 sends ``ordered=True`` — the
 per-key ordering ringpool offers, so same-key increments never overlap on a
 node's threads; affinity puts all of a key's increments in one process.
 
@@ -22,13 +25,15 @@ nodes load it as their ``--tasks`` module.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from bench import tasks
 from bench.peers import WORKERS, Peer, check_deadline, time_left
 from sdk.task import task
 
-CHUNK = 1_000
+CHUNK = 1_000  # tasks per dispatch_many call
+WINDOW = 8  # dispatch_many calls in flight
 
 ringpool_noop = task("bench.noop", kind="io", timeout=60.0)(tasks.noop)
 ringpool_sleep10 = task("bench.sleep10", kind="io", timeout=60.0)(tasks.sleep10)
@@ -38,7 +43,8 @@ DEFINITIONS = {"noop": ringpool_noop, "sleep10": ringpool_sleep10, "incr": ringp
 
 class RingpoolPeer(Peer):
     name = "ringpool"
-    settings = "2 nodes (default pools, io kind), durable accept, no coordinator"
+    settings = (f"2 nodes (default pools, io kind), durable accept, no coordinator; "
+                f"dispatch_many {CHUNK:,}/call, {WINDOW} in flight")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,6 +90,25 @@ class RingpoolPeer(Peer):
                 t = definition.s(*args)
                 batch.append((key, t.with_options(**options) if options else t))
             handles.extend(self.cluster.dispatch_many(batch))
+        return handles
+
+    def submit_all(self, name: str, items: list[tuple[str, tuple[Any, ...]]], deadline: float,
+                   options: dict[str, Any] | None = None) -> list[Any]:
+        """``WINDOW`` ``dispatch_many`` calls of ``CHUNK`` on the wire at once (the pool's
+        threads start them in order); no call starts after ``deadline``. Handles come
+        back in submission order."""
+
+        def send(chunk: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+            if time.monotonic() >= deadline:
+                return []
+            return self.submit_many(name, chunk, options)
+
+        chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+        handles: list[Any] = []
+        with ThreadPoolExecutor(WINDOW, thread_name_prefix="bench-dispatch") as pool:
+            calls: list[Future[list[Any]]] = [pool.submit(send, chunk) for chunk in chunks]
+            for call in calls:
+                handles.extend(call.result())
         return handles
 
     def wait_all(self, handles: list[Any], deadline: float) -> list[Any]:

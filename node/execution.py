@@ -16,7 +16,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from node.pool import Job, Outcome, PoolOverloaded, Pools
@@ -76,6 +76,12 @@ class _Pending:
     stream: ClientStream | None = None
 
 
+@dataclass(slots=True)
+class _Lane:
+    queue: list[_Pending] = field(default_factory=list)
+    flusher: asyncio.Task[None] | None = None
+
+
 class Execution:
     def __init__(self, node_id: str, store: StateStore, pools: Pools,
                  metrics: NodeMetrics | None = None) -> None:
@@ -90,8 +96,8 @@ class Execution:
         self.pending = 0
         self.active: set[str] = set()  # ids started here and not yet off our hands
         self.counters: dict[str, int] = {"succeeded": 0, "retried": 0, "dead": 0, "stale": 0}
-        self._queue: list[_Pending] = []
-        self._flusher: asyncio.Task[None] | None = None
+        # Two lanes, each with one flusher: RUNNING marks never hold up completions.
+        self._lanes: dict[bool, _Lane] = {True: _Lane(), False: _Lane()}
         self._waiting_room: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -232,13 +238,14 @@ class Execution:
     # -- recording -------------------------------------------------------------------
 
     def _enqueue(self, item: _Pending) -> None:
-        self._queue.append(item)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_all())
+        lane = self._lanes[item.envelope is None]
+        lane.queue.append(item)
+        if lane.flusher is None or lane.flusher.done():
+            lane.flusher = asyncio.create_task(self._flush_all(lane))
 
-    async def _flush_all(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:MAX_FLUSH], self._queue[MAX_FLUSH:]
+    async def _flush_all(self, lane: _Lane) -> None:
+        while lane.queue:
+            batch, lane.queue = lane.queue[:MAX_FLUSH], lane.queue[MAX_FLUSH:]
             applied = await self._write(batch)
             if self.metrics is not None:
                 self.metrics.outcomes(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import signal
@@ -161,6 +162,8 @@ async def serve(settings: NodeSettings) -> int:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("node %s serving on %s (advertised %s)", settings.node_id, settings.listen, address)
 
+    # Startup objects live as long as the node: keep them out of every future GC pass.
+    gc.freeze()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, request_drain)
     await drain_requested.wait()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -78,6 +78,10 @@ class AsyncTaskHandle:
         if future.done() and not future.cancelled() and future.exception() is None:
             return future.result()
         return None
+
+    def when_done(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` on the event loop once a result (or error) is in."""
+        self._future.add_done_callback(lambda _: callback())
 
     async def result(self, timeout: float | None = None) -> Any:
         """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), TaskNotFound."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
 from sdk.client import AsyncCluster, AsyncTaskHandle
 from sdk.portal import Portal
-from sdk.results import unwrap
+from sdk.results import FAST_PATH_WAIT_S, unwrap
 from sdk.ring import Ring
 from sdk.settings import ClientSettings
 from sdk.task import Task
@@ -34,7 +36,16 @@ class TaskHandle:
         pushed = self._handle.pushed_result()
         if pushed is not None:  # already here: no trip through the event loop
             return unwrap(pushed)
-        return self._portal.call(self._handle.result(timeout))
+        # The usual case: the result is on its way over the stream. Wait for it on this
+        # thread, woken by the future itself; only a slow result takes the full path.
+        started = time.monotonic()
+        arrived = threading.Event()
+        self._portal.loop.call_soon_threadsafe(self._handle.when_done, arrived.set)
+        first_wait = FAST_PATH_WAIT_S if timeout is None else min(FAST_PATH_WAIT_S, timeout)
+        if arrived.wait(first_wait) and (pushed := self._handle.pushed_result()) is not None:
+            return unwrap(pushed)
+        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        return self._portal.call(self._handle.result(remaining))
 
 
 class Cluster:

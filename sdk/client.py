@@ -79,6 +79,11 @@ class AsyncTaskHandle:
             return future.result()
         return None
 
+    def expects_push(self) -> bool:
+        """Whether the result should arrive on a stream (False once the client falls back
+        to Redis: then the fast wait would only add delay)."""
+        return not self._cluster._results.listening
+
     def when_done(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` on the event loop once a result (or error) is in."""
         self._future.add_done_callback(lambda _: callback())

@@ -39,11 +39,12 @@ class TaskHandle:
         # The usual case: the result is on its way over the stream. Wait for it on this
         # thread, woken by the future itself; only a slow result takes the full path.
         started = time.monotonic()
-        arrived = threading.Event()
-        self._portal.loop.call_soon_threadsafe(self._handle.when_done, arrived.set)
-        first_wait = FAST_PATH_WAIT_S if timeout is None else min(FAST_PATH_WAIT_S, timeout)
-        if arrived.wait(first_wait) and (pushed := self._handle.pushed_result()) is not None:
-            return unwrap(pushed)
+        if self._handle.expects_push():
+            arrived = threading.Event()
+            self._portal.loop.call_soon_threadsafe(self._handle.when_done, arrived.set)
+            first_wait = FAST_PATH_WAIT_S if timeout is None else min(FAST_PATH_WAIT_S, timeout)
+            if arrived.wait(first_wait) and (pushed := self._handle.pushed_result()) is not None:
+                return unwrap(pushed)
         remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
         return self._portal.call(self._handle.result(remaining))
 

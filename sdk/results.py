@@ -64,6 +64,11 @@ class ResultWaiter:
             self._futures[task_id] = future
         return future
 
+    @property
+    def listening(self) -> bool:
+        """True once results have been missed on a stream and Redis is watched instead."""
+        return self._listener is not None and not self._listener.done()
+
     def deliver(self, result: pb.TaskResult) -> None:
         future = self._futures.get(result.task_id)
         if future is not None and not future.done():
@@ -76,7 +81,7 @@ class ResultWaiter:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         # Once we are listening, trust Redis at once: the stream already let us down.
-        first = self._listener is None or self._listener.done()
+        first = not self.listening
         while not future.done():
             if not first:
                 self._ensure_listener()

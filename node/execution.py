@@ -15,6 +15,7 @@ import functools
 import inspect
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -93,8 +94,10 @@ class Execution:
         self.default_retry: RetryPolicy | None = None
         self.store = store
         self.pools = pools
+        # Tasks started here and not yet off our hands: by id (a redelivery can overlap a
+        # stale run of the same id), and their total, kept as a count for the hot path.
+        self.active: Counter[str] = Counter()
         self.pending = 0
-        self.active: set[str] = set()  # ids started here and not yet off our hands
         self.counters: dict[str, int] = {"succeeded": 0, "retried": 0, "dead": 0, "stale": 0}
         # Two lanes, each with one flusher: RUNNING marks never hold up completions.
         self._lanes: dict[bool, _Lane] = {True: _Lane(), False: _Lane()}
@@ -115,7 +118,7 @@ class Execution:
     ) -> None:
         """Run an accepted task; its arguments were decoded when it was validated."""
         self.pending += 1
-        self.active.add(envelope.task_id)
+        self.active[envelope.task_id] += 1
         self._idle.clear()
         if stream is not None:
             stream.outstanding += 1
@@ -299,7 +302,9 @@ class Execution:
 
     def _forget(self, task_id: str, stream: ClientStream | None) -> None:
         """A task is off our hands: count it out of the node and of its stream."""
-        self.active.discard(task_id)
+        self.active[task_id] -= 1
+        if not self.active[task_id]:
+            del self.active[task_id]
         if stream is not None:
             stream.outstanding -= 1
             stream.wake()

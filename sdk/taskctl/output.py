@@ -50,8 +50,12 @@ def parse_rate(text: str) -> float:
     return rate
 
 
-class Duration(click.ParamType):
-    name = "DURATION"
+class Parsed(click.ParamType):
+    """A click type for numbers written with units, parsed by ``parse``."""
+
+    def __init__(self, name: str, parse: Callable[[str], float]) -> None:
+        self.name = name
+        self._parse = parse
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
@@ -59,27 +63,13 @@ class Duration(click.ParamType):
         if isinstance(value, int | float):
             return float(value)
         try:
-            return parse_duration(str(value))
+            return self._parse(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 
-class Rate(click.ParamType):
-    name = "N/s"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, int | float):
-            return float(value)
-        try:
-            return parse_rate(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-DURATION = Duration()
-RATE = Rate()
+DURATION = Parsed("DURATION", parse_duration)
+RATE = Parsed("N/s", parse_rate)
 
 
 def console(stderr: bool = False) -> Console:

@@ -256,12 +256,17 @@ class AsyncCluster:
             if not pending:
                 break
             if rerouted:
-                hops += 1
-                if hops > settings.max_hops:
-                    raise TooManyHops(f"ownership kept moving after {settings.max_hops} resends")
                 await self._refresh_ring(newest if newest > ring.version else ring.version)
+                if self.ring.version > ring.version:
+                    hops += 1  # ownership really moved
+                    if hops > settings.max_hops:
+                        raise TooManyHops(f"ownership kept moving after {settings.max_hops} resends")
+                else:
+                    # ZooKeeper has not caught up with the node yet (e.g. a drain that has
+                    # not left the ring): wait for it instead of burning hops.
+                    wait_s = max(wait_s, backoff)
             if time.monotonic() + wait_s >= deadline:
-                if any(isinstance(a, BaseException) for a in answers):
+                if rerouted or any(isinstance(a, BaseException) for a in answers):
                     raise ClusterUnavailable(
                         f"owners unreachable for {settings.dispatch_timeout_s}s")
                 raise Overloaded(f"owners stayed overloaded for {settings.dispatch_timeout_s}s")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -51,6 +51,17 @@ REFUSALS: dict[int, type[DispatchError]] = {
 REROUTE = frozenset({pb.WRONG_OWNER, pb.DRAINING})
 BACK_OFF = frozenset({pb.OVERLOADED, pb.INTERNAL})
 STATE_NAMES = {value: name for name, value in pb.TaskState.items()}
+CLOSE_STEP_S = 5.0  # a close step still running after this is left behind, with a warning
+
+
+async def _at_most(seconds: float, step: Coroutine[Any, Any, None], what: str) -> None:
+    """Run ``step`` for up to ``seconds``; past that, log and go on without it."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        log.warning("closing %s took over %.1fs; going on without it", what, seconds)
+    elif task.exception() is not None:
+        log.warning("closing %s failed: %r", what, task.exception())
 
 
 class AsyncTaskHandle:
@@ -145,12 +156,13 @@ class AsyncCluster:
         await self.close()
 
     async def close(self) -> None:
-        await self._results.close()
+        """Stop listening, close every link and connection; never waits forever on one."""
+        await _at_most(CLOSE_STEP_S, self._results.close(), "the result listener")
         for link in self._links.values():
-            await link.close()
+            await _at_most(CLOSE_STEP_S, link.close(), f"the link to {link.node_id}")
         self._links.clear()
         if self.membership is not None:
-            self.membership.stop()
+            await asyncio.to_thread(self.membership.stop)
         if self._zk is not None:
             await asyncio.to_thread(self._zk.stop)
             self._zk.close()

@@ -161,6 +161,9 @@ class NodeLink:
         if self._call is not None:
             self._call.cancel()
         if self._reader is not None:
+            # Cancel the reader too: a cancelled call only ends it once gRPC reports
+            # back, and that report can come late or, rarely, not at all.
+            self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
         await self.channel.close(grace=None)

@@ -23,6 +23,7 @@ from sdk import (
     TaskFailed,
     UnknownTask,
 )
+from sdk import client as client_module
 from sdk.local import LocalCluster, RedisServer, ZooKeeperServer
 from tests.tasks_flaky import probe_runs_key
 
@@ -80,6 +81,25 @@ def test_async_dispatch_returns_the_result(local: LocalCluster) -> None:
 
     results = asyncio.run(run())
     assert results == [5] + [2 * i for i in range(50)]
+
+
+def test_close_ends_even_when_a_part_never_finishes_closing(
+    local: LocalCluster, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(client_module, "CLOSE_STEP_S", 0.5)
+
+    async def never_closes() -> None:
+        await asyncio.Event().wait()
+
+    async def run() -> int:
+        client = await AsyncCluster.connect(zk=local.zk, redis=local.redis, cluster=local.cluster)
+        result = await (await client.dispatch("user:7", Task("demo.add", args=(3, 4)))).result(30)
+        client._results.close = never_closes  # type: ignore[method-assign]
+        await asyncio.wait_for(client.close(), 20)
+        return result
+
+    assert asyncio.run(run()) == 7
+    assert "closing the result listener took over 0.5s" in caplog.text
 
 
 def test_dispatch_many_returns_every_result_in_order(cluster: Cluster) -> None:

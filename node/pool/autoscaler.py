@@ -141,6 +141,6 @@ class Autoscaler:
         """Ask the policy once and apply its answer; returns the target in force."""
         target = self.policy.target(sample, current)
         if target != current:
+            self.changes += 1  # counted first: whoever sees the new size sees the change too
             self.tier.set_target(target)
-            self.changes += 1
         return target

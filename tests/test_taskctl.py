@@ -275,25 +275,25 @@ def test_interrupted_replays_resume_and_replay_each_entry_once(
     empty_dlq(local)
     gate = f"kill{uuid.uuid4().hex[:6]}"
     ids = dead_letter(client, rds, local, 300, gate)
-    args = ("--task", "flaky.gate", "--rate", "100/s", "--yes")
+    args = ("--task", "flaky.gate", "--rate", "50/s", "--yes")  # 6 s: room to interrupt
 
-    # Ctrl-C a third of the way: a clean stop that says how far it got.
+    # Ctrl-C a sixth of the way: a clean stop that says how far it got.
     first = _replay_process(local, *args)
-    wait_until(lambda: rds.zcard(dlq_key(local)) <= 200, 60, "a third of the replay")
+    wait_until(lambda: rds.zcard(dlq_key(local)) <= 250, 60, "a sixth of the replay")
     first.send_signal(signal.SIGINT)
-    _, err = first.communicate(timeout=30)
-    assert first.returncode == 130, err
+    out, err = first.communicate(timeout=30)
+    assert first.returncode == 130, (out, err)
     assert "taskctl: error: interrupted: replayed" in err and "run the same command again" in err
 
-    # SIGKILL two thirds of the way: no chance to clean up at all.
+    # SIGKILL half way: no chance to clean up at all.
     second = _replay_process(local, *args)
-    wait_until(lambda: rds.zcard(dlq_key(local)) <= 100, 60, "two thirds of the replay")
+    wait_until(lambda: rds.zcard(dlq_key(local)) <= 150, 60, "half the replay")
     second.kill()
     second.communicate(timeout=30)
     assert second.returncode == -signal.SIGKILL
 
     left = rds.zcard(dlq_key(local))
-    assert 0 < left <= 100
+    assert 0 < left <= 150
     summary = as_json(ctl(local, "--json", "dlq", "replay", *args))
     assert summary["replayed"] == left and summary["failed"] == 0
     wait_succeeded(rds, local, ids)

@@ -2,7 +2,9 @@
 
 An outcome becomes one transition (success, retry with backoff, or the DLQ).
 Transitions queue up and one flusher writes each queue-full to Redis in a single
-script call, fenced by the owner epoch. Only after a transition is recorded is
+script call, fenced by the owner epoch. A RUNNING mark waits ``MARK_AFTER_S`` and
+is written only for tasks still running then: most tasks finish sooner, and their
+outcome records when they started. Only after an outcome is recorded is
 the result pushed to the submitter's stream, or announced on the done channel
 when no stream of its submitter is open. No coroutine or future per task: pool
 futures call back into the queue directly.
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_FLUSH = 1000
+MARK_AFTER_S = 0.05  # a task still running after this is marked RUNNING
 MAX_ERROR_CHARS = 16_384  # per error message and traceback kept in the record
 
 
@@ -79,6 +82,7 @@ class _Pending:
 
 @dataclass(slots=True)
 class _Lane:
+    delay_s: float = 0.0  # how long an item waits before it is worth writing
     queue: list[_Pending] = field(default_factory=list)
     flusher: asyncio.Task[None] | None = None
 
@@ -100,7 +104,7 @@ class Execution:
         self.pending = 0
         self.counters: dict[str, int] = {"succeeded": 0, "retried": 0, "dead": 0, "stale": 0}
         # Two lanes, each with one flusher: RUNNING marks never hold up completions.
-        self._lanes: dict[bool, _Lane] = {True: _Lane(), False: _Lane()}
+        self._lanes: dict[bool, _Lane] = {True: _Lane(delay_s=MARK_AFTER_S), False: _Lane()}
         self._waiting_room: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -125,7 +129,7 @@ class Execution:
         try:
             check_arguments(definition, args, kwargs)
         except InvalidTask as exc:
-            self._finished(envelope, definition, epoch, stream, Outcome(
+            self._finished(envelope, definition, epoch, stream, time.time(), Outcome(
                 ok=False, error_type="InvalidArguments", error_message=str(exc),
                 exception=PermanentError(str(exc))))
             return
@@ -140,11 +144,13 @@ class Execution:
             kwargs=kwargs, timeout_s=timeout_s, context=context, priority=envelope.priority,
             ordered=envelope.ordered,
         )
-        # Marking RUNNING is informational: written with the next flush, never retried.
-        self._enqueue(_Pending(epoch, Transition("start", envelope.task_id)))
+        started_at = time.time()
+        # Marking RUNNING is informational: written late if at all, never retried.
+        self._enqueue(_Pending(epoch, Transition("start", envelope.task_id,
+                                                 started_at=started_at)))
         if self.metrics is not None:
             self.queued_at[envelope.task_id] = time.monotonic()
-        done = functools.partial(self._on_done, envelope, definition, epoch, stream)
+        done = functools.partial(self._on_done, envelope, definition, epoch, stream, started_at)
         try:
             self.pools.submit(job).add_done_callback(done)
         except PoolOverloaded as exc:
@@ -166,7 +172,7 @@ class Execution:
 
     def _on_done(
         self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], epoch: int,
-        stream: ClientStream | None, future: asyncio.Future[Outcome],
+        stream: ClientStream | None, started_at: float, future: asyncio.Future[Outcome],
     ) -> None:
         if future.cancelled():
             # Handed back by a drain: it stays in flight until the hand-back moves it.
@@ -179,19 +185,20 @@ class Execution:
                               exception=error)
         else:
             outcome = future.result()
-        self._finished(envelope, definition, epoch, stream, outcome)
+        self._finished(envelope, definition, epoch, stream, started_at, outcome)
 
     def _finished(
         self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], epoch: int,
-        stream: ClientStream | None, outcome: Outcome,
+        stream: ClientStream | None, started_at: float, outcome: Outcome,
     ) -> None:
-        transition, result = self._conclude(envelope, definition, outcome)
-        if transition.op == "ok" and (stream is None or not stream.open):
-            transition = Transition("ok", transition.task_id, a=transition.a, publish=True)
+        # Nobody to push to: announce the success on the done channel instead.
+        publish = stream is None or not stream.open
+        transition, result = self._conclude(envelope, definition, outcome, started_at, publish)
         self._enqueue(_Pending(epoch, transition, envelope, result, stream))
 
     def _conclude(
-        self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], outcome: Outcome
+        self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], outcome: Outcome,
+        started_at: float, publish: bool,
     ) -> tuple[Transition, pb.TaskResult | None]:
         """The transition for this outcome and, when it is final, the result to push."""
         task_id = envelope.task_id
@@ -203,7 +210,8 @@ class Execution:
                                   error_message=str(exc), exception=PermanentError(str(exc)))
             else:
                 self.counters["succeeded"] += 1
-                return Transition("ok", task_id, a=payload), pb.TaskResult(
+                return Transition("ok", task_id, a=payload, publish=publish,
+                                  started_at=started_at), pb.TaskResult(
                     task_id=task_id, state=pb.SUCCEEDED, result=payload, node_id=self.node_id,
                     attempt=envelope.attempt,
                 )
@@ -225,13 +233,13 @@ class Execution:
             self.counters["retried"] += 1
             return Transition(
                 "retry", task_id, a=outcome.error_type, b=outcome.error_message,
-                c=outcome.traceback, d=time.time() + delay,
+                c=outcome.traceback, d=time.time() + delay, started_at=started_at,
             ), None
         reason = "permanent" if isinstance(error, PermanentError) else "retries exhausted"
         self.counters["dead"] += 1
         return Transition(
             "dead", task_id, a=outcome.error_type, b=outcome.error_message, c=outcome.traceback,
-            d=reason,
+            d=reason, started_at=started_at,
         ), pb.TaskResult(
             task_id=task_id, state=pb.FAILED, error_type=outcome.error_type,
             error_message=outcome.error_message, traceback=outcome.traceback,
@@ -248,7 +256,14 @@ class Execution:
 
     async def _flush_all(self, lane: _Lane) -> None:
         while lane.queue:
+            if lane.delay_s:
+                await asyncio.sleep(lane.delay_s)
+                # Marks of tasks already off our hands are not worth a write.
+                lane.queue = [item for item in lane.queue
+                              if item.transition.task_id in self.active]
             batch, lane.queue = lane.queue[:MAX_FLUSH], lane.queue[MAX_FLUSH:]
+            if not batch:
+                return
             applied = await self._write(batch)
             if self.metrics is not None:
                 self.metrics.outcomes(

@@ -67,6 +67,7 @@ class Transition:
     c: str = ""
     d: str | float = ""
     publish: bool = False
+    started_at: float = 0.0  # when the run began (wall clock); recorded with every op
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,8 @@ class StateStore:
         if not ops:
             return []
         names = self.names
-        packed = _pack([(op.op, op.task_id, op.a, op.b, op.c, op.d, int(op.publish)) for op in ops])
+        packed = _pack([(op.op, op.task_id, op.a, op.b, op.c, op.d, int(op.publish), op.started_at)
+                        for op in ops])
         started = time.perf_counter()
         raw = await self._transition(
             keys=[names.inflight(node_id), names.retries, names.dlq],

@@ -186,6 +186,8 @@ def test_task_show_in_both_modes(local: LocalCluster, client: Cluster) -> None:
     data = as_json(ctl(local, "--json", "task", "show", done.task_id))
     assert data["state"] == "SUCCEEDED" and data["result"] == "3" and data["attempt"] == 1
     assert data["node"] == client.owner("show:1") and data["finished_at_iso"]
+    # Too short to be marked RUNNING, yet its start is recorded with its outcome.
+    assert data["accepted_at"] <= data["started_at"] <= data["finished_at"]
 
     failed = client.dispatch("show:2", Task("demo.fail", args=("kaput",)))
     wait_until(lambda: failed.status() == "FAILED", 30, "demo.fail to fail")
@@ -195,6 +197,19 @@ def test_task_show_in_both_modes(local: LocalCluster, client: Cluster) -> None:
     data = as_json(ctl(local, "--json", "task", "show", failed.task_id))
     assert data["error_type"] == "ValueError" and data["in_dlq"] is True
     assert "raise ValueError(message)" in data["traceback"]
+
+
+def test_a_long_task_shows_running_from_when_it_started(
+    local: LocalCluster, client: Cluster
+) -> None:
+    handle = client.dispatch("show:3", Task("probe.run", args=("long", 2.0)))
+    wait_until(lambda: handle.status() == "RUNNING", 10, "the task to show RUNNING")
+    running = as_json(ctl(local, "--json", "task", "show", handle.task_id))
+    assert running["state"] == "RUNNING" and running["started_at"] >= running["accepted_at"]
+    assert handle.result(timeout=30)["task_id"] == handle.task_id
+    done = as_json(ctl(local, "--json", "task", "show", handle.task_id))
+    assert done["started_at"] == running["started_at"]
+    assert done["finished_at"] >= done["started_at"] + 2.0
 
 
 # -- the DLQ: ls, show, stats --------------------------------------------------------------------

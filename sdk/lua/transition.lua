@@ -3,7 +3,7 @@
 -- node that lost the task to a recovery cannot complete it; the first completion wins.
 -- KEYS[1] in-flight hash, KEYS[2] retry zset, KEYS[3] dlq zset.
 -- ARGV: epoch, now, result ttl (s), record prefix, done channel, retry channel, and a
---       msgpack array of {op, id, a, b, c, d, publish} per op.
+--       msgpack array of {op, id, a, b, c, d, publish, started_at} per op.
 -- Returns a string with one letter per op: K applied, S stale (fenced off). A final op
 -- that finds its task already final under this same epoch answers K and writes nothing:
 -- it is this node's own write replayed after a lost reply.
@@ -22,18 +22,19 @@ for _, t in ipairs(cmsgpack.unpack(ARGV[7])) do
       and (redis.call('HGET', rec, 'state') == (op == 'ok' and 'SUCCEEDED' or 'FAILED'))
     table.insert(out, final and 'K' or 'S')
   elseif op == 'start' then
-    redis.call('HSET', rec, 'state', 'RUNNING', 'started_at', now)
+    redis.call('HSET', rec, 'state', 'RUNNING', 'started_at', t[8])
     table.insert(out, 'K')
   else
     redis.call('HDEL', KEYS[1], id)
     if op == 'ok' then
-      redis.call('HSET', rec, 'state', 'SUCCEEDED', 'result', t[3], 'finished_at', now)
+      redis.call('HSET', rec, 'state', 'SUCCEEDED', 'result', t[3], 'started_at', t[8],
+        'finished_at', now)
       redis.call('HINCRBY', rec, 'completions', 1)
       redis.call('EXPIRE', rec, ttl)
       if t[7] == 1 then redis.call('PUBLISH', done_channel, id) end
     else
       redis.call('HSET', rec, 'error_type', t[3], 'error_message', t[4],
-        'traceback', t[5], 'last_failure_at', now)
+        'traceback', t[5], 'started_at', t[8], 'last_failure_at', now)
       redis.call('HSETNX', rec, 'first_failure_at', now)
       if op == 'retry' then
         local attempt = tonumber(redis.call('HGET', rec, 'attempt') or '1')

@@ -19,9 +19,12 @@ from sdk.task import Task
 class TaskHandle:
     """A dispatched task: ``task_id``, ``status()``, ``result(timeout)``."""
 
-    def __init__(self, portal: Portal, handle: AsyncTaskHandle) -> None:
+    def __init__(
+        self, portal: Portal, handle: AsyncTaskHandle, arrived: threading.Event | None = None
+    ) -> None:
         self._portal = portal
         self._handle = handle
+        self._arrived = arrived  # set from the loop once the result is in, when watched
         self.task_id = handle.task_id
         self.key = handle.key
 
@@ -40,8 +43,10 @@ class TaskHandle:
         # thread, woken by the future itself; only a slow result takes the full path.
         started = time.monotonic()
         if self._handle.expects_push():
-            arrived = threading.Event()
-            self._portal.loop.call_soon_threadsafe(self._handle.when_done, arrived.set)
+            arrived = self._arrived
+            if arrived is None:
+                arrived = threading.Event()
+                self._portal.loop.call_soon_threadsafe(self._handle.when_done, arrived.set)
             first_wait = FAST_PATH_WAIT_S if timeout is None else min(FAST_PATH_WAIT_S, timeout)
             if arrived.wait(first_wait) and (pushed := self._handle.pushed_result()) is not None:
                 return unwrap(pushed)
@@ -89,7 +94,8 @@ class Cluster:
         return TaskHandle(self._portal, handle)
 
     def dispatch(self, key: str, task: Task, headers: Mapping[str, str] | None = None) -> TaskHandle:
-        return self._wrap(self._portal.call(self._async.dispatch(key, task, headers)))
+        handle, arrived = self._portal.call(_dispatch_watched(self._async, key, task, headers))
+        return TaskHandle(self._portal, handle, arrived)
 
     def dispatch_many(self, items: Iterable[tuple[str, Task]]) -> list[TaskHandle]:
         return [self._wrap(h) for h in self._portal.call(self._async.dispatch_many(list(items)))]
@@ -110,6 +116,17 @@ class Cluster:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+async def _dispatch_watched(
+    cluster: AsyncCluster, key: str, task: Task, headers: Mapping[str, str] | None
+) -> tuple[AsyncTaskHandle, threading.Event]:
+    # A single dispatch is usually followed by result(): start watching for it here, on
+    # the loop, so that result() waits without another trip through the loop.
+    handle = await cluster.dispatch(key, task, headers)
+    arrived = threading.Event()
+    handle.when_done(arrived.set)
+    return handle, arrived
 
 
 async def _make_handle(cluster: AsyncCluster, task_id: str, key: str) -> AsyncTaskHandle:

@@ -40,6 +40,9 @@ class RetryFirer:
         listener = asyncio.create_task(self._listen())
         try:
             while True:
+                # Clear before reading the retry set, not after: a node's wake that lands
+                # between the read and the wait must cut the wait short, not be wiped out.
+                self._wake.clear()
                 try:
                     if await self.fire_due():
                         continue  # more may be due right now
@@ -50,7 +53,6 @@ class RetryFirer:
                     continue
                 wait = IDLE_WAIT_S if next_due is None else next_due - time.time()
                 if wait > 0:
-                    self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), min(wait, IDLE_WAIT_S))
         finally:
@@ -93,7 +95,9 @@ class RetryFirer:
         return len(due)
 
     async def _listen(self) -> None:
-        async def wake(_: bytes) -> None:
+        async def wake(_: bytes = b"") -> None:
             self._wake.set()
 
-        await listen_forever(self.store.redis, self.store.names.retry_channel, wake)
+        # Look again after every (re)subscription: a wake sent while nobody listened is lost.
+        await listen_forever(self.store.redis, self.store.names.retry_channel, wake,
+                             on_subscribed=wake)

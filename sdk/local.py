@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from sdk.errors import ClusterUnavailable, ConfigError
+from sdk.naming import Names
 
 if TYPE_CHECKING:
     from kazoo.client import KazooClient
@@ -228,7 +229,9 @@ class LocalCluster:
     """ZooKeeper + Redis (started here or given) plus coordinators and nodes as subprocesses.
 
     ``with LocalCluster(nodes=3, tasks=["examples.tasks"]) as lc:`` gives ``lc.zk``,
-    ``lc.redis`` and ``lc.cluster`` to pass to ``Cluster.connect``.
+    ``lc.redis`` and ``lc.cluster`` to pass to ``Cluster.connect``. ``start()`` returns
+    once every node is registered in the ring and, with coordinators, once one of them
+    holds the leader lock (so retries fire and ``taskctl status`` names a leader).
     """
 
     def __init__(
@@ -299,6 +302,8 @@ class LocalCluster:
             for index in range(self.node_count):
                 self.start_node(f"node-{index}", wait=False)
             self.wait_for_members(set(self.nodes), timeout)
+            if self.coordinators:
+                self.wait_for_leader(timeout)
         except BaseException:
             self.stop()
             raise
@@ -337,14 +342,40 @@ class LocalCluster:
         self.coordinators.append(process)
         return process
 
-    def members(self) -> set[str]:
-        """Node ids registered in ZooKeeper now (one client, opened on first use)."""
+    def _zookeeper(self) -> KazooClient:
+        """The launcher's own ZooKeeper client, opened on first use."""
         if self._zk_client is None:
             from sdk.membership import connect_zookeeper
 
             self._zk_client = connect_zookeeper(self.zk, timeout=10.0)
-        path = f"/ringpool/{self.cluster}/members"
-        return set(self._zk_client.get_children(path)) if self._zk_client.exists(path) else set()
+        return self._zk_client
+
+    def members(self) -> set[str]:
+        """Node ids registered in ZooKeeper now."""
+        zk = self._zookeeper()
+        path = Names(self.cluster).members
+        return set(zk.get_children(path)) if zk.exists(path) else set()
+
+    def election_contenders(self) -> list[str]:
+        """Lock znodes under the coordinators' election path now, one per contender."""
+        zk = self._zookeeper()
+        path = Names(self.cluster).election
+        return list(zk.get_children(path)) if zk.exists(path) else []
+
+    def wait_for_leader(self, timeout: float = 60.0) -> None:
+        """Wait until a coordinator leads, or is about to.
+
+        The election is kazoo's lock recipe: each contender creates a sequential
+        ephemeral znode and the lowest one holds the lock. That contender sees no
+        predecessor and takes the lock at once, so a first child means a leader
+        within moments, not merely a contender waiting for one.
+        """
+        try:
+            wait_until(self.election_contenders, timeout, "a coordinator to lead", 0.1)
+        except ClusterUnavailable as exc:
+            tails = "\n".join(f"--- {p.name} ({p.log_path}):\n{p.log_tail()}"
+                              for p in self.coordinators)
+            raise ClusterUnavailable(f"{exc}:\n{tails}") from None
 
     def wait_for_members(self, node_ids: set[str], timeout: float = 60.0) -> None:
         def ready() -> bool:

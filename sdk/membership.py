@@ -6,7 +6,9 @@ refresh thread (kazoo forbids blocking in them); the thread reads the children
 and swaps in a new immutable ``Ring``.
 
 Connection states: on SUSPENDED routing keeps the last ring; on LOST the state
-is reported through ``on_state`` and the ring is rebuilt once reconnected.
+is reported through ``on_state`` and the ring is rebuilt once reconnected. Every
+change is reported, in order, even when the next one follows at once (a LOST
+quickly followed by CONNECTED still reports LOST).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -82,6 +85,10 @@ class Membership:
         self.vnodes = vnodes
         self.ring: Ring = EMPTY_RING
         self.state = "CONNECTED" if client.connected else "SUSPENDED"
+        # Changes not yet reported, oldest first: appended on kazoo's thread, drained on
+        # ours (deque appends and pops are thread-safe), so none is overwritten unseen.
+        self._states: deque[str] = deque()
+        self._reported = self.state  # the last state on_state heard of (our thread only)
         self._listeners: list[Callable[[Ring], None]] = [on_change] if on_change else []
         self._on_state = on_state
         self._wake = threading.Event()
@@ -176,22 +183,29 @@ class Membership:
         if state == KazooState.LOST:
             self._lost = True
         self.state = state
+        self._states.append(state)
         self._wake.set()
 
+    def _report_states(self) -> None:
+        """Tell ``on_state`` of each queued change, oldest first."""
+        while self._states:
+            state = self._states.popleft()
+            if state == self._reported:
+                continue
+            self._reported = state
+            if self._on_state is not None:
+                try:
+                    self._on_state(state)
+                except Exception:
+                    log.exception("connection state callback failed")
+
     def _run(self) -> None:
-        reported = self.state
         while not self._stopped.is_set():
             self._wake.wait(timeout=5.0)
             self._wake.clear()
             if self._stopped.is_set():
                 return
-            if self.state != reported:
-                reported = self.state
-                if self._on_state is not None:
-                    try:
-                        self._on_state(reported)
-                    except Exception:
-                        log.exception("connection state callback failed")
+            self._report_states()
             if not self.client.connected:
                 continue
             try:

@@ -6,11 +6,13 @@ import asyncio
 import signal
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from sdk import (
     AsyncCluster,
@@ -24,7 +26,7 @@ from sdk import (
     UnknownTask,
 )
 from sdk import client as client_module
-from sdk.local import LocalCluster, RedisServer, ZooKeeperServer
+from sdk.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
 from tests.tasks_flaky import probe_runs_key
 
 TASK_MODULES = ["examples.tasks", "tests.tasks_flaky"]
@@ -50,6 +52,21 @@ def client_ring_ready(client: Cluster, members: set[str], timeout: float = 30.0)
     while set(client.ring.members) != members:
         assert time.monotonic() < deadline, f"client ring stuck at {sorted(client.ring.members)}"
         time.sleep(0.05)
+
+
+def node_ring_version(local: LocalCluster, node_id: str) -> float:
+    """The ring version ``node_id`` routes by now, from its /metrics endpoint."""
+    url = f"http://127.0.0.1:{local.metrics_ports[node_id]}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "ringpool_ring_version")
+
+
+def nodes_ring_ready(local: LocalCluster, version: int, timeout: float = 30.0) -> None:
+    """Wait until every node has seen ring ``version`` (or a newer one)."""
+    wait_until(lambda: all(node_ring_version(local, n) >= version for n in local.nodes),
+               timeout, f"every node to see ring v{version}")
 
 
 def cluster_keys(client: redis.Redis, cluster: str) -> set[bytes]:
@@ -200,6 +217,9 @@ def test_stale_client_ring_still_reaches_the_right_owner(local: LocalCluster) ->
         try:
             with Cluster.connect(zk=local.zk, redis=local.redis, cluster=local.cluster) as fresh:
                 client_ring_ready(fresh, {*local.nodes})
+                # A node that has not handled the ZooKeeper watch yet would still accept
+                # keys node-3 now owns: the stale client must meet only up-to-date nodes.
+                nodes_ring_ready(local, fresh.ring.version)
                 keys = [f"stale:{i}" for i in range(300)]
                 moved = [k for k in keys if fresh.owner(k) == "node-3"]
                 assert moved, "the new member should own some keys"

@@ -26,6 +26,9 @@ m = Membership(client, sys.argv[2], on_change=show).start()
 show(m.ring)
 sys.stdin.read()
 """
+# A change usually reaches both watchers in well under a second; the bound is for a
+# loaded 2-core CI machine, where a watch callback or a child's stdout can lag seconds.
+CONVERGE_WITHIN_S = 10.0
 
 
 class ChildWatcher:
@@ -74,7 +77,7 @@ def child(zk_hosts: str, cluster_name: str) -> Iterator[ChildWatcher]:
     watcher.close()
 
 
-def test_two_processes_converge_within_a_second(
+def test_two_processes_converge_on_every_change(
     zk_hosts: str, cluster_name: str, zk_client, child: ChildWatcher  # type: ignore[no-untyped-def]
 ) -> None:
     local = Membership(zk_client, cluster_name).start()
@@ -84,20 +87,21 @@ def test_two_processes_converge_within_a_second(
             sessions.append(register(zk_hosts, cluster_name, node_id))
             expected = [f"node-{i}" for i in range(step)]
             started = time.monotonic()
-            ring = local.wait_for(lambda r, e=expected: sorted(r.members) == e, timeout=1.0)
-            seen = child.wait_for(expected, timeout=1.0)
-            assert time.monotonic() - started <= 1.0
+            ring = local.wait_for(lambda r, e=expected: sorted(r.members) == e,
+                                  timeout=CONVERGE_WITHIN_S)
+            seen = child.wait_for(expected, timeout=CONVERGE_WITHIN_S)
+            assert time.monotonic() - started <= CONVERGE_WITHIN_S
             assert seen["version"] == ring.version
         # Closing a member's session removes it from both rings.
         sessions[1].stop()
         sessions[1].close()
         remaining = ["node-0", "node-2"]
-        ring = local.wait_for(lambda r: sorted(r.members) == remaining, timeout=1.0)
-        assert child.wait_for(remaining, timeout=1.0)["version"] == ring.version
+        ring = local.wait_for(lambda r: sorted(r.members) == remaining, timeout=CONVERGE_WITHIN_S)
+        assert child.wait_for(remaining, timeout=CONVERGE_WITHIN_S)["version"] == ring.version
         for session in (sessions[0], sessions[2]):
             session.stop()
             session.close()
-        local.wait_for(lambda r: not r.members, timeout=1.0)
+        local.wait_for(lambda r: not r.members, timeout=CONVERGE_WITHIN_S)
     finally:
         local.stop()
 

@@ -269,8 +269,10 @@ def test_replay_1000_at_a_rate_then_all_succeed(
     expected_s = (1000 - rate / 10) / rate
     print(f"replay rate: asked {rate:g}/s, measured {measured:.1f}/s from accept stamps, "
           f"run took {summary['elapsed_s']}s (ideal {expected_s:.2f}s)")
-    assert 0.8 * rate <= measured <= 1.2 * rate
-    assert 0.8 * expected_s <= summary["elapsed_s"] <= 1.2 * expected_s
+    # The bucket promises a ceiling, not a floor: a loaded machine may replay slower, never
+    # faster. So the rate is bounded above; the run may take longer, within reason.
+    assert measured <= 1.2 * rate
+    assert 0.8 * expected_s <= summary["elapsed_s"] <= 3 * expected_s
     wait_succeeded(rds, local, ids)
     assert_replayed_once(rds, local, ids, gate)
 
@@ -310,7 +312,9 @@ def test_interrupted_replays_resume_and_replay_each_entry_once(
     left = rds.zcard(dlq_key(local))
     assert 0 < left <= 150
     summary = as_json(ctl(local, "--json", "dlq", "replay", *args))
-    assert summary["replayed"] == left and summary["failed"] == 0
+    # A batch the killed process had already sent may still be accepted after ``left`` was
+    # read, so fewer may be left to replay; assert_replayed_once checks exactly-once.
+    assert 0 < summary["replayed"] <= left and summary["failed"] == 0
     wait_succeeded(rds, local, ids)
     assert_replayed_once(rds, local, ids, gate)
     nothing = ok(ctl(local, "dlq", "replay", *args))

@@ -277,13 +277,25 @@ def test_replay_1000_at_a_rate_then_all_succeed(
     assert_replayed_once(rds, local, ids, gate)
 
 
-def _replay_process(local: LocalCluster, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+# A test run started in the background has SIGINT ignored, and so would taskctl: give
+# it Python's Ctrl-C handling back first, as it has when started from a terminal.
+RUN_TASKCTL = ("import runpy, signal, sys; "
+               "signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "sys.argv[0] = 'taskctl'; runpy.run_module('sdk.taskctl', run_name='__main__')")
+
+
+def taskctl_process(*args: str) -> subprocess.Popen[str]:
+    """``taskctl`` in its own process, answering Ctrl-C (SIGINT) as in a terminal."""
     return subprocess.Popen(
-        [sys.executable, "-m", "sdk.taskctl", "--zk", local.zk, "--redis", local.redis,
-         "--cluster", local.cluster, "dlq", "replay", *args],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", RUN_TASKCTL, *args],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+
+
+def _replay_process(local: LocalCluster, *args: str) -> subprocess.Popen[str]:
+    return taskctl_process("--zk", local.zk, "--redis", local.redis,
+                           "--cluster", local.cluster, "dlq", "replay", *args)
 
 
 def test_interrupted_replays_resume_and_replay_each_entry_once(
@@ -443,13 +455,9 @@ def test_dev_up_prints_settings_serves_and_tears_down(
     zookeeper: ZooKeeperServer, redis_server: RedisServer
 ) -> None:
     cluster = f"dev{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sdk.taskctl", "--zk", zookeeper.address,
-         "--redis", redis_server.url, "--cluster", cluster,
-         "dev", "up", "--nodes", "1", "--coordinators", "0"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    process = taskctl_process("--zk", zookeeper.address, "--redis", redis_server.url,
+                              "--cluster", cluster, "dev", "up", "--nodes", "1",
+                              "--coordinators", "0")
     try:
         assert process.stdout is not None
         exports: dict[str, str] = {}

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 
+from node.pool.backlog import Backlog
 from node.pool.errors import PoolClosed, PoolOverloaded
 from node.pool.job import Outcome, PanicHandler, Ticket, report_panic
 from node.pool.middleware import Chain
@@ -27,8 +26,7 @@ class AsyncTier:
         self._max_queue = max_queue
         self._chain = chain or Chain()
         self._panic = panic_handler
-        self._heap: list[tuple[int, int, Ticket]] = []
-        self._seq = itertools.count()
+        self._backlog = Backlog()
         self._tasks: dict[asyncio.Task[None], Ticket] = {}
         self._quiet: asyncio.Event | None = None
         self._closed = False
@@ -44,11 +42,11 @@ class AsyncTier:
             raise PoolClosed("the async pool is released")
         if len(self._tasks) < self._limit:
             self._start(ticket)
-        elif len(self._heap) < self._max_queue or force:
-            heapq.heappush(self._heap, (-ticket.job.priority, next(self._seq), ticket))
+        elif len(self._backlog) < self._max_queue or force:
+            self._backlog.push(ticket)
         else:
             self.rejected += 1
-            raise PoolOverloaded(0.01 * (len(self._heap) // self._limit + 1))
+            raise PoolOverloaded(0.01 * (len(self._backlog) // self._limit + 1))
         self.submitted += 1
 
     def _start(self, ticket: Ticket) -> None:
@@ -84,9 +82,9 @@ class AsyncTier:
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         del self._tasks[task]
-        while self._heap and len(self._tasks) < self._limit:
-            self._start(heapq.heappop(self._heap)[2])
-        if self._quiet is not None and not self._tasks and not self._heap:
+        while self._backlog and len(self._tasks) < self._limit:
+            self._start(self._backlog.pop())
+        if self._quiet is not None and not self._tasks and not self._backlog:
             self._quiet.set()
 
     async def release(self, timeout_s: float) -> list[Ticket]:
@@ -96,12 +94,11 @@ class AsyncTier:
         are cancelled.
         """
         self._closed = True
-        if self._tasks or self._heap:
+        if self._tasks or self._backlog:
             self._quiet = asyncio.Event()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._quiet.wait(), timeout_s)
-        left = [entry[2] for entry in sorted(self._heap)]
-        self._heap.clear()
+        left = self._backlog.drain()
         running = list(self._tasks.items())
         for task, ticket in running:
             ticket.job.context.cancelled.set()
@@ -115,7 +112,7 @@ class AsyncTier:
         return {
             "running": len(self._tasks),
             "idle": max(0, self._limit - len(self._tasks)),
-            "queued": len(self._heap),
+            "queued": len(self._backlog),
             "limit": self._limit,
             "submitted": self.submitted,
             "completed": self.completed,

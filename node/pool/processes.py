@@ -9,14 +9,11 @@ job. A process may run under an ``RLIMIT_AS`` memory cap and be pinned to a CPU.
 
 from __future__ import annotations
 
-import heapq
 import importlib
-import itertools
 import json
 import multiprocessing
 import os
 import threading
-import time
 import traceback
 from dataclasses import fields
 from functools import partial
@@ -24,6 +21,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from node.pool.backlog import Backlog
 from node.pool.errors import PoolClosed, PoolOverloaded, TaskTimeout
 from node.pool.job import Job, PanicHandler, Ticket, run_sync
 from node.pool.middleware import Chain
@@ -130,8 +128,7 @@ class ProcessTier:
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._drained = threading.Condition(self._lock)
-        self._heap: list[tuple[int, int, Ticket]] = []
-        self._seq = itertools.count()
+        self._backlog = Backlog()
         self._keepers: list[threading.Thread] = []
         self._running: dict[int, tuple[Ticket, _Process]] = {}
         self._closed = False
@@ -147,12 +144,12 @@ class ProcessTier:
             if self._closed and not force:
                 raise PoolClosed("the cpu pool is released")
             idle = len(self._keepers) - len(self._running)
-            if len(self._heap) >= self._settings.max_queue + idle and not force:
+            if len(self._backlog) >= self._settings.max_queue + idle and not force:
                 self.rejected += 1
-                raise PoolOverloaded(0.1 * (len(self._heap) // len(self._keepers) + 1))
-            heapq.heappush(self._heap, (-ticket.job.priority, next(self._seq), ticket))
+                raise PoolOverloaded(0.1 * (len(self._backlog) // len(self._keepers) + 1))
+            self._backlog.push(ticket)
             self.submitted += 1
-            if len(self._keepers) < self._settings.processes and len(self._heap) > idle:
+            if len(self._keepers) < self._settings.processes and len(self._backlog) > idle:
                 # Processes start on first need, not at construction.
                 keeper = threading.Thread(target=self._keep, args=(len(self._keepers),),
                                           name="ringpool-cpu-keeper", daemon=True)
@@ -166,11 +163,11 @@ class ProcessTier:
         try:
             while True:
                 with self._lock:
-                    while not self._heap and not self._closed:
+                    while not self._backlog and not self._closed:
                         self._work.wait()
-                    if not self._heap:
+                    if not self._backlog:
                         return
-                    ticket = heapq.heappop(self._heap)[2]
+                    ticket = self._backlog.pop()
                 if process is None:
                     process = _Process(self._settings, index)
                 with self._lock:
@@ -192,7 +189,7 @@ class ProcessTier:
                         self.failed += 1
                     if process is None:
                         self.restarts += 1
-                    if self._closed and not self._heap and not self._running:
+                    if self._closed and not self._backlog and not self._running:
                         self._drained.notify_all()
                 if kept:
                     ticket.finish(outcome)
@@ -205,17 +202,11 @@ class ProcessTier:
 
         Returns the tickets that did not finish (queued, or running and killed).
         """
-        deadline = time.monotonic() + timeout_s
         with self._lock:
             self._closed = True
             self._work.notify_all()
-            while self._heap or self._running:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._drained.wait(remaining)
-            left = [entry[2] for entry in sorted(self._heap)]
-            self._heap.clear()
+            self._drained.wait_for(lambda: not (self._backlog or self._running), timeout_s)
+            left = self._backlog.drain()
             running = list(self._running.values())
             self._running.clear()
         for ticket, process in running:
@@ -229,7 +220,7 @@ class ProcessTier:
             return {
                 "running": len(self._running),
                 "idle": len(self._keepers) - len(self._running),
-                "queued": len(self._heap),
+                "queued": len(self._backlog),
                 "processes": len(self._keepers),
                 "submitted": self.submitted,
                 "completed": self.completed,

@@ -13,14 +13,13 @@ its thread, which Python cannot kill, keeps counting against ``max_workers`` as
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import math
 import threading
 import time
 from functools import partial
 
+from node.pool.backlog import Backlog
 from node.pool.errors import PoolClosed, PoolOverloaded
 from node.pool.job import Outcome, PanicHandler, Ticket, run_sync
 from node.pool.middleware import Chain
@@ -62,8 +61,7 @@ class ThreadTier:
         self._space = threading.Condition(self._lock)  # blocked submitters
         self._drained = threading.Condition(self._lock)  # release() waiting for quiet
         self._watch = threading.Condition(self._lock)  # the deadline watcher
-        self._heap: list[tuple[int, int, Ticket]] = []
-        self._seq = itertools.count()
+        self._backlog = Backlog()
         self._workers: set[_Worker] = set()  # every live thread, overrunning ones included
         self._idle: list[_Worker] = []
         self._space_waiters = 0
@@ -104,8 +102,8 @@ class ThreadTier:
                     self._assign(wake, ticket)
                 elif len(self._workers) < self._max:
                     start = self._new_worker(ticket)
-                elif len(self._heap) < self._max_queue or force:
-                    heapq.heappush(self._heap, (-ticket.job.priority, next(self._seq), ticket))
+                elif len(self._backlog) < self._max_queue or force:
+                    self._backlog.push(ticket)
                 else:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or self._closed:
@@ -125,7 +123,7 @@ class ThreadTier:
 
     def _retry_after_s(self) -> float:
         # Time for the queue ahead to drain at the current per-task run time.
-        return min(5.0, max(0.005, self._avg_run_s * (len(self._heap) + 1) / self._max))
+        return min(5.0, max(0.005, self._avg_run_s * (len(self._backlog) + 1) / self._max))
 
     def _assign(self, worker: _Worker, ticket: Ticket) -> None:
         """Give ``worker`` its next job (under the lock) and arm the job's deadline."""
@@ -197,8 +195,8 @@ class ThreadTier:
             worker.deadline = math.inf
             if len(self._workers) > self._max:
                 self._retire(worker)  # tune() lowered the cap while this worker was busy
-            elif self._heap:
-                self._assign(worker, heapq.heappop(self._heap)[2])
+            elif self._backlog:
+                self._assign(worker, self._backlog.pop())
                 if self._space_waiters:
                     self._space.notify()
             elif self._closed:
@@ -217,8 +215,8 @@ class ThreadTier:
         """Wait on the idle stack for a job; None when the worker should exit."""
         with self._lock:
             if not worker.idle and worker.ticket is None:  # a fresh, pre-spawned worker
-                if self._heap:
-                    self._assign(worker, heapq.heappop(self._heap)[2])
+                if self._backlog:
+                    self._assign(worker, self._backlog.pop())
                     return worker.ticket
                 worker.idle = True
                 self._idle.append(worker)
@@ -246,7 +244,7 @@ class ThreadTier:
         self._workers.discard(worker)
 
     def _notify_drained(self) -> None:
-        if self._closed and not self._heap and self.running == 0:
+        if self._closed and not self._backlog and self.running == 0:
             self._drained.notify_all()
 
     # -- deadlines ------------------------------------------------------------------
@@ -312,8 +310,8 @@ class ThreadTier:
 
     def _fill_from_queue(self) -> list[_Worker]:
         start: list[_Worker] = []
-        while self._heap and len(self._workers) < self._max:
-            start.append(self._new_worker(heapq.heappop(self._heap)[2]))
+        while self._backlog and len(self._workers) < self._max:
+            start.append(self._new_worker(self._backlog.pop()))
         return start
 
     def _launch(self, stop: list[_Worker], start: list[_Worker]) -> None:
@@ -328,17 +326,11 @@ class ThreadTier:
         Returns the tickets that did not finish: still queued (never run) and still
         running (marked cancelled; what they return later is dropped).
         """
-        deadline = time.monotonic() + timeout_s
         with self._lock:
             self._closed = True
             self._space.notify_all()
-            while self._heap or self.running:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._drained.wait(remaining)
-            left = [entry[2] for entry in sorted(self._heap)]
-            self._heap.clear()
+            self._drained.wait_for(lambda: not (self._backlog or self.running), timeout_s)
+            left = self._backlog.drain()
             for worker in self._workers:
                 if worker.ticket is not None and not worker.timed_out:
                     left.append(worker.ticket)
@@ -361,7 +353,7 @@ class ThreadTier:
             return {
                 "running": self.running,
                 "idle": len(self._idle),
-                "queued": len(self._heap),
+                "queued": len(self._backlog),
                 "threads": len(self._workers),
                 "overrunning": self.overrunning,
                 "submitted": self.submitted,

@@ -100,6 +100,13 @@ class Node:
         telemetry.record_accepts(envelopes, acks, self.node_id, started_ns)
         return acks
 
+    def results_soon(
+        self, envelopes: list[pb.TaskEnvelope], acks: list[pb.Ack], within_s: float
+    ) -> bool:
+        """True when every task was accepted and typically finishes within ``within_s``."""
+        return all(ack.code == pb.ACCEPTED for ack in acks) and self.execution.finishes_within(
+            (e.name for e in envelopes), within_s)
+
     async def _decide(
         self, envelopes: list[pb.TaskEnvelope], stream: ClientStream | None
     ) -> list[pb.Ack]:

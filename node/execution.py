@@ -16,9 +16,10 @@ import asyncio
 import functools
 import inspect
 import logging
+import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -106,8 +107,15 @@ class Execution:
         # Two lanes, each with one flusher: RUNNING marks never hold up completions.
         self._lanes: dict[bool, _Lane] = {True: _Lane(delay_s=MARK_AFTER_S), False: _Lane()}
         self._waiting_room: set[asyncio.Task[None]] = set()
+        # Typical time from start to recorded outcome, by task name (moving average).
+        self.typical_s: dict[str, float] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def finishes_within(self, names: Iterable[str], seconds: float) -> bool:
+        """Whether tasks of these names typically finish (recorded) within ``seconds``."""
+        typical = self.typical_s
+        return all(typical.get(name, math.inf) < seconds for name in names)
 
     # -- starting ------------------------------------------------------------------
 
@@ -308,6 +316,10 @@ class Execution:
             log.warning("task %s is no longer ours (recovered elsewhere, or this write was "
                         "already applied before a lost reply); dropping its %s",
                         item.envelope.task_id, item.transition.op)
+        if applied and result is not None:
+            took = time.time() - item.transition.started_at
+            name = item.envelope.name
+            self.typical_s[name] = self.typical_s.get(name, took) * 0.8 + took * 0.2
         pushed = stream is not None and applied and result is not None and stream.push_result(result)
         if stream is not None and not pushed and applied and result is not None \
                 and not item.transition.publish:

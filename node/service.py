@@ -58,7 +58,9 @@ class NodeService(pb_grpc.NodeServicer):
 
     async def _handle(self, request: pb.SubmitRequest, stream: ClientStream) -> None:
         try:
-            stream.push_acks(await self.node.submit(list(request.tasks), stream))
+            tasks = list(request.tasks)
+            acks = await self.node.submit(tasks, stream)
+            stream.push_acks(acks, hold=self.node.results_soon(tasks, acks, stream.hold_s))
         except Exception as exc:
             # Every task gets an answer: a failure here must not leave the client waiting.
             log.exception("batch %d failed", request.batch_id)

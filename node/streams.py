@@ -7,6 +7,11 @@ from collections.abc import AsyncIterator, Iterable
 
 from sdk.rpc.ringpool.v1 import node_pb2 as pb
 
+# Acks of tasks that usually finish within this long wait for their results, so both
+# reach the client in one message (one write here, one wake-up there). A task that
+# takes longer only has its ack delayed by this much.
+ACK_HOLD_S = 0.002
+
 
 class ClientStream:
     """Outgoing side of a Submit stream; everything queued goes out in one message.
@@ -14,12 +19,16 @@ class ClientStream:
     The stream ends once the client stopped sending, every batch is answered and
     every task accepted on it has had its result pushed.
 
+    Acks pushed with ``hold=True`` go out with the next result, or after
+    ``hold_s`` at the latest; an ack pushed without ``hold`` sends them at once.
+
     ``outstanding`` plus ``reserved`` is bounded by the node's per-stream limit
     (``Node.max_stream_pending``): tasks over it are answered OVERLOADED, so one
     client cannot hold more results queued here than that.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, hold_s: float = ACK_HOLD_S) -> None:
+        self.hold_s = hold_s
         self.open = True
         self.outstanding = 0  # tasks accepted on this stream whose result is not pushed yet
         self.reserved = 0  # tasks admitted by a batch whose durable accept is in progress
@@ -28,8 +37,13 @@ class ClientStream:
         self._acks: list[pb.Ack] = []
         self._results: list[pb.TaskResult] = []
         self._ready = asyncio.Event()
+        self._hold_until = 0.0  # loop time until which queued acks wait for a result
 
-    def push_acks(self, acks: Iterable[pb.Ack]) -> None:
+    def push_acks(self, acks: Iterable[pb.Ack], hold: bool = False) -> None:
+        if not hold:
+            self._hold_until = 0.0
+        elif not self._acks:
+            self._hold_until = asyncio.get_running_loop().time() + self.hold_s
         self._acks.extend(acks)
         self._ready.set()
 
@@ -60,9 +74,26 @@ class ClientStream:
         while self.open:
             await self._ready.wait()
             self._ready.clear()
+            if self._hold_until:
+                await self._wait_for_a_result()
             if self._acks or self._results:
+                self._hold_until = 0.0
                 acks, self._acks = self._acks, []
                 results, self._results = self._results, []
                 yield pb.SubmitResponse(acks=acks, results=results)
             if self._finished():
                 return
+
+    async def _wait_for_a_result(self) -> None:
+        """Wait while acks are held and no result has come to carry them."""
+        loop = asyncio.get_running_loop()
+        while self.open and self._hold_until and not self._results:
+            left = self._hold_until - loop.time()
+            if left <= 0:
+                return
+            try:
+                async with asyncio.timeout(left):
+                    await self._ready.wait()
+            except TimeoutError:
+                return
+            self._ready.clear()

@@ -3,15 +3,17 @@
 1. ``bench.ring`` — ring lookups/s vs uhashring (in this process).
 2. ``bench.pool`` — the node pool vs ThreadPoolExecutor, when that module exists
    (run as ``python -m bench.pool``, its output passed through).
-3. The peers — ringpool, Celery, Dramatiq, arq, RQ: one ``redis-server`` (and one
+3. ``bench.floor`` — the hops of a W2 round trip with none of ringpool's logic
+   (what any implementation on them pays), just before the peers.
+4. The peers — ringpool, Celery, Dramatiq, arq, RQ: one ``redis-server`` (and one
    ZooKeeper for ringpool) started here; each system gets its own flushed Redis
    DB, starts its 2 worker processes, warms up, runs W1-W4 ``--repeats`` times,
    and is torn down (process groups) before the next starts.
-4. ``bench.report`` — the table of medians and ratios to ringpool, JSON and PNG
+5. ``bench.report`` — the table of medians and ratios to ringpool, JSON and PNG
    in ``bench/results/``.
 
 Options: ``--quick`` (small counts, 1 repeat), ``--only ringpool,celery``,
-``--workloads w1,w2``, ``--repeats N``, ``--skip-ring``, ``--skip-pool``.
+``--workloads w1,w2``, ``--repeats N``, ``--skip-ring``, ``--skip-pool``, ``--skip-floor``.
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--skip-ring", action="store_true")
     parser.add_argument("--skip-pool", action="store_true")
+    parser.add_argument("--skip-floor", action="store_true")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds for all peers together (default 420, quick 240)")
     parser.add_argument("--keep-workdir", action="store_true", help="keep worker logs")
@@ -192,6 +195,16 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_pool:
             print("\n== bench.pool", flush=True)
             run["pool"] = run_pool(args.quick)
+        if not args.skip_floor and "w2" in workloads:
+            from bench import floor
+
+            print("\n== bench.floor", flush=True)
+            try:
+                run["floor"] = floor.run(sizes.w2_trips)
+                print(floor.describe(run["floor"]), flush=True)
+            except Exception as exc:
+                run["floor"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+                print(f"   failed: {run['floor']['error']}", flush=True)
         budget = args.budget or (240.0 if args.quick else 420.0)
         run["budget_s"] = budget
         run["systems"] = run_peers(systems, sizes, repeats, workloads, workdir, budget)

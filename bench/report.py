@@ -108,6 +108,14 @@ def format_table(run: dict[str, Any], summary: dict[str, Any]) -> str:
             f"{ring['lookups_per_s']['ringpool_cached']:,.0f}/s ({r['ringpool_cached']:.2f}x), "
             f"uhashring {ring['lookups_per_s']['uhashring']:,.0f}/s"
         )
+    floor = run.get("floor")
+    ours = summary["medians"].get("ringpool", {})
+    if floor and "p50_ms" in floor and ours.get("W2 p50 ms") and ours.get("W2 p99 ms"):
+        lines.append(
+            f"W2 floor (the same hops, none of ringpool's logic): p50 {floor['p50_ms']:.2f} ms "
+            f"p99 {floor['p99_ms']:.2f} ms; ringpool's W2 is {ours['W2 p50 ms'] / floor['p50_ms']:.2f}x "
+            f"it at p50, {ours['W2 p99 ms'] / floor['p99_ms']:.2f}x at p99"
+        )
     return "\n".join(lines)
 
 

@@ -3,15 +3,16 @@ the connection flags and the way they start and fail."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
-import uvloop
 
 from sdk.errors import RingpoolError
+from sdk.portal import new_event_loop
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,9 +42,8 @@ def run_process(name: str, log_level: str, main: Coroutine[Any, Any, int]) -> No
     """Run ``main`` to its exit code; a RingpoolError is one line on stderr and exit 2."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        # uvloop: a task's trip through a node takes some twenty loop iterations, and
-        # each costs under half of what it does on the default loop.
-        sys.exit(uvloop.run(main))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            sys.exit(runner.run(main))
     except RingpoolError as exc:
         click.echo(f"{name}: {exc}", err=True)
         sys.exit(2)

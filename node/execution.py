@@ -16,10 +16,9 @@ import asyncio
 import functools
 import inspect
 import logging
-import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -111,11 +110,6 @@ class Execution:
         self.typical_s: dict[str, float] = {}
         self._idle = asyncio.Event()
         self._idle.set()
-
-    def finishes_within(self, names: Iterable[str], seconds: float) -> bool:
-        """Whether tasks of these names typically finish (recorded) within ``seconds``."""
-        typical = self.typical_s
-        return all(typical.get(name, math.inf) < seconds for name in names)
 
     # -- starting ------------------------------------------------------------------
 

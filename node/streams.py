@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 
 from sdk.rpc.ringpool.v1 import node_pb2 as pb
@@ -86,14 +87,8 @@ class ClientStream:
 
     async def _wait_for_a_result(self) -> None:
         """Wait while acks are held and no result has come to carry them."""
-        loop = asyncio.get_running_loop()
-        while self.open and self._hold_until and not self._results:
-            left = self._hold_until - loop.time()
-            if left <= 0:
-                return
-            try:
-                async with asyncio.timeout(left):
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(self._hold_until):
+                while self.open and self._hold_until and not self._results:
                     await self._ready.wait()
-            except TimeoutError:
-                return
-            self._ready.clear()
+                    self._ready.clear()

@@ -2,17 +2,17 @@
 #
 # ringpool container image: one image, three processes.
 #
-#   docker build -t ringpool/ringpool:0.1.0 .
-#   docker run --rm ringpool/ringpool:0.1.0 ringpool-node --help
-#   docker run --rm ringpool/ringpool:0.1.0 ringpool-coordinator --help
-#   docker run --rm ringpool/ringpool:0.1.0 taskctl --help
+#   docker build -t ringpool/ringpool:0.2.0 .
+#   docker run --rm ringpool/ringpool:0.2.0 ringpool-node --help
+#   docker run --rm ringpool/ringpool:0.2.0 ringpool-coordinator --help
+#   docker run --rm ringpool/ringpool:0.2.0 taskctl --help
 #
 # Every flag also reads RINGPOOL_<FLAG> from the environment, which is how the
 # Kubernetes manifests in k8s/ configure the processes.
 #
 # Your own tasks: build FROM this image and add your modules, e.g.
 #
-#   FROM ringpool/ringpool:0.1.0
+#   FROM ringpool/ringpool:0.2.0
 #   USER root
 #   RUN pip install --no-cache-dir -r /app/requirements-mytasks.txt   # optional
 #   USER 10001:10001
@@ -33,19 +33,19 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 
-# Only what the wheel needs (pyproject's readme is README.md).
-COPY pyproject.toml README.md ./
+# The three packages of the workspace: client (with its CLI), node, coordinator.
 COPY sdk/ sdk/
 COPY node/ node/
 COPY coordinator/ coordinator/
 
-# Build ringpool's wheel, then install it with its pinned dependencies into a
+# Build the three wheels, then install them with their pinned dependencies into a
 # self-contained virtualenv that the final stage copies as a whole. Every
 # dependency ships binary wheels, so the builder needs no compiler either;
 # --only-binary makes a missing wheel fail here rather than compile silently.
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+RUN python -m pip wheel --no-deps --wheel-dir /wheels ./sdk ./node ./coordinator \
  && python -m venv /opt/venv \
- && /opt/venv/bin/python -m pip install --only-binary=:all: /wheels/ringpool-*.whl \
+ && /opt/venv/bin/python -m pip install --only-binary=:all: --find-links /wheels \
+      "ringpool[cli]" ringpool-node ringpool-coordinator \
  && test -x /opt/venv/bin/ringpool-node \
  && test -x /opt/venv/bin/ringpool-coordinator \
  && test -x /opt/venv/bin/taskctl
@@ -69,9 +69,6 @@ RUN apt-get update \
 COPY --from=builder /opt/venv /opt/venv
 
 WORKDIR /app
-# The demo task module, so `--tasks examples.tasks` works out of the box.
-COPY --chown=root:root examples/ /app/examples/
-
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -4,15 +4,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SERVERS := $(VENV)/.servers
+PACKAGES := -e ./sdk[cli] -e ./node -e ./coordinator
 
 .PHONY: install servers test demo proto lint bench clean
 
 install: $(STAMP) $(SERVERS)
 
-$(STAMP): pyproject.toml
+# The three workspace packages, editable, and the development tools.
+$(STAMP): pyproject.toml sdk/pyproject.toml node/pyproject.toml coordinator/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet $(PACKAGES) --group dev
 	touch $(STAMP)
 
 # ZooKeeper (Debian's jars, run with java) and redis-server for the local cluster.
@@ -34,17 +36,17 @@ demo: install
 	$(PY) -m examples.demo
 
 proto: $(STAMP)
-	$(PY) -m sdk.rpc.generate
+	$(PY) proto/generate.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m mypy sdk node coordinator
+	$(PY) -m mypy sdk/ringpool node/ringpool_node coordinator/ringpool_coordinator
 
 bench: install
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet --group bench
 	# arq 0.28 pins redis<6 but runs on redis-py 8: installed without its pins.
 	$(PY) -m pip install --quiet --no-deps arq==0.28.0
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist */build */dist *.egg-info */*.egg-info .pytest_cache .mypy_cache .ruff_cache

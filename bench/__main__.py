@@ -89,7 +89,7 @@ def run_peers(systems: list[str], sizes: Sizes, repeats: int, workloads: list[st
               workdir: Path, budget_s: float) -> dict[str, Any]:
     """Each system gets ``budget_s / len(systems)``: it stops repeating (after at least
     one repeat) when another repeat as long as its last would overrun that share."""
-    from sdk.local import RedisServer, ZooKeeperServer
+    from ringpool.testing.local import RedisServer, ZooKeeperServer
 
     redis_server = RedisServer(workdir)
     zookeeper: ZooKeeperServer | None = None

@@ -35,7 +35,7 @@ import uvloop
 from grpc import aio
 
 from bench.peers import percentile
-from sdk.local import RedisServer, free_port
+from ringpool.testing.local import RedisServer, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHOD = "/bench.Floor/Trip"

@@ -29,10 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from node.pool import AutoscalerSettings, FixedPolicy, Job, Pools, PoolSettings
-from node.pool.job import Ticket
-from node.pool.threads import ThreadTier
-from sdk.task import RetryPolicy, TaskContext, TaskDefinition
+from ringpool.pool import AutoscalerSettings, FixedPolicy, Job, Pools, PoolSettings
+from ringpool.pool.job import Ticket
+from ringpool.pool.threads import ThreadTier
+from ringpool.task import RetryPolicy, TaskContext, TaskDefinition
 
 RESULTS = Path(__file__).parent / "results" / "pool.json"
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sdk.ring import Member, Ring, RouteCache
+from ringpool.core.ring import Member, Ring, RouteCache
 
 
 def _pass_seconds(lookup: Callable[[str], object], keys: list[str]) -> float:

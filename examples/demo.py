@@ -19,12 +19,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from examples.tasks import add
-from sdk import AsyncCluster, AsyncTaskHandle
-from sdk.links import call_metadata, open_channel
-from sdk.local import LocalCluster
-from sdk.rpc.ringpool.v1 import node_pb2 as pb
-from sdk.rpc.ringpool.v1 import node_pb2_grpc as pb_grpc
+from ringpool import AsyncCluster, AsyncTaskHandle
+from ringpool.client.links import call_metadata, open_channel
+from ringpool.demo import add
+from ringpool.testing.local import LocalCluster
+from ringpool.v1 import node_pb2 as pb
+from ringpool.v1 import node_pb2_grpc as pb_grpc
 
 console = Console()
 
@@ -111,7 +111,7 @@ def main() -> None:
     options = parser.parse_args()
     with console.status("starting ZooKeeper, Redis, a coordinator and "
                         f"{options.nodes} nodes on loopback..."):
-        local = LocalCluster(nodes=options.nodes, coordinators=1, tasks=["examples.tasks"]).start()
+        local = LocalCluster(nodes=options.nodes, coordinators=1, tasks=["ringpool.demo"]).start()
     try:
         console.print(f"cluster [bold]{local.cluster}[/] up: zk={local.zk} redis={local.redis} "
                       f"(logs in {local.workdir})")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from sdk.local import RedisServer, ZooKeeperServer
-from sdk.membership import connect_zookeeper
+from ringpool.core.membership import connect_zookeeper
+from ringpool.testing.local import RedisServer, ZooKeeperServer
 
 
 @pytest.fixture(scope="session")

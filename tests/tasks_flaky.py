@@ -19,7 +19,7 @@ import time
 
 import redis
 
-from sdk import RetryPolicy, current_task, task
+from ringpool import RetryPolicy, current_task, task
 
 _client: redis.Redis | None = None
 _lock = threading.Lock()

@@ -11,12 +11,12 @@ import redis
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 
-from sdk import Cluster, Task
-from sdk.config import ClusterConfig, read_config, update_config, write_config
-from sdk.errors import ConfigError
-from sdk.local import LocalCluster, RedisServer, ZooKeeperServer
-from sdk.membership import connect_zookeeper
-from sdk.naming import Names
+from ringpool import Cluster, Task
+from ringpool.core.config import ClusterConfig, read_config, update_config, write_config
+from ringpool.core.membership import connect_zookeeper
+from ringpool.core.naming import Names
+from ringpool.errors import ConfigError
+from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
 
 MEMBER = "ringpool-member:member-secret"
 OPERATOR = "ringpool-operator:operator-secret"

@@ -9,12 +9,12 @@ import pytest
 from click.testing import CliRunner, Result
 from kazoo.client import KazooClient
 
-from sdk import config
-from sdk.config import ClusterConfig, ConfigConflict, read_config, update_config, write_config
-from sdk.errors import ConfigError
-from sdk.local import RedisServer, ZooKeeperServer
-from sdk.membership import connect_zookeeper
-from sdk.taskctl import cli
+from ringpool.cli.taskctl import cli
+from ringpool.core import config
+from ringpool.core.config import ClusterConfig, ConfigConflict, read_config, update_config, write_config
+from ringpool.core.membership import connect_zookeeper
+from ringpool.errors import ConfigError
+from ringpool.testing.local import RedisServer, ZooKeeperServer
 
 
 def test_defaults_match_the_documented_values() -> None:

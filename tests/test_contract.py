@@ -1,12 +1,12 @@
-"""The fixed surfaces: the committed stubs match proto/, and sdk exports exactly the contract."""
+"""The fixed surfaces: the committed stubs match proto/, and ringpool exports exactly the contract."""
 
 from __future__ import annotations
 
 import filecmp
 from pathlib import Path
 
-import sdk
-from sdk.rpc.generate import DEFAULT_OUT, generate
+import ringpool
+from proto.generate import DEFAULT_OUT, generate
 
 
 def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:
@@ -18,27 +18,27 @@ def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:
         assert filecmp.cmp(path, committed, shallow=False), f"{committed} is stale: run `make proto`"
 
 
-def test_sdk_exports_exactly_the_documented_api() -> None:
+def test_ringpool_exports_exactly_the_documented_api() -> None:
     contract = {"Cluster", "AsyncCluster", "Task", "task", "TaskHandle", "RetryPolicy"}
     extensions = {
         "AsyncTaskHandle", "Retry", "PermanentError", "TaskContext", "current_task",
-        # the error tree (sdk/errors.py)
+        # the error tree (ringpool/errors.py)
         "RingpoolError", "DispatchError", "UnknownTask", "InvalidKey", "InvalidTask",
         "PayloadTooLarge", "NoNodesAvailable", "Overloaded", "TooManyHops", "NotRedeliverable",
         "ClusterUnavailable", "Unauthenticated", "ResultTimeout", "TaskNotFound", "TaskFailed",
         "ConfigError",
     }
-    assert set(sdk.__all__) == contract | extensions
-    for name in sdk.__all__:
-        assert getattr(sdk, name) is not None
+    assert set(ringpool.__all__) == contract | extensions
+    for name in ringpool.__all__:
+        assert getattr(ringpool, name) is not None
 
 
 def test_result_timeout_is_a_timeout_error() -> None:
-    assert issubclass(sdk.ResultTimeout, TimeoutError)
-    assert issubclass(sdk.ResultTimeout, sdk.RingpoolError)
-    for name in sdk.__all__:
-        value = getattr(sdk, name)
+    assert issubclass(ringpool.ResultTimeout, TimeoutError)
+    assert issubclass(ringpool.ResultTimeout, ringpool.RingpoolError)
+    for name in ringpool.__all__:
+        value = getattr(ringpool, name)
         if isinstance(value, type) and issubclass(value, Exception) and value not in (
-            sdk.Retry, sdk.PermanentError,  # raised by tasks, not by ringpool
+            ringpool.Retry, ringpool.PermanentError,  # raised by tasks, not by ringpool
         ):
-            assert issubclass(value, sdk.RingpoolError), name
+            assert issubclass(value, ringpool.RingpoolError), name

@@ -14,7 +14,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from sdk import (
+from ringpool import (
     AsyncCluster,
     Cluster,
     InvalidKey,
@@ -25,11 +25,11 @@ from sdk import (
     TaskFailed,
     UnknownTask,
 )
-from sdk import client as client_module
-from sdk.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
+from ringpool.client import async_cluster as client_module
+from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
 from tests.tasks_flaky import probe_runs_key
 
-TASK_MODULES = ["examples.tasks", "tests.tasks_flaky"]
+TASK_MODULES = ["ringpool.demo", "tests.tasks_flaky"]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_sync_dispatch_returns_the_result(cluster: Cluster) -> None:
 
 
 def test_signature_shortcut_and_kwargs(cluster: Cluster) -> None:
-    from examples.tasks import add
+    from ringpool.demo import add
 
     assert cluster.dispatch("user:43", add.s(20, b=22)).result(timeout=30) == 42
 

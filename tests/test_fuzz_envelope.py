@@ -14,10 +14,10 @@ from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sdk import codec
-from sdk.envelope import DEFAULT_LIMITS, Limits, validate
-from sdk.errors import DispatchError
-from sdk.rpc.ringpool.v1 import node_pb2 as pb
+from ringpool.core import codec
+from ringpool.core.envelope import DEFAULT_LIMITS, Limits, validate
+from ringpool.errors import DispatchError
+from ringpool.v1 import node_pb2 as pb
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -236,8 +236,9 @@ def process_of(container: dict[str, Any]) -> str | None:
     argv = [*container.get("command", []), *container.get("args", [])]
     if argv and argv[0] in CLI_FLAGS:
         return argv[0]
-    if argv[:3] in (["python", "-m", "node"], ["python", "-m", "coordinator"]):
-        return {"node": "ringpool-node", "coordinator": "ringpool-coordinator"}[argv[2]]
+    modules = {"ringpool_node": "ringpool-node", "ringpool_coordinator": "ringpool-coordinator"}
+    if argv[:2] == ["python", "-m"] and len(argv) > 2 and argv[2] in modules:
+        return modules[argv[2]]
     return None
 
 
@@ -467,8 +468,7 @@ def test_flags_match_the_cli(path: Path) -> None:
     objs = render(path)
     found = {p for _, _, p in ringpool_containers(objs)}
     assert found == {"ringpool-node", "ringpool-coordinator"}
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert set(CLI_FLAGS) == set(pyproject["project"]["scripts"])
+    assert set(CLI_FLAGS) == set(console_scripts())
     for o, c, proc in ringpool_containers(objs):
         assert "command" not in c, f"{_key(o)}: use args, keep the image's tini entrypoint"
         flags = CLI_FLAGS[proc]
@@ -520,7 +520,7 @@ def test_node_identity_address_and_ports(path: Path) -> None:
     assert int(ann["prometheus.io/port"]) == metrics
     # Token from a Secret, never inline.
     assert "secretKeyRef" in env["RINGPOOL_TOKEN"]["valueFrom"]
-    assert env["RINGPOOL_TASKS"]["value"].split(",")[0] == "examples.tasks"
+    assert env["RINGPOOL_TASKS"]["value"].split(",")[0] == "ringpool.demo"
 
 
 def _prestop_seconds(c: dict[str, Any]) -> int:
@@ -753,7 +753,21 @@ def test_dockerfile_final_stage() -> None:
     assert json.loads(cmd[-1])[0] in CLI_FLAGS
     # Manifests override args, not command, so tini stays PID 1 and forwards SIGTERM.
     assert "tini" in json.loads(entry[-1])[0]
-    assert any(i == "COPY" and "examples" in a for i, a in final), "examples/ in the image"
+    # The demo task module (ringpool.demo) ships in the client wheel: no source copied in.
+    assert not any(i == "COPY" and "--from=" not in a for i, a in final), "only the build is copied"
+
+
+PACKAGE_FOLDERS = ("sdk", "node", "coordinator")
+
+
+def _pyproject(folder: str) -> dict[str, Any]:
+    return tomllib.loads((ROOT / folder / "pyproject.toml").read_text())
+
+
+def console_scripts() -> dict[str, str]:
+    """Every console script of the workspace's packages."""
+    return {name: target for folder in PACKAGE_FOLDERS
+            for name, target in _pyproject(folder)["project"].get("scripts", {}).items()}
 
 
 def _dockerignore() -> list[str]:
@@ -793,15 +807,13 @@ def test_dockerignore() -> None:
         assert not _ignored(src.rstrip("/"), patterns), f"{src} is COPYed but dockerignored"
 
 
-def test_dockerfile_copies_what_the_wheel_needs() -> None:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+def test_dockerfile_copies_what_the_wheels_need() -> None:
     sources = {s.rstrip("/") for s in _copy_sources()}
-    assert "pyproject.toml" in sources
-    readme = pyproject["project"].get("readme")
-    if isinstance(readme, str):
-        assert readme in sources, "setuptools needs the readme to build the wheel"
-    for pkg in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]:
-        assert pkg.rstrip("*") in sources, f"package {pkg} not copied into the builder"
+    for folder in PACKAGE_FOLDERS:
+        assert folder in sources, f"{folder}/ (a package of the workspace) not copied into the builder"
+        readme = _pyproject(folder)["project"].get("readme")
+        if isinstance(readme, str):
+            assert f"{folder}/{readme}" in sources or folder in sources
     missing = sorted(s for s in sources if not (ROOT / s).exists())
     assert not missing, f"the image build copies files that do not exist: {missing}"
 

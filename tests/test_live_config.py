@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner, Result
 from prometheus_client.parser import text_string_to_metric_families
 
-from sdk.local import LocalCluster
-from sdk.membership import connect_zookeeper
-from sdk.naming import Names
-from sdk.taskctl import cli
+from ringpool.cli.taskctl import cli
+from ringpool.core.membership import connect_zookeeper
+from ringpool.core.naming import Names
+from ringpool.testing.local import LocalCluster
 
 APPLY_WITHIN_S = 10.0  # usually well under a second; room for a loaded CI machine
 

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from sdk.membership import Membership, connect_zookeeper
-from sdk.naming import Names
-from sdk.ring import Ring
+from ringpool.core.membership import Membership, connect_zookeeper
+from ringpool.core.naming import Names
+from ringpool.core.ring import Ring
 
 WATCHER = """
 import json, sys, time
-from sdk.membership import Membership, connect_zookeeper
+from ringpool.core.membership import Membership, connect_zookeeper
 def show(ring):
     print(json.dumps({"version": ring.version, "members": sorted(ring.members)}), flush=True)
 client = connect_zookeeper(sys.argv[1])
@@ -142,8 +142,8 @@ def test_unreadable_member_data_is_ignored_not_fatal(
 
 
 def test_unreachable_zookeeper_is_a_typed_error_within_its_timeout() -> None:
-    from sdk.errors import ClusterUnavailable
-    from sdk.local import free_port
+    from ringpool.errors import ClusterUnavailable
+    from ringpool.testing.local import free_port
 
     started = time.monotonic()
     with pytest.raises(ClusterUnavailable, match="cannot reach ZooKeeper"):

@@ -16,10 +16,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from examples import tasks as demo
-from sdk import Cluster, Task, TaskFailed
-from sdk.errors import UnknownTask
-from sdk.local import LocalCluster, wait_until
+from ringpool import Cluster, Task, TaskFailed, demo
+from ringpool.errors import UnknownTask
+from ringpool.testing.local import LocalCluster, wait_until
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "k8s" / "dashboards" / "ringpool.json"
 DEFAULT_PREFIXES = ("python_", "process_")  # prometheus_client's own collectors
@@ -64,7 +63,7 @@ class Run:
 @pytest.fixture(scope="module")
 def run(zookeeper, redis_server) -> Iterator[Run]:  # type: ignore[no-untyped-def]
     with LocalCluster(nodes=2, coordinators=1, zk=zookeeper.address, redis=redis_server.url,
-                      tasks=["examples.tasks"]) as lc:
+                      tasks=["ringpool.demo"]) as lc:
         node_ports = [lc.metrics_ports[n] for n in sorted(lc.nodes)]
         coordinator_port = lc.metrics_ports["coordinator-0"]
         wait_until(lambda: value(scrape(coordinator_port), "ringpool_coordinator_leader") == 1,
@@ -119,7 +118,7 @@ def check_rules(families: dict[str, Metric]) -> None:
 
 
 def demo_tasks() -> set[str]:
-    from sdk.task import REGISTRY
+    from ringpool.task import REGISTRY
     return {name for name in REGISTRY if name.startswith("demo.")}
 
 

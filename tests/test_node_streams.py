@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from node.streams import ClientStream
-from sdk.rpc.ringpool.v1 import node_pb2 as pb
+from ringpool.v1 import node_pb2 as pb
+from ringpool_node.streams import ClientStream
 
 WAIT_S = 10.0  # deadline for anything that should happen; nothing here waits on it
 

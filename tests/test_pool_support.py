@@ -8,8 +8,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from node.pool import Job
-from sdk.task import Kind, RetryPolicy, TaskContext, TaskDefinition
+from ringpool.pool import Job
+from ringpool.task import Kind, RetryPolicy, TaskContext, TaskDefinition
 
 
 def make_job(

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from test_pool_support import eventually, make_job
 
-from node.pool import FixedPolicy, Job, PoolClosed, PoolOverloaded, Pools, PoolSettings
-from node.pool.job import Ticket
-from node.pool.threads import ThreadTier
-from sdk.errors import ConfigError, InvalidTask
-from sdk.task import current_task
+from ringpool.errors import ConfigError, InvalidTask
+from ringpool.pool import FixedPolicy, Job, PoolClosed, PoolOverloaded, Pools, PoolSettings
+from ringpool.pool.job import Ticket
+from ringpool.pool.threads import ThreadTier
+from ringpool.task import current_task
 
 PoolFactory = Callable[..., Pools]
 

@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 import pytest
 from test_pool_support import make_job, wait_until
 
-from node.pool import (
+from ringpool.errors import ConfigError
+from ringpool.pool import (
     AdaptivePolicy,
     AutoscalerSettings,
     CpuSettings,
@@ -22,10 +23,9 @@ from node.pool import (
     Pools,
     PoolSettings,
 )
-from node.pool.autoscaler import Autoscaler
-from node.pool.threads import ThreadTier
-from sdk.errors import ConfigError
-from sdk.task import current_task
+from ringpool.pool.autoscaler import Autoscaler
+from ringpool.pool.threads import ThreadTier
+from ringpool.task import current_task
 
 
 @pytest.fixture

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from sdk import Cluster, PermanentError, Task, TaskFailed
-from sdk.errors import ClusterUnavailable
-from sdk.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
-from sdk.state import StateStore, TaskRecord
-from sdk.task import RetryPolicy
+from ringpool import Cluster, PermanentError, Task, TaskFailed
+from ringpool.errors import ClusterUnavailable
+from ringpool.store.store import StateStore, TaskRecord
+from ringpool.task import RetryPolicy
+from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
 from tests.tasks_flaky import probe_fail_times, probe_log_key, probe_runs_key
 
-TASK_MODULES = ["examples.tasks", "tests.tasks_flaky"]
+TASK_MODULES = ["ringpool.demo", "tests.tasks_flaky"]
 FAST_EXPIRY = ["--zk-session-timeout", "3"]
 POLICY: RetryPolicy = probe_fail_times.retry
 
@@ -313,7 +313,7 @@ def test_task_accepted_but_never_started_is_handed_back_and_runs(
 ) -> None:
     # What an accept whose reply was lost leaves behind: durably in flight for a node
     # that never started it. The node's reconciliation must notice and hand it back.
-    from sdk.envelope import build
+    from ringpool.core.envelope import build
 
     key = "orphan:1"
     owner = client.owner(key)

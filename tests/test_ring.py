@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sdk.errors import NoNodesAvailable
-from sdk.ring import Member, Ring, RouteCache
+from ringpool.core.ring import Member, Ring, RouteCache
+from ringpool.errors import NoNodesAvailable
 
 
 def ring_of(ids: list[str], version: int = 1, weights: dict[str, float] | None = None) -> Ring:
@@ -46,7 +46,7 @@ def test_two_processes_agree_on_every_owner() -> None:
     ids = [f"node-{i}" for i in range(5)]
     keys = [f"user:{i}" for i in range(2000)]
     script = (
-        "import sys, json; from sdk.ring import Ring, Member;"
+        "import sys, json; from ringpool.core.ring import Ring, Member;"
         f"r = Ring({{i: Member(i, 'a') for i in {ids!r}}});"
         f"print(json.dumps([r.owner(k) for k in {keys!r}]))"
     )

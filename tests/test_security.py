@@ -20,12 +20,12 @@ import grpc
 import pytest
 import redis
 
-from sdk import Cluster, Task
-from sdk.envelope import DEFAULT_MAX_RETRIES, new_task_id
-from sdk.errors import InvalidKey, InvalidTask, PayloadTooLarge, RingpoolError
-from sdk.local import LocalCluster, RedisServer, ZooKeeperServer
-from sdk.rpc.ringpool.v1 import node_pb2 as pb
-from sdk.rpc.ringpool.v1 import node_pb2_grpc as pb_grpc
+from ringpool import Cluster, Task
+from ringpool.core.envelope import DEFAULT_MAX_RETRIES, new_task_id
+from ringpool.errors import InvalidKey, InvalidTask, PayloadTooLarge, RingpoolError
+from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
+from ringpool.v1 import node_pb2 as pb
+from ringpool.v1 import node_pb2_grpc as pb_grpc
 from tests.tlscerts import Pki, make_pki, node_args
 
 TOKEN = "hostile-test-token"

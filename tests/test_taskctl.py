@@ -20,12 +20,12 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from sdk import Cluster, Task
-from sdk.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
-from sdk.naming import Names
-from sdk.taskctl import cli
-from sdk.taskctl.app import Options, Session, run
-from sdk.taskctl.dlq import Tally, replay_entries
+from ringpool import Cluster, Task
+from ringpool.cli.taskctl import cli
+from ringpool.cli.taskctl.app import Options, Session, run
+from ringpool.cli.taskctl.dlq import Tally, replay_entries
+from ringpool.core.naming import Names
+from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
 from tests.tasks_flaky import gate_key, runs_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def local(zookeeper: ZooKeeperServer, redis_server: RedisServer) -> Iterator[LocalCluster]:
     for attempt in range(3):
         cluster = LocalCluster(
-            nodes=2, coordinators=1, tasks=["examples.tasks", "tests.tasks_flaky"],
+            nodes=2, coordinators=1, tasks=["ringpool.demo", "tests.tasks_flaky"],
             zk=zookeeper.address, redis=redis_server.url,
             cluster=f"ctl{uuid.uuid4().hex[:10]}",
         )
@@ -281,7 +281,7 @@ def test_replay_1000_at_a_rate_then_all_succeed(
 # it Python's Ctrl-C handling back first, as it has when started from a terminal.
 RUN_TASKCTL = ("import runpy, signal, sys; "
                "signal.signal(signal.SIGINT, signal.default_int_handler); "
-               "sys.argv[0] = 'taskctl'; runpy.run_module('sdk.taskctl', run_name='__main__')")
+               "sys.argv[0] = 'taskctl'; runpy.run_module('ringpool.cli.taskctl', run_name='__main__')")
 
 
 def taskctl_process(*args: str) -> subprocess.Popen[str]:

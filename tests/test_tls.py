@@ -11,11 +11,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from sdk import Cluster, Task
-from sdk.errors import ClusterUnavailable, ConfigError, Unauthenticated
-from sdk.local import LocalCluster, RedisServer, ZooKeeperServer
-from sdk.rpc.ringpool.v1 import node_pb2 as pb
-from sdk.rpc.ringpool.v1 import node_pb2_grpc as pb_grpc
+from ringpool import Cluster, Task
+from ringpool.errors import ClusterUnavailable, ConfigError, Unauthenticated
+from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
+from ringpool.v1 import node_pb2 as pb
+from ringpool.v1 import node_pb2_grpc as pb_grpc
 from tests.tlscerts import Pki, make_pki, node_args
 
 TOKEN = "s3cret-token"

@@ -2,7 +2,7 @@
 and a DLQ replay joins the same trace.
 
 Spans go to an in-memory exporter, so the node runs in this process: ``serve`` on
-the main thread's event loop (as ``python -m node`` runs it), the test's client on a
+the main thread's event loop (as ``python -m ringpool_node`` runs it), the test's client on a
 worker thread. The coordinator that fires the retry is a real subprocess; it
 re-sends the envelope stored in Redis, whose headers carry the trace context.
 """
@@ -27,14 +27,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from node.server import serve
-from node.settings import NodeSettings
-from sdk import Cluster, PermanentError, Retry, Task, TaskFailed, current_task, task
-from sdk.local import LocalCluster, wait_until
-from sdk.naming import Names
-from sdk.rpc.ringpool.v1 import node_pb2 as pb
-from sdk.rpc.ringpool.v1 import node_pb2_grpc as pb_grpc
-from sdk.taskctl import cli
+from ringpool import Cluster, PermanentError, Retry, Task, TaskFailed, current_task, task
+from ringpool.cli.taskctl import cli
+from ringpool.core.naming import Names
+from ringpool.testing.local import LocalCluster, wait_until
+from ringpool.v1 import node_pb2 as pb
+from ringpool.v1 import node_pb2_grpc as pb_grpc
+from ringpool_node.server import serve
+from ringpool_node.settings import NodeSettings
 
 NODE_ID = "traced-0"
 _replayed: set[str] = set()
@@ -169,7 +169,7 @@ def test_one_trace_spans_dispatch_execute_retry_execute_and_a_replay(
     ({"OTEL_TRACES_EXPORTER": "console"}, "True True traceparent"),
 ])
 def test_an_exporter_only_when_the_environment_asks(env: dict[str, str], expected: str) -> None:
-    code = ("from sdk import telemetry\n"
+    code = ("from ringpool.core import telemetry\n"
             "on = telemetry.configure_from_env('t')\n"
             "with telemetry.dispatch_span('dispatch', 'demo.add') as headers:\n"
             "    print(on, telemetry.enabled(), headers and ','.join(headers), flush=True)\n")

@@ -1,4 +1,4 @@
-"""ringpool: 2 nodes (``python -m node``) started by ``sdk.local.LocalCluster``.
+"""ringpool: 2 nodes (``python -m ringpool_node``) started by ``ringpool.testing.local.LocalCluster``.
 
 Workers: ``LocalCluster(nodes=2, coordinators=0, tasks=["bench.peers.ringpool_peer"])``
 against the harness's ZooKeeper and Redis: 2 node processes, each with its
@@ -30,7 +30,7 @@ from typing import Any
 
 from bench import tasks
 from bench.peers import WORKERS, Peer, check_deadline, time_left
-from sdk.task import task
+from ringpool.task import task
 
 CHUNK = 1_000  # tasks per dispatch_many call
 WINDOW = 8  # dispatch_many calls in flight
@@ -53,8 +53,8 @@ class RingpoolPeer(Peer):
         self._trip = 0
 
     def start(self, timeout: float = 60.0) -> None:
-        from sdk import Cluster
-        from sdk.local import LocalCluster
+        from ringpool import Cluster
+        from ringpool.testing.local import LocalCluster
 
         if not self.zk:
             raise RuntimeError("ringpool needs the harness's ZooKeeper")
@@ -112,7 +112,7 @@ class RingpoolPeer(Peer):
         return handles
 
     def wait_all(self, handles: list[Any], deadline: float) -> list[Any]:
-        from sdk import ResultTimeout
+        from ringpool import ResultTimeout
 
         out: list[Any] = []
         for handle in handles:

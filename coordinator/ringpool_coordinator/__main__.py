@@ -1,0 +1,3 @@
+from ringpool_coordinator.cli import main
+
+main()

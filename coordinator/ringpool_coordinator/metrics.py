@@ -1,0 +1,80 @@
+"""The coordinator's Prometheus metrics (served on ``--metrics-port``).
+
+Sizes of the retry set and the DLQ are read from Redis when Prometheus scrapes
+(two ZCARDs in one pipeline, with a short timeout; a scrape during a Redis outage
+just leaves them out). Counters are read from the retry firer and the recoverer,
+which count in plain ints on the event loop. Every replica reports the sizes; only
+the leader's counters move, and ``ringpool_coordinator_leader`` says which one leads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import redis
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ringpool.core.naming import Names
+from ringpool_coordinator.recovery import Recoverer
+from ringpool_coordinator.retention import DlqRetention
+from ringpool_coordinator.retries import RetryFirer
+
+log = logging.getLogger(__name__)
+
+LAG_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class CoordinatorMetrics(Collector):
+    def __init__(
+        self, redis_url: str, cluster: str, firer: RetryFirer, recoverer: Recoverer,
+        retention: DlqRetention, registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self.names = Names(cluster)
+        self.firer = firer
+        self.recoverer = recoverer
+        self.retention = retention
+        self.leading = False
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=2.0,
+                                           socket_connect_timeout=2.0)
+        self.retry_lag = Histogram(
+            "ringpool_retry_lag_seconds",
+            "How late the oldest due retry was when the leader claimed it, in seconds.",
+            buckets=LAG_BUCKETS_S, registry=registry,
+        )
+        firer.observe_lag = self.retry_lag.observe
+        registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("ringpool_coordinator_leader", "1 on the leading replica, else 0.",
+                                value=int(self.leading))
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(self.names.retries)
+                pipe.zcard(self.names.dlq)
+                retries, dlq = pipe.execute()
+        except redis.RedisError as exc:
+            log.debug("cannot read queue sizes for a scrape: %s", exc)
+        else:
+            yield GaugeMetricFamily("ringpool_retry_set_size",
+                                    "Tasks waiting in the retry set (due or not).", value=retries)
+            yield GaugeMetricFamily("ringpool_dlq_size", "Tasks in the dead-letter queue.",
+                                    value=dlq)
+        firer, recoverer = self.firer, self.recoverer
+        for name, doc, value in (
+            ("ringpool_retries_fired", "Due retries re-dispatched and accepted.", firer.fired),
+            ("ringpool_retries_buried",
+             "Due retries whose re-dispatch was refused, moved to the DLQ.", firer.buried),
+            ("ringpool_tasks_recovered", "In-flight tasks of dead nodes moved to the retry set.",
+             recoverer.recovered),
+            ("ringpool_tasks_poisoned",
+             "Tasks sent to the DLQ after too many crash recoveries.", recoverer.poisoned),
+            ("ringpool_dlq_expired", "Dead letters removed for being older than the retention.",
+             self.retention.expired),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+
+    def close(self) -> None:
+        self._redis.close()

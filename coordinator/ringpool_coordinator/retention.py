@@ -1,0 +1,50 @@
+"""DLQ retention: the leader removes dead letters older than the configured age.
+
+Never silent: every removal is logged with its count and counted in
+``ringpool_dlq_expired_total``. A retention of 0 keeps dead letters forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ringpool.store.store import StateStore
+
+log = logging.getLogger(__name__)
+BATCH = 500
+
+
+class DlqRetention:
+    def __init__(self, store: StateStore, retention_s: float) -> None:
+        self.store = store
+        self.retention_s = retention_s
+        self.expired = 0
+
+    @property
+    def interval_s(self) -> float:
+        """Check ten times per retention period, at most once a minute, at least once a second."""
+        return min(60.0, max(1.0, self.retention_s / 10))
+
+    async def run(self) -> None:
+        if self.retention_s <= 0:
+            return
+        while True:
+            try:
+                await self.expire()
+            except Exception as exc:  # Redis away: the next round catches up
+                log.warning("DLQ retention check failed: %s", exc)
+            await asyncio.sleep(self.interval_s)
+
+    async def expire(self) -> int:
+        """Remove every dead letter older than the retention; how many went."""
+        cutoff = time.time() - self.retention_s
+        removed = 0
+        while ids := [task_id for task_id, _ in await self.store.dlq_ids(until=cutoff, limit=BATCH)]:
+            removed += await self.store.dlq_purge(ids)
+        if removed:
+            self.expired += removed
+            log.warning("removed %d dead letters older than the DLQ retention of %.0fs",
+                        removed, self.retention_s)
+        return removed

@@ -1,0 +1,103 @@
+"""Fire due retries: re-dispatch each to its key's current owner, on time, without polling.
+
+The loop sleeps until the earliest due time, or until a node announces a new
+retry on the wake channel. Claimed entries get a lease (their due time moves to
+the lease's end), so a coordinator that dies mid-dispatch only delays them; the
+node's accept removes an entry in the same step that makes it live again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from ringpool.client.async_cluster import REFUSALS, AsyncCluster
+from ringpool.errors import RingpoolError
+from ringpool.store.pubsub import listen_forever
+from ringpool.store.store import StateStore
+from ringpool.v1 import node_pb2 as pb
+
+log = logging.getLogger(__name__)
+IDLE_WAIT_S = 5.0
+LEASE_S = 10.0
+
+
+class RetryFirer:
+    def __init__(self, store: StateStore, cluster: AsyncCluster, batch: int = 500) -> None:
+        self.store = store
+        self.cluster = cluster
+        self.batch = batch
+        self.fired = 0
+        self.buried = 0
+        self.last_lag_s = 0.0
+        self.observe_lag: Callable[[float], None] | None = None  # metrics: lag per claim
+        self._wake = asyncio.Event()
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen())
+        try:
+            while True:
+                # Clear before reading the retry set, not after: a node's wake that lands
+                # between the read and the wait must cut the wait short, not be wiped out.
+                self._wake.clear()
+                try:
+                    if await self.fire_due():
+                        continue  # more may be due right now
+                    next_due = await self.store.next_due()
+                except Exception as exc:  # Redis away: the leases keep every retry safe
+                    log.warning("retry firing failed (%s); trying again shortly", exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                wait = IDLE_WAIT_S if next_due is None else next_due - time.time()
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), min(wait, IDLE_WAIT_S))
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def fire_due(self) -> int:
+        """Re-dispatch one batch of due retries; how many were claimed."""
+        oldest = await self.store.next_due() if self.observe_lag is not None else None
+        due = await self.store.claim_due(LEASE_S, self.batch)
+        if not due:
+            return 0
+        if oldest is not None and self.observe_lag is not None:
+            self.last_lag_s = max(0.0, time.time() - oldest)
+            self.observe_lag(self.last_lag_s)
+        envelopes = []
+        for item in due:
+            envelope = pb.TaskEnvelope()
+            envelope.CopyFrom(item.envelope)
+            envelope.source = pb.SOURCE_RETRY
+            envelope.attempt = item.attempt
+            envelopes.append(envelope)
+        try:
+            acks = await self.cluster.send(envelopes)
+        except RingpoolError as exc:
+            log.warning("could not re-dispatch %d retries (%s); they fire again in %.0fs",
+                        len(envelopes), exc, LEASE_S)
+            return len(due)
+        for envelope, ack in zip(envelopes, acks, strict=True):
+            if ack.code == pb.ACCEPTED:
+                self.fired += 1
+            elif (
+                ack.code in REFUSALS
+                and ack.code != pb.NOT_REDELIVERABLE
+                and await self.store.bury(envelope.task_id, pb.AckCode.Name(ack.code), ack.message)
+            ):
+                self.buried += 1
+                log.warning("retry of %s refused (%s); moved to the DLQ", envelope.task_id, ack.message)
+        return len(due)
+
+    async def _listen(self) -> None:
+        async def wake(_: bytes = b"") -> None:
+            self._wake.set()
+
+        # Look again after every (re)subscription: a wake sent while nobody listened is lost.
+        await listen_forever(self.store.redis, self.store.names.retry_channel, wake,
+                             on_subscribed=wake)

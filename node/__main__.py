@@ -1,3 +1,0 @@
-from node.cli import main
-
-main()

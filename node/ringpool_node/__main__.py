@@ -1,0 +1,3 @@
+from ringpool_node.cli import main
+
+main()

@@ -1,0 +1,290 @@
+"""The node's decisions for a batch: validate, check ownership, admit, accept durably, run.
+
+Nothing is written to Redis for a task that is refused here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ringpool.core import codec, telemetry
+from ringpool.core.envelope import Limits, ack_code_for, validate
+from ringpool.core.membership import Membership
+from ringpool.core.ring import Ring, RouteCache
+from ringpool.errors import DispatchError
+from ringpool.pool import Pools
+from ringpool.store.store import AcceptResult, StateStore
+from ringpool.task import REGISTRY, TaskDefinition
+from ringpool.v1 import node_pb2 as pb
+from ringpool_node.batching import GroupCommit
+from ringpool_node.execution import Execution
+from ringpool_node.streams import ClientStream
+
+if TYPE_CHECKING:
+    from ringpool_node.metrics import NodeMetrics
+
+log = logging.getLogger(__name__)
+
+STATE_CODES = {name: value for name, value in pb.TaskState.items()}
+
+
+RECONCILE_INTERVAL_S = 5.0
+
+
+class Call(NamedTuple):
+    definition: TaskDefinition[Any, Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+class NotServing(Exception):
+    """The node is draining or has no live registration: the client must re-route."""
+
+
+class Node:
+    def __init__(
+        self,
+        node_id: str,
+        store: StateStore,
+        membership: Membership,
+        pools: Pools,
+        limits: Limits,
+        max_pending: int = 20_000,
+        max_crash_recoveries: int = 3,
+        max_stream_pending: int = 10_000,
+        metrics: NodeMetrics | None = None,
+    ) -> None:
+        self.max_crash_recoveries = max_crash_recoveries
+        self.node_id = node_id
+        self.store = store
+        self.membership = membership
+        self.pools = pools
+        self.limits = limits
+        self.max_pending = max_pending
+        self.max_stream_pending = max_stream_pending  # per client stream, see ClientStream
+        self.epoch: int | None = None
+        self.draining = False
+        self.metrics = metrics
+        self.execution = Execution(node_id, store, pools, metrics)
+        self.counters: dict[str, int] = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        self._routes = RouteCache()
+        self._accepts: GroupCommit[pb.TaskEnvelope, tuple[AcceptResult, int]] = GroupCommit(
+            self._flush_accepts
+        )
+
+    @property
+    def serving(self) -> bool:
+        return self.epoch is not None and not self.draining
+
+    async def _ring_for(self, envelopes: Any) -> Ring:
+        """Our ring, synced with ZooKeeper first when a client has seen a newer one."""
+        ring = self.membership.ring
+        newest = max((e.ring_version for e in envelopes), default=0)
+        if newest > ring.version:
+            try:
+                ring = await asyncio.to_thread(self.membership.refresh)
+            except Exception as exc:  # ZooKeeper unreachable: decide on the ring we have
+                log.warning("could not sync the ring with ZooKeeper: %s", exc)
+        return ring
+
+    async def submit(
+        self, envelopes: list[pb.TaskEnvelope], stream: ClientStream | None
+    ) -> list[pb.Ack]:
+        started_ns = time.time_ns()
+        acks = await self._decide(envelopes, stream)
+        if self.metrics is not None:
+            self.metrics.acks(envelopes, acks)
+        telemetry.record_accepts(envelopes, acks, self.node_id, started_ns)
+        return acks
+
+    def results_soon(
+        self, envelopes: list[pb.TaskEnvelope], acks: list[pb.Ack], within_s: float
+    ) -> bool:
+        """True when every task was accepted and its kind typically finishes (recorded)
+        within ``within_s``."""
+        typical = self.execution.typical_s
+        return all(ack.code == pb.ACCEPTED for ack in acks) and all(
+            typical.get(e.name, math.inf) < within_s for e in envelopes)
+
+    async def _decide(
+        self, envelopes: list[pb.TaskEnvelope], stream: ClientStream | None
+    ) -> list[pb.Ack]:
+        if not self.serving:
+            return [self._ack(e, pb.DRAINING, "node is not serving") for e in envelopes]
+        if len(envelopes) > self.limits.max_batch_tasks:
+            message = f"batch of {len(envelopes)} tasks; the limit is {self.limits.max_batch_tasks}"
+            self.counters["rejected"] += len(envelopes)
+            return [self._ack(e, pb.INVALID_ARGUMENT, message) for e in envelopes]
+        ring = await self._ring_for(envelopes)
+        acks: list[pb.Ack | None] = [None] * len(envelopes)
+        admitted: list[tuple[int, Call]] = []
+        room = self.max_pending - self.execution.pending
+        stream_room = stream.room(self.max_stream_pending) if stream is not None else room
+        for index, envelope in enumerate(envelopes):
+            checked = self._check(envelope, ring)
+            if isinstance(checked, pb.Ack):
+                acks[index] = checked
+            elif len(admitted) >= room:
+                acks[index] = self._ack(envelope, pb.OVERLOADED, "node is at capacity",
+                                        retry_after_s=0.05)
+            elif len(admitted) >= stream_room:
+                acks[index] = self._ack(
+                    envelope, pb.OVERLOADED,
+                    f"over {self.max_stream_pending} pending tasks on this stream",
+                    retry_after_s=0.1)
+            else:
+                admitted.append((index, checked))
+        if stream is not None:
+            stream.reserved += len(admitted)  # released below, once counted as outstanding
+        try:
+            if admitted:
+                await self._accept_admitted(envelopes, admitted, acks, stream)
+        finally:
+            if stream is not None:
+                stream.reserved -= len(admitted)
+        return [ack for ack in acks if ack is not None]
+
+    async def _accept_admitted(
+        self,
+        envelopes: list[pb.TaskEnvelope],
+        admitted: list[tuple[int, Call]],
+        acks: list[pb.Ack | None],
+        stream: ClientStream | None,
+    ) -> None:
+        try:
+            results = await self._accepts.call([envelopes[i] for i, _ in admitted])
+        except NotServing:
+            results = []
+            for index, _ in admitted:
+                acks[index] = self._ack(envelopes[index], pb.DRAINING, "node is not serving")
+        except Exception as exc:
+            log.warning("durable accept failed: %s", exc)
+            results = []
+            for index, _ in admitted:
+                acks[index] = self._ack(envelopes[index], pb.INTERNAL,
+                                        f"state store unavailable: {exc}", retry_after_s=0.2)
+        for (index, call), (result, epoch) in zip(admitted, results, strict=True):
+            acks[index] = self._after_accept(envelopes[index], call, result, epoch, stream)
+
+    def _check(self, envelope: pb.TaskEnvelope, ring: Ring) -> pb.Ack | Call:
+        """The refusal for this envelope, or what to call when it is ours and valid."""
+        try:
+            validate(envelope, self.limits, decode_payload=False)
+            args, kwargs = codec.decode_call(envelope.payload)
+        except DispatchError as exc:
+            self.counters["rejected"] += 1
+            return self._ack(envelope, ack_code_for(exc), str(exc))
+        definition = REGISTRY.get(envelope.name)
+        if definition is None:
+            self.counters["rejected"] += 1
+            return self._ack(envelope, pb.UNKNOWN_TASK, f"unknown task {envelope.name!r}")
+        owner = self._routes.owner(ring, envelope.key) if len(ring) else None
+        if owner != self.node_id:
+            return self._ack(envelope, pb.WRONG_OWNER, f"owner at v{ring.version} is {owner}",
+                             ring_version=ring.version)
+        return Call(definition, args, kwargs)
+
+    def _after_accept(
+        self,
+        envelope: pb.TaskEnvelope,
+        call: Call,
+        result: AcceptResult,
+        epoch: int,
+        stream: ClientStream | None,
+    ) -> pb.Ack:
+        state = STATE_CODES.get(result.state, pb.STATE_UNSPECIFIED)
+        if result.code == "accepted":
+            self.counters["accepted"] += 1
+            self.execution.start(envelope, call.definition, call.args, call.kwargs, epoch, stream)
+            return self._ack(envelope, pb.ACCEPTED, state=pb.QUEUED)
+        if result.code == "duplicate":
+            self.counters["duplicate"] += 1
+            return self._ack(envelope, pb.DUPLICATE, original_task_id=result.task_id, state=state)
+        return self._ack(envelope, pb.NOT_REDELIVERABLE, "task is no longer waiting", state=state)
+
+    async def _flush_accepts(
+        self, envelopes: list[pb.TaskEnvelope]
+    ) -> list[tuple[AcceptResult, int]]:
+        epoch = self.epoch
+        if epoch is None or self.draining:
+            raise NotServing()
+        results = await self.store.accept(self.node_id, epoch, envelopes)
+        if self.epoch != epoch:
+            # The session was lost while this was in flight: these entries are stale now.
+            await self.reclaim_stale()
+            raise NotServing()
+        return [(result, epoch) for result in results]
+
+    async def reclaim_stale(self) -> None:
+        """Hand our tasks stamped with an older epoch to the retry set (after re-registering)."""
+        if self.epoch is None:
+            return
+        recovery = await self.store.recover(self.node_id, keep_epoch=self.epoch,
+                                            max_recoveries=self.max_crash_recoveries)
+        if self.metrics is not None:
+            self.metrics.recovery(recovery)
+        if recovery.recovered or recovery.poisoned:
+            log.info("reclaimed %d tasks from an earlier epoch (%d poisoned)",
+                     recovery.recovered, recovery.poisoned)
+
+    def _ack(self, envelope: pb.TaskEnvelope, code: int, message: str = "", **fields: Any) -> pb.Ack:
+        fields.setdefault("ring_version", self.membership.ring.version)
+        return pb.Ack(task_id=envelope.task_id, code=code, message=message,  # type: ignore[arg-type]
+                      node_id=self.node_id, **fields)
+
+    def status(self) -> dict[str, int]:
+        stats = self.pools.stats()
+        return {
+            "in_flight": self.execution.pending,
+            "queued": int(stats.get("queued", 0)),
+            "running": int(stats.get("running", 0)),
+        }
+
+    async def reconcile_forever(self, interval_s: float = RECONCILE_INTERVAL_S) -> None:
+        """Hand back tasks Redis holds in flight for us that we are not running.
+
+        An accept whose reply was lost (Redis restarting mid-call) leaves such a task:
+        durably accepted, acknowledged as a duplicate when resent, yet never started.
+        One seen orphaned on two sweeps in a row goes to the retry set and runs again.
+        """
+        suspects: set[str] = set()
+        while True:
+            await asyncio.sleep(interval_s)
+            epoch = self.epoch
+            if epoch is None or self.draining:
+                continue
+            try:
+                inflight = await self.store.inflight(self.node_id)
+                orphans = {
+                    task_id for task_id, owner_epoch in inflight.items()
+                    if owner_epoch == epoch and task_id not in self.execution.active
+                }
+                confirmed, suspects = orphans & suspects, orphans - suspects
+                if confirmed:
+                    handed = await self.store.hand_back(self.node_id, confirmed)
+                    log.warning("handed back %d accepted tasks this node was not running", handed)
+            except Exception as exc:
+                log.warning("in-flight reconciliation failed: %s", exc)
+
+    async def drain(self, timeout: float) -> tuple[int, int]:
+        """Stop accepting, finish what we can within ``timeout``, hand back the rest.
+
+        Returns (finished, handed back). Queued work is withdrawn from the pools first
+        so it cannot start after it was handed back; handed-back tasks go to the retry
+        set, due now, without using an attempt, and the coordinator re-dispatches them.
+        """
+        self.draining = True
+        before = self.execution.pending
+        await self.execution.wait_idle(timeout)
+        await self.pools.release(0.0)
+        handed_back = 0
+        if self.epoch is not None:
+            recovery = await self.store.recover(self.node_id, keep_epoch=None, max_recoveries=0)
+            handed_back = recovery.recovered
+        finished = before - self.execution.pending
+        log.info("drained: %d finished, %d handed back", finished, handed_back)
+        return finished, handed_back

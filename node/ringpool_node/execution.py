@@ -1,0 +1,342 @@
+"""Run accepted tasks on the pools and record how each ended.
+
+An outcome becomes one transition (success, retry with backoff, or the DLQ).
+Transitions queue up and one flusher writes each queue-full to Redis in a single
+script call, fenced by the owner epoch. A RUNNING mark waits ``MARK_AFTER_S`` and
+is written only for tasks still running then: most tasks finish sooner, and their
+outcome records when they started. Only after an outcome is recorded is
+the result pushed to the submitter's stream, or announced on the done channel
+when no stream of its submitter is open. No coroutine or future per task: pool
+futures call back into the queue directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ringpool.core import codec
+from ringpool.core.envelope import DEFAULT_MAX_RETRIES
+from ringpool.errors import InvalidTask
+from ringpool.pool import Job, Outcome, PoolOverloaded, Pools
+from ringpool.store.store import StateStore, Transition
+from ringpool.task import PermanentError, Retry, RetryPolicy, TaskContext, TaskDefinition
+from ringpool.v1 import node_pb2 as pb
+from ringpool_node.streams import ClientStream
+
+if TYPE_CHECKING:
+    from ringpool_node.metrics import NodeMetrics
+
+log = logging.getLogger(__name__)
+
+MAX_FLUSH = 1000
+MARK_AFTER_S = 0.05  # a task still running after this is marked RUNNING
+MAX_ERROR_CHARS = 16_384  # per error message and traceback kept in the record
+
+
+DECLARED_NOTHING = RetryPolicy()  # what @task gives a task that declares no retry options
+
+
+def max_retries_of(envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any],
+                   policy: RetryPolicy | None = None) -> int:
+    if envelope.max_retries == DEFAULT_MAX_RETRIES:
+        return (policy or definition.retry).max_retries
+    return envelope.max_retries
+
+
+@functools.lru_cache(maxsize=4096)
+def _binding_error(fn: Callable[..., Any], positional: int, keywords: tuple[str, ...]) -> str:
+    """Why this shape of call cannot bind to ``fn`` ('' when it can): depends on shape only."""
+    try:
+        inspect.signature(fn).bind(*range(positional), **dict.fromkeys(keywords))
+    except TypeError as exc:
+        return str(exc)
+    return ""
+
+
+def check_arguments(definition: TaskDefinition[Any, Any], args: list[Any],
+                    kwargs: dict[str, Any]) -> None:
+    """InvalidTask when the arguments cannot bind to the task's signature (permanent)."""
+    error = _binding_error(definition.fn, len(args), tuple(sorted(kwargs)))
+    if error:
+        raise InvalidTask(f"arguments do not match {definition.name}: {error}")
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A transition waiting to be written, and what to do once it is."""
+
+    epoch: int
+    transition: Transition
+    envelope: pb.TaskEnvelope | None = None  # None for a start mark: nothing follows
+    result: pb.TaskResult | None = None
+    stream: ClientStream | None = None
+
+
+@dataclass(slots=True)
+class _Lane:
+    delay_s: float = 0.0  # how long an item waits before it is worth writing
+    queue: list[_Pending] = field(default_factory=list)
+    flusher: asyncio.Task[None] | None = None
+
+
+class Execution:
+    def __init__(self, node_id: str, store: StateStore, pools: Pools,
+                 metrics: NodeMetrics | None = None) -> None:
+        self.node_id = node_id
+        self.metrics = metrics
+        # Accept times by task id, popped by the metrics middleware when the run starts.
+        self.queued_at: dict[str, float] = {}
+        # The cluster config's retry defaults (live config), for tasks that declare none.
+        self.default_retry: RetryPolicy | None = None
+        self.store = store
+        self.pools = pools
+        # Tasks started here and not yet off our hands: by id (a redelivery can overlap a
+        # stale run of the same id), and their total, kept as a count for the hot path.
+        self.active: Counter[str] = Counter()
+        self.pending = 0
+        self.counters: dict[str, int] = {"succeeded": 0, "retried": 0, "dead": 0, "stale": 0}
+        # Two lanes, each with one flusher: RUNNING marks never hold up completions.
+        self._lanes: dict[bool, _Lane] = {True: _Lane(delay_s=MARK_AFTER_S), False: _Lane()}
+        self._waiting_room: set[asyncio.Task[None]] = set()
+        # Typical time from start to recorded outcome, by task name (moving average).
+        self.typical_s: dict[str, float] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- starting ------------------------------------------------------------------
+
+    def start(
+        self,
+        envelope: pb.TaskEnvelope,
+        definition: TaskDefinition[Any, Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        epoch: int,
+        stream: ClientStream | None,
+    ) -> None:
+        """Run an accepted task; its arguments were decoded when it was validated."""
+        self.pending += 1
+        self.active[envelope.task_id] += 1
+        self._idle.clear()
+        if stream is not None:
+            stream.outstanding += 1
+        try:
+            check_arguments(definition, args, kwargs)
+        except InvalidTask as exc:
+            self._finished(envelope, definition, epoch, stream, time.time(), Outcome(
+                ok=False, error_type="InvalidArguments", error_message=str(exc),
+                exception=PermanentError(str(exc))))
+            return
+        timeout_s = envelope.timeout_s or definition.timeout
+        context = TaskContext(
+            task_id=envelope.task_id, key=envelope.key, name=envelope.name,
+            attempt=envelope.attempt, deadline=time.monotonic() + timeout_s,
+            headers=dict(envelope.headers), node_id=self.node_id,
+        )
+        job = Job(
+            task_id=envelope.task_id, key=envelope.key, definition=definition, args=args,
+            kwargs=kwargs, timeout_s=timeout_s, context=context, priority=envelope.priority,
+            ordered=envelope.ordered,
+        )
+        started_at = time.time()
+        # Marking RUNNING is informational: written late if at all, never retried.
+        self._enqueue(_Pending(epoch, Transition("start", envelope.task_id,
+                                                 started_at=started_at)))
+        if self.metrics is not None:
+            self.queued_at[envelope.task_id] = time.monotonic()
+        done = functools.partial(self._on_done, envelope, definition, epoch, stream, started_at)
+        try:
+            self.pools.submit(job).add_done_callback(done)
+        except PoolOverloaded as exc:
+            waiter = asyncio.create_task(self._submit_when_room(job, exc.retry_after_s, done))
+            self._waiting_room.add(waiter)
+            waiter.add_done_callback(self._waiting_room.discard)
+
+    async def _submit_when_room(
+        self, job: Job, delay_s: float, done: Callable[[asyncio.Future[Outcome]], None]
+    ) -> None:
+        # Accepted already: wait for room rather than refuse.
+        while True:
+            await asyncio.sleep(delay_s)
+            try:
+                self.pools.submit(job).add_done_callback(done)
+                return
+            except PoolOverloaded as exc:
+                delay_s = exc.retry_after_s
+
+    def _on_done(
+        self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], epoch: int,
+        stream: ClientStream | None, started_at: float, future: asyncio.Future[Outcome],
+    ) -> None:
+        if future.cancelled():
+            # Handed back by a drain: it stays in flight until the hand-back moves it.
+            self.queued_at.pop(envelope.task_id, None)
+            self._forget(envelope.task_id, stream)
+            return
+        if future.exception() is not None:
+            error = future.exception()
+            outcome = Outcome(ok=False, error_type=type(error).__name__, error_message=str(error),
+                              exception=error)
+        else:
+            outcome = future.result()
+        self._finished(envelope, definition, epoch, stream, started_at, outcome)
+
+    def _finished(
+        self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], epoch: int,
+        stream: ClientStream | None, started_at: float, outcome: Outcome,
+    ) -> None:
+        # Nobody to push to: announce the success on the done channel instead.
+        publish = stream is None or not stream.open
+        transition, result = self._conclude(envelope, definition, outcome, started_at, publish)
+        self._enqueue(_Pending(epoch, transition, envelope, result, stream))
+
+    def _conclude(
+        self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], outcome: Outcome,
+        started_at: float, publish: bool,
+    ) -> tuple[Transition, pb.TaskResult | None]:
+        """The transition for this outcome and, when it is final, the result to push."""
+        task_id = envelope.task_id
+        if outcome.ok:
+            try:
+                payload = codec.encode(outcome.value)
+            except InvalidTask as exc:
+                outcome = Outcome(ok=False, error_type="ResultNotSerializable",
+                                  error_message=str(exc), exception=PermanentError(str(exc)))
+            else:
+                self.counters["succeeded"] += 1
+                return Transition("ok", task_id, a=payload, publish=publish,
+                                  started_at=started_at), pb.TaskResult(
+                    task_id=task_id, state=pb.SUCCEEDED, result=payload, node_id=self.node_id,
+                    attempt=envelope.attempt,
+                )
+        error = outcome.exception
+        # Whatever a task raised, only text goes into Redis.
+        outcome = Outcome(ok=False, error_type=str(outcome.error_type),
+                          error_message=str(outcome.error_message)[:MAX_ERROR_CHARS],
+                          traceback=str(outcome.traceback)[-MAX_ERROR_CHARS:],
+                          timed_out=outcome.timed_out, exception=error)
+        policy = definition.retry
+        if self.default_retry is not None and policy == DECLARED_NOTHING:
+            policy = self.default_retry
+        retries_left = envelope.attempt <= max_retries_of(envelope, definition, policy)
+        if retries_left and not isinstance(error, PermanentError):
+            if isinstance(error, Retry) and error.countdown is not None:
+                delay = max(0.0, error.countdown)
+            else:
+                delay = policy.delay_s(envelope.attempt)
+            self.counters["retried"] += 1
+            return Transition(
+                "retry", task_id, a=outcome.error_type, b=outcome.error_message,
+                c=outcome.traceback, d=time.time() + delay, started_at=started_at,
+            ), None
+        reason = "permanent" if isinstance(error, PermanentError) else "retries exhausted"
+        self.counters["dead"] += 1
+        return Transition(
+            "dead", task_id, a=outcome.error_type, b=outcome.error_message, c=outcome.traceback,
+            d=reason, started_at=started_at,
+        ), pb.TaskResult(
+            task_id=task_id, state=pb.FAILED, error_type=outcome.error_type,
+            error_message=outcome.error_message, traceback=outcome.traceback,
+            node_id=self.node_id, attempt=envelope.attempt,
+        )
+
+    # -- recording -------------------------------------------------------------------
+
+    def _enqueue(self, item: _Pending) -> None:
+        lane = self._lanes[item.envelope is None]
+        lane.queue.append(item)
+        if lane.flusher is None or lane.flusher.done():
+            lane.flusher = asyncio.create_task(self._flush_all(lane))
+
+    async def _flush_all(self, lane: _Lane) -> None:
+        while lane.queue:
+            if lane.delay_s:
+                await asyncio.sleep(lane.delay_s)
+                # Marks of tasks already off our hands are not worth a write.
+                lane.queue = [item for item in lane.queue
+                              if item.transition.task_id in self.active]
+            batch, lane.queue = lane.queue[:MAX_FLUSH], lane.queue[MAX_FLUSH:]
+            if not batch:
+                return
+            applied = await self._write(batch)
+            if self.metrics is not None:
+                self.metrics.outcomes(
+                    (item.envelope.name, item.transition.op)
+                    for item, ok in zip(batch, applied, strict=True)
+                    if ok and item.envelope is not None
+                )
+            for item, ok in zip(batch, applied, strict=True):
+                if item.envelope is not None:
+                    await self._follow_up(item, ok)
+
+    async def _write(self, batch: list[_Pending]) -> list[bool]:
+        """Write a batch; False where fenced off. Rides out Redis outages for as long as
+        they last: giving up would strand the tasks in flight on a live node."""
+        delay = 0.05
+        while True:
+            try:
+                return await self._write_once(batch)
+            except Exception as exc:
+                log.warning("recording %d transitions failed (%s); retrying in %.2fs",
+                            len(batch), exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _write_once(self, batch: list[_Pending]) -> list[bool]:
+        # A batch mixes epochs only across a re-registration; each epoch is fenced alone.
+        results = [False] * len(batch)
+        for epoch in {item.epoch for item in batch}:
+            indexes = [i for i, item in enumerate(batch) if item.epoch == epoch]
+            applied = await self.store.transition(
+                self.node_id, epoch, [batch[i].transition for i in indexes]
+            )
+            for i, ok in zip(indexes, applied, strict=True):
+                results[i] = ok
+        return results
+
+    async def _follow_up(self, item: _Pending, applied: bool) -> None:
+        assert item.envelope is not None
+        stream, result = item.stream, item.result
+        if not applied:
+            self.counters["stale"] += 1
+            log.warning("task %s is no longer ours (recovered elsewhere, or this write was "
+                        "already applied before a lost reply); dropping its %s",
+                        item.envelope.task_id, item.transition.op)
+        if applied and result is not None:
+            took = time.time() - item.transition.started_at
+            name = item.envelope.name
+            self.typical_s[name] = self.typical_s.get(name, took) * 0.8 + took * 0.2
+        pushed = stream is not None and applied and result is not None and stream.push_result(result)
+        if stream is not None and not pushed and applied and result is not None \
+                and not item.transition.publish:
+            # The stream went away after we chose it: announce the result instead.
+            await self.store.redis.publish(self.store.names.done_channel, item.envelope.task_id)
+        self._forget(item.envelope.task_id, None if pushed else stream)
+
+    def _forget(self, task_id: str, stream: ClientStream | None) -> None:
+        """A task is off our hands: count it out of the node and of its stream."""
+        self.active[task_id] -= 1
+        if not self.active[task_id]:
+            del self.active[task_id]
+        if stream is not None:
+            stream.outstanding -= 1
+            stream.wake()
+        self.pending -= 1
+        if self.pending == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """True when every started task finished and was recorded within ``timeout``."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True

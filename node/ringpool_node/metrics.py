@@ -1,0 +1,262 @@
+"""The node's Prometheus metrics (served on ``--metrics-port``).
+
+Counters move per batch (``inc(n)`` once per task name and outcome), never per
+task; gauges are read from the pools, the execution and the ring when Prometheus
+scrapes. Histograms are observed per task by a pool middleware on the thread that
+runs it. Labels are bounded: task name (names not registered on this node are
+counted as ``unregistered``), reason, tier, state, op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kazoo.client import KazooClient
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ringpool.store.store import Recovery
+from ringpool.task import REGISTRY as TASKS
+from ringpool.v1 import node_pb2 as pb
+
+if TYPE_CHECKING:
+    from ringpool_node.core import Node
+
+log = logging.getLogger(__name__)
+
+DURATION_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                      2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+ROUND_TRIP_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 0.5, 1.0, 2.5)
+UNREGISTERED = "unregistered"
+ACK_REASONS = {code: name.lower() for name, code in pb.AckCode.items()}
+TIERS = ("io", "cpu", "async")
+
+
+def task_label(name: str) -> str:
+    """A task name as a label value: only names this node has registered (bounded)."""
+    return name if name in TASKS else UNREGISTERED
+
+
+class NodeMetrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+
+        def counter(name: str, doc: str, labels: Sequence[str] = ("task",)) -> Counter:
+            return Counter(name, doc, list(labels), registry=registry)
+
+        self.accepted = counter("ringpool_tasks_accepted", "Tasks durably accepted.")
+        self.duplicated = counter("ringpool_tasks_duplicated",
+                                  "Tasks answered with an earlier task's id (idempotency).")
+        self.rejected = counter("ringpool_tasks_rejected",
+                                "Tasks refused before anything was written, by reason.",
+                                ("task", "reason"))
+        self.succeeded = counter("ringpool_tasks_succeeded", "Tasks that succeeded.")
+        self.failed = counter("ringpool_tasks_failed",
+                              "Task attempts that failed (each is then retried or dead-lettered).")
+        self.retried = counter("ringpool_tasks_retried", "Failed attempts scheduled for a retry.")
+        self.dead_lettered = counter("ringpool_tasks_dead_lettered", "Tasks moved to the DLQ.")
+        self.recovered = counter("ringpool_tasks_recovered",
+                                 "Tasks of an earlier life of this node moved back to the retry set.",
+                                 ())
+        self.poisoned = counter("ringpool_tasks_poisoned",
+                                "Tasks sent to the DLQ after too many crash recoveries.", ())
+        self.duration = Histogram("ringpool_task_duration_seconds",
+                                  "How long a task ran (middleware included), in seconds.",
+                                  ["task"], buckets=DURATION_BUCKETS_S, registry=registry)
+        self.queue_wait = Histogram("ringpool_task_queue_wait_seconds",
+                                    "From durable accept to the start of its run, in seconds.",
+                                    ["task"], buckets=DURATION_BUCKETS_S, registry=registry)
+        self.redis = Histogram("ringpool_redis_round_trip_seconds",
+                               "Redis script calls of the node (batched), in seconds.",
+                               ["op"], buckets=ROUND_TRIP_BUCKETS_S, registry=registry)
+        self.zookeeper = Histogram("ringpool_zookeeper_round_trip_seconds",
+                                   "ZooKeeper round trips (a periodic probe and ring reads).",
+                                   ["op"], buckets=ROUND_TRIP_BUCKETS_S, registry=registry)
+        self.config_reloads = counter("ringpool_config_reloads",
+                                      "Cluster configs applied from the config znode.", ())
+        self.config_errors = counter("ringpool_config_errors",
+                                     "Config znode contents refused (the last good config stays).",
+                                     ())
+        self.config_version = Gauge("ringpool_config_version",
+                                    "Version of the config znode in force (-1: none applied).",
+                                    registry=registry)
+        self.config_version.set(-1)
+        self._children: dict[tuple[str, str], Any] = {}
+        self._outcome_counters = {"ok": self.succeeded, "retry": self.retried,
+                                  "dead": self.dead_lettered}
+
+    def _child(self, metric: Any, kind: str, name: str) -> Any:
+        key = (kind, name)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(name)
+        return child
+
+    # -- per batch ---------------------------------------------------------------------
+
+    def acks(self, envelopes: Sequence[pb.TaskEnvelope], acks: Sequence[pb.Ack]) -> None:
+        """Count one submitted batch by task name and answer."""
+        counts: collections.Counter[tuple[str, int]] = collections.Counter(
+            (e.name, a.code) for e, a in zip(envelopes, acks, strict=False)
+        )
+        for (name, code), n in counts.items():
+            label = task_label(name)
+            if code == pb.ACCEPTED:
+                self._child(self.accepted, "accepted", label).inc(n)
+            elif code == pb.DUPLICATE:
+                self._child(self.duplicated, "duplicated", label).inc(n)
+            else:
+                self.rejected.labels(label, ACK_REASONS.get(code, "unknown")).inc(n)
+
+    def outcomes(self, ops: Iterable[tuple[str, str]]) -> None:
+        """Count recorded transitions: (task name, op) with op ok, retry or dead."""
+        counts = collections.Counter(ops)
+        for (name, op), n in counts.items():
+            counter = self._outcome_counters.get(op)
+            if counter is None:
+                continue
+            label = task_label(name)
+            self._child(counter, op, label).inc(n)
+            if op != "ok":
+                self._child(self.failed, "failed", label).inc(n)
+
+    def recovery(self, result: Recovery) -> None:
+        self.recovered.inc(result.recovered)
+        self.poisoned.inc(result.poisoned)
+
+    def round_trip(self, op: str, seconds: float) -> None:
+        """Hook for ``StateStore.observe_round_trip`` (one call per script call)."""
+        self._child(self.redis, "redis", op).observe(seconds)
+
+    # -- per task, on the thread that runs it ------------------------------------------
+
+    def middleware(self, queued_at: dict[str, float]) -> tuple[
+        Callable[[Any, Callable[[], Any]], Any], Callable[[Any, Callable[[], Any]], Any]
+    ]:
+        """Pool middleware (sync, async) timing each run and its wait since accept."""
+        durations: dict[str, Any] = {}
+        waits: dict[str, Any] = {}
+
+        def observe(name: str, started: float, queued: float | None) -> None:
+            label = task_label(name)
+            duration = durations.get(label) or durations.setdefault(
+                label, self.duration.labels(label))
+            duration.observe(time.monotonic() - started)
+            if queued is not None:
+                wait = waits.get(label) or waits.setdefault(label, self.queue_wait.labels(label))
+                wait.observe(max(0.0, started - queued))
+
+        def timing(ctx: Any, call_next: Callable[[], Any]) -> Any:
+            started = time.monotonic()
+            queued = queued_at.pop(ctx.task_id, None)
+            try:
+                return call_next()
+            finally:
+                observe(ctx.name, started, queued)
+
+        async def timing_async(ctx: Any, call_next: Callable[[], Any]) -> Any:
+            started = time.monotonic()
+            queued = queued_at.pop(ctx.task_id, None)
+            try:
+                return await call_next()
+            finally:
+                observe(ctx.name, started, queued)
+
+        return timing, timing_async
+
+    def bind(self, node: Node) -> None:
+        """Register the scrape-time gauges of ``node`` (pools, execution, ring)."""
+        self.registry.register(NodeCollector(node))
+
+
+class NodeCollector(Collector):
+    """Gauges read when Prometheus scrapes: cheap reads of in-process state."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node = self.node
+        stats = node.pools.stats()
+        depth = GaugeMetricFamily("ringpool_queue_depth", "Tasks waiting for a worker, by tier.",
+                                  labels=["tier"])
+        workers = GaugeMetricFamily("ringpool_workers", "Workers by tier and state.",
+                                    labels=["tier", "state"])
+        timed_out = CounterMetricFamily("ringpool_pool_tasks_timed_out",
+                                        "Tasks stopped at their timeout, by tier.", labels=["tier"])
+        for tier in TIERS:
+            figures = stats[tier]
+            depth.add_metric([tier], figures["queued"])
+            timed_out.add_metric([tier], figures["timed_out"])
+            for state in ("running", "idle", "overrunning"):
+                if state in figures:
+                    workers.add_metric([tier, state], figures[state])
+        depth.add_metric(["ordered"], stats["ordered_waiting"])
+        yield depth
+        yield workers
+        yield timed_out
+        io = stats["io"]
+        for name, doc in (("min_workers", "The io pool's lower bound of threads."),
+                          ("max_workers", "The io pool's upper bound of threads."),
+                          ("target", "The autoscaler's warm floor of io threads.")):
+            yield GaugeMetricFamily(f"ringpool_pool_{name}" if name != "target"
+                                    else "ringpool_pool_target_workers", doc, value=io[name])
+        yield CounterMetricFamily("ringpool_pool_autoscaler_changes",
+                                  "Times the autoscaler moved the io target.",
+                                  value=stats["autoscaler_changes"])
+        yield GaugeMetricFamily("ringpool_tasks_in_flight",
+                                "Accepted tasks not yet finished and recorded.",
+                                value=node.execution.pending)
+        ring = node.membership.ring
+        yield GaugeMetricFamily("ringpool_ring_version", "Ring version seen by this node.",
+                                value=ring.version)
+        yield GaugeMetricFamily("ringpool_ring_members", "Members of the ring seen by this node.",
+                                value=len(ring))
+        yield GaugeMetricFamily("ringpool_node_draining", "1 while the node drains.",
+                                value=int(node.draining))
+        info = GaugeMetricFamily("ringpool_node_info", "This node's id.", labels=["node_id"])
+        info.add_metric([node.node_id], 1)
+        yield info
+
+
+async def probe_zookeeper(zk: KazooClient, path: str, metrics: NodeMetrics,
+                          interval_s: float = 15.0) -> None:
+    """Time one cheap ZooKeeper read every ``interval_s`` (off the event loop)."""
+    child = metrics.zookeeper.labels("probe")
+
+    def probe() -> float:
+        started = time.perf_counter()
+        zk.exists_async(path).get(timeout=5.0)  # bounded: a thread blocked forever stalls exit
+        return time.perf_counter() - started
+
+    while True:
+        try:
+            child.observe(await asyncio.to_thread(probe))
+        except Exception as exc:
+            log.debug("ZooKeeper probe failed: %s", exc)
+        await asyncio.sleep(interval_s)
+
+
+def instrument(node: Node, metrics: NodeMetrics) -> None:
+    """Wire ``metrics`` (and tracing, when a tracer provider is set) into a node's parts."""
+    from ringpool.core import telemetry
+
+    metrics.bind(node)
+    node.store.observe_round_trip = metrics.round_trip
+    for middleware in metrics.middleware(node.execution.queued_at):
+        node.pools.use(middleware)
+    if telemetry.configure_from_env("ringpool-node"):
+        for middleware in telemetry.execute_middleware():
+            node.pools.use(middleware)
+
+
+def node_registry(metrics_port: int) -> CollectorRegistry:
+    """The global registry when the node serves /metrics, else a private one."""
+    return REGISTRY if metrics_port else CollectorRegistry()

@@ -1,0 +1,99 @@
+"""The gRPC face of the node: the ``Node`` service from ``proto/ringpool/v1``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from grpc import aio
+
+from ringpool.v1 import node_pb2 as pb
+from ringpool.v1 import node_pb2_grpc as pb_grpc
+from ringpool_node.core import Node
+from ringpool_node.streams import ClientStream
+
+log = logging.getLogger(__name__)
+MAX_BATCHES_IN_FLIGHT = 32  # per stream
+
+
+class NodeService(pb_grpc.NodeServicer):
+    def __init__(self, node: Node, address: str, started_at: float,
+                 request_drain: Callable[[float], None]) -> None:
+        self.node = node
+        self.address = address
+        self.started_at = started_at
+        self._request_drain = request_drain
+
+    async def Submit(
+        self, request_iterator: AsyncIterator[pb.SubmitRequest], context: aio.ServicerContext
+    ) -> AsyncIterator[pb.SubmitResponse]:
+        stream = ClientStream()
+        reader = asyncio.create_task(self._read(request_iterator, stream))
+        try:
+            async for response in stream.responses():
+                yield response
+        finally:
+            stream.close()
+            reader.cancel()
+
+    async def _read(
+        self, request_iterator: AsyncIterator[pb.SubmitRequest], stream: ClientStream
+    ) -> None:
+        handlers: set[asyncio.Task[None]] = set()
+        # Stop reading while too many batches are being handled: HTTP/2 flow control
+        # then holds a fast sender back instead of our memory.
+        room = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        try:
+            async for request in request_iterator:
+                await room.acquire()
+                stream.handlers += 1
+                handler = asyncio.create_task(self._handle(request, stream))
+                handlers.add(handler)
+                handler.add_done_callback(handlers.discard)
+                handler.add_done_callback(lambda _: room.release())
+        finally:
+            stream.input_done = True
+            stream.wake()
+
+    async def _handle(self, request: pb.SubmitRequest, stream: ClientStream) -> None:
+        try:
+            tasks = list(request.tasks)
+            acks = await self.node.submit(tasks, stream)
+            stream.push_acks(acks, hold=self.node.results_soon(tasks, acks, stream.hold_s))
+        except Exception as exc:
+            # Every task gets an answer: a failure here must not leave the client waiting.
+            log.exception("batch %d failed", request.batch_id)
+            stream.push_acks(
+                pb.Ack(task_id=t.task_id, code=pb.INTERNAL, message=f"node error: {exc}",
+                       retry_after_s=0.2)
+                for t in request.tasks
+            )
+        finally:
+            stream.handlers -= 1
+            stream.wake()
+
+    async def SubmitBatch(
+        self, request: pb.SubmitRequest, context: aio.ServicerContext
+    ) -> pb.SubmitResponse:
+        acks = await self.node.submit(list(request.tasks), None)
+        return pb.SubmitResponse(batch_id=request.batch_id, acks=acks)
+
+    async def Status(
+        self, request: pb.StatusRequest, context: aio.ServicerContext
+    ) -> pb.StatusResponse:
+        node = self.node
+        status = node.status()
+        counters = {**node.counters, **node.execution.counters}
+        return pb.StatusResponse(
+            node_id=node.node_id, address=self.address,
+            ring_version=node.membership.ring.version, in_flight=status["in_flight"],
+            queued=status["queued"], running=status["running"], draining=node.draining,
+            started_at=self.started_at, counters=counters,
+        )
+
+    async def Drain(
+        self, request: pb.DrainRequest, context: aio.ServicerContext
+    ) -> pb.DrainResponse:
+        self._request_drain(request.timeout_s)
+        return pb.DrainResponse()

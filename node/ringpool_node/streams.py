@@ -1,0 +1,94 @@
+"""One client's Submit stream, seen from the node: acks and pushed results go out coalesced."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+
+from ringpool.v1 import node_pb2 as pb
+
+# Acks of tasks that usually finish within this long wait for their results, so both
+# reach the client in one message (one write here, one wake-up there). A task that
+# takes longer only has its ack delayed by this much.
+ACK_HOLD_S = 0.002
+
+
+class ClientStream:
+    """Outgoing side of a Submit stream; everything queued goes out in one message.
+
+    The stream ends once the client stopped sending, every batch is answered and
+    every task accepted on it has had its result pushed.
+
+    Acks pushed with ``hold=True`` go out with the next result, or after
+    ``hold_s`` at the latest; an ack pushed without ``hold`` sends them at once.
+
+    ``outstanding`` plus ``reserved`` is bounded by the node's per-stream limit
+    (``Node.max_stream_pending``): tasks over it are answered OVERLOADED, so one
+    client cannot hold more results queued here than that.
+    """
+
+    def __init__(self, hold_s: float = ACK_HOLD_S) -> None:
+        self.hold_s = hold_s
+        self.open = True
+        self.outstanding = 0  # tasks accepted on this stream whose result is not pushed yet
+        self.reserved = 0  # tasks admitted by a batch whose durable accept is in progress
+        self.handlers = 0  # batches being handled
+        self.input_done = False
+        self._acks: list[pb.Ack] = []
+        self._results: list[pb.TaskResult] = []
+        self._ready = asyncio.Event()
+        self._hold_until = 0.0  # loop time until which queued acks wait for a result
+
+    def push_acks(self, acks: Iterable[pb.Ack], hold: bool = False) -> None:
+        if not hold:
+            self._hold_until = 0.0
+        elif not self._acks:
+            self._hold_until = asyncio.get_running_loop().time() + self.hold_s
+        self._acks.extend(acks)
+        self._ready.set()
+
+    def push_result(self, result: pb.TaskResult) -> bool:
+        """Queue a result for the client; False when the stream is gone (publish instead)."""
+        if not self.open:
+            return False
+        self.outstanding -= 1
+        self._results.append(result)
+        self._ready.set()
+        return True
+
+    def room(self, limit: int) -> int:
+        """How many more tasks this stream may have pending under ``limit``."""
+        return max(0, limit - self.outstanding - self.reserved)
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    def close(self) -> None:
+        self.open = False
+        self._ready.set()
+
+    def _finished(self) -> bool:
+        return self.input_done and self.handlers == 0 and self.outstanding <= 0
+
+    async def responses(self) -> AsyncIterator[pb.SubmitResponse]:
+        while self.open:
+            await self._ready.wait()
+            self._ready.clear()
+            if self._hold_until:
+                await self._wait_for_a_result()
+            if self._acks or self._results:
+                self._hold_until = 0.0
+                acks, self._acks = self._acks, []
+                results, self._results = self._results, []
+                yield pb.SubmitResponse(acks=acks, results=results)
+            if self._finished():
+                return
+
+    async def _wait_for_a_result(self) -> None:
+        """Wait while acks are held and no result has come to carry them."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(self._hold_until):
+                while self.open and self._hold_until and not self._results:
+                    await self._ready.wait()
+                    self._ready.clear()

@@ -1,0 +1,60 @@
+"""ringpool: a distributed task cluster with consistent-hash routing.
+
+    from ringpool import Cluster, Task, task
+
+    with Cluster.connect(zk="127.0.0.1:2181", redis="redis://127.0.0.1:6379/0") as cluster:
+        handle = cluster.dispatch("user:42", Task("demo.add", args=(1, 2)))
+        handle.result(timeout=10)
+"""
+
+from ringpool.client.async_cluster import AsyncCluster, AsyncTaskHandle
+from ringpool.client.cluster import Cluster, TaskHandle
+from ringpool.errors import (
+    ClusterUnavailable,
+    ConfigError,
+    DispatchError,
+    InvalidKey,
+    InvalidTask,
+    NoNodesAvailable,
+    NotRedeliverable,
+    Overloaded,
+    PayloadTooLarge,
+    ResultTimeout,
+    RingpoolError,
+    TaskFailed,
+    TaskNotFound,
+    TooManyHops,
+    Unauthenticated,
+    UnknownTask,
+)
+from ringpool.task import PermanentError, Retry, RetryPolicy, Task, TaskContext, current_task, task
+
+__all__ = [
+    "AsyncCluster",
+    "AsyncTaskHandle",
+    "Cluster",
+    "ClusterUnavailable",
+    "ConfigError",
+    "DispatchError",
+    "InvalidKey",
+    "InvalidTask",
+    "NoNodesAvailable",
+    "NotRedeliverable",
+    "Overloaded",
+    "PayloadTooLarge",
+    "PermanentError",
+    "ResultTimeout",
+    "Retry",
+    "RetryPolicy",
+    "RingpoolError",
+    "Task",
+    "TaskContext",
+    "TaskFailed",
+    "TaskHandle",
+    "TaskNotFound",
+    "TooManyHops",
+    "Unauthenticated",
+    "UnknownTask",
+    "current_task",
+    "task",
+]

@@ -1,0 +1,3 @@
+from ringpool.cli.taskctl import main
+
+main()

@@ -1,0 +1,81 @@
+"""``dev up``: a whole local cluster (ZooKeeper, Redis, coordinator, nodes) until Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+from click.core import ParameterSource
+
+from ringpool.cli.taskctl.app import options_of
+from ringpool.testing.local import LocalCluster
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.find_root().get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+
+@click.group()
+def dev() -> None:
+    """Local development helpers."""
+
+
+@dev.command("up")
+@click.option("--nodes", type=click.IntRange(min=1, max=64), default=3, show_default=True)
+@click.option("--coordinators", type=click.IntRange(min=0, max=8), default=1, show_default=True)
+@click.option("--tasks", "task_modules", multiple=True, default=["ringpool.demo"],
+              show_default=True, metavar="MODULE", help="task module(s) the nodes import")
+@click.option("--keep", is_flag=True, help="keep the work directory (logs) after stopping")
+@click.pass_context
+def up(ctx: click.Context, nodes: int, coordinators: int, task_modules: tuple[str, ...],
+       keep: bool) -> None:
+    """Start a local cluster, print the settings to export, run until Ctrl-C.
+
+    ZooKeeper and Redis are started on free loopback ports, unless --zk / --redis
+    are given on the command line, in which case those servers are used.
+    """
+    options = options_of(ctx)
+    modules = [m.strip() for item in task_modules for m in item.split(",") if m.strip()]
+    workdir = Path(tempfile.mkdtemp(prefix="ringpool-dev-"))
+    local = LocalCluster(
+        nodes=nodes, tasks=modules, coordinators=coordinators, cluster=options.cluster,
+        zk=options.zk if _given(ctx, "zk") else None,
+        redis=options.redis if _given(ctx, "redis") else None, workdir=workdir,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        click.echo(f"starting {nodes} nodes and {coordinators} coordinator(s) "
+                   f"with tasks {', '.join(modules)}; logs in {workdir}", err=True)
+        local.start()
+        env = local.env()
+        if options.json:
+            click.echo(json.dumps({"env": env, "nodes": sorted(local.nodes),
+                                   "workdir": str(workdir)}))
+        else:
+            for name, value in env.items():
+                click.echo(f"export {name}={value}")
+        click.echo("cluster is up; press Ctrl-C to stop", err=True)
+        while not stop.wait(1.0):
+            for node_id, process in local.nodes.items():
+                if not process.alive() and not getattr(process, "_reported", False):
+                    click.echo(f"warning: {node_id} exited; log {process.log_path}", err=True)
+                    process._reported = True  # type: ignore[attr-defined]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        click.echo("stopping…", err=True)
+        local.stop()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        click.echo("stopped", err=True)

@@ -1,0 +1,135 @@
+"""Output for people (rich tables) and for scripts (``--json``), plus the shared value types."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ringpool.cli.taskctl.app import Options
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|m|min|h))?\s*$")
+_RATE_UNITS_S = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``30s``, ``5m``, ``1h30m``, ``2d`` -> seconds; ValueError otherwise."""
+    value = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", value):
+        return float(value)
+    position, total = 0, 0.0
+    for match in _DURATION_PART.finditer(value):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNITS_S[match.group(2)]
+        position = match.end()
+    if not value or position != len(value):
+        raise ValueError(f"{text!r} is not a duration (use e.g. 90s, 15m, 2h, 1d, 1h30m)")
+    return total
+
+
+def parse_rate(text: str) -> float:
+    """``100/s``, ``600/m``, ``50`` -> tasks per second; ValueError otherwise."""
+    match = _RATE.match(text.lower())
+    if not match:
+        raise ValueError(f"{text!r} is not a rate (use e.g. 100/s, 600/m)")
+    rate = float(match.group(1)) / _RATE_UNITS_S[match.group(2)]
+    if rate <= 0 or not math.isfinite(rate):
+        raise ValueError(f"rate must be > 0, got {text!r}")
+    return rate
+
+
+class Parsed(click.ParamType):
+    """A click type for numbers written with units, parsed by ``parse``."""
+
+    def __init__(self, name: str, parse: Callable[[str], float]) -> None:
+        self.name = name
+        self._parse = parse
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return self._parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Parsed("DURATION", parse_duration)
+RATE = Parsed("N/s", parse_rate)
+
+
+def console(stderr: bool = False) -> Console:
+    """A console on the current stdout/stderr (so click's test runner captures it)."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 200  # pipes and files: wide, so ids are never cut
+    return Console(file=stream, highlight=False, soft_wrap=False, width=width)
+
+
+def emit(options: Options, data: Any, human: Callable[[Console], None]) -> None:
+    """JSON on stdout with ``--json``, else whatever ``human`` prints."""
+    if options.json:
+        click.echo(json.dumps(data, indent=2, default=_default))
+    else:
+        human(console())
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def table(*columns: str, title: str | None = None) -> Table:
+    t = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
+    for column in columns:
+        justify = "right" if column.endswith((" ", "%")) or column in NUMERIC else "left"
+        t.add_column(column.strip(), justify=justify,  # type: ignore[arg-type]
+                     no_wrap=column in NO_WRAP)
+    return t
+
+
+NO_WRAP = frozenset({"task id", "node", "key", "address", "share", "dead-lettered"})
+NUMERIC = frozenset({"share", "in-flight", "queued", "running", "count", "attempts", "keys",
+                     "measured", "replays", "ring v"})
+
+
+def when(ts: float | None) -> str:
+    """A timestamp for people: UTC, to the second."""
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts else None
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    if not ts:
+        return "-"
+    seconds = max(0.0, (now or time.time()) - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def bar(fraction: float, width: int = 30) -> str:
+    filled = max(0, min(width, round(fraction * width)))
+    return "█" * filled + "·" * (width - filled)

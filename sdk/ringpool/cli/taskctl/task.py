@@ -1,0 +1,94 @@
+"""``task show ID``: one task's record, as Redis holds it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from ringpool.cli.taskctl.app import Session, options_of, run
+from ringpool.cli.taskctl.output import ago, emit, iso, when
+from ringpool.errors import TaskNotFound
+from ringpool.store.store import TaskRecord
+
+TIMESTAMPS = ("created_at", "accepted_at", "started_at", "finished_at", "first_failure_at",
+              "last_failure_at")
+
+
+def record_data(record: TaskRecord, dead_at: float | None) -> dict[str, Any]:
+    """The JSON view of a record: timestamps as ISO-8601 text next to the raw floats."""
+    data = record.to_dict()
+    data["name"] = record.name or record.envelope.name
+    data["key"] = record.key or record.envelope.key
+    data["in_dlq"] = dead_at is not None
+    data["dead_lettered_at"] = dead_at
+    for name in (*TIMESTAMPS, "dead_lettered_at"):
+        data[f"{name}_iso"] = iso(data.get(name))
+    return data
+
+
+def print_record(out: Console, data: dict[str, Any]) -> None:
+    state = data["state"]
+    colour = {"SUCCEEDED": "green", "FAILED": "red", "RETRY_SCHEDULED": "yellow"}.get(state, "cyan")
+    out.print(f"[bold]task[/bold] {data['task_id']}  [{colour}]{state}[/{colour}]"
+              + ("  [red](in the DLQ)[/red]" if data["in_dlq"] else ""))
+    rows = [
+        ("name", data["name"]), ("key", data["key"]), ("node", data["node"] or "-"),
+        ("attempt", str(data["attempt"])), ("replays", str(data["replays"])),
+        ("recoveries", str(data["recoveries"])), ("args", data["args"]),
+    ]
+    if data["idempotency_key"]:
+        rows.append(("idempotency key", data["idempotency_key"]))
+    for name in TIMESTAMPS:
+        if data.get(name):
+            rows.append((name.removesuffix("_at").replace("_", " "),
+                         f"{when(data[name])} ({ago(data[name])})"))
+    if data["dead_lettered_at"]:
+        rows.append(("dead-lettered", f"{when(data['dead_lettered_at'])} "
+                                      f"({ago(data['dead_lettered_at'])})"))
+    if data["dead_reason"]:
+        rows.append(("dead reason", data["dead_reason"]))
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        out.print(f"  {label:<{width}}  {escape(str(value))}")
+    if state == "SUCCEEDED" and data["result"] is not None:
+        out.print(f"  {'result':<{width}}  {escape(data['result'])}")
+    if data["error_type"]:
+        out.print(f"  {'error':<{width}}  [red]{escape(data['error_type'])}: "
+                  f"{escape(data['error_message'])}[/red]")
+    if data["traceback"]:
+        out.print("[bold]traceback[/bold]")
+        out.print(escape(data["traceback"].rstrip()), markup=False, highlight=False)
+
+
+async def load(session: Session, task_id: str, must_be_dead: bool = False) -> dict[str, Any]:
+    store = await session.store()
+    record = await store.record(task_id)
+    score = await store.redis.zscore(store.names.dlq, task_id)
+    if must_be_dead and score is None:
+        raise TaskNotFound(f"task {task_id} is not in the dead-letter queue"
+                           + ("" if record is None else f" (it is {record.state})"))
+    if record is None:
+        raise TaskNotFound(f"no task {task_id} in cluster {session.options.cluster!r}")
+    return record_data(record, float(score) if score is not None else None)
+
+
+@click.group()
+def task() -> None:
+    """Look at single tasks."""
+
+
+@task.command("show")
+@click.argument("task_id")
+@click.pass_context
+def show(ctx: click.Context, task_id: str) -> None:
+    """State, attempts, node, timestamps, and the result or the error with its traceback."""
+    options = options_of(ctx)
+
+    async def body(session: Session) -> dict[str, Any]:
+        return await load(session, task_id)
+
+    data = run(options, body)
+    emit(options, data, lambda out: print_record(out, data))

@@ -1,0 +1,138 @@
+"""Waiting for results without a connection or thread per handle.
+
+Fast path: the node pushes the result on the stream the task came in on, and
+``deliver`` resolves the future. When the task finished elsewhere (a retry, a
+recovery, a broken stream), the node announces its id on the cluster's done
+channel; one subscription per client resolves the waiting futures from the
+task record, which stays the truth. A waiting handle also re-reads its record
+every ``poll_s`` so that a missed announcement only delays it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from typing import Any
+
+from ringpool.core import codec
+from ringpool.errors import ResultTimeout, TaskFailed, TaskNotFound
+from ringpool.store.pubsub import listen_forever
+from ringpool.store.store import StateStore, TaskRecord
+from ringpool.v1 import node_pb2 as pb
+
+log = logging.getLogger(__name__)
+FAST_PATH_WAIT_S = 0.5  # how long to trust the stream before asking Redis
+
+
+def result_from_record(record: TaskRecord) -> pb.TaskResult | None:
+    if record.state == "SUCCEEDED":
+        return pb.TaskResult(task_id=record.task_id, state=pb.SUCCEEDED,
+                             result=record.result or b"null", node_id=record.node,
+                             attempt=record.attempt)
+    if record.state == "FAILED":
+        return pb.TaskResult(task_id=record.task_id, state=pb.FAILED,
+                             error_type=record.error_type, error_message=record.error_message,
+                             traceback=record.traceback, node_id=record.node,
+                             attempt=record.attempt)
+    return None
+
+
+def unwrap(result: pb.TaskResult) -> Any:
+    """The task's return value, or TaskFailed with the remote error."""
+    if result.state == pb.SUCCEEDED:
+        return codec.decode(result.result)
+    raise TaskFailed(result.task_id, result.error_type, result.error_message,
+                     result.traceback, result.attempt)
+
+
+class ResultWaiter:
+    def __init__(self, store: StateStore, poll_s: float) -> None:
+        self.store = store
+        self.poll_s = poll_s
+        self._futures: weakref.WeakValueDictionary[str, asyncio.Future[pb.TaskResult]] = (
+            weakref.WeakValueDictionary()
+        )
+        self._listener: asyncio.Task[None] | None = None
+
+    def expect(self, task_id: str) -> asyncio.Future[pb.TaskResult]:
+        """The future for ``task_id``'s result; lives as long as a handle holds it."""
+        future = self._futures.get(task_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._futures[task_id] = future
+        return future
+
+    @property
+    def listening(self) -> bool:
+        """True once results have been missed on a stream and Redis is watched instead."""
+        return self._listener is not None and not self._listener.done()
+
+    def deliver(self, result: pb.TaskResult) -> None:
+        future = self._futures.get(result.task_id)
+        if future is not None and not future.done():
+            future.set_result(result)
+
+    async def wait(self, task_id: str, timeout: float | None) -> pb.TaskResult:
+        future = self.expect(task_id)
+        if future.done():
+            return future.result()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        # Once we are listening, trust Redis at once: the stream already let us down.
+        first = not self.listening
+        while not future.done():
+            if not first:
+                self._ensure_listener()
+                await self._check_record(task_id)
+                if future.done():
+                    break
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise ResultTimeout(f"no result for task {task_id} within {timeout}s")
+            step = FAST_PATH_WAIT_S if first else self.poll_s
+            first = False
+            # asyncio.wait leaves the future alone at its timeout and costs no task.
+            await asyncio.wait({future}, timeout=step if remaining is None else min(step, remaining))
+        return future.result()
+
+    async def _check_record(self, task_id: str) -> None:
+        record = await self.store.record(task_id)
+        if record is None:
+            future = self._futures.get(task_id)
+            if future is not None and not future.done():
+                future.set_exception(TaskNotFound(f"no record for task {task_id}"))
+            return
+        result = result_from_record(record)
+        if result is not None:
+            self.deliver(result)
+
+    async def _sweep(self) -> None:
+        """Resolve every pending future whose record is already final (pipelined reads)."""
+        pending = [task_id for task_id, f in list(self._futures.items()) if not f.done()]
+        for start in range(0, len(pending), 500):
+            chunk = pending[start : start + 500]
+            for record in await self.store.records(chunk):
+                result = result_from_record(record) if record is not None else None
+                if result is not None:
+                    self.deliver(result)
+
+    def _ensure_listener(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(self._listen())
+
+    async def _listen(self) -> None:
+        async def finished(data: bytes) -> None:
+            task_id = data.decode()
+            if task_id in self._futures:
+                await self._check_record(task_id)
+
+        # The sweep after each subscription catches what finished while nobody listened.
+        await listen_forever(self.store.redis, self.store.names.done_channel, finished, self._sweep)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener

@@ -1,0 +1,345 @@
+"""The cluster config: schema, validation and the ZooKeeper znode that holds it.
+
+The config lives as JSON at ``/ringpool/<cluster>/config``, nested by section::
+
+    {"pool": {"min_workers": 4, "max_workers": 32, "idle_timeout_s": 10.0},
+     "autoscaler": {"arrival_weight": 0.4, "queue_weight": 0.35, "gc_weight": 0.25},
+     "retry": {"max_retries": 3, "base_s": 1.0, "factor": 2.0, "cap_s": 300.0},
+     "limits": {"max_payload_bytes": 1048576},
+     "fingerprint_ttl_s": 86400}
+
+Keys left out take their defaults; unknown keys are refused. Operators name keys
+with dots (``pool.max_workers``). Every check raises ``ConfigError`` with the
+reason. Writes validate first and use the znode version as a compare-and-set, so
+two concurrent writers never silently overwrite each other.
+
+This module imports nothing from ``node`` or ``coordinator``: both read it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import BadVersionError, NoAuthError, NodeExistsError, NoNodeError
+from kazoo.security import ACL, OPEN_ACL_UNSAFE
+
+from ringpool.core.naming import Names
+from ringpool.errors import ConfigError
+from ringpool.task import MAX_RETRIES_LIMIT
+
+MIB = 1024 * 1024
+MAX_PAYLOAD_LIMIT = 64 * MIB
+MAX_FINGERPRINT_TTL_S = 31 * 24 * 3600
+MISSING_VERSION = -1  # the version ``read_config`` reports when the znode does not exist
+
+
+class ConfigConflict(ConfigError):
+    """The znode changed between our read and our write (compare-and-set lost)."""
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    min_workers: int = 4
+    max_workers: int = 32
+    idle_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class AutoscalerConfig:
+    arrival_weight: float = 0.40
+    queue_weight: float = 0.35
+    gc_weight: float = 0.25
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    max_retries: int = 3
+    base_s: float = 1.0
+    factor: float = 2.0
+    cap_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_payload_bytes: int = MIB
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """One cluster's tunables; build with ``parse`` or ``ClusterConfig().with_values``."""
+
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    fingerprint_ttl_s: int = 86400
+
+    def to_dict(self) -> dict[str, Any]:
+        """The nested JSON form stored in the znode."""
+        return asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted key -> value, in schema order."""
+        return {key: self.get(key) for key in KEYS}
+
+    def get(self, key: str) -> Any:
+        """The value of dotted ``key``; ConfigError for a key the schema does not have."""
+        _spec(key)
+        value: Any = self
+        for part in key.split("."):
+            value = getattr(value, part)
+        return value
+
+    def with_values(self, values: Mapping[str, Any]) -> ClusterConfig:
+        """A validated copy with dotted keys set (values already typed, or strings to parse)."""
+        data = self.to_dict()
+        for key, raw in values.items():
+            spec = _spec(key)
+            value = spec.coerce(raw) if isinstance(raw, str) else raw
+            section, _, name = key.rpartition(".")
+            target = data[section] if section else data
+            target[name] = value
+        return parse(data)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    kind: type  # int or float
+    low: float
+    high: float
+
+    def check(self, key: str, value: Any) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be {_kind_name(self.kind)}, got {value!r}")
+        if self.kind is int and not isinstance(value, int):
+            if not (isinstance(value, float) and value.is_integer()):
+                raise ConfigError(f"{key} must be an integer, got {value!r}")
+            value = int(value)
+        if not math.isfinite(value) or not self.low <= value <= self.high:
+            raise ConfigError(f"{key} must be in [{_num(self.low)}, {_num(self.high)}], "
+                              f"got {value!r}")
+        return self.kind(value)  # type: ignore[no-any-return]
+
+    def coerce(self, text: str) -> int | float:
+        """A value typed on a command line: ``64``, ``0.5``, ``1e6``."""
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            raise ConfigError(f"{text!r} is not a number") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{text!r} is not a number")
+        return value  # type: ignore[no-any-return]
+
+
+def _kind_name(kind: type) -> str:
+    return "an integer" if kind is int else "a number"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+SCHEMA: dict[str, _Spec] = {
+    "pool.min_workers": _Spec(int, 0, 10_000),
+    "pool.max_workers": _Spec(int, 1, 10_000),
+    "pool.idle_timeout_s": _Spec(float, 0.001, 86_400),
+    "autoscaler.arrival_weight": _Spec(float, 0, 1_000),
+    "autoscaler.queue_weight": _Spec(float, 0, 1_000),
+    "autoscaler.gc_weight": _Spec(float, 0, 1_000),
+    "retry.max_retries": _Spec(int, 0, MAX_RETRIES_LIMIT),
+    "retry.base_s": _Spec(float, 0, 86_400),
+    "retry.factor": _Spec(float, 1, 100),
+    "retry.cap_s": _Spec(float, 0, 7 * 86_400),
+    "limits.max_payload_bytes": _Spec(int, 1, MAX_PAYLOAD_LIMIT),
+    "fingerprint_ttl_s": _Spec(int, 1, MAX_FINGERPRINT_TTL_S),
+}
+KEYS: tuple[str, ...] = tuple(SCHEMA)
+DESCRIPTIONS: dict[str, str] = {
+    "pool.min_workers": "io pool: threads kept when idle",
+    "pool.max_workers": "io pool: most threads the autoscaler may start",
+    "pool.idle_timeout_s": "io pool: an idle thread above the minimum exits after this",
+    "autoscaler.arrival_weight": "load score weight of the arrival rate",
+    "autoscaler.queue_weight": "load score weight of the queue depth",
+    "autoscaler.gc_weight": "load score weight of GC pressure",
+    "retry.max_retries": "default retries for tasks that declare none",
+    "retry.base_s": "backoff ceiling after the first failure",
+    "retry.factor": "backoff growth per failed attempt",
+    "retry.cap_s": "longest backoff",
+    "limits.max_payload_bytes": "largest encoded task arguments a node accepts",
+    "fingerprint_ttl_s": "how long an idempotency fingerprint is remembered",
+}
+_SECTIONS: dict[str, type] = {
+    "pool": PoolConfig, "autoscaler": AutoscalerConfig, "retry": RetryConfig,
+    "limits": LimitsConfig,
+}
+
+
+def check_value(key: str, value: Any) -> int | float:
+    """One dotted key's value checked alone (type and range); strings are parsed first."""
+    spec = _spec(key)
+    return spec.check(key, spec.coerce(value) if isinstance(value, str) else value)
+
+
+def _spec(key: str) -> _Spec:
+    spec = SCHEMA.get(key)
+    if spec is None:
+        raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(KEYS)}")
+    return spec
+
+
+def parse(data: Mapping[str, Any] | str | bytes) -> ClusterConfig:
+    """A validated config from the znode's JSON (or its decoded mapping)."""
+    if isinstance(data, str | bytes):
+        if not data.strip():
+            return ClusterConfig()
+        try:
+            data = json.loads(data)
+        except ValueError as exc:
+            raise ConfigError(f"config is not valid JSON: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
+    top: dict[str, Any] = {}
+    for name, value in data.items():
+        if name in _SECTIONS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config section {name!r} must be an object")
+            section = _SECTIONS[name]
+            known = {f.name for f in fields(section)}
+            values = {}
+            for key, item in value.items():
+                if key not in known:
+                    raise ConfigError(f"unknown config key '{name}.{key}'")
+                values[key] = SCHEMA[f"{name}.{key}"].check(f"{name}.{key}", item)
+            top[name] = section(**values)
+        elif name in SCHEMA:
+            top[name] = SCHEMA[name].check(name, value)
+        else:
+            raise ConfigError(f"unknown config key '{name}'")
+    return validate(ClusterConfig(**top))
+
+
+def validate(config: ClusterConfig) -> ClusterConfig:
+    """Check every value and the rules between values; returns ``config`` unchanged."""
+    for key in KEYS:
+        SCHEMA[key].check(key, config.get(key))
+    pool = config.pool
+    if pool.min_workers > pool.max_workers:
+        raise ConfigError(f"pool.min_workers ({pool.min_workers}) must be <= "
+                          f"pool.max_workers ({pool.max_workers})")
+    weights = config.autoscaler
+    if weights.arrival_weight + weights.queue_weight + weights.gc_weight <= 0:
+        raise ConfigError("autoscaler weights must not all be zero")
+    if config.retry.cap_s < config.retry.base_s:
+        raise ConfigError(f"retry.cap_s ({config.retry.cap_s}) must be >= "
+                          f"retry.base_s ({config.retry.base_s})")
+    return config
+
+
+def dumps(config: ClusterConfig) -> bytes:
+    return json.dumps(validate(config).to_dict(), indent=2, sort_keys=False).encode()
+
+
+# -- the znode -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredConfig:
+    """A config as read from ZooKeeper; ``version`` is -1 when the znode does not exist."""
+
+    config: ClusterConfig
+    version: int
+
+    @property
+    def exists(self) -> bool:
+        return self.version != MISSING_VERSION
+
+
+def read_config(client: KazooClient, cluster: str) -> StoredConfig:
+    """The cluster's config (defaults when the znode is missing) and its znode version."""
+    path = Names(cluster).config
+    try:
+        data, stat = client.get(path)
+    except NoNodeError:
+        return StoredConfig(ClusterConfig(), MISSING_VERSION)
+    return StoredConfig(parse(data), stat.version)
+
+
+def write_config(
+    client: KazooClient, cluster: str, config: ClusterConfig, expected_version: int
+) -> int:
+    """Validate and store ``config`` if the znode is still at ``expected_version``.
+
+    ``expected_version`` is what ``read_config`` reported (-1: the znode must not
+    exist yet). Returns the new version; ConfigError when the config is invalid or
+    somebody else wrote in between (re-read and try again).
+    """
+    data = dumps(config)
+    path = Names(cluster).config
+    try:
+        if expected_version == MISSING_VERSION:
+            # The root stays open here; a node or coordinator with --zk-auth tightens it.
+            client.ensure_path(Names(cluster).zk_root, acl=OPEN_ACL_UNSAFE)
+            client.create(path, data)  # with the client's default ACL (ringpool.core.zkacl)
+            return 0
+        version = int(client.set(path, data, version=expected_version).version)
+        if client.default_acl and client.default_acl != OPEN_ACL_UNSAFE:
+            _tighten(client, path, list(client.default_acl))
+        return version
+    except (BadVersionError, NodeExistsError, NoNodeError):
+        raise ConfigConflict("the config changed while it was being written; "
+                          "read it again and retry") from None
+    except NoAuthError:
+        raise ConfigError(f"not allowed to write {path}: the config is protected by a "
+                          "ZooKeeper ACL; pass the operator identity "
+                          "(taskctl --zk-operator-auth USER:PASSWORD)") from None
+
+
+def _tighten(client: KazooClient, path: str, acl: list[ACL]) -> None:
+    """Give an existing config znode our ACL (one created before ACLs were on is open)."""
+    current, _ = client.get_acls(path)
+    if sorted(map(repr, current)) != sorted(map(repr, acl)):
+        client.set_acls(path, acl)
+
+
+def update_config(
+    client: KazooClient,
+    cluster: str,
+    change: Callable[[ClusterConfig], ClusterConfig],
+    attempts: int = 5,
+) -> StoredConfig:
+    """Read, ``change`` and write with compare-and-set, retrying lost races."""
+    for attempt in range(attempts):
+        current = read_config(client, cluster)
+        updated = validate(change(current.config))
+        try:
+            version = write_config(client, cluster, updated, current.version)
+        except ConfigConflict:
+            if attempt == attempts - 1:
+                raise
+            continue
+        return StoredConfig(updated, version)
+    raise AssertionError("unreachable")
+
+
+__all__ = [
+    "KEYS",
+    "SCHEMA",
+    "AutoscalerConfig",
+    "ClusterConfig",
+    "ConfigConflict",
+    "LimitsConfig",
+    "PoolConfig",
+    "RetryConfig",
+    "StoredConfig",
+    "check_value",
+    "parse",
+    "read_config",
+    "update_config",
+    "validate",
+    "write_config",
+]

@@ -1,0 +1,149 @@
+"""Task envelopes: built by senders, validated field by field by nodes.
+
+One set of rules for both sides, so a client refuses locally what a node would
+refuse, and a node still refuses it when the client is not ours.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ringpool.core import codec
+from ringpool.errors import (
+    DispatchError,
+    InvalidKey,
+    InvalidTask,
+    PayloadTooLarge,
+)
+from ringpool.task import MAX_RETRIES_LIMIT, MAX_TIMEOUT_S, PRIORITY_LIMIT, Task
+from ringpool.v1 import node_pb2 as pb
+
+MIB = 1024 * 1024
+# max_retries travels as uint32; this value means "the task's declared default".
+DEFAULT_MAX_RETRIES = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits enforced at both ends of the wire."""
+
+    max_payload_bytes: int = MIB
+    max_key_bytes: int = 1024
+    max_batch_tasks: int = 5000
+    max_headers: int = 32
+    max_header_bytes: int = 4096
+    max_idempotency_key_bytes: int = 512
+    max_name_bytes: int = 200
+
+    @property
+    def max_message_bytes(self) -> int:
+        """gRPC message cap: room for one full batch of small tasks or one maximal task."""
+        return max(4 * MIB, self.max_payload_bytes + 64 * 1024)
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def new_task_id() -> str:
+    """128 random bits as hex: as unique as a uuid4, a fifth of the cost."""
+    return os.urandom(16).hex()
+
+
+def check_key(key: object, limits: Limits = DEFAULT_LIMITS) -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidKey("the routing key must be a non-empty string")
+    if len(key.encode()) > limits.max_key_bytes:
+        raise InvalidKey(f"the routing key is longer than {limits.max_key_bytes} bytes")
+    return key
+
+
+def build(
+    key: str,
+    task: Task,
+    ring_version: int,
+    headers: Mapping[str, str] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> pb.TaskEnvelope:
+    """A validated envelope for a new task; raises the DispatchError a node would answer."""
+    if not isinstance(task, Task):
+        raise InvalidTask(f"expected a Task, got {type(task).__name__}")
+    check_key(key, limits)
+    envelope = pb.TaskEnvelope(
+        task_id=new_task_id(),
+        key=key,
+        name=task.name,
+        payload=codec.encode_call(task.args, task.kwargs),
+        codec=codec.CODEC,
+        idempotency_key=task.idempotency_key or "",
+        attempt=1,
+        max_retries=int(
+            _in_range("max_retries", task.max_retries, 0, MAX_RETRIES_LIMIT, DEFAULT_MAX_RETRIES)
+        ),
+        timeout_s=_in_range("timeout", task.timeout, 0.001, MAX_TIMEOUT_S, 0.0),
+        priority=int(_in_range("priority", task.priority, -PRIORITY_LIMIT, PRIORITY_LIMIT, 0)),
+        ordered=bool(task.ordered),
+        ring_version=ring_version,
+    )
+    if headers:
+        envelope.headers.update(headers)
+    validate(envelope, limits, decode_payload=False)  # we just encoded it
+    return envelope
+
+
+def _in_range(name: str, value: float | None, low: float, high: float, unset: float) -> float:
+    """``unset`` when value is None (the task's declared default applies), else checked."""
+    if value is None:
+        return unset
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise InvalidTask(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    return value
+
+
+def validate(
+    envelope: pb.TaskEnvelope, limits: Limits = DEFAULT_LIMITS, decode_payload: bool = True
+) -> None:
+    """Raise the matching DispatchError for any field a node must refuse."""
+    if not envelope.task_id or len(envelope.task_id) > 64 or not envelope.task_id.isascii():
+        raise InvalidTask("task_id must be 1-64 ASCII characters")
+    check_key(envelope.key, limits)
+    if not envelope.name or len(envelope.name.encode()) > limits.max_name_bytes:
+        raise InvalidTask(f"task name must be 1-{limits.max_name_bytes} bytes")
+    if envelope.codec != codec.CODEC:
+        raise InvalidTask(f"unsupported codec {envelope.codec!r}: only 'json' is accepted")
+    if len(envelope.payload) > limits.max_payload_bytes:
+        raise PayloadTooLarge(
+            f"payload is {len(envelope.payload)} bytes; the limit is {limits.max_payload_bytes}"
+        )
+    if len(envelope.idempotency_key.encode()) > limits.max_idempotency_key_bytes:
+        raise InvalidTask(f"idempotency_key is over {limits.max_idempotency_key_bytes} bytes")
+    if not 1 <= envelope.attempt <= MAX_RETRIES_LIMIT + 1:
+        raise InvalidTask(f"attempt must be in [1, {MAX_RETRIES_LIMIT + 1}]")
+    if envelope.max_retries > MAX_RETRIES_LIMIT and envelope.max_retries != DEFAULT_MAX_RETRIES:
+        raise InvalidTask(f"max_retries must be in [0, {MAX_RETRIES_LIMIT}]")
+    if not (0 <= envelope.timeout_s <= MAX_TIMEOUT_S):  # also refuses NaN
+        raise InvalidTask(f"timeout must be in [0, {MAX_TIMEOUT_S}] seconds")
+    if not -PRIORITY_LIMIT <= envelope.priority <= PRIORITY_LIMIT:
+        raise InvalidTask(f"priority must be in [-{PRIORITY_LIMIT}, {PRIORITY_LIMIT}]")
+    headers = envelope.headers
+    if headers and (len(headers) > limits.max_headers or any(
+        len(k) + len(v) > limits.max_header_bytes for k, v in headers.items()
+    )):
+        raise InvalidTask(f"at most {limits.max_headers} headers of {limits.max_header_bytes} bytes")
+    if decode_payload:
+        codec.decode_call(envelope.payload)
+
+
+ERROR_CODES: dict[type[DispatchError], int] = {
+    InvalidKey: pb.INVALID_KEY,
+    PayloadTooLarge: pb.PAYLOAD_TOO_LARGE,
+    InvalidTask: pb.INVALID_ARGUMENT,
+}
+
+
+def ack_code_for(error: DispatchError) -> int:
+    for kind, code in ERROR_CODES.items():
+        if isinstance(error, kind):
+            return code
+    return pb.INVALID_ARGUMENT

@@ -1,0 +1,111 @@
+"""What the pool runs (``Job``), how it ended (``Outcome``) and the ticket a tier holds."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ringpool.pool.errors import TaskTimeout
+from ringpool.pool.middleware import Chain
+from ringpool.task import TaskContext, TaskDefinition, set_current_task
+
+log = logging.getLogger("ringpool.pool")
+
+
+@dataclass
+class Job:
+    task_id: str
+    key: str
+    definition: TaskDefinition[Any, Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+    timeout_s: float
+    context: TaskContext
+    priority: int = 0
+    ordered: bool = False
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    value: Any = None
+    error_type: str = ""
+    error_message: str = ""
+    traceback: str = ""
+    timed_out: bool = False
+    exception: BaseException | None = field(default=None, repr=False)
+
+    @classmethod
+    def failure(cls, exc: BaseException) -> Outcome:
+        # An error relayed from a cpu worker process names the child's type and traceback.
+        # Other libraries use an ``error_type`` attribute too (redis-py: an enum), so only
+        # a string counts.
+        relayed = getattr(exc, "error_type", None)
+        return cls(
+            ok=False,
+            error_type=relayed if isinstance(relayed, str) else type(exc).__name__,
+            error_message=str(exc),
+            traceback=getattr(exc, "remote_traceback", "")
+            or "".join(traceback.format_exception(exc)),
+            exception=exc,
+        )
+
+    @classmethod
+    def timeout(cls, job: Job) -> Outcome:
+        exc = TaskTimeout(f"task {job.task_id} timed out after {job.timeout_s}s")
+        return cls(ok=False, error_type="TaskTimeout", error_message=str(exc),
+                   timed_out=True, exception=exc)
+
+
+PanicHandler = Callable[[Job, BaseException], None]
+
+
+class Ticket:
+    """A job accepted by a tier, with the callback that receives its outcome exactly once.
+
+    ``token`` is the submitter's (the facade keeps the job's future there), so a tier
+    needs no closure per job and ``release()`` can hand tickets back.
+    """
+
+    __slots__ = ("done", "job", "token")
+
+    def __init__(self, job: Job, done: Callable[[Ticket, Outcome], None], token: Any = None):
+        self.job = job
+        self.done = done
+        self.token = token
+
+    def finish(self, outcome: Outcome) -> None:
+        try:
+            self.done(self, outcome)
+        except Exception:
+            # A broken callback must not take the worker down with it.
+            log.exception("outcome callback failed for task %s", self.job.task_id)
+
+
+def report_panic(handler: PanicHandler | None, job: Job, exc: BaseException) -> None:
+    """Tell the panic handler about a task's exception; the handler's own failure is logged."""
+    if handler is None:
+        return
+    try:
+        handler(job, exc)
+    except Exception:
+        log.exception("panic handler failed for task %s", job.task_id)
+
+
+def run_sync(
+    job: Job, chain: Chain, panic: PanicHandler | None, call: Callable[[], Any]
+) -> Outcome:
+    """Run ``call`` for ``job`` through the middleware chain, capturing how it ended."""
+    set_current_task(job.context)
+    try:
+        return Outcome(ok=True, value=chain.run(job.context, call))
+    except TaskTimeout:
+        return Outcome.timeout(job)
+    except Exception as exc:
+        report_panic(panic, job, exc)
+        return Outcome.failure(exc)
+    finally:
+        set_current_task(None)

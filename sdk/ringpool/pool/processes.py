@@ -1,0 +1,231 @@
+"""The cpu tier: worker processes (at most one per CPU) that can be killed at a deadline.
+
+Each process has a keeper thread in the node that feeds it one job at a time over a
+pipe (JSON both ways: the function's module and qualname, JSON arguments, the
+context's fields) and waits for the answer until the job's deadline. Past it the
+process is killed, the job times out, and a fresh process is started for the next
+job. A process may run under an ``RLIMIT_AS`` memory cap and be pinned to a CPU.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import multiprocessing
+import os
+import threading
+import traceback
+from dataclasses import fields
+from functools import partial
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from ringpool.pool.backlog import Backlog
+from ringpool.pool.errors import PoolClosed, PoolOverloaded, TaskTimeout
+from ringpool.pool.job import Job, PanicHandler, Ticket, run_sync
+from ringpool.pool.middleware import Chain
+from ringpool.pool.settings import CpuSettings
+from ringpool.task import TaskContext, set_current_task
+
+# forkserver: never fork the node's threads; spawn where forkserver does not exist.
+_CONTEXT: Any = multiprocessing.get_context(
+    "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+)
+
+
+class RemoteTaskError(Exception):
+    """A task failed in a worker process; carries the child's error type and traceback."""
+
+    def __init__(self, error_type: str, message: str, remote_traceback: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.remote_traceback = remote_traceback
+
+
+class WorkerCrashed(Exception):
+    """The worker process died while running the task (e.g. killed by the OOM killer)."""
+
+
+def _resolve(module: str, qualname: str) -> Any:
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def _child_main(conn: Connection, memory_limit_bytes: int | None, cpu: int | None) -> None:
+    if memory_limit_bytes is not None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    while True:
+        try:
+            request = json.loads(conn.recv_bytes())
+        except EOFError:
+            return
+        try:
+            fn = _resolve(request["module"], request["qualname"])
+            set_current_task(TaskContext(**request["context"]))
+            reply = json.dumps({"ok": True, "value": fn(*request["args"], **request["kwargs"])})
+        except Exception as exc:
+            reply = json.dumps({"ok": False, "type": type(exc).__name__, "message": str(exc),
+                                "traceback": traceback.format_exc()})
+        conn.send_bytes(reply.encode())
+
+
+class _Process:
+    """One worker process and the node's end of its pipe."""
+
+    def __init__(self, settings: CpuSettings, index: int) -> None:
+        self._conn, child = _CONTEXT.Pipe()
+        cpus = settings.cpu_affinity
+        self.proc: BaseProcess = _CONTEXT.Process(
+            target=_child_main,
+            args=(child, settings.memory_limit_bytes, cpus[index % len(cpus)] if cpus else None),
+            name=f"ringpool-cpu-{index}",
+            daemon=True,
+        )
+        self.proc.start()
+        child.close()
+
+    def call(self, job: Job) -> Any:
+        # The context's plain fields; its ``cancelled`` event stays here (a kill ends the job).
+        ctx = {f.name: getattr(job.context, f.name) for f in fields(job.context)
+               if f.name != "cancelled"}
+        ctx["headers"] = dict(ctx["headers"])
+        fn = job.definition.fn
+        self._conn.send_bytes(json.dumps({
+            "module": fn.__module__, "qualname": fn.__qualname__,
+            "args": job.args, "kwargs": job.kwargs, "context": ctx,
+        }).encode())
+        if not self._conn.poll(job.timeout_s):
+            raise TaskTimeout(f"task {job.task_id} timed out after {job.timeout_s}s")
+        try:
+            reply = json.loads(self._conn.recv_bytes())
+        except (EOFError, OSError) as exc:
+            raise WorkerCrashed(f"worker process exited with {self.proc.exitcode}") from exc
+        if not reply["ok"]:
+            raise RemoteTaskError(reply["type"], reply["message"], reply["traceback"])
+        return reply["value"]
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.join(5.0)
+        self._conn.close()
+
+
+class ProcessTier:
+    def __init__(
+        self, settings: CpuSettings, chain: Chain | None = None,
+        panic_handler: PanicHandler | None = None,
+    ) -> None:
+        self._settings = settings
+        self._chain = chain or Chain()
+        self._panic = panic_handler
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._drained = threading.Condition(self._lock)
+        self._backlog = Backlog()
+        self._keepers: list[threading.Thread] = []
+        self._running: dict[int, tuple[Ticket, _Process]] = {}
+        self._closed = False
+        self.submitted = 0
+        self.completed = 0
+        self.failed = 0
+        self.rejected = 0
+        self.timed_out = 0
+        self.restarts = 0
+
+    def submit(self, ticket: Ticket, *, force: bool = False) -> None:
+        with self._lock:
+            if self._closed and not force:
+                raise PoolClosed("the cpu pool is released")
+            idle = len(self._keepers) - len(self._running)
+            if len(self._backlog) >= self._settings.max_queue + idle and not force:
+                self.rejected += 1
+                raise PoolOverloaded(0.1 * (len(self._backlog) // len(self._keepers) + 1))
+            self._backlog.push(ticket)
+            self.submitted += 1
+            if len(self._keepers) < self._settings.processes and len(self._backlog) > idle:
+                # Processes start on first need, not at construction.
+                keeper = threading.Thread(target=self._keep, args=(len(self._keepers),),
+                                          name="ringpool-cpu-keeper", daemon=True)
+                self._keepers.append(keeper)
+                keeper.start()
+            else:
+                self._work.notify()
+
+    def _keep(self, index: int) -> None:
+        process: _Process | None = None
+        try:
+            while True:
+                with self._lock:
+                    while not self._backlog and not self._closed:
+                        self._work.wait()
+                    if not self._backlog:
+                        return
+                    ticket = self._backlog.pop()
+                if process is None:
+                    process = _Process(self._settings, index)
+                with self._lock:
+                    self._running[index] = (ticket, process)
+                outcome = run_sync(ticket.job, self._chain, self._panic,
+                                   partial(process.call, ticket.job))
+                if outcome.timed_out or isinstance(outcome.exception, WorkerCrashed):
+                    ticket.job.context.cancelled.set()
+                    process.kill()
+                    process = None
+                with self._lock:
+                    # None when release() gave up on the job and returned it as unfinished.
+                    kept = self._running.pop(index, None) is not None
+                    if kept and outcome.timed_out:
+                        self.timed_out += 1
+                    elif kept and outcome.ok:
+                        self.completed += 1
+                    elif kept:
+                        self.failed += 1
+                    if process is None:
+                        self.restarts += 1
+                    if self._closed and not self._backlog and not self._running:
+                        self._drained.notify_all()
+                if kept:
+                    ticket.finish(outcome)
+        finally:
+            if process is not None:
+                process.kill()
+
+    def release(self, timeout_s: float) -> list[Ticket]:
+        """Run what is queued and running for up to ``timeout_s``; kill the rest.
+
+        Returns the tickets that did not finish (queued, or running and killed).
+        """
+        with self._lock:
+            self._closed = True
+            self._work.notify_all()
+            self._drained.wait_for(lambda: not (self._backlog or self._running), timeout_s)
+            left = self._backlog.drain()
+            running = list(self._running.values())
+            self._running.clear()
+        for ticket, process in running:
+            ticket.job.context.cancelled.set()
+            process.kill()
+            left.append(ticket)
+        return left
+
+    def stats(self) -> dict[str, float]:
+        with self._lock:
+            return {
+                "running": len(self._running),
+                "idle": len(self._keepers) - len(self._running),
+                "queued": len(self._backlog),
+                "processes": len(self._keepers),
+                "submitted": self.submitted,
+                "completed": self.completed,
+                "failed": self.failed,
+                "rejected": self.rejected,
+                "timed_out": self.timed_out,
+                "restarts": self.restarts,
+            }

@@ -1,0 +1,430 @@
+"""The local-cluster launcher: real ZooKeeper, Redis, nodes and coordinators on loopback.
+
+Used by ``taskctl dev up``, ``make demo``, the benchmarks and the test suite.
+Every process gets a free loopback port, a temp directory, and a log file there;
+every wait has a deadline; teardown is by PID. A missing server binary raises
+``ConfigError`` naming the command that installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from ringpool.core.naming import Names
+from ringpool.errors import ClusterUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    from kazoo.client import KazooClient
+
+INSTALL_HINT = "apt-get install -y zookeeper redis-server"
+ZOOKEEPER_CLASSPATH = os.environ.get(
+    "RINGPOOL_ZOOKEEPER_CLASSPATH", "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll ``condition`` until truthy; ClusterUnavailable naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except Exception:
+            pass
+        if time.monotonic() >= deadline:
+            raise ClusterUnavailable(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _import_roots() -> list[str]:
+    """Directories on ``sys.path`` that are not the interpreter's or its environment's."""
+    prefixes = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+    return [os.path.abspath(p or os.curdir) for p in sys.path
+            if os.path.isdir(p or os.curdir) and not os.path.abspath(p or os.curdir).startswith(prefixes)]
+
+
+def _tcp_reply(port: int, message: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+        sock.sendall(message)
+        return sock.recv(64)
+
+
+class ManagedProcess:
+    """A child process with its own log file, stopped by PID."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self._env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self._env,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, f"{self.name} was never started"
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def send_signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
+        """Signal, wait up to ``timeout``, then SIGKILL; returns the exit code."""
+        if not self.alive():
+            return self.proc.returncode if self.proc else None
+        self.send_signal(sig)
+        code = self.wait(timeout)
+        if code is None:
+            self.send_signal(signal.SIGKILL)
+            code = self.wait(5.0)
+        return code
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class ZooKeeperServer:
+    """A standalone ZooKeeper from the Debian package's jars."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.process: ManagedProcess | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> ZooKeeperServer:
+        java = shutil.which("java")
+        jar = ZOOKEEPER_CLASSPATH.split(":")[-1]
+        if java is None or not Path(jar).exists():
+            raise ConfigError(f"ZooKeeper needs java and {jar}; install with: {INSTALL_HINT}")
+        data = self.workdir / "zookeeper"
+        data.mkdir(parents=True, exist_ok=True)
+        config = data / "zoo.cfg"
+        config.write_text(
+            f"tickTime=500\ndataDir={data}\nclientPort={self.port}\n"
+            "clientPortAddress=127.0.0.1\nadmin.enableServer=false\n"
+            "4lw.commands.whitelist=ruok,srvr\nmaxClientCnxns=0\n"
+            "minSessionTimeout=1000\nmaxSessionTimeout=60000\n"
+        )
+        argv = [
+            java, "-Xmx256m", "-XX:+UseSerialGC", "-cp", ZOOKEEPER_CLASSPATH,
+            "-Dzookeeper.jmx.log4j.disable=true",
+            "org.apache.zookeeper.server.ZooKeeperServerMain", str(config),
+        ]
+        self.process = ManagedProcess(
+            "zookeeper", argv, data / "zookeeper.log", dict(os.environ)
+        ).start()
+        try:
+            wait_until(
+                lambda: _tcp_reply(self.port, b"ruok") == b"imok", timeout, "ZooKeeper", 0.1
+            )
+        except ClusterUnavailable as exc:
+            raise ClusterUnavailable(f"{exc}; see {self.process.log_path}") from None
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop(timeout=10.0)
+
+
+class RedisServer:
+    """A redis-server on a temp dir; AOF with ``appendfsync always`` when asked.
+
+    With ``password`` the server runs with ``--requirepass`` and ``url`` carries it.
+    """
+
+    def __init__(
+        self, workdir: Path, port: int | None = None, appendonly: bool = False,
+        password: str = "",
+    ) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.password = password
+        self.process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 30.0) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ConfigError(f"redis-server is missing; install with: {INSTALL_HINT}")
+        data = self.workdir / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [
+            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(data),
+            "--save", "", "--protected-mode", "no", "--daemonize", "no",
+        ]
+        if self.appendonly:
+            argv += ["--appendonly", "yes", "--appendfsync", "always"]
+        if self.password:
+            argv += ["--requirepass", self.password]
+        self.process = ManagedProcess(
+            "redis", argv, data / "redis.log", dict(os.environ)
+        ).start()
+        try:
+            wait_until(
+                lambda: _tcp_reply(self.port, b"PING\r\n").startswith((b"+PONG", b"-NOAUTH")),
+                timeout, "Redis", 0.05,
+            )
+        except ClusterUnavailable as exc:
+            raise ClusterUnavailable(f"{exc}; see {self.process.log_path}") from None
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process:
+            self.process.stop(timeout=10.0, sig=sig)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class LocalCluster:
+    """ZooKeeper + Redis (started here or given) plus coordinators and nodes as subprocesses.
+
+    ``with LocalCluster(nodes=3, tasks=["ringpool.demo"]) as lc:`` gives ``lc.zk``,
+    ``lc.redis`` and ``lc.cluster`` to pass to ``Cluster.connect``. ``start()`` returns
+    once every node is registered in the ring and, with coordinators, once one of them
+    holds the leader lock (so retries fire and ``taskctl status`` names a leader).
+    """
+
+    def __init__(
+        self,
+        nodes: int = 3,
+        tasks: Sequence[str] = ("ringpool.demo",),
+        coordinators: int = 1,
+        cluster: str | None = None,
+        zk: str | None = None,
+        redis: str | None = None,
+        workdir: Path | None = None,
+        node_args: Sequence[str] = (),
+        coordinator_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        appendonly: bool = False,
+    ) -> None:
+        self.node_count = nodes
+        self.tasks = list(tasks)
+        self.coordinator_count = coordinators
+        self.cluster = cluster or f"c{uuid.uuid4().hex[:10]}"
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="ringpool-"))
+        self.node_args = list(node_args)
+        self.coordinator_args = list(coordinator_args)
+        self.extra_env = env or {}
+        self.zookeeper: ZooKeeperServer | None = None if zk else ZooKeeperServer(self.workdir)
+        self.redis_server: RedisServer | None = (
+            None if redis else RedisServer(self.workdir, appendonly=appendonly)
+        )
+        self._zk = zk
+        self._redis = redis
+        self.nodes: dict[str, ManagedProcess] = {}
+        self.node_ports: dict[str, int] = {}
+        self.metrics_ports: dict[str, int] = {}
+        self.coordinators: list[ManagedProcess] = []
+        self._zk_client: KazooClient | None = None
+
+    @property
+    def zk(self) -> str:
+        return self._zk or (self.zookeeper.address if self.zookeeper else "")
+
+    @property
+    def redis(self) -> str:
+        return self._redis or (self.redis_server.url if self.redis_server else "")
+
+    def env(self) -> dict[str, str]:
+        """Settings that point a ``Cluster.connect()`` or ``taskctl`` at this cluster."""
+        return {"RINGPOOL_ZK": self.zk, "RINGPOOL_REDIS": self.redis,
+                "RINGPOOL_CLUSTER": self.cluster}
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env())
+        # Children import the same tree as the launcher (a checkout, a test run's paths,
+        # or an installed environment): its import roots outside the interpreter's own.
+        inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join([*_import_roots(), *inherited])
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 60.0) -> LocalCluster:
+        try:
+            if self.zookeeper:
+                self.zookeeper.start()
+            if self.redis_server:
+                self.redis_server.start()
+            for _ in range(self.coordinator_count):
+                self.start_coordinator()
+            for index in range(self.node_count):
+                self.start_node(f"node-{index}", wait=False)
+            self.wait_for_members(set(self.nodes), timeout)
+            if self.coordinators:
+                self.wait_for_leader(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_node(
+        self, node_id: str, wait: bool = True, timeout: float = 60.0, extra: Sequence[str] = ()
+    ) -> ManagedProcess:
+        port = self.node_ports.get(node_id) or free_port()
+        self.node_ports[node_id] = port
+        metrics_port = self.metrics_ports.setdefault(node_id, free_port())
+        argv = [
+            sys.executable, "-m", "ringpool_node", "--node-id", node_id,
+            "--listen", f"127.0.0.1:{port}", "--tasks", ",".join(self.tasks),
+            "--metrics-port", str(metrics_port),
+            *self.node_args, *extra,
+        ]
+        process = ManagedProcess(
+            node_id, argv, self.workdir / f"{node_id}.log", self._child_env()
+        ).start()
+        self.nodes[node_id] = process
+        if wait:
+            self.wait_for_members({node_id}, timeout)
+        return process
+
+    def start_coordinator(self) -> ManagedProcess:
+        name = f"coordinator-{len(self.coordinators)}"
+        metrics_port = free_port()
+        self.metrics_ports[name] = metrics_port
+        process = ManagedProcess(
+            name,
+            [sys.executable, "-m", "ringpool_coordinator", "--metrics-port", str(metrics_port),
+             *self.coordinator_args],
+            self.workdir / f"{name}.log", self._child_env(),
+        ).start()
+        self.coordinators.append(process)
+        return process
+
+    def _zookeeper(self) -> KazooClient:
+        """The launcher's own ZooKeeper client, opened on first use."""
+        if self._zk_client is None:
+            from ringpool.core.membership import connect_zookeeper
+
+            self._zk_client = connect_zookeeper(self.zk, timeout=10.0)
+        return self._zk_client
+
+    def members(self) -> set[str]:
+        """Node ids registered in ZooKeeper now."""
+        zk = self._zookeeper()
+        path = Names(self.cluster).members
+        return set(zk.get_children(path)) if zk.exists(path) else set()
+
+    def election_contenders(self) -> list[str]:
+        """Lock znodes under the coordinators' election path now, one per contender."""
+        zk = self._zookeeper()
+        path = Names(self.cluster).election
+        return list(zk.get_children(path)) if zk.exists(path) else []
+
+    def wait_for_leader(self, timeout: float = 60.0) -> None:
+        """Wait until a coordinator leads, or is about to.
+
+        The election is kazoo's lock recipe: each contender creates a sequential
+        ephemeral znode and the lowest one holds the lock. That contender sees no
+        predecessor and takes the lock at once, so a first child means a leader
+        within moments, not merely a contender waiting for one.
+        """
+        try:
+            wait_until(self.election_contenders, timeout, "a coordinator to lead", 0.1)
+        except ClusterUnavailable as exc:
+            tails = "\n".join(f"--- {p.name} ({p.log_path}):\n{p.log_tail()}"
+                              for p in self.coordinators)
+            raise ClusterUnavailable(f"{exc}:\n{tails}") from None
+
+    def wait_for_members(self, node_ids: set[str], timeout: float = 60.0) -> None:
+        def ready() -> bool:
+            for node_id in node_ids:
+                process = self.nodes[node_id]
+                if not process.alive():
+                    raise ClusterUnavailable(
+                        f"{node_id} exited early; log {process.log_path}:\n{process.log_tail()}"
+                    )
+            return node_ids <= self.members()
+
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if time.monotonic() >= deadline:
+                tails = "\n".join(
+                    f"--- {n} ({self.nodes[n].log_path}):\n{self.nodes[n].log_tail()}"
+                    for n in node_ids
+                )
+                raise ClusterUnavailable(f"nodes {sorted(node_ids)} did not register:\n{tails}")
+            time.sleep(0.1)
+
+    def stop_node(self, node_id: str, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int | None:
+        return self.nodes[node_id].stop(timeout=timeout, sig=sig)
+
+    def stop(self) -> None:
+        if self._zk_client is not None:
+            self._zk_client.stop()
+            self._zk_client.close()
+            self._zk_client = None
+        for process in [*self.nodes.values(), *self.coordinators]:
+            process.stop(timeout=15.0)
+        if self.redis_server:
+            self.redis_server.stop()
+        if self.zookeeper:
+            self.zookeeper.stop()
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

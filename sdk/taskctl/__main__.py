@@ -1,3 +1,0 @@
-from sdk.taskctl import main
-
-main()

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import click
 
-from ringpool.cli.process import COMMAND_SETTINGS, connection_options, run_process
+from ringpool.cli.process import (
+    COMMAND_SETTINGS,
+    connection_options,
+    run_process,
+    version_option,
+)
 
 
 @click.command(context_settings=COMMAND_SETTINGS)
 @connection_options
+@version_option("ringpool-coordinator")
 @click.option("--metrics-port", default=9401, type=click.IntRange(0, 65535),
               help="Prometheus /metrics port (0: off).")
 @click.option("--token", default="", help="Bearer token for re-dispatching to nodes.")

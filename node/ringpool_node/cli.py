@@ -6,12 +6,18 @@ import socket
 
 import click
 
-from ringpool.cli.process import COMMAND_SETTINGS, connection_options, run_process
+from ringpool.cli.process import (
+    COMMAND_SETTINGS,
+    connection_options,
+    run_process,
+    version_option,
+)
 from ringpool_node.settings import NodeSettings
 
 
 @click.command(context_settings=COMMAND_SETTINGS)
 @connection_options
+@version_option("ringpool-node")
 @click.option("--node-id", default=socket.gethostname(), help="Stable node id (default: hostname).")
 @click.option("--listen", default="0.0.0.0:7700", help="gRPC listen address HOST:PORT.")
 @click.option("--advertise", default="", help="Address clients dial (default: the listen address).")

@@ -29,6 +29,8 @@ from ringpool.errors import (
 )
 from ringpool.task import PermanentError, Retry, RetryPolicy, Task, TaskContext, current_task, task
 
+__version__ = "0.2.0"
+
 __all__ = [
     "AsyncCluster",
     "AsyncTaskHandle",

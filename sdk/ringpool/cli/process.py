@@ -16,7 +16,14 @@ from ringpool.errors import RingpoolError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-COMMAND_SETTINGS = {"auto_envvar_prefix": "RINGPOOL", "show_default": True}
+COMMAND_SETTINGS = {"auto_envvar_prefix": "RINGPOOL", "show_default": True,
+                    "help_option_names": ["-h", "--help"]}
+
+
+def version_option(distribution: str) -> Callable[[F], F]:
+    """``--version``: the installed version of ``distribution``."""
+    return click.version_option(package_name=distribution, prog_name=distribution,
+                                message="%(prog)s %(version)s")
 
 
 def connection_options(command: F) -> F:

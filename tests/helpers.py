@@ -1,0 +1,51 @@
+"""What the tests share: waiting on a condition with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class _Waiting(Generic[T]):
+    """One wait: tries ``check`` until it gives a truthy value or the deadline passes."""
+
+    def __init__(self, check: Callable[[], T], timeout: float, what: str) -> None:
+        self.check, self.timeout, self.what = check, timeout, what
+        self.deadline = time.monotonic() + timeout
+        self.value: T | None = None
+
+    def done(self) -> bool:
+        """True once ``check`` held; AssertionError (chained to its last error) when late."""
+        last: Exception | None = None
+        try:
+            self.value = self.check()
+            if self.value:
+                return True
+        except Exception as exc:
+            last = exc
+        if time.monotonic() >= self.deadline:
+            raise AssertionError(f"timed out after {self.timeout:g}s waiting for {self.what}"
+                                 + (f": {last}" if last else "")) from last
+        return False
+
+
+def eventually(check: Callable[[], T], timeout: float = 30.0, what: str = "the condition",
+               interval: float = 0.05) -> T:
+    """``check()``'s first truthy value (``check`` may also assert), within ``timeout``."""
+    waiting = _Waiting(check, timeout, what)
+    while not waiting.done():
+        time.sleep(interval)
+    return waiting.value  # type: ignore[return-value]
+
+
+async def eventually_async(check: Callable[[], T], timeout: float = 30.0,
+                           what: str = "the condition", interval: float = 0.01) -> T:
+    """``eventually`` for code on an event loop: polls without blocking the loop."""
+    waiting = _Waiting(check, timeout, what)
+    while not waiting.done():
+        await asyncio.sleep(interval)
+    return waiting.value  # type: ignore[return-value]

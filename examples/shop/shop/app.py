@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ringpool import Task
+
 from shop.tasks import PRICES, add_to_cart, cart, charge
 
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-
 from ringpool import InvalidTask, TaskFailed
 from ringpool.testing import InMemoryCluster
+
 from shop import tasks
 from shop.app import Shop, customer_key
 

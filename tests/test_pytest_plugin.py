@@ -59,6 +59,21 @@ def test_the_example_apps_tests_pass_without_java_zookeeper_or_redis() -> None:
           f"{wall_s:.2f} s with interpreter start-up, without java, ZooKeeper or redis-server")
 
 
+def test_the_readme_example_passes_as_written(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Testing your tasks", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(toml|python)\n(.*?)```", section, re.S)
+    assert [kind for kind, _ in blocks] == ["toml", "python", "python"]
+    (tmp_path / "pyproject.toml").write_text(blocks[0][1])
+    for _, code in blocks[1:]:
+        path = tmp_path / code.splitlines()[0].removeprefix("# ")
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(code)
+    done, _ = _pytest(tmp_path, True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _summary(done.stdout) == {"passed": 2}, done.stdout
+
+
 LOCAL_TEST = """
     from ringpool import Task
 

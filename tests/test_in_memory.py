@@ -260,9 +260,11 @@ def test_bad_settings_are_refused_typed(options: dict[str, object]) -> None:
         InMemoryCluster(TASKS, **options)
 
 
-def test_a_task_module_that_does_not_import_is_refused_typed() -> None:
+def test_task_modules_that_do_not_import_are_refused_typed() -> None:
     with pytest.raises(ConfigError, match="no_such_module"):
         InMemoryCluster(["tests.no_such_module"])
+    with pytest.raises(ConfigError, match="list of module names"):
+        InMemoryCluster("tests.tasks_conformance")
 
 
 def test_accepted_flush_and_close_return(cluster: InMemoryCluster) -> None:

@@ -123,6 +123,8 @@ class AsyncInMemoryCluster:
             raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
         if not (result_ttl_s > 0 and fingerprint_ttl_s > 0):
             raise ConfigError("result_ttl_s and fingerprint_ttl_s must be > 0")
+        if isinstance(tasks, str):
+            raise ConfigError(f"tasks must be a list of module names, e.g. [{tasks!r}]")
         node_ids = _node_ids(nodes)
         for module in tasks:
             try:

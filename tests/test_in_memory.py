@@ -17,6 +17,7 @@ from ringpool import (
     Task,
     TaskFailed,
     TaskNotFound,
+    UnknownTask,
     current_task,
     task,
 )
@@ -98,6 +99,13 @@ def test_queued_mode_runs_on_advance_and_on_waiting_for_a_result() -> None:
         second = queued.dispatch("k", tasks.add.s(2, 2))
         assert second.status() == "QUEUED"
         assert second.result(timeout=0) == 4  # waiting runs what is due
+
+
+def test_a_refused_dispatch_many_accepts_nothing() -> None:
+    with InMemoryCluster(TASKS, mode="queued") as queued:
+        with pytest.raises(UnknownTask):
+            queued.dispatch_many([("k", tasks.add.s(1, 1)), ("k", Task("no.such.task"))])
+        assert queued.run_pending() == 0
 
 
 # -- the clock ------------------------------------------------------------------------

@@ -14,7 +14,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from ringpool.client.async_cluster import REFUSALS, AsyncCluster
+from ringpool.client.async_cluster import AsyncCluster
+from ringpool.core.protocol import REFUSALS, code_name
 from ringpool.errors import RingpoolError
 from ringpool.store.pubsub import listen_forever
 from ringpool.store.store import StateStore
@@ -88,7 +89,7 @@ class RetryFirer:
             elif (
                 ack.code in REFUSALS
                 and ack.code != pb.NOT_REDELIVERABLE
-                and await self.store.bury(envelope.task_id, pb.AckCode.Name(ack.code), ack.message)
+                and await self.store.bury(envelope.task_id, code_name(ack.code), ack.message)
             ):
                 self.buried += 1
                 log.warning("retry of %s refused (%s); moved to the DLQ", envelope.task_id, ack.message)

@@ -12,8 +12,9 @@ import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ringpool.core import codec, telemetry
-from ringpool.core.envelope import Limits, ack_code_for, validate
+from ringpool.core.envelope import Limits, validate
 from ringpool.core.membership import Membership
+from ringpool.core.protocol import ack_code_for
 from ringpool.core.ring import Ring, RouteCache
 from ringpool.errors import DispatchError
 from ringpool.pool import Pools

@@ -17,6 +17,7 @@ import weakref
 from typing import Any
 
 from ringpool.core import codec
+from ringpool.core.protocol import TaskState
 from ringpool.errors import ResultTimeout, TaskFailed, TaskNotFound
 from ringpool.store.pubsub import listen_forever
 from ringpool.store.store import StateStore, TaskRecord
@@ -27,11 +28,11 @@ FAST_PATH_WAIT_S = 0.5  # how long to trust the stream before asking Redis
 
 
 def result_from_record(record: TaskRecord) -> pb.TaskResult | None:
-    if record.state == "SUCCEEDED":
+    if record.state is TaskState.SUCCEEDED:
         return pb.TaskResult(task_id=record.task_id, state=pb.SUCCEEDED,
                              result=record.result or b"null", node_id=record.node,
                              attempt=record.attempt)
-    if record.state == "FAILED":
+    if record.state is TaskState.FAILED:
         return pb.TaskResult(task_id=record.task_id, state=pb.FAILED,
                              error_type=record.error_type, error_message=record.error_message,
                              traceback=record.traceback, node_id=record.node,

@@ -21,13 +21,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ringpool.core.naming import Names
+from ringpool.core.protocol import TaskState
 from ringpool.v1 import node_pb2 as pb
 
 SOURCE_NAMES = {pb.SOURCE_CLIENT: "client", pb.SOURCE_RETRY: "retry", pb.SOURCE_REPLAY: "replay"}
 ACCEPT_CODES = {"A": "accepted", "D": "duplicate", "N": "not_redeliverable"}
 DEFAULT_FINGERPRINT_TTL_S = 24 * 3600
 DEFAULT_RESULT_TTL_S = 24 * 3600
-TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED"})
 
 
 def _script(name: str) -> str:
@@ -104,7 +104,7 @@ class TaskRecord:
     """A task as Redis holds it: the truth for status, results and the DLQ."""
 
     task_id: str
-    state: str
+    state: TaskState
     name: str = ""
     key: str = ""
     node: str = ""
@@ -133,7 +133,7 @@ class TaskRecord:
             envelope.ParseFromString(raw[b"envelope"])
         return cls(
             task_id=task_id,
-            state=_text(get(b"state")),
+            state=TaskState.parse(_text(get(b"state"))),
             name=envelope.name,
             key=envelope.key,
             node=_text(get(b"node")),
@@ -154,10 +154,6 @@ class TaskRecord:
             last_failure_at=_float(get(b"last_failure_at")),
             envelope=envelope,
         )
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL_STATES
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (the envelope's payload decoded as text)."""
@@ -328,11 +324,12 @@ class StateStore:
             for task_id, raw in zip(ids, raws, strict=True)
         ]
 
-    async def states(self, task_ids: Sequence[str]) -> list[str]:
+    async def states(self, task_ids: Sequence[str]) -> list[TaskState]:
+        """Each task's state; UNKNOWN for a task without a record."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
                 pipe.hget(self.names.task(task_id), "state")
-            return [_text(s) for s in await pipe.execute()]
+            return [TaskState.parse(_text(s)) for s in await pipe.execute()]
 
     # -- the dead-letter queue -----------------------------------------------------
 

@@ -27,6 +27,7 @@ from ringpool import (
     UnknownTask,
 )
 from ringpool.client import async_cluster as client_module
+from ringpool.store.keys import Keys
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
 from tests.tasks_flaky import probe_runs_key
 
@@ -71,7 +72,7 @@ def nodes_ring_ready(local: LocalCluster, version: int, timeout: float = 30.0) -
 
 
 def cluster_keys(client: redis.Redis, cluster: str) -> set[bytes]:
-    return set(client.scan_iter(match=f"ringpool:{{{cluster}}}:*", count=1000))
+    return set(client.scan_iter(match=Keys(cluster).pattern, count=1000))
 
 
 def test_sync_dispatch_returns_the_result(cluster: Cluster) -> None:

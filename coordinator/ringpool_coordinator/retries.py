@@ -17,7 +17,6 @@ from collections.abc import Callable
 from ringpool.client.async_cluster import AsyncCluster
 from ringpool.core.protocol import REFUSALS, code_name
 from ringpool.errors import RingpoolError
-from ringpool.store.pubsub import listen_forever
 from ringpool.store.store import StateStore
 from ringpool.v1 import node_pb2 as pb
 
@@ -96,9 +95,7 @@ class RetryFirer:
         return len(due)
 
     async def _listen(self) -> None:
-        async def wake(_: bytes = b"") -> None:
+        async def wake() -> None:
             self._wake.set()
 
-        # Look again after every (re)subscription: a wake sent while nobody listened is lost.
-        await listen_forever(self.store.redis, self.store.names.retry_channel, wake,
-                             on_subscribed=wake)
+        await self.store.watch_retry_wakes(wake)

@@ -20,8 +20,6 @@ TIMESTAMPS = ("created_at", "accepted_at", "started_at", "finished_at", "first_f
 def record_data(record: TaskRecord, dead_at: float | None) -> dict[str, Any]:
     """The JSON view of a record: timestamps as ISO-8601 text next to the raw floats."""
     data = record.to_dict()
-    data["name"] = record.name or record.envelope.name
-    data["key"] = record.key or record.envelope.key
     data["in_dlq"] = dead_at is not None
     data["dead_lettered_at"] = dead_at
     for name in (*TIMESTAMPS, "dead_lettered_at"):
@@ -66,13 +64,13 @@ def print_record(out: Console, data: dict[str, Any]) -> None:
 async def load(session: Session, task_id: str, must_be_dead: bool = False) -> dict[str, Any]:
     store = await session.store()
     record = await store.record(task_id)
-    score = await store.redis.zscore(store.names.dlq, task_id)
-    if must_be_dead and score is None:
+    (dead_at,) = await store.dlq_times([task_id])
+    if must_be_dead and dead_at is None:
         raise TaskNotFound(f"task {task_id} is not in the dead-letter queue"
                            + ("" if record is None else f" (it is {record.state})"))
     if record is None:
         raise TaskNotFound(f"no task {task_id} in cluster {session.options.cluster!r}")
-    return record_data(record, float(score) if score is not None else None)
+    return record_data(record, dead_at)
 
 
 @click.group()

@@ -271,9 +271,6 @@ class StateStore:
         await self._redis.ping()
         return time.perf_counter() - started
 
-    def fingerprint_key(self, envelope: pb.TaskEnvelope) -> str:
-        return self.keys.fingerprint(envelope.name, envelope.idempotency_key, envelope.task_id)
-
     # -- the node's writes -------------------------------------------------------
 
     async def accept(
@@ -284,7 +281,7 @@ class StateStore:
         keys = self.keys
         tasks = _pack([
             (env.task_id, SOURCE_NAMES[env.source], env.SerializeToString(), env.attempt,
-             self.fingerprint_key(env))
+             keys.fingerprint(env.name, env.idempotency_key, env.task_id))
             for env in envelopes
         ])
         started = time.perf_counter()
@@ -439,12 +436,6 @@ class StateStore:
 
     async def dlq_size(self) -> int:
         return int(await self._redis.zcard(self.keys.dlq))
-
-    async def dlq_ids(
-        self, since: float | None = None, until: float | None = None, limit: int = DLQ_PAGE
-    ) -> list[tuple[str, float]]:
-        """Up to ``limit`` DLQ task ids with the time they were dead-lettered, oldest first."""
-        return await self._dlq_range(_bound(since, "-inf"), _bound(until, "+inf"), limit)
 
     async def dlq_pages(
         self, since: float | None = None, until: float | None = None, page_size: int = DLQ_PAGE

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from ringpool.cli.taskctl.app import Session, options_of, run
 from ringpool.cli.taskctl.output import ago, emit, iso, when
+from ringpool.core.protocol import TaskState
 from ringpool.errors import TaskNotFound
 from ringpool.store.store import TaskRecord
 
@@ -29,7 +30,8 @@ def record_data(record: TaskRecord, dead_at: float | None) -> dict[str, Any]:
 
 def print_record(out: Console, data: dict[str, Any]) -> None:
     state = data["state"]
-    colour = {"SUCCEEDED": "green", "FAILED": "red", "RETRY_SCHEDULED": "yellow"}.get(state, "cyan")
+    colour = {TaskState.SUCCEEDED: "green", TaskState.FAILED: "red",
+              TaskState.RETRY_SCHEDULED: "yellow"}.get(state, "cyan")
     out.print(f"[bold]task[/bold] {data['task_id']}  [{colour}]{state}[/{colour}]"
               + ("  [red](in the DLQ)[/red]" if data["in_dlq"] else ""))
     rows = [
@@ -51,7 +53,7 @@ def print_record(out: Console, data: dict[str, Any]) -> None:
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         out.print(f"  {label:<{width}}  {escape(str(value))}")
-    if state == "SUCCEEDED" and data["result"] is not None:
+    if state == TaskState.SUCCEEDED and data["result"] is not None:
         out.print(f"  {'result':<{width}}  {escape(data['result'])}")
     if data["error_type"]:
         out.print(f"  {'error':<{width}}  [red]{escape(data['error_type'])}: "

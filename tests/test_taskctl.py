@@ -20,7 +20,7 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from ringpool import Cluster, Task
+from ringpool import Cluster, Task, TaskState
 from ringpool.cli.taskctl import cli
 from ringpool.cli.taskctl import dlq as dlq_module
 from ringpool.cli.taskctl.app import Options, Session, run
@@ -190,10 +190,12 @@ def test_task_show_in_both_modes(local: LocalCluster, client: Cluster) -> None:
     # Too short to be marked RUNNING, yet its start is recorded with its outcome.
     assert data["accepted_at"] <= data["started_at"] <= data["finished_at"]
 
-    failed = client.dispatch("show:2", Task("demo.fail", args=("kaput",)))
-    wait_until(lambda: failed.status() == "FAILED", 30, "demo.fail to fail")
+    failed = client.dispatch("show:2", Task("demo.fail", args=("kaput [bold]x[/bold]",)))
+    wait_until(lambda: failed.status() is TaskState.FAILED, 30, "demo.fail to fail")
     text = ok(ctl(local, "task", "show", failed.task_id)).stdout
-    assert "ValueError: kaput" in text and "Traceback (most recent call last)" in text
+    assert "Traceback (most recent call last)" in text
+    # In the error line and the traceback's last line, as raised: neither markup nor escaped.
+    assert text.count("ValueError: kaput [bold]x[/bold]") == 2 and "\\[" not in text
     assert "(in the DLQ)" in text
     data = as_json(ctl(local, "--json", "task", "show", failed.task_id))
     assert data["error_type"] == "ValueError" and data["in_dlq"] is True

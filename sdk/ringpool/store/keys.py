@@ -46,11 +46,6 @@ class Keys:
         object.__setattr__(self, "prefix", f"ringpool:{{{self.cluster}}}")
 
     @property
-    def pattern(self) -> str:
-        """A SCAN pattern matching every key of the cluster."""
-        return f"{self.prefix}:*"
-
-    @property
     def task_prefix(self) -> str:
         """``task(id)`` is this plus the id (the scripts build record keys this way)."""
         return f"{self.prefix}:task:"

@@ -60,7 +60,7 @@ def print_record(out: Console, data: dict[str, Any]) -> None:
                   f"{escape(data['error_message'])}[/red]")
     if data["traceback"]:
         out.print("[bold]traceback[/bold]")
-        out.print(escape(data["traceback"].rstrip()), markup=False, highlight=False)
+        out.print(data["traceback"].rstrip(), markup=False, highlight=False)
 
 
 async def load(session: Session, task_id: str, must_be_dead: bool = False) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The state store's reads against a real Redis: the DLQ in pages, sizes, dead-letter times."""
+"""The state store against a real Redis: the DLQ in pages, sizes, accept codes, transitions."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import TypeVar
 
 import redis
 
+from ringpool import Task, TaskState
+from ringpool.core.envelope import build
 from ringpool.store.keys import Keys
-from ringpool.store.store import QueueSizes, StateStore
+from ringpool.store.store import AcceptCode, QueueSizes, StateStore, Transition
 
 T = TypeVar("T")
 
@@ -78,3 +80,40 @@ def test_queue_sizes_and_dead_letter_times(
 
     assert with_store(redis_url, cluster_name, read) == (QueueSizes(retries=1, dlq=2),
                                                          [8.0, None, 7.5])
+
+
+def test_accept_codes_and_each_transition_land_in_the_record(
+    redis_url: str, redis_client: redis.Redis, cluster_name: str
+) -> None:
+    keys = Keys(cluster_name)
+    ok, retried, dead = (build(f"k{i}", Task("demo.add", args=(i, i)), 1) for i in range(3))
+    again = build("k0", Task("demo.add", args=(0, 0)), 1)
+    again.task_id = ok.task_id  # the same task sent twice: its fingerprint is taken
+
+    async def run(store: StateStore) -> list[object]:
+        accepted = await store.accept("n1", 7, [ok, retried, dead])
+        duplicate = await store.accept("n1", 7, [again])
+        applied = await store.transition("n1", 7, [
+            Transition.started(ok.task_id, 100.0),
+            Transition.succeeded(ok.task_id, b"0", 100.0),
+            Transition.retry(retried.task_id, 101.0, retry_at=5000.0, error_type="E",
+                             error_message="m", traceback="tb"),
+            Transition.dead(dead.task_id, 102.0, dead_reason="permanent", error_type="P",
+                            error_message="no", traceback="tb2"),
+        ])
+        stale = await store.transition("n1", 6, [Transition.started(retried.task_id, 1.0)])
+        return [accepted, duplicate, applied, stale,
+                await store.records([ok.task_id, retried.task_id, dead.task_id])]
+
+    accepted, duplicate, applied, stale, records = with_store(redis_url, cluster_name, run)
+    assert [(a.code, a.state) for a in accepted] == [(AcceptCode.ACCEPTED, TaskState.QUEUED)] * 3
+    assert [(d.code, d.task_id) for d in duplicate] == [(AcceptCode.DUPLICATE, ok.task_id)]
+    assert applied == [True] * 4 and stale == [False]
+    done, waiting, buried = records
+    assert (done.state, done.result, done.started_at) == (TaskState.SUCCEEDED, b"0", 100.0)
+    assert (waiting.state, waiting.error_type, waiting.error_message, waiting.traceback) == (
+        TaskState.RETRY_SCHEDULED, "E", "m", "tb")
+    assert redis_client.zscore(keys.retries, retried.task_id) == 5000.0
+    assert (buried.state, buried.dead_reason, buried.error_type, buried.traceback) == (
+        TaskState.FAILED, "permanent", "P", "tb2")
+    assert redis_client.zscore(keys.dlq, dead.task_id) is not None

@@ -46,8 +46,8 @@ class InMemoryBackend:
     def __init__(self, cluster: InMemoryCluster) -> None:
         self.cluster = cluster
 
-    def dlq_ids(self) -> list[str]:
-        return [record.task_id for record in self.cluster.dlq()]
+    def in_dlq(self, task_id: str) -> bool:
+        return task_id in [record.task_id for record in self.cluster.dlq()]
 
     def record(self, task_id: str) -> TaskRecord | None:
         return self.cluster.record(task_id)
@@ -75,8 +75,8 @@ class LocalBackend:
 
         return asyncio.run(run())
 
-    def dlq_ids(self) -> list[str]:
-        return [task_id for task_id, _ in self._store(lambda store: store.dlq_ids())]
+    def in_dlq(self, task_id: str) -> bool:
+        return self._store(lambda store: store.dlq_times([task_id])) != [None]
 
     def record(self, task_id: str) -> TaskRecord | None:
         return self._store(lambda store: store.record(task_id))  # type: ignore[no-any-return]
@@ -231,7 +231,7 @@ def test_a_task_that_cannot_succeed_ends_in_the_dlq(
     assert (caught.value.error_type, caught.value.attempts) == (error_type, attempts)
     assert caught.value.task_id == handle.task_id
     assert handle.status() == "FAILED"
-    assert handle.task_id in backend.dlq_ids()
+    assert backend.in_dlq(handle.task_id)
     record = backend.record(handle.task_id)
     assert record is not None
     assert (record.state, record.attempt, record.dead_reason) == ("FAILED", attempts, reason)
@@ -262,7 +262,7 @@ def test_a_replayed_dead_letter_runs_again_under_its_id(backend: Backend, tmp_pa
 
     record = eventually(succeeded, timeout=WAIT_S, what="the replay to succeed")
     assert (record.result, record.attempt, record.replays) == (b'"open"', 1, 1)
-    assert handle.task_id not in backend.dlq_ids()
+    assert not backend.in_dlq(handle.task_id)
 
 
 # -- idempotency and order ------------------------------------------------------------

@@ -57,14 +57,14 @@ async def run(settings: CoordinatorSettings) -> int:
     recoverer = Recoverer(zk, store, cluster.membership, settings.max_crash_recoveries)
     firer = RetryFirer(store, cluster)
     retention = DlqRetention(store, settings.dlq_retention_s)
-    metrics = CoordinatorMetrics(settings.redis, settings.cluster, firer, recoverer, retention)
     loop = asyncio.get_running_loop()
+    metrics = CoordinatorMetrics(store, firer, recoverer, retention, loop)
 
     def on_ring(_: object) -> None:
         loop.call_soon_threadsafe(recoverer.ring_changed)
 
     cluster.membership.subscribe(on_ring)
-    leadership = Leadership(zk, store.names.election, identifier)
+    leadership = Leadership(zk, cluster.membership.names.election, identifier)
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
 
@@ -99,7 +99,6 @@ async def run(settings: CoordinatorSettings) -> int:
             log.info("%s stepped down", identifier)
     finally:
         await leadership.release()
-        metrics.close()
         await cluster.close()
         await store.close()
         await asyncio.to_thread(zk.stop)

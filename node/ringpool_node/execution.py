@@ -105,8 +105,7 @@ class Execution:
         job = Job.for_envelope(envelope, definition, args, kwargs, self.node_id)
         started_at = time.time()
         # Marking RUNNING is informational: written late if at all, never retried.
-        self._enqueue(_Pending(epoch, Transition("start", envelope.task_id,
-                                                 started_at=started_at)))
+        self._enqueue(_Pending(epoch, Transition.started(envelope.task_id, started_at)))
         if self.metrics is not None:
             self.queued_at[envelope.task_id] = time.monotonic()
         done = functools.partial(self._on_done, envelope, definition, epoch, stream, started_at)
@@ -164,21 +163,21 @@ class Execution:
         verdict = conclude(envelope, outcome, retry_policy(definition, self.default_retry))
         if verdict.op == "ok":
             self.counters["succeeded"] += 1
-            return Transition("ok", task_id, a=verdict.result, publish=publish,
-                              started_at=started_at), pb.TaskResult(
+            return Transition.succeeded(task_id, verdict.result, started_at, publish), pb.TaskResult(
                 task_id=task_id, state=pb.SUCCEEDED, result=verdict.result, node_id=self.node_id,
                 attempt=envelope.attempt,
             )
         if verdict.op == "retry":
             self.counters["retried"] += 1
-            return Transition(
-                "retry", task_id, a=verdict.error_type, b=verdict.error_message,
-                c=verdict.traceback, d=time.time() + verdict.retry_in_s, started_at=started_at,
+            return Transition.retry(
+                task_id, started_at, retry_at=time.time() + verdict.retry_in_s,
+                error_type=verdict.error_type, error_message=verdict.error_message,
+                traceback=verdict.traceback,
             ), None
         self.counters["dead"] += 1
-        return Transition(
-            "dead", task_id, a=verdict.error_type, b=verdict.error_message, c=verdict.traceback,
-            d=verdict.dead_reason, started_at=started_at,
+        return Transition.dead(
+            task_id, started_at, dead_reason=verdict.dead_reason, error_type=verdict.error_type,
+            error_message=verdict.error_message, traceback=verdict.traceback,
         ), pb.TaskResult(
             task_id=task_id, state=pb.FAILED, error_type=verdict.error_type,
             error_message=verdict.error_message, traceback=verdict.traceback,
@@ -255,7 +254,7 @@ class Execution:
         if stream is not None and not pushed and applied and result is not None \
                 and not item.transition.publish:
             # The stream went away after we chose it: announce the result instead.
-            await self.store.redis.publish(self.store.names.done_channel, item.envelope.task_id)
+            await self.store.publish_done(item.envelope.task_id)
         self._forget(item.envelope.task_id, None if pushed else stream)
 
     def _forget(self, task_id: str, stream: ClientStream | None) -> None:

@@ -36,12 +36,13 @@ from ringpool.core import codec
 from ringpool.core import envelope as envelopes
 from ringpool.core.envelope import DEFAULT_LIMITS, Limits
 from ringpool.core.outcomes import INVALID_ARGUMENTS, check_arguments, conclude
+from ringpool.core.protocol import TaskState
 from ringpool.core.ring import Member, Ring
 from ringpool.errors import ConfigError, InvalidTask, ResultTimeout, TaskNotFound, UnknownTask
 from ringpool.pool import AutoscalerSettings, CpuSettings, Job, Outcome, Pools, PoolSettings
 from ringpool.store.store import DEFAULT_FINGERPRINT_TTL_S, DEFAULT_RESULT_TTL_S, TaskRecord
 from ringpool.task import REGISTRY, Task, TaskDefinition, current_task
-from ringpool.testing.state import RUNNING, UNKNOWN, Entry, MemoryState
+from ringpool.testing.state import Entry, MemoryState
 from ringpool.v1 import node_pb2 as pb
 
 Mode = Literal["eager", "queued"]
@@ -82,7 +83,7 @@ class AsyncInMemoryTaskHandle:
     def __repr__(self) -> str:
         return f"<TaskHandle {self.task_id} key={self.key!r}>"
 
-    async def status(self) -> str:
+    async def status(self) -> TaskState:
         """QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in the DLQ) or UNKNOWN."""
         return self._cluster._status(self.task_id)
 
@@ -261,9 +262,9 @@ class AsyncInMemoryCluster:
 
     # -- results ----------------------------------------------------------------------
 
-    def _status(self, task_id: str) -> str:
+    def _status(self, task_id: str) -> TaskState:
         entry = self._state.entry(task_id)
-        return entry.record.state if entry is not None else UNKNOWN
+        return entry.record.state if entry is not None else TaskState.UNKNOWN
 
     async def _result(self, task_id: str, timeout: float | None) -> Any:
         until = math.inf if timeout is None else self._state.now + timeout
@@ -276,7 +277,7 @@ class AsyncInMemoryCluster:
                 return unwrap(result)
             if await self._run_due():
                 continue
-            if entry.record.state == RUNNING:  # run by another caller: wait for it
+            if entry.record.state is TaskState.RUNNING:  # run by another caller: wait for it
                 try:
                     await asyncio.wait_for(self._progress.wait(), timeout)
                 except TimeoutError:

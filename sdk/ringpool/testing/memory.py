@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from ringpool.client.portal import Portal
+from ringpool.core.protocol import TaskState
 from ringpool.core.ring import Ring
 from ringpool.store.store import TaskRecord
 from ringpool.task import Task, current_task
@@ -31,7 +32,7 @@ class InMemoryTaskHandle:
     def __repr__(self) -> str:
         return repr(self._handle)
 
-    def status(self) -> str:
+    def status(self) -> TaskState:
         """QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in the DLQ) or UNKNOWN."""
         return self._portal.call(self._handle.status())
 

@@ -16,17 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ringpool.core.outcomes import Verdict
+from ringpool.core.protocol import TaskState
 from ringpool.store.store import TaskRecord
 from ringpool.task import TaskDefinition
 from ringpool.v1 import node_pb2 as pb
 
-QUEUED = "QUEUED"
-RUNNING = "RUNNING"
-RETRY_SCHEDULED = "RETRY_SCHEDULED"
-SUCCEEDED = "SUCCEEDED"
-FAILED = "FAILED"
-UNKNOWN = "UNKNOWN"
-WAITING = frozenset({QUEUED, RETRY_SCHEDULED})
+WAITING = frozenset({TaskState.QUEUED, TaskState.RETRY_SCHEDULED})
 
 
 @dataclass
@@ -89,9 +84,9 @@ class MemoryState:
             return original
         task_id = envelope.task_id
         self._fingerprints[self.fingerprint(envelope)] = (task_id, self.now + self.fingerprint_ttl_s)
-        record = TaskRecord(task_id, QUEUED, name=envelope.name, key=envelope.key, node=owner,
-                            attempt=envelope.attempt, created_at=self.now, accepted_at=self.now,
-                            envelope=envelope)
+        record = TaskRecord(task_id, TaskState.QUEUED, name=envelope.name, key=envelope.key,
+                            node=owner, attempt=envelope.attempt, created_at=self.now,
+                            accepted_at=self.now, envelope=envelope)
         self._entries[task_id] = Entry(record, definition)
         self._schedule(task_id, self.now)
         return task_id
@@ -117,10 +112,10 @@ class MemoryState:
             if entry is None or entry.record.state not in WAITING:
                 continue
             record = entry.record
-            if record.state == RETRY_SCHEDULED:
+            if record.state is TaskState.RETRY_SCHEDULED:
                 record.attempt += 1
                 record.envelope.attempt = record.attempt
-            record.state = RUNNING
+            record.state = TaskState.RUNNING
             record.started_at = self.now
             due.append(entry)
         return due
@@ -129,7 +124,7 @@ class MemoryState:
         """Apply a run's verdict to its record, as the node's transition does in Redis."""
         record = entry.record
         if verdict.op == "ok":
-            record.state, record.result = SUCCEEDED, verdict.result
+            record.state, record.result = TaskState.SUCCEEDED, verdict.result
             record.finished_at = self.now
             record.completions += 1
             entry.expires_at = self.now + self.result_ttl_s
@@ -140,10 +135,10 @@ class MemoryState:
         if record.first_failure_at is None:
             record.first_failure_at = self.now
         if verdict.op == "retry":
-            record.state = RETRY_SCHEDULED
+            record.state = TaskState.RETRY_SCHEDULED
             self._schedule(record.task_id, self.now + verdict.retry_in_s)
             return
-        record.state, record.dead_reason = FAILED, verdict.dead_reason
+        record.state, record.dead_reason = TaskState.FAILED, verdict.dead_reason
         record.finished_at = self.now
         record.completions += 1
         self._dlq[record.task_id] = self.now
@@ -166,7 +161,7 @@ class MemoryState:
             fingerprint = self.fingerprint(record.envelope)
             if self.holder(record.envelope) in (None, task_id):
                 self._fingerprints[fingerprint] = (task_id, self.now + self.fingerprint_ttl_s)
-            record.state, record.attempt, record.envelope.attempt = QUEUED, 1, 1
+            record.state, record.attempt, record.envelope.attempt = TaskState.QUEUED, 1, 1
             record.replays += 1
             record.result = record.finished_at = None
             record.accepted_at = self.now

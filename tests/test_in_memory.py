@@ -230,7 +230,7 @@ async def test_the_async_twin_has_the_same_api() -> None:
         current[:] = [cluster]
         handle = await cluster.dispatch("user:1", async_parent.s())
         assert await handle.result() == 42 and await handle.status() == "SUCCEEDED"
-        await handle.accepted()
+        assert await handle.accepted() == handle.task_id
         await cluster.flush()
         retried = await cluster.dispatch("user:2", slow_fail_until.s(2))
         assert await cluster.advance(10) == 1 and await retried.status() == "SUCCEEDED"
@@ -277,7 +277,7 @@ def test_task_modules_that_do_not_import_are_refused_typed() -> None:
 
 def test_accepted_flush_and_close_return(cluster: InMemoryCluster) -> None:
     handle = cluster.dispatch("k", Task("conformance.add", args=(1,)))
-    assert handle.accepted(timeout=1) is None and cluster.flush(timeout=1) is None
+    assert handle.accepted(timeout=1) == handle.task_id and cluster.flush(timeout=1) is None
     assert repr(handle) == f"<TaskHandle {handle.task_id} key='k'>"
     cluster.close()
     cluster.close()

@@ -87,9 +87,10 @@ class AsyncInMemoryTaskHandle:
         """QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in the DLQ) or UNKNOWN."""
         return self._cluster._status(self.task_id)
 
-    async def accepted(self, timeout: float | None = None) -> None:
-        """Returns at once: a task is accepted when ``dispatch()`` returns its handle
-        (a refusal was raised by ``dispatch()`` itself)."""
+    async def accepted(self, timeout: float | None = None) -> str:
+        """The task's id, at once: a task is accepted when ``dispatch()`` returns its
+        handle (a refusal was raised by ``dispatch()`` itself)."""
+        return self.task_id
 
     async def result(self, timeout: float | None = None) -> Any:
         """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), TaskNotFound.

@@ -36,8 +36,9 @@ class InMemoryTaskHandle:
         """QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in the DLQ) or UNKNOWN."""
         return self._portal.call(self._handle.status())
 
-    def accepted(self, timeout: float | None = None) -> None:
-        """Returns at once: a refusal was raised by ``dispatch()`` itself."""
+    def accepted(self, timeout: float | None = None) -> str:
+        """The task's id, at once: a refusal was raised by ``dispatch()`` itself."""
+        return self.task_id
 
     def result(self, timeout: float | None = None) -> Any:
         """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), TaskNotFound.

@@ -8,7 +8,7 @@ go through ``StateStore``; nothing else knows the key layout.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, cast
@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ringpool.core.naming import Names
+from ringpool.store.events import StoreEvents
 from ringpool.v1 import node_pb2 as pb
 
 SOURCE_NAMES = {pb.SOURCE_CLIENT: "client", pb.SOURCE_RETRY: "retry", pb.SOURCE_REPLAY: "replay"}
@@ -178,8 +179,10 @@ class StateStore:
         cluster: str,
         fingerprint_ttl_s: int = DEFAULT_FINGERPRINT_TTL_S,
         result_ttl_s: int = DEFAULT_RESULT_TTL_S,
+        events: StoreEvents | None = None,
     ) -> None:
         self.redis = client
+        self.events = events or StoreEvents()
         self.names = Names(cluster)
         self.fingerprint_ttl_s = fingerprint_ttl_s
         self.result_ttl_s = result_ttl_s
@@ -190,8 +193,6 @@ class StateStore:
         self._claim = client.register_script(_script("claim"))
         self._purge = client.register_script(_script("purge"))
         self._bury = client.register_script(_script("bury"))
-        # Called with (op, seconds) after each accept and transition script call (metrics).
-        self.observe_round_trip: Callable[[str, float], None] | None = None
 
     @classmethod
     def from_url(cls, url: str, cluster: str, **kwargs: Any) -> StateStore:
@@ -224,8 +225,7 @@ class StateStore:
             keys=[names.inflight(node_id), names.retries, names.dlq, names.inflight_nodes],
             args=[node_id, epoch, time.time(), self.fingerprint_ttl_s, self._record_prefix, tasks],
         )
-        if self.observe_round_trip is not None:
-            self.observe_round_trip("accept", time.perf_counter() - started)
+        self.events.round_trip("accept", time.perf_counter() - started)
         return [
             AcceptResult(ACCEPT_CODES[code], task_id, state)
             for code, task_id, state in msgpack.unpackb(raw)
@@ -244,8 +244,7 @@ class StateStore:
             args=[epoch, time.time(), self.result_ttl_s, self._record_prefix,
                   names.done_channel, names.retry_channel, packed],
         )
-        if self.observe_round_trip is not None:
-            self.observe_round_trip("transition", time.perf_counter() - started)
+        self.events.round_trip("transition", time.perf_counter() - started)
         return [code == ord("K") for code in raw]
 
     async def recover(

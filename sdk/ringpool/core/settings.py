@@ -44,9 +44,9 @@ class ConnectionSettings:
 
     def __post_init__(self) -> None:
         if not self.zk:
-            raise ConfigError("no ZooKeeper address: pass zk=... (--zk) or set RINGPOOL_ZK")
+            raise ConfigError("no ZooKeeper address: set --zk, zk= or RINGPOOL_ZK")
         if not self.redis:
-            raise ConfigError("no Redis URL: pass redis=... (--redis) or set RINGPOOL_REDIS")
+            raise ConfigError("no Redis URL: set --redis, redis= or RINGPOOL_REDIS")
         check_cluster_name(self.cluster)
         if self.zk_auth:
             parse_credential(self.zk_auth, "zk_auth")

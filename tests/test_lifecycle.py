@@ -6,6 +6,7 @@ contends again after a failed attempt."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import signal
@@ -179,9 +180,12 @@ def test_a_restarted_node_reclaims_its_tasks_under_its_own_crash_limit(
                       coordinator_args=["--max-crash-recoveries", "100"]) as local, \
             Cluster.connect(zk=local.zk, redis=local.redis, cluster=local.cluster) as cluster:
         handle = cluster.dispatch("k", demo.sleep.s(60))
+        def running(recoveries: int) -> bool:
+            found = record(local, handle.task_id)
+            return found is not None and (found.state, found.recoveries) == ("RUNNING", recoveries)
+
         for recoveries in (0, 1):
-            eventually(lambda r=recoveries: (rec := record(local, handle.task_id)) is not None
-                       and rec.state == "RUNNING" and rec.recoveries == r, 60,
+            eventually(functools.partial(running, recoveries), 60,
                        f"a run after {recoveries} recoveries")
             local.stop_node("node-0", signal.SIGKILL)
             local.start_node("node-0")

@@ -19,9 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ringpool import Cluster, Task, TaskFailed, demo
 from ringpool.errors import UnknownTask
-from ringpool.testing.local import LocalCluster, wait_until
+from ringpool.testing.local import LocalCluster
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
+from tests.helpers import eventually
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "k8s" / "dashboards" / "ringpool.json"
 DEFAULT_PREFIXES = ("python_", "process_")  # prometheus_client's own collectors
@@ -70,7 +71,7 @@ def run(zookeeper, redis_server) -> Iterator[Run]:  # type: ignore[no-untyped-de
                       tasks=["ringpool.demo"]) as lc:
         node_ports = [lc.metrics_ports[n] for n in sorted(lc.nodes)]
         coordinator_port = lc.metrics_ports["coordinator-0"]
-        wait_until(lambda: value(scrape(coordinator_port), "ringpool_coordinator_leader") == 1,
+        eventually(lambda: value(scrape(coordinator_port), "ringpool_coordinator_leader") == 1,
                    30, "a leading coordinator")
         before = [scrape(port) for port in node_ports]
         registry = CollectorRegistry()
@@ -94,7 +95,7 @@ def run(zookeeper, redis_server) -> Iterator[Run]:  # type: ignore[no-untyped-de
         client = {f.name: f for f in text_string_to_metric_families(
             generate_latest(registry).decode())}
         coordinator = scrape(coordinator_port)
-        wait_until(lambda: value(scrape(coordinator_port), "ringpool_dlq_size") == 2, 10,
+        eventually(lambda: value(scrape(coordinator_port), "ringpool_dlq_size") == 2, 10,
                    "two DLQ entries")
         coordinator = scrape(coordinator_port)
         nodes, statuses = [], []

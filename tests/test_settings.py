@@ -57,6 +57,7 @@ def test_arguments_beat_the_environment_which_beats_defaults(
     assert isinstance(coordinator, CoordinatorSettings)
     assert coordinator.tls_ca == "/env/ca.pem"  # it dials nodes: a client's TLS settings
     with taskctl_cli.make_context("taskctl", ["--zk", "zk-arg:2181", "status"]) as ctx:
+        assert taskctl_cli.callback is not None
         ctx.invoke(taskctl_cli.callback, **ctx.params)
         taskctl = options_of(ctx).settings()
     assert (taskctl.zk, taskctl.redis, taskctl.tls_ca) == ("zk-arg:2181", "redis://env/0",

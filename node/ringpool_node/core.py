@@ -290,10 +290,10 @@ class Node:
             except Exception as exc:
                 log.warning("in-flight reconciliation failed: %s", exc)
 
-    async def drain(self, timeout: float) -> tuple[int, int]:
+    async def drain(self, timeout: float) -> None:
         """Stop accepting, finish what we can within ``timeout``, hand back the rest.
 
-        Returns (finished, handed back). Queued work is withdrawn from the pools first
+        Queued work is withdrawn from the pools first
         so it cannot start after it was handed back; handed-back tasks go to the retry
         set, due now, without using an attempt, and the coordinator re-dispatches them.
         """
@@ -307,4 +307,3 @@ class Node:
             handed_back = recovery.recovered
         finished = before - self.execution.pending
         log.info("drained: %d finished, %d handed back", finished, handed_back)
-        return finished, handed_back

@@ -5,6 +5,7 @@ certificate everywhere (the node's own has ``--server-tls-*``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -138,3 +139,15 @@ def test_max_crash_recoveries_and_result_ttl_reach_the_node_settings() -> None:
     coordinator = settings_of(coordinator_main, ["--max-crash-recoveries", "7"])
     assert isinstance(coordinator, CoordinatorSettings)
     assert coordinator.max_crash_recoveries == 7
+
+
+def test_the_readme_documents_every_flag_and_variable() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    configuration = readme[readme.index("## Configuration"):readme.index("## Deploying")]
+    for command in (node_main, coordinator_main, taskctl_cli):
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name not in ("help", "version"):
+                flag = next(opt for opt in param.opts if opt.startswith("--"))
+                assert f"`{flag}`" in configuration, (command.name, flag)
+                if isinstance(param.envvar, str):
+                    assert param.envvar in configuration, (command.name, param.envvar)

@@ -289,7 +289,7 @@ def taskctl_process(*args: str) -> subprocess.Popen[str]:
     """``taskctl`` in its own process, answering Ctrl-C (SIGINT) as in a terminal."""
     return subprocess.Popen(
         [sys.executable, "-c", RUN_TASKCTL, *args],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},  # this tree's code
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -452,13 +452,15 @@ def test_version_help_and_completion() -> None:
 # -- dev up --------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("servers_after_up", [False, True], ids=["taskctl-flags", "dev-up-flags"])
 def test_dev_up_prints_settings_serves_and_tears_down(
-    zookeeper: ZooKeeperServer, redis_server: RedisServer
+    zookeeper: ZooKeeperServer, redis_server: RedisServer, servers_after_up: bool
 ) -> None:
     cluster = f"dev{uuid.uuid4().hex[:8]}"
-    process = taskctl_process("--zk", zookeeper.address, "--redis", redis_server.url,
-                              "--cluster", cluster, "dev", "up", "--nodes", "1",
-                              "--coordinators", "0")
+    servers = ["--zk", zookeeper.address, "--redis", redis_server.url]
+    process = taskctl_process(*([] if servers_after_up else servers), "--cluster", cluster,
+                              "dev", "up", "--nodes", "1", "--coordinators", "0",
+                              *(servers if servers_after_up else []))
     try:
         assert process.stdout is not None
         exports: dict[str, str] = {}

@@ -277,8 +277,10 @@ class Node:
                 continue
             try:
                 inflight = await self.store.inflight(self.node_id)
-                if any(owner_epoch != epoch for owner_epoch in inflight.values()):
-                    await self.reclaim(keep_epoch=epoch)
+                if self.epoch != epoch:
+                    continue  # registered again meanwhile: look on the next sweep
+                if any(owner_epoch < epoch for owner_epoch in inflight.values()):
+                    await self.reclaim_stale()
                 orphans = {
                     task_id for task_id, owner_epoch in inflight.items()
                     if owner_epoch == epoch and task_id not in self.execution.active
@@ -293,9 +295,9 @@ class Node:
     async def drain(self, timeout: float) -> None:
         """Stop accepting, finish what we can within ``timeout``, hand back the rest.
 
-        Queued work is withdrawn from the pools first
-        so it cannot start after it was handed back; handed-back tasks go to the retry
-        set, due now, without using an attempt, and the coordinator re-dispatches them.
+        Queued work is withdrawn from the pools first so it cannot start after it was
+        handed back; handed-back tasks go to the retry set, due now, without using an
+        attempt, and the coordinator re-dispatches them.
         """
         self.draining = True
         before = self.execution.pending

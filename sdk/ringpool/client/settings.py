@@ -51,6 +51,7 @@ class ClientSettings(ConnectionSettings):
         token: str | None = None,
         **options: object,
     ) -> ClientSettings:
-        """``Cluster.connect``'s arguments; ``RINGPOOL_*`` variables fill what is not given."""
-        return cls.from_sources({"zk": zk, "redis": redis, "cluster": cluster, "token": token,
-                                 **options})
+        """``Cluster.connect``'s arguments; ``RINGPOOL_*`` variables fill what is not given
+        (an empty address or cluster name counts as not given; an empty token is a token)."""
+        return cls.from_sources({"zk": zk or None, "redis": redis or None,
+                                 "cluster": cluster or None, "token": token, **options})

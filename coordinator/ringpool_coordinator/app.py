@@ -45,9 +45,7 @@ async def run(settings: CoordinatorSettings) -> int:
         stack.push_async_callback(cluster.close)
         await cluster.start()
         assert cluster.membership is not None
-        metrics = CoordinatorMetrics(settings.redis, settings.cluster,
-                                     metrics_registry(settings.metrics_port))
-        stack.callback(metrics.close)
+        metrics = CoordinatorMetrics(store, loop, metrics_registry(settings.metrics_port))
         recoverer = Recoverer(zk, store, cluster.membership, settings.max_crash_recoveries,
                               metrics)
         firer = RetryFirer(store, cluster, events=metrics)
@@ -57,7 +55,7 @@ async def run(settings: CoordinatorSettings) -> int:
             loop.call_soon_threadsafe(recoverer.ring_changed)
 
         cluster.membership.subscribe(on_ring)
-        leadership = Leadership(zk, store.names.election, identifier)
+        leadership = Leadership(zk, cluster.membership.names.election, identifier)
         stack.callback(leadership.close)
         stack.push_async_callback(leadership.release)
         stack.enter_context(metrics_endpoint(settings.metrics_port))

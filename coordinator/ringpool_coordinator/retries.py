@@ -13,9 +13,9 @@ import contextlib
 import logging
 import time
 
-from ringpool.client.async_cluster import REFUSALS, AsyncCluster
+from ringpool.client.async_cluster import AsyncCluster
+from ringpool.core.protocol import REFUSALS, code_name
 from ringpool.errors import RingpoolError
-from ringpool.store.pubsub import listen_forever
 from ringpool.store.store import StateStore
 from ringpool.v1 import node_pb2 as pb
 from ringpool_coordinator.events import CoordinatorEvents
@@ -86,7 +86,7 @@ class RetryFirer:
             elif (
                 ack.code in REFUSALS
                 and ack.code != pb.NOT_REDELIVERABLE
-                and await self.store.bury(envelope.task_id, pb.AckCode.Name(ack.code), ack.message)
+                and await self.store.bury(envelope.task_id, code_name(ack.code), ack.message)
             ):
                 buried += 1
                 log.warning("retry of %s refused (%s); moved to the DLQ", envelope.task_id, ack.message)
@@ -95,9 +95,7 @@ class RetryFirer:
         return len(due)
 
     async def _listen(self) -> None:
-        async def wake(_: bytes = b"") -> None:
+        async def wake() -> None:
             self._wake.set()
 
-        # Look again after every (re)subscription: a wake sent while nobody listened is lost.
-        await listen_forever(self.store.redis, self.store.names.retry_channel, wake,
-                             on_subscribed=wake)
+        await self.store.watch_retry_wakes(wake)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ringpool.store.events import StoreEvents
-from ringpool.store.store import Recovery
+from ringpool.store.store import Recovery, TransitionOp
 from ringpool.v1 import node_pb2 as pb
 
 
@@ -25,8 +25,8 @@ class NodeEvents(StoreEvents):
     def handed_back(self, task_id: str) -> None:
         """A queued task was withdrawn by a drain before it ran."""
 
-    def recorded(self, outcomes: Iterable[tuple[str, str]]) -> None:
-        """Outcomes were written: (task name, op), op ``ok``, ``retry`` or ``dead``."""
+    def recorded(self, outcomes: Iterable[tuple[str, TransitionOp]]) -> None:
+        """Outcomes were written: (task name, op), op SUCCEED, RETRY or DEAD."""
 
     def fenced(self, name: str) -> None:
         """An outcome of task ``name`` was dropped: the task is no longer this node's."""

@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ringpool.core import telemetry
-from ringpool.store.store import Recovery
+from ringpool.store.store import Recovery, TransitionOp
 from ringpool.task import REGISTRY as TASKS
 from ringpool.v1 import node_pb2 as pb
 from ringpool_node.core import Node, NodeSnapshot
@@ -96,8 +96,9 @@ class NodeMetrics(NodeEvents):
                                     registry=registry)
         self.config_version.set(-1)
         self._children: dict[tuple[str, str], Any] = {}
-        self._outcome_counters = {"ok": self.succeeded, "retry": self.retried,
-                                  "dead": self.dead_lettered}
+        self._outcome_counters = {TransitionOp.SUCCEED: self.succeeded,
+                                  TransitionOp.RETRY: self.retried,
+                                  TransitionOp.DEAD: self.dead_lettered}
         # What the Status RPC reports, each summed over its labels.
         self._totals = {"accepted": self.accepted, "duplicate": self.duplicated,
                         "rejected": self.rejected, "succeeded": self.succeeded,
@@ -142,7 +143,7 @@ class NodeMetrics(NodeEvents):
     def handed_back(self, task_id: str) -> None:
         self._queued_at.pop(task_id, None)
 
-    def recorded(self, outcomes: Iterable[tuple[str, str]]) -> None:
+    def recorded(self, outcomes: Iterable[tuple[str, TransitionOp]]) -> None:
         counts = collections.Counter(outcomes)
         for (name, op), n in counts.items():
             counter = self._outcome_counters.get(op)
@@ -150,7 +151,7 @@ class NodeMetrics(NodeEvents):
                 continue
             label = task_label(name)
             self._child(counter, op, label).inc(n)
-            if op != "ok":
+            if op is not TransitionOp.SUCCEED:
                 self._child(self.failed, "failed", label).inc(n)
 
     def fenced(self, name: str) -> None:

@@ -20,8 +20,6 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 from kazoo.client import KazooClient
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ringpool.client.portal import new_event_loop
@@ -125,27 +123,27 @@ async def zookeeper_session(
         zk.close()
 
 
-async def check_redis(url: str, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+async def check_redis(url: str, cluster: str, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
     """ClusterUnavailable, naming the URL, unless Redis answers a ping within ``timeout_s``.
 
     A running process rides out Redis restarts; a starting one says at once that it cannot
     reach Redis, so a wrong URL or password is not mistaken for an outage.
     """
-    probe = connect_redis(url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=timeout_s,
-                          socket_timeout=timeout_s)
+    probe = StateStore(connect_redis(url, connect_timeout_s=timeout_s, timeout_s=timeout_s,
+                                     retries=0), cluster)
     try:
         await asyncio.wait_for(probe.ping(), timeout_s)
     except (RedisError, OSError, TimeoutError) as exc:
         reason = str(exc) or f"no answer within {timeout_s:g}s"
         raise ClusterUnavailable(f"cannot reach Redis at {without_password(url)}: {reason}") from None
     finally:
-        await probe.aclose()
+        await probe.close()
 
 
 @contextlib.asynccontextmanager
 async def state_store(url: str, cluster: str, **options: Any) -> AsyncIterator[StateStore]:
     """A state store on a Redis that answered (``check_redis``), closed on exit."""
-    await check_redis(url)
+    await check_redis(url, cluster)
     store = StateStore.from_url(url, cluster, **options)
     try:
         yield store

@@ -22,35 +22,15 @@ from ringpool.client.settings import ClientSettings
 from ringpool.core import envelope as envelopes
 from ringpool.core import telemetry
 from ringpool.core.membership import Membership, connect_zookeeper
+from ringpool.core.protocol import BACK_OFF, REROUTE, TaskState, code_name, refusal
 from ringpool.core.ring import Ring, RouteCache
-from ringpool.errors import (
-    ClusterUnavailable,
-    DispatchError,
-    InvalidKey,
-    InvalidTask,
-    NoNodesAvailable,
-    NotRedeliverable,
-    Overloaded,
-    PayloadTooLarge,
-    TooManyHops,
-    UnknownTask,
-)
+from ringpool.errors import ClusterUnavailable, NoNodesAvailable, Overloaded, TooManyHops
 from ringpool.store.store import StateStore
 from ringpool.task import Task
 from ringpool.v1 import node_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-REFUSALS: dict[int, type[DispatchError]] = {
-    pb.UNKNOWN_TASK: UnknownTask,
-    pb.INVALID_ARGUMENT: InvalidTask,
-    pb.PAYLOAD_TOO_LARGE: PayloadTooLarge,
-    pb.INVALID_KEY: InvalidKey,
-    pb.NOT_REDELIVERABLE: NotRedeliverable,
-}
-REROUTE = frozenset({pb.WRONG_OWNER, pb.DRAINING})
-BACK_OFF = frozenset({pb.OVERLOADED, pb.INTERNAL})
-STATE_NAMES = {value: name for name, value in pb.TaskState.items()}
 CLOSE_STEP_S = 5.0  # a close step still running after this is left behind, with a warning
 
 
@@ -76,12 +56,13 @@ class AsyncTaskHandle:
     def __repr__(self) -> str:
         return f"<TaskHandle {self.task_id} key={self.key!r}>"
 
-    async def status(self) -> str:
-        """QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED or FAILED (in the DLQ)."""
+    async def status(self) -> TaskState:
+        """Where the task is now: QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in
+        the DLQ), or UNKNOWN (no record)."""
         if self._future.done() and self._future.exception() is None:
-            return STATE_NAMES[self._future.result().state]
-        states = await self._cluster.store.states([self.task_id])
-        return states[0] or "UNKNOWN"
+            return TaskState.from_wire(self._future.result().state)
+        (state,) = await self._cluster.store.states([self.task_id])
+        return state
 
     def pushed_result(self) -> pb.TaskResult | None:
         """The result if it has already arrived, else None (safe from any thread)."""
@@ -258,11 +239,11 @@ class AsyncCluster:
                         rerouted = True
                         newest = max(newest, ack.ring_version)
                         pending.append(index)
-                        self.metrics.resends.labels(pb.AckCode.Name(ack.code).lower()).inc()
+                        self.metrics.resends.labels(code_name(ack.code).lower()).inc()
                     elif ack.code in BACK_OFF:
                         wait_s = max(wait_s, ack.retry_after_s or backoff)
                         pending.append(index)
-                        self.metrics.resends.labels(pb.AckCode.Name(ack.code).lower()).inc()
+                        self.metrics.resends.labels(code_name(ack.code).lower()).inc()
                     else:
                         final[index] = ack
             if not pending:
@@ -303,7 +284,7 @@ class AsyncCluster:
             return AsyncTaskHandle(self, envelope.task_id, envelope.key)
         if ack.code == pb.DUPLICATE:
             return AsyncTaskHandle(self, ack.original_task_id or envelope.task_id, envelope.key)
-        raise REFUSALS.get(ack.code, DispatchError)(ack.message or pb.AckCode.Name(ack.code))
+        raise refusal(ack.code, ack.message)
 
     def _build(self, key: str, task: Task, headers: Mapping[str, str] | None) -> pb.TaskEnvelope:
         return envelopes.build(key, task, self.ring.version, headers, self.settings.limits)

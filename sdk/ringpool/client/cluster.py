@@ -12,6 +12,7 @@ from ringpool.client.async_cluster import AsyncCluster, AsyncTaskHandle
 from ringpool.client.portal import Portal
 from ringpool.client.results import FAST_PATH_WAIT_S, unwrap
 from ringpool.client.settings import ClientSettings
+from ringpool.core.protocol import TaskState
 from ringpool.core.ring import Ring
 from ringpool.task import Task
 
@@ -31,7 +32,8 @@ class TaskHandle:
     def __repr__(self) -> str:
         return f"<TaskHandle {self.task_id} key={self.key!r}>"
 
-    def status(self) -> str:
+    def status(self) -> TaskState:
+        """Where the task is now (a ``TaskState``; UNKNOWN when there is no record)."""
         return self._portal.call(self._handle.status())
 
     def result(self, timeout: float | None = None) -> Any:

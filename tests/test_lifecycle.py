@@ -25,14 +25,14 @@ from kazoo.security import make_acl
 from ringpool import Cluster, TaskFailed, demo
 from ringpool.core.naming import Names
 from ringpool.errors import ClusterUnavailable, ConfigError
-from ringpool.store.store import StateStore, TaskRecord
+from ringpool.store.store import TaskRecord
 from ringpool.testing.local import LocalCluster, free_port
 from ringpool_coordinator.app import run
 from ringpool_coordinator.election import Leadership
 from ringpool_coordinator.settings import CoordinatorSettings
 from ringpool_node.server import serve
 from ringpool_node.settings import NodeSettings
-from tests.helpers import eventually, eventually_async
+from tests.helpers import eventually, eventually_async, records
 
 PROMPTLY_S = 20.0  # a failed start-up must end well within this, on a loaded machine
 
@@ -159,14 +159,7 @@ async def test_the_election_contends_again_until_it_wins(
 
 
 def record(local: LocalCluster, task_id: str) -> TaskRecord | None:
-    async def read() -> TaskRecord | None:
-        store = StateStore.from_url(local.redis, local.cluster)
-        try:
-            return await store.record(task_id)
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
+    return records(local, [task_id])[0]
 
 
 def test_a_restarted_node_reclaims_its_tasks_under_its_own_crash_limit(

@@ -21,10 +21,10 @@ import redis
 from ringpool import Cluster, PermanentError, Task, TaskFailed
 from ringpool.errors import ClusterUnavailable
 from ringpool.store.keys import Keys
-from ringpool.store.store import AcceptCode, StateStore, TaskRecord
+from ringpool.store.store import AcceptCode, StateStore
 from ringpool.task import RetryPolicy
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
-from tests.helpers import eventually
+from tests.helpers import eventually, records
 from tests.tasks_flaky import probe_fail_times, probe_log_key, probe_runs_key
 
 TASK_MODULES = ["ringpool.demo", "tests.tasks_flaky"]
@@ -70,17 +70,6 @@ def client(local: LocalCluster) -> Iterator[Cluster]:
         eventually(lambda: set(cluster.ring.members) == set(local.nodes), 30,
                    "the client's ring to hold every node")
         yield cluster
-
-
-def records(local: LocalCluster, task_ids: list[str]) -> list[TaskRecord | None]:
-    async def read() -> list[TaskRecord | None]:
-        store = StateStore.from_url(local.redis, local.cluster)
-        try:
-            return await store.records(task_ids)
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
 
 
 def run_counts(local: LocalCluster, tag: str) -> dict[str, int]:

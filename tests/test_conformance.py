@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -33,7 +32,7 @@ from ringpool.store.store import StateStore, TaskRecord
 from ringpool.testing import InMemoryCluster
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
 from tests import tasks_conformance as tasks
-from tests.helpers import eventually
+from tests.helpers import eventually, records
 
 TASKS = ["tests.tasks_conformance"]
 NODES = 3
@@ -65,21 +64,18 @@ class LocalBackend:
         self.local = local
         self.cluster = cluster
 
-    def _store(self, read: Callable[[StateStore], Any]) -> Any:
-        async def run() -> Any:
+    def in_dlq(self, task_id: str) -> bool:
+        async def read() -> list[float | None]:
             store = StateStore.from_url(self.local.redis, self.local.cluster)
             try:
-                return await read(store)
+                return await store.dlq_times([task_id])
             finally:
                 await store.close()
 
-        return asyncio.run(run())
-
-    def in_dlq(self, task_id: str) -> bool:
-        return self._store(lambda store: store.dlq_times([task_id])) != [None]
+        return asyncio.run(read()) != [None]
 
     def record(self, task_id: str) -> TaskRecord | None:
-        return self._store(lambda store: store.record(task_id))  # type: ignore[no-any-return]
+        return records(self.local, [task_id])[0]
 
     def replay(self, task_id: str) -> None:
         local = self.local

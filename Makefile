@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SERVERS := $(VENV)/.servers
 PACKAGES := -e ./sdk[cli] -e ./node -e ./coordinator
 
-.PHONY: install servers test demo proto lint bench clean
+.PHONY: install servers test chaos demo proto lint bench clean
 
 install: $(STAMP) $(SERVERS)
 
@@ -31,6 +31,15 @@ $(SERVERS):
 
 test: install
 	$(PY) -m pytest
+
+# The nemesis (tests/nemesis/): seeded faults on a local cluster under a workload, then
+# the checker. `make chaos CHAOS_MINUTES=2 CHAOS_SEED=7`; with no seed it draws one and
+# prints it. The suite runs a short form (tests/test_nemesis.py).
+CHAOS_MINUTES ?= 10
+CHAOS_SEED ?=
+chaos: install
+	PYTHONPATH=sdk:node:coordinator:. $(PY) -m tests.nemesis --minutes $(CHAOS_MINUTES) \
+		$(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 demo: install
 	$(PY) -m examples.demo

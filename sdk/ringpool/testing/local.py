@@ -384,6 +384,18 @@ class LocalCluster:
         path = Names(self.cluster).members
         return set(zk.get_children(path)) if zk.exists(path) else set()
 
+    def member_epochs(self) -> dict[str, int]:
+        """Node id -> the epoch (member znode's creation zxid) of each node registered now;
+        a node that registered again since an earlier call shows a new one."""
+        zk = self._zookeeper()
+        path = Names(self.cluster).members
+        epochs = {}
+        for node_id in zk.get_children(path) if zk.exists(path) else []:
+            stat = zk.exists(f"{path}/{node_id}")
+            if stat is not None:
+                epochs[node_id] = stat.czxid
+        return epochs
+
     def election_contenders(self) -> list[str]:
         """Lock znodes under the coordinators' election path now, one per contender."""
         zk = self._zookeeper()

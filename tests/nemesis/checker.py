@@ -1,0 +1,291 @@
+"""The checker: what the history and the final state say about every accepted task.
+
+Each check, precisely (a task is *accepted* once ``dispatch`` returned it accepted):
+
+- **lost**: an accepted task with no record in Redis when the run has settled.
+- **stuck**: an accepted task not final (SUCCEEDED or FAILED) when the run has
+  settled; **late**: final, but later than its budget after it was accepted (its
+  own worst case, attempts x (timeout + longest backoff), plus ``FAULT_ALLOWANCE_S``).
+- **double completion**: a record whose ``completions`` (final transitions the
+  store applied) is above 1. Running twice is allowed, execution being
+  at-least-once; recording a second outcome is not.
+- **outcome conflict**: a task whose record, DLQ, retry set and in-flight hashes
+  disagree: SUCCEEDED yet in the DLQ, FAILED yet not in it, final yet still due
+  for a retry or still in some node's in-flight hash, or SUCCEEDED with no
+  execution in the history.
+- **ordered overlap**: two executions of tasks sent ``ordered=True`` with the same
+  key running at the same time. A run cut short by its process's death ends at
+  the death. An overlap is *explained* when the earlier run's node was paused or
+  cut off from Redis, or ZooKeeper was down, while it ran: then the cluster
+  rightly took that node for dead and ran the key elsewhere (at-least-once).
+  Same-process and unexplained overlaps fail the check.
+- **memory**: every node process's resident set stayed under the limit.
+
+Informational, not failures: tasks that ran more than once, and tasks whose
+outcome is not the one their kind asks for (a ``nemesis.work`` in the DLQ as
+poison, say), each with its reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ringpool.core.protocol import TaskState
+from ringpool.store.store import TaskRecord
+from tests.nemesis.faults import FaultRun, Life
+from tests.nemesis.history import Accepted, Run
+from tests.nemesis.schedule import FaultKind
+from tests.nemesis.tasks import TASKS
+
+FAULT_ALLOWANCE_S = 90.0  # what faults may add to a task's own worst case
+EXPECTED = {"work": TaskState.SUCCEEDED, "fail": TaskState.FAILED, "hang": TaskState.FAILED}
+#: Faults that make the cluster rightly take a node for dead while it still runs tasks.
+PRESUMED_DEAD = frozenset({FaultKind.PAUSE, FaultKind.CUT, FaultKind.ZOOKEEPER})
+FAILING_CHECKS = ("lost", "stuck", "late", "double completion", "outcome conflict",
+                  "ordered overlap", "memory")
+
+
+def budget_s(kind: str) -> float:
+    """How long after its acceptance a task of ``kind`` must be final."""
+    definition = TASKS[kind]
+    attempts = definition.retry.max_retries + 1
+    return attempts * (definition.timeout + definition.retry.cap_s) + FAULT_ALLOWANCE_S
+
+
+@dataclass
+class Observed:
+    """Everything the checker reads, gathered once the run has settled."""
+
+    accepted: dict[str, Accepted]
+    refusals: dict[str, int]
+    runs: list[Run]
+    records: dict[str, TaskRecord | None]
+    dlq: set[str]
+    retrying: set[str]
+    inflight: dict[str, str]  # task id -> the node whose in-flight hash holds it
+    lives: list[Life]
+    rss_peaks: dict[str, int]  # node id -> bytes
+    rss_limit: int
+    faults: list[FaultRun]
+    started: float  # when the workload started: time 0 of the schedule
+    read_at: float  # when the final state was read
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    task_id: str  # or a node id, for memory
+    at: float  # unix time the finding is about
+    detail: str
+
+
+@dataclass
+class Report:
+    observed: Observed
+    findings: list[Finding] = field(default_factory=list)
+    info: list[Finding] = field(default_factory=list)
+    explained_overlaps: int = 0
+
+    def count(self, check: str) -> int:
+        return sum(1 for f in self.findings if f.check == check)
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+    def fault_before(self, at: float) -> str:
+        """The last fault that began at or before ``at``, as '#n kind target (+s)'."""
+        earlier = [(i, f) for i, f in enumerate(self.observed.faults, 1) if f.began <= at]
+        if not earlier:
+            return "none"
+        index, run = earlier[-1]
+        return f"#{index} {run.describe} (+{run.began - self.observed.started:.1f}s)"
+
+
+def check(observed: Observed) -> Report:
+    report = Report(observed)
+    runs_of: dict[str, list[Run]] = {}
+    for run in observed.runs:
+        runs_of.setdefault(run.task_id, []).append(run)
+    for task_id, task in observed.accepted.items():
+        _check_task(report, task, observed.records.get(task_id), runs_of.get(task_id, []))
+    _check_ordered(report)
+    for node, peak in sorted(observed.rss_peaks.items()):
+        if peak > observed.rss_limit:
+            report.findings.append(Finding("memory", node, observed.read_at,
+                                           f"peak RSS {peak / 2**20:.0f} MiB over the limit "
+                                           f"{observed.rss_limit / 2**20:.0f} MiB"))
+    return report
+
+
+def _check_task(report: Report, task: Accepted, record: TaskRecord | None, runs: list[Run]) -> None:
+    observed, add = report.observed, report.findings.append
+    if record is None:
+        add(Finding("lost", task.task_id, task.at, f"{task.kind} on {task.key!r}: no record"))
+        return
+    if not record.state.terminal:
+        where = (f"in flight on {observed.inflight[task.task_id]}" if task.task_id in observed.inflight
+                 else "due in the retry set" if task.task_id in observed.retrying else "held nowhere")
+        add(Finding("stuck", task.task_id, task.at,
+                    f"{task.kind} still {record.state} after {observed.read_at - task.at:.0f}s, "
+                    f"{where}; node {record.node}, attempt {record.attempt}"))
+        return
+    took = (record.finished_at or observed.read_at) - task.at
+    if took > budget_s(task.kind):
+        add(Finding("late", task.task_id, task.at,
+                    f"{task.kind} {record.state} {took:.0f}s after it was accepted "
+                    f"(budget {budget_s(task.kind):.0f}s)"))
+    if record.completions > 1:
+        add(Finding("double completion", task.task_id, record.finished_at or task.at,
+                    f"{record.completions} completions recorded; {len(runs)} runs"))
+    conflict = _conflict(observed, task.task_id, record, runs)
+    if conflict:
+        add(Finding("outcome conflict", task.task_id, record.finished_at or task.at, conflict))
+    if len(runs) > 1:
+        report.info.append(Finding("ran more than once", task.task_id, runs[1].start,
+                                   f"{len(runs)} runs on {', '.join(r.node for r in runs)}"))
+    if record.state is not EXPECTED[task.kind]:
+        report.info.append(Finding(
+            "unexpected outcome", task.task_id, record.finished_at or task.at,
+            f"{task.kind} {record.state} ({record.dead_reason or 'no reason'}: "
+            f"{record.error_type} {record.error_message[:80]})"))
+
+
+def _conflict(observed: Observed, task_id: str, record: TaskRecord, runs: list[Run]) -> str:
+    in_dlq = task_id in observed.dlq
+    if record.state is TaskState.SUCCEEDED and in_dlq:
+        return "SUCCEEDED and in the DLQ"
+    if record.state is TaskState.FAILED and not in_dlq:
+        return "FAILED but not in the DLQ"
+    if task_id in observed.retrying:
+        return f"{record.state} and still due in the retry set"
+    if task_id in observed.inflight:
+        return f"{record.state} and still in flight on {observed.inflight[task_id]}"
+    if record.state is TaskState.SUCCEEDED and not runs:
+        return "SUCCEEDED without any execution in the history"
+    return ""
+
+
+def run_end(run: Run, lives: dict[int, Life], read_at: float) -> float:
+    """When ``run`` stopped: its recorded end, its process's death, or not yet."""
+    if run.end is not None:
+        return run.end
+    life = lives.get(run.pid)
+    return life.ended if life is not None and life.ended is not None else read_at
+
+
+def _check_ordered(report: Report) -> None:
+    observed = report.observed
+    lives = {life.pid: life for life in observed.lives}
+    by_key: dict[str, list[Run]] = {}
+    for run in observed.runs:
+        task = observed.accepted.get(run.task_id)
+        if task is not None and task.ordered:
+            by_key.setdefault(run.key, []).append(run)
+    for key, runs in by_key.items():
+        latest: Run | None = None  # the run that ends last among those started so far
+        for run in runs:  # in start order
+            if latest is not None and run.start < run_end(latest, lives, observed.read_at):
+                _overlap(report, key, latest, run, run_end(latest, lives, observed.read_at))
+            if latest is None or run_end(run, lives, observed.read_at) > run_end(
+                    latest, lives, observed.read_at):
+                latest = run
+
+
+def _overlap(report: Report, key: str, earlier: Run, later: Run, earlier_end: float) -> None:
+    kind = report.observed.accepted[earlier.task_id].kind
+    where = (f"both on {later.node} (pid {later.pid})" if earlier.pid == later.pid
+             else f"{earlier.node} (pid {earlier.pid}) then {later.node} (pid {later.pid})")
+    earlier_one = ("its own attempt" if earlier.task_id == later.task_id
+                   else f"{kind} {earlier.task_id} attempt")
+    detail = (f"key {key!r}: {earlier_one} {earlier.attempt} still ran "
+              f"{earlier_end - later.start:.2f}s after attempt {later.attempt} started, {where}")
+    if earlier.pid != later.pid:
+        for fault in reversed(report.observed.faults):  # the latest explanation first
+            target = fault.fault.target
+            if fault.fault.kind in PRESUMED_DEAD and fault.began <= earlier_end \
+                    and fault.ready >= earlier.start \
+                    and (target == earlier.node or fault.fault.kind is FaultKind.ZOOKEEPER):
+                report.explained_overlaps += 1
+                report.info.append(Finding("explained ordered overlap", later.task_id,
+                                           later.start, f"{detail}; during {fault.describe}"))
+                return
+    report.findings.append(Finding("ordered overlap", later.task_id, later.start, detail))
+
+
+# -- the printout ----------------------------------------------------------------------
+
+
+def table(headers: Sequence[object], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table (it reads as plain text too)."""
+    def line(cells: Sequence[object]) -> str:
+        return "| " + " | ".join(str(c) for c in cells) + " |"
+
+    return "\n".join([line(headers), line(["---"] * len(headers)), *(line(r) for r in rows)])
+
+
+def render(report: Report, title: str, max_listed: int = 15) -> str:
+    observed = report.observed
+    t0 = observed.started
+    parts = [title, "", "Fault schedule:", table(
+        ["#", "at (s)", "fault", "target", "held (s)", "healed → ready (s)", "notes"],
+        [[i, f"{run.began - t0:.1f}", run.fault.kind, run.fault.target, run.fault.hold_s,
+          f"{run.ready - run.healed:.1f}", "; ".join(run.notes)]
+         for i, run in enumerate(observed.faults, 1)])]
+    by_kind = Counter(run.fault.kind for run in observed.faults)
+    parts += ["", f"Faults by kind ({len(observed.faults)} in all):",
+              table(["fault", "count"], [[kind, by_kind[kind]] for kind in FaultKind])]
+    parts += ["", "Tasks:", _task_table(report)]
+    refused = ", ".join(f"{k} {v}" for k, v in sorted(observed.refusals.items())) or "none"
+    parts += ["", f"Refused at dispatch (never accepted, not checked): {refused}"]
+    peak = max(observed.rss_peaks.values(), default=0)
+    info = Counter(f.check for f in report.info)
+    parts += ["", "Checks:", table(["check", "count", "holds"], [
+        *[[name, report.count(name), "yes" if not report.count(name) else "**NO**"]
+          for name in FAILING_CHECKS if name != "memory"],
+        ["max node RSS (MiB)", f"{peak / 2**20:.0f} (limit {observed.rss_limit / 2**20:.0f})",
+         "yes" if not report.count("memory") else "**NO**"],
+        ["ordered overlaps explained by a node taken for dead (info)",
+         report.explained_overlaps, "-"],
+        ["tasks run more than once (info: at-least-once)", info["ran more than once"], "-"],
+        ["unexpected outcomes (info)", info["unexpected outcome"], "-"],
+    ])]
+    for name in (*FAILING_CHECKS, "unexpected outcome", "explained ordered overlap"):
+        listed = sorted((f for f in (*report.findings, *report.info) if f.check == name),
+                        key=lambda f: f.at)
+        if listed:
+            parts += ["", f"{name} ({len(listed)}):"]
+            parts += [f"  {f.task_id} at +{f.at - t0:.1f}s: {f.detail}; fault before: "
+                      f"{report.fault_before(f.at)}" for f in listed[:max_listed]]
+            if len(listed) > max_listed:
+                parts.append(f"  ... and {len(listed) - max_listed} more")
+    unprompted = [life for life in observed.lives if "unprompted" in life.how]
+    if unprompted:
+        parts += ["", "Processes that exited with no fault on them:"]
+        parts += [f"  {life.node} pid {life.pid} at +{(life.ended or t0) - t0:.1f}s: {life.how}"
+                  for life in unprompted]
+    verdict = "CLEAN" if report.clean else "NOT CLEAN: " + ", ".join(
+        f"{name} {report.count(name)}" for name in FAILING_CHECKS if report.count(name))
+    parts += ["", f"Verdict: {verdict}"]
+    return "\n".join(parts)
+
+
+def _task_table(report: Report) -> str:
+    observed = report.observed
+    runs = Counter(run.task_id for run in observed.runs)
+    rows: list[list[object]] = []
+    totals = [0] * 7
+    for kind in TASKS:
+        tasks = [t for t in observed.accepted.values() if t.kind == kind]
+        states = Counter(r.state for t in tasks if (r := observed.records.get(t.task_id)))
+        counts = [len(tasks), sum(t.ordered for t in tasks),
+                  states[TaskState.SUCCEEDED], states[TaskState.FAILED],
+                  len(tasks) - states[TaskState.SUCCEEDED] - states[TaskState.FAILED],
+                  sum(runs[t.task_id] for t in tasks),
+                  sum(1 for t in tasks if runs[t.task_id] > 1)]
+        totals = [a + b for a, b in zip(totals, counts, strict=True)]
+        rows.append([kind, *counts])
+    return table(["task", "accepted", "ordered", "succeeded", "in DLQ", "not final", "runs",
+                  "ran 2+ times"], [*rows, ["all", *totals]])

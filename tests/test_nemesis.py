@@ -83,7 +83,7 @@ def observed(accepted: list[Accepted], records: dict[str, TaskRecord | None],
         accepted={a.task_id: a for a in accepted}, refusals={}, runs=list(runs), records=records,
         dlq={i for i, r in records.items() if r and r.state is TaskState.FAILED}, retrying=set(),
         inflight={}, lives=[], rss_peaks={"node-0": 80 * 2**20}, rss_limit=512 * 2**20,
-        faults=[], started=T0, read_at=T0 + 500,
+        faults=[], unprompted=[], started=T0, read_at=T0 + 500,
     )
     for name, value in changes.items():
         setattr(base, name, value)
@@ -191,7 +191,7 @@ def test_ordered_runs_one_after_another_or_of_other_keys_pass() -> None:
 def test_a_run_cut_short_by_its_process_death_ends_at_the_death() -> None:
     tasks = [work("a", "ord:1", True), work("b", "ord:1", True)]
     records = {t.task_id: record(t.task_id, TaskState.SUCCEEDED) for t in tasks}
-    runs = [run("a", 1.0, None, pid=7, key="ord:1"), run("b", 9.0, 9.5, pid=8, node="node-1",
+    runs = [run("a", 1.0, None, pid=7, key="ord:1"), run("b", 3.0, 3.5, pid=8, node="node-1",
                                                           key="ord:1")]
     died = [Life("node-0", 7, T0, ended=T0 + 2.0, how="kill -9")]
     assert check(observed(tasks, records, runs, lives=died)).clean
@@ -204,15 +204,29 @@ def test_an_overlap_while_the_earlier_owner_was_paused_is_explained() -> None:
     tasks = [work("a", "ord:1", True), work("b", "ord:1", True)]
     records = {t.task_id: record(t.task_id, TaskState.SUCCEEDED) for t in tasks}
     runs = [run("a", 1.0, 12.0, pid=7, key="ord:1"),
-            run("b", 9.0, 9.5, pid=8, node="node-1", key="ord:1")]
+            run("b", 4.0, 4.5, pid=8, node="node-1", key="ord:1")]
     pause = FaultRun(Fault(1.5, FaultKind.PAUSE, "node-0", 10.0), began=T0 + 1.5,
                      healed=T0 + 11.5, ready=T0 + 12.0)
     report = check(observed(tasks, records, runs, faults=[pause]))
-    assert report.clean and report.explained_overlaps == 1
+    assert report.clean
+    assert [f.check for f in report.info] == ["explained ordered overlap"]
     elsewhere = FaultRun(Fault(1.5, FaultKind.PAUSE, "node-2", 10.0), began=T0 + 1.5,
                          healed=T0 + 11.5, ready=T0 + 12.0)
     assert failing(check(observed(tasks, records, runs, faults=[elsewhere]))) == {
         "ordered overlap": 1}
+
+
+def test_a_run_past_its_timeout_overlaps_only_other_processes_unpunished() -> None:
+    # A hung run is abandoned at its timeout, not killed: another node may run the key.
+    tasks = [work("a", "ord:1", True, kind="hang"), work("b", "ord:1", True)]
+    records = {"a": record("a", TaskState.FAILED), "b": record("b", TaskState.SUCCEEDED)}
+    elsewhere = [run("a", 1.0, 4.0, pid=7, key="ord:1"),
+                 run("b", 2.5, 3.0, pid=8, node="node-1", key="ord:1")]
+    report = check(observed(tasks, records, elsewhere))
+    assert report.clean and "abandoned" in report.info[-1].detail
+    # On its own node the next run of the key must wait for the abandoned one.
+    here = [run("a", 1.0, 4.0, pid=7, key="ord:1"), run("b", 2.5, 3.0, pid=7, key="ord:1")]
+    assert failing(check(observed(tasks, records, here))) == {"ordered overlap": 1}
 
 
 def test_a_node_over_the_memory_limit_fails() -> None:

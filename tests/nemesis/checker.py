@@ -15,10 +15,12 @@ Each check, precisely (a task is *accepted* once ``dispatch`` returned it accept
   execution in the history.
 - **ordered overlap**: two executions of tasks sent ``ordered=True`` with the same
   key running at the same time. A run cut short by its process's death ends at
-  the death. An overlap is *explained* when the earlier run's node was paused or
-  cut off from Redis, or ZooKeeper was down, while it ran: then the cluster
-  rightly took that node for dead and ran the key elsewhere (at-least-once).
-  Same-process and unexplained overlaps fail the check.
+  the death. An overlap across two processes is *explained* when the earlier
+  run's node was paused or cut off from Redis, or ZooKeeper was down, while it
+  ran (the cluster rightly took that node for dead and ran the key elsewhere:
+  at-least-once), or when the later run started after the earlier one had
+  outlived its timeout (a hung run is abandoned, not killed). Overlaps in one
+  process (the node's own per-key order) and unexplained ones fail the check.
 - **memory**: every node process's resident set stayed under the limit.
 
 Informational, not failures: tasks that ran more than once, and tasks whose
@@ -69,6 +71,7 @@ class Observed:
     rss_peaks: dict[str, int]  # node id -> bytes
     rss_limit: int
     faults: list[FaultRun]
+    unprompted: list[tuple[float, str]]  # (when, what): processes that exited on their own
     started: float  # when the workload started: time 0 of the schedule
     read_at: float  # when the final state was read
 
@@ -86,7 +89,6 @@ class Report:
     observed: Observed
     findings: list[Finding] = field(default_factory=list)
     info: list[Finding] = field(default_factory=list)
-    explained_overlaps: int = 0
 
     def count(self, check: str) -> int:
         return sum(1 for f in self.findings if f.check == check)
@@ -202,17 +204,25 @@ def _overlap(report: Report, key: str, earlier: Run, later: Run, earlier_end: fl
                    else f"{kind} {earlier.task_id} attempt")
     detail = (f"key {key!r}: {earlier_one} {earlier.attempt} still ran "
               f"{earlier_end - later.start:.2f}s after attempt {later.attempt} started, {where}")
-    if earlier.pid != later.pid:
-        for fault in reversed(report.observed.faults):  # the latest explanation first
-            target = fault.fault.target
-            if fault.fault.kind in PRESUMED_DEAD and fault.began <= earlier_end \
-                    and fault.ready >= earlier.start \
-                    and (target == earlier.node or fault.fault.kind is FaultKind.ZOOKEEPER):
-                report.explained_overlaps += 1
-                report.info.append(Finding("explained ordered overlap", later.task_id,
-                                           later.start, f"{detail}; during {fault.describe}"))
-                return
+    reason = _explained(report, earlier, later, earlier_end) if earlier.pid != later.pid else ""
+    if reason:
+        report.info.append(Finding("explained ordered overlap", later.task_id, later.start,
+                                   f"{detail}; {reason}"))
+        return
     report.findings.append(Finding("ordered overlap", later.task_id, later.start, detail))
+
+
+def _explained(report: Report, earlier: Run, later: Run, earlier_end: float) -> str:
+    """Why the cluster rightly ran ``later`` elsewhere while ``earlier`` ran, if it did."""
+    timeout = TASKS[report.observed.accepted[earlier.task_id].kind].timeout
+    if later.start >= earlier.start + timeout:
+        return f"the earlier run had outlived its {timeout:g}s timeout (abandoned)"
+    for fault in reversed(report.observed.faults):  # the latest explanation first
+        kind, target = fault.fault.kind, fault.fault.target
+        if kind in PRESUMED_DEAD and fault.began <= earlier_end and fault.ready >= earlier.start \
+                and (target == earlier.node or kind is FaultKind.ZOOKEEPER):
+            return f"during {fault.describe}"
+    return ""
 
 
 # -- the printout ----------------------------------------------------------------------
@@ -240,6 +250,13 @@ def render(report: Report, title: str, max_listed: int = 15) -> str:
     parts += ["", "Tasks:", _task_table(report)]
     refused = ", ".join(f"{k} {v}" for k, v in sorted(observed.refusals.items())) or "none"
     parts += ["", f"Refused at dispatch (never accepted, not checked): {refused}"]
+    if observed.accepted:
+        took = sorted(observed.accepted.values(), key=lambda t: t.took_s)
+        slowest = took[-1]
+        parts.append(f"Dispatch until accepted: p50 {took[len(took) // 2].took_s * 1000:.0f} ms, "
+                     f"p99 {took[len(took) * 99 // 100].took_s * 1000:.0f} ms, "
+                     f"max {slowest.took_s:.1f} s (accepted at +{slowest.at - t0:.1f}s; "
+                     f"fault before: {report.fault_before(slowest.at - slowest.took_s)})")
     peak = max(observed.rss_peaks.values(), default=0)
     info = Counter(f.check for f in report.info)
     parts += ["", "Checks:", table(["check", "count", "holds"], [
@@ -247,8 +264,8 @@ def render(report: Report, title: str, max_listed: int = 15) -> str:
           for name in FAILING_CHECKS if name != "memory"],
         ["max node RSS (MiB)", f"{peak / 2**20:.0f} (limit {observed.rss_limit / 2**20:.0f})",
          "yes" if not report.count("memory") else "**NO**"],
-        ["ordered overlaps explained by a node taken for dead (info)",
-         report.explained_overlaps, "-"],
+        ["ordered overlaps explained: a node taken for dead, an abandoned run (info)",
+         info["explained ordered overlap"], "-"],
         ["tasks run more than once (info: at-least-once)", info["ran more than once"], "-"],
         ["unexpected outcomes (info)", info["unexpected outcome"], "-"],
     ])]
@@ -261,11 +278,9 @@ def render(report: Report, title: str, max_listed: int = 15) -> str:
                       f"{report.fault_before(f.at)}" for f in listed[:max_listed]]
             if len(listed) > max_listed:
                 parts.append(f"  ... and {len(listed) - max_listed} more")
-    unprompted = [life for life in observed.lives if "unprompted" in life.how]
-    if unprompted:
+    if observed.unprompted:
         parts += ["", "Processes that exited with no fault on them:"]
-        parts += [f"  {life.node} pid {life.pid} at +{(life.ended or t0) - t0:.1f}s: {life.how}"
-                  for life in unprompted]
+        parts += [f"  +{when - t0:.1f}s {what}" for when, what in observed.unprompted]
     verdict = "CLEAN" if report.clean else "NOT CLEAN: " + ", ".join(
         f"{name} {report.count(name)}" for name in FAILING_CHECKS if report.count(name))
     parts += ["", f"Verdict: {verdict}"]

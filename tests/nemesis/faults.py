@@ -63,7 +63,7 @@ class Nemesis:
         self.drain_timeout_s = drain_timeout_s
         self.log = log
         self.lives: dict[int, Life] = {}
-        self.unprompted: list[str] = []  # exits that no fault caused
+        self.unprompted: list[tuple[float, str]] = []  # (when, what): exits no fault caused
         self._procs: dict[int, ManagedProcess] = {}
         self._held: set[str] = set()  # nodes (or "coordinator") a fault keeps down
         self._fault_ended: set[str] = set()  # coordinators whose end is accounted for
@@ -123,18 +123,20 @@ class Nemesis:
                 continue
             how = f"exited {process.proc.returncode if process.proc else '?'} unprompted"
             self._ended(process, how)
-            self.unprompted.append(f"{time.time():.1f} {node_id} {how}")
-            self.log(f"  supervisor: {node_id} {how}; starting it again")
+            self._unprompted(f"{node_id} (pid {process.pid}) {how}; started again")
             self.start_node(node_id)
         for process in self.local.coordinators:
             if not process.alive() and process.name not in self._fault_ended:
                 self._fault_ended.add(process.name)  # accounted for, once
                 code = process.proc.returncode if process.proc else "?"
-                self.unprompted.append(f"{time.time():.1f} {process.name} exited {code} unprompted")
-                self.log(f"  supervisor: {process.name} exited {code} unprompted")
+                self._unprompted(f"{process.name} exited {code} unprompted")
         if "coordinator" not in self._held and \
                 sum(c.alive() for c in self.local.coordinators) < self.coordinators:
             self.local.start_coordinator()
+
+    def _unprompted(self, what: str) -> None:
+        self.unprompted.append((time.time(), what))
+        self.log(f"  supervisor: {what}")
 
     # -- the cluster's state -------------------------------------------------------
 
@@ -208,15 +210,12 @@ class Nemesis:
 
     def _inject(self, fault: Fault, done: FaultRun) -> None:
         kind, target = fault.kind, fault.target
-        if kind in (FaultKind.KILL, FaultKind.RESTART, FaultKind.TERM):
+        if kind in REPLACED:
             self._held.add(target)
             if kind is FaultKind.TERM:
                 self._drain(target, done)
             else:
                 self._kill(target)
-            if kind is FaultKind.RESTART:
-                self._held.discard(target)
-                self.start_node(target)
         elif kind is FaultKind.PAUSE:
             self.local.nodes[target].send_signal(signal.SIGSTOP)
         elif kind is FaultKind.LEADER:
@@ -231,7 +230,7 @@ class Nemesis:
 
     def _heal(self, fault: Fault) -> None:
         kind, target = fault.kind, fault.target
-        if kind in (FaultKind.KILL, FaultKind.TERM):
+        if kind in REPLACED:
             self._held.discard(target)
             self.start_node(target)
         elif kind is FaultKind.PAUSE:

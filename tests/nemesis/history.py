@@ -3,7 +3,7 @@
 It lives in a Redis of its own (AOF, ``appendfsync always``) that no fault touches,
 so the history outlives every crash of the system under test. Keys:
 
-    nemesis:accepted   hash  task id -> JSON {key, kind, ordered, at}: accepted tasks
+    nemesis:accepted   hash  task id -> JSON {key, kind, ordered, at, took}: accepted tasks
     nemesis:refused    hash  exception type -> count: dispatches that were refused
     nemesis:runs       list  JSON events, one per execution start and one per end:
                              {ev: "start"|"end", run, task, node, pid, key, attempt, t,
@@ -34,7 +34,8 @@ class Accepted:
     key: str
     kind: str  # "work", "fail" or "hang"
     ordered: bool
-    at: float
+    at: float  # when dispatch returned it accepted
+    took_s: float = 0.0  # how long that dispatch took
 
 
 @dataclass
@@ -64,7 +65,8 @@ class History:
     # -- written by the workload and by the tasks ----------------------------------
 
     def accepted(self, task: Accepted) -> None:
-        fields = {"key": task.key, "kind": task.kind, "ordered": task.ordered, "at": task.at}
+        fields = {"key": task.key, "kind": task.kind, "ordered": task.ordered, "at": task.at,
+                  "took": task.took_s}
         self.redis.hset(ACCEPTED, task.task_id, json.dumps(fields))
 
     def refused(self, error: BaseException) -> None:
@@ -80,7 +82,7 @@ class History:
         for raw_id, raw in self.redis.hgetall(ACCEPTED).items():
             fields, task_id = json.loads(raw), str(raw_id)
             tasks[task_id] = Accepted(task_id, fields["key"], fields["kind"], fields["ordered"],
-                                      fields["at"])
+                                      fields["at"], fields["took"])
         return tasks
 
     def refusals(self) -> dict[str, int]:

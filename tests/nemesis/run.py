@@ -183,6 +183,6 @@ def _observe(local: LocalCluster, history: History, nemesis: Nemesis, sampler: R
         accepted=accepted, refusals=history.refusals(), runs=history.runs(), records=records,
         dlq=dlq, retrying=retrying, inflight=inflight, lives=list(nemesis.lives.values()),
         rss_peaks=sampler.peaks(), rss_limit=options.rss_limit_mib * 2**20, faults=faults,
-        started=started, read_at=read_at,
+        unprompted=nemesis.unprompted, started=started, read_at=read_at,
     )
 

@@ -13,13 +13,15 @@ from enum import StrEnum
 
 
 class FaultKind(StrEnum):
-    #: SIGKILL a node; it stays down for the hold (past its session), then restarts.
+    #: SIGKILL a node; it stays down past its session (the coordinator recovers its
+    #: tasks), then starts again under its id.
     KILL = "kill -9"
     #: SIGSTOP a node for the hold (shorter or longer than its session), then SIGCONT.
     PAUSE = "stop/cont"
     #: SIGTERM a node (it drains and exits); it stays down for the hold, then restarts.
     TERM = "term"
-    #: SIGKILL a node and start it again at once under the same id, its session still live.
+    #: SIGKILL a node and start it again under its id within its session: it reclaims
+    #: its own tasks, or races the coordinator's recovery at the session's edge.
     RESTART = "restart same id"
     #: SIGKILL the leading coordinator; a new one starts after the hold.
     LEADER = "kill leader"
@@ -61,7 +63,7 @@ class Profile:
             FaultKind.KILL: (session + 2, session + 10),
             FaultKind.PAUSE: (1.0, 2 * session),
             FaultKind.TERM: (1.0, 5.0),
-            FaultKind.RESTART: (0.0, 0.0),
+            FaultKind.RESTART: (0.0, session),
             FaultKind.LEADER: (2.0, 6.0),
             FaultKind.REDIS: (1.0, 5.0),
             FaultKind.ZOOKEEPER: (session + 1, session + 6),

@@ -31,7 +31,7 @@ class Mix:
     hang: float = 0.03  # share of nemesis.hang (times out, ends in the DLQ)
     ordered: float = 0.3  # share sent ordered=True, on a few shared keys
     ordered_keys: int = 8
-    work_sleep_s: tuple[float, float] = (0.005, 0.05)
+    work_sleep_s: tuple[float, float] = (0.005, 1.0)  # long enough to be caught running
     hang_s: float = 3.0  # how long a hanging task sleeps (its timeout is 1 s)
     producers: int = 4
 
@@ -83,6 +83,7 @@ class Workload:
             next_at = max(next_at + interval, time.monotonic())  # never bursts to catch up
             kind, key, task = self.draw(rng, producer, n)
             n += 1
+            sent = time.monotonic()
             try:
                 handle = self.cluster.dispatch(key, task)
             except Exception as exc:  # a refusal; one that is not a RingpoolError stands out
@@ -92,6 +93,7 @@ class Workload:
                 with self._count_lock:
                     self.refused += 1
                 continue
-            self.history.accepted(Accepted(handle.task_id, key, kind, task.ordered, time.time()))
+            self.history.accepted(Accepted(handle.task_id, key, kind, task.ordered, time.time(),
+                                           time.monotonic() - sent))
             with self._count_lock:
                 self.accepted += 1

@@ -247,7 +247,10 @@ def test_sigterm_under_load_loses_nothing_and_runs_nothing_twice(local: LocalClu
                 while not stop.is_set() and i < 3000:
                     batch = [(f"load:{j}", Task("probe.run", args=(tag, 0.005)))
                              for j in range(i, i + 100)]
-                    handles.extend(client.dispatch_many(batch))
+                    sent = client.dispatch_many(batch)
+                    for handle in sent:  # at the pace the cluster accepts them
+                        handle.accepted()
+                    handles.extend(sent)
                     i += 100
             except BaseException as exc:  # a drain must never surface to the caller
                 errors.append(exc)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from prometheus_client import start_http_server
 
-from ringpool.client.async_cluster import AsyncCluster
+from ringpool.client.metrics import client_metrics
+from ringpool.client.router import Router
 from ringpool.client.settings import ClientSettings
-from ringpool.core.membership import connect_zookeeper
+from ringpool.core.membership import Membership, connect_zookeeper
 from ringpool.core.telemetry import configure_from_env
 from ringpool.core.zkacl import secure_cluster
 from ringpool.store.store import StateStore
@@ -43,19 +44,19 @@ class CoordinatorSettings:
 async def run(settings: CoordinatorSettings) -> int:
     identifier = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     configure_from_env("ringpool-coordinator")
-    cluster = await AsyncCluster(
-        ClientSettings.resolve(settings.zk, settings.redis, settings.cluster, settings.token,
-                               zk_auth=settings.zk_auth)
-    ).start()
     zk = await asyncio.to_thread(
         connect_zookeeper, settings.zk, settings.zk_session_timeout_s, settings.zk_auth
     )
     if settings.zk_auth:
         await asyncio.to_thread(secure_cluster, zk, settings.cluster, settings.zk_auth)
     store = StateStore.from_url(settings.redis, settings.cluster)
-    assert cluster.membership is not None
-    recoverer = Recoverer(zk, store, cluster.membership, settings.max_crash_recoveries)
-    firer = RetryFirer(store, cluster)
+    membership = await asyncio.to_thread(Membership(zk, settings.cluster).start)
+    # Retries go out through a Router on this same ZooKeeper session and ring.
+    client = ClientSettings.resolve(settings.zk, settings.redis, settings.cluster, settings.token,
+                                    zk_auth=settings.zk_auth)
+    router = Router(client, membership, client_metrics()).start()
+    recoverer = Recoverer(zk, store, membership, settings.max_crash_recoveries)
+    firer = RetryFirer(store, router)
     retention = DlqRetention(store, settings.dlq_retention_s)
     metrics = CoordinatorMetrics(settings.redis, settings.cluster, firer, recoverer, retention)
     loop = asyncio.get_running_loop()
@@ -63,7 +64,7 @@ async def run(settings: CoordinatorSettings) -> int:
     def on_ring(_: object) -> None:
         loop.call_soon_threadsafe(recoverer.ring_changed)
 
-    cluster.membership.subscribe(on_ring)
+    membership.subscribe(on_ring)
     leadership = Leadership(zk, store.names.election, identifier)
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
@@ -100,7 +101,8 @@ async def run(settings: CoordinatorSettings) -> int:
     finally:
         await leadership.release()
         metrics.close()
-        await cluster.close()
+        await router.close()
+        await asyncio.to_thread(membership.stop)
         await store.close()
         await asyncio.to_thread(zk.stop)
         zk.close()

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from ringpool.client.async_cluster import REFUSALS, AsyncCluster
+from ringpool.client.router import REFUSALS, Router
 from ringpool.errors import RingpoolError
 from ringpool.store.pubsub import listen_forever
 from ringpool.store.store import StateStore
@@ -26,9 +26,9 @@ LEASE_S = 10.0
 
 
 class RetryFirer:
-    def __init__(self, store: StateStore, cluster: AsyncCluster, batch: int = 500) -> None:
+    def __init__(self, store: StateStore, router: Router, batch: int = 500) -> None:
         self.store = store
-        self.cluster = cluster
+        self.router = router
         self.batch = batch
         self.fired = 0
         self.buried = 0
@@ -76,13 +76,14 @@ class RetryFirer:
             envelope.source = pb.SOURCE_RETRY
             envelope.attempt = item.attempt
             envelopes.append(envelope)
-        try:
-            acks = await self.cluster.send(envelopes)
-        except RingpoolError as exc:
-            log.warning("could not re-dispatch %d retries (%s); they fire again in %.0fs",
-                        len(envelopes), exc, LEASE_S)
-            return len(due)
+        acks = await self.router.send(envelopes)
+        unsent = sum(isinstance(ack, RingpoolError) for ack in acks)
+        if unsent:
+            log.warning("could not re-dispatch %d retries; they fire again in %.0fs", unsent,
+                        LEASE_S)
         for envelope, ack in zip(envelopes, acks, strict=True):
+            if isinstance(ack, RingpoolError):
+                continue
             if ack.code == pb.ACCEPTED:
                 self.fired += 1
             elif (

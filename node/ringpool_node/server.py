@@ -24,6 +24,7 @@ from ringpool.core.zkacl import secure_cluster
 from ringpool.errors import ConfigError
 from ringpool.pool import Pools
 from ringpool.store.store import StateStore
+from ringpool.task import REGISTRY
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
 from ringpool_node.auth import TokenAuth
@@ -152,7 +153,7 @@ async def serve(settings: NodeSettings) -> int:
         log.info("recovered %d of our own tasks (%d poisoned)", recovered.recovered,
                  recovered.poisoned)
     registration = Registration(
-        zk, names, settings.node_id, address, settings.weight, set_epoch
+        zk, names, settings.node_id, address, settings.weight, REGISTRY, set_epoch
     )
     await asyncio.to_thread(registration.register)
     await asyncio.to_thread(

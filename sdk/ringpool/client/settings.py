@@ -6,16 +6,23 @@ The environment is read when a client connects, never at import.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ringpool.core.envelope import DEFAULT_LIMITS, Limits
 from ringpool.core.naming import check_cluster_name
 from ringpool.core.zkacl import parse_credential
-from ringpool.errors import ConfigError
+from ringpool.errors import ConfigError, RingpoolError
+from ringpool.task import Task
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+MIB = 1024 * 1024
+# Called as on_refused(key, task, error) on the client's event loop for every task a
+# node refused or the client gave up on (the error its handle raises too).
+OnRefused = Callable[[str, Task, RingpoolError], object]
 
 
 @dataclass(frozen=True)
@@ -30,12 +37,17 @@ class ClientSettings:
     tls_server_name: str = ""  # name to check in the node's certificate (default: its address)
     zk_auth: str = ""  # USER:PASSWORD ZooKeeper digest identity, when the cluster uses ACLs
     connect_timeout_s: float = 10.0
+    # How long a task may take to be accepted (resends included), and how long
+    # dispatch() waits for room while max_outstanding tasks are still unanswered.
     dispatch_timeout_s: float = 30.0
     max_hops: int = 8
+    max_outstanding: int = 20_000  # tasks dispatched and not yet accepted or refused
+    max_outstanding_bytes: int = 32 * MIB  # ... and their payloads, keys and names
     result_poll_s: float = 2.0  # how often a waiting handle re-reads its record
     limits: Limits = field(default=DEFAULT_LIMITS)
     # Where the client's metrics go (ringpool.client.metrics); None: prometheus_client's global registry.
     metrics_registry: CollectorRegistry | None = field(default=None, compare=False, repr=False)
+    on_refused: OnRefused | None = field(default=None, compare=False, repr=False)  # None: a log line
 
     @classmethod
     def resolve(
@@ -64,6 +76,8 @@ class ClientSettings:
         )
         if settings.connect_timeout_s <= 0 or settings.dispatch_timeout_s <= 0:
             raise ConfigError("timeouts must be positive")
+        if settings.max_outstanding < 1 or settings.max_outstanding_bytes < 1:
+            raise ConfigError("max_outstanding and max_outstanding_bytes must be positive")
         if (settings.tls_cert or settings.tls_key) and not (
             settings.tls_ca and settings.tls_cert and settings.tls_key
         ):

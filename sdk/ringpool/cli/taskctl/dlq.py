@@ -37,7 +37,7 @@ from ringpool.cli.taskctl.app import (
 from ringpool.cli.taskctl.output import DURATION, RATE, ago, console, emit, iso, table
 from ringpool.cli.taskctl.ratelimit import TokenBucket
 from ringpool.cli.taskctl.task import load, print_record
-from ringpool.errors import ClusterUnavailable, DispatchError, TaskNotFound
+from ringpool.errors import ClusterUnavailable, RingpoolError, TaskNotFound
 from ringpool.store.store import StateStore, TaskRecord
 from ringpool.v1 import node_pb2 as pb
 
@@ -291,7 +291,7 @@ async def replay_entries(
     progress: Progress | None,
 ) -> None:
     store = await session.store()
-    cluster = await session.cluster()
+    router = await session.router()
     bucket = TokenBucket(rate) if rate else None
     batch = bucket.capacity if bucket else CHUNK
     progress_task = progress.add_task("replaying", total=len(task_ids)) if progress else None
@@ -309,22 +309,20 @@ async def replay_entries(
                 tally.fail(task_id, "NO_ENVELOPE", "the record holds no envelope to replay")
             else:
                 envelopes.append(replay_envelope(record))
-        if envelopes:
-            try:
-                acks = await cluster.send(envelopes)
-            except ClusterUnavailable:
-                raise
-            except DispatchError as exc:
-                for envelope in envelopes:
-                    tally.fail(envelope.task_id, type(exc).__name__, str(exc))
-                acks = []
-            for ack in acks:
-                if ack.code == pb.ACCEPTED:
-                    tally.replayed += 1
-                elif ack.code == pb.NOT_REDELIVERABLE:
-                    tally.skipped += 1
-                else:
-                    tally.fail(ack.task_id, pb.AckCode.Name(ack.code), ack.message)
+        unreachable: ClusterUnavailable | None = None
+        for envelope, ack in zip(envelopes, await router.send(envelopes), strict=True):
+            if isinstance(ack, ClusterUnavailable):
+                unreachable = ack  # stays in the DLQ; the replay stops after this chunk
+            elif isinstance(ack, RingpoolError):
+                tally.fail(envelope.task_id, type(ack).__name__, str(ack))
+            elif ack.code == pb.ACCEPTED:
+                tally.replayed += 1
+            elif ack.code == pb.NOT_REDELIVERABLE:
+                tally.skipped += 1
+            else:
+                tally.fail(ack.task_id, pb.AckCode.Name(ack.code), ack.message)
+        if unreachable is not None:
+            raise unreachable
         if progress is not None and progress_task is not None:
             progress.update(progress_task, completed=tally.done,
                             description=f"replayed {tally.replayed} skipped {tally.skipped} "

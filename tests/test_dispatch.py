@@ -6,13 +6,11 @@ import asyncio
 import signal
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from ringpool import (
     AsyncCluster,
@@ -26,7 +24,8 @@ from ringpool import (
     UnknownTask,
 )
 from ringpool.client import async_cluster as client_module
-from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
+from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
+from tests.helpers import nodes_ring_ready
 from tests.tasks_flaky import probe_runs_key
 
 TASK_MODULES = ["ringpool.demo", "tests.tasks_flaky"]
@@ -52,21 +51,6 @@ def client_ring_ready(client: Cluster, members: set[str], timeout: float = 30.0)
     while set(client.ring.members) != members:
         assert time.monotonic() < deadline, f"client ring stuck at {sorted(client.ring.members)}"
         time.sleep(0.05)
-
-
-def node_ring_version(local: LocalCluster, node_id: str) -> float:
-    """The ring version ``node_id`` routes by now, from its /metrics endpoint."""
-    url = f"http://127.0.0.1:{local.metrics_ports[node_id]}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                if s.name == "ringpool_ring_version")
-
-
-def nodes_ring_ready(local: LocalCluster, version: int, timeout: float = 30.0) -> None:
-    """Wait until every node has seen ring ``version`` (or a newer one)."""
-    wait_until(lambda: all(node_ring_version(local, n) >= version for n in local.nodes),
-               timeout, f"every node to see ring v{version}")
 
 
 def cluster_keys(client: redis.Redis, cluster: str) -> set[bytes]:

@@ -13,7 +13,7 @@ comes back here:
                             accepted is answered DUPLICATE)
     any other code          refused with its DispatchError
 
-A ticket not settled within ``dispatch_timeout_s`` of being queued is refused
+A ticket not settled within ``accept_timeout_s`` of being queued is refused
 with the reason it kept going round (ClusterUnavailable, or Overloaded when its
 owner only ever answered OVERLOADED).
 
@@ -35,14 +35,13 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ringpool.client.links import Link, LinkFactory, NodeLink
 from ringpool.client.metrics import ClientMetrics
 from ringpool.client.settings import ClientSettings
 from ringpool.client.tickets import Ticket
 from ringpool.client.window import Window
-from ringpool.core.membership import Membership
 from ringpool.core.ring import Ring, RouteCache
 from ringpool.errors import (
     ClusterUnavailable,
@@ -80,6 +79,20 @@ def refusal(ack: pb.Ack) -> DispatchError:
     return REFUSALS.get(ack.code, DispatchError)(ack.message or pb.AckCode.Name(ack.code))
 
 
+class RingSource(Protocol):
+    """Where the Router reads the ring: ``Membership`` (tests pass their own)."""
+
+    @property
+    def ring(self) -> Ring: ...
+
+    def refresh(self) -> Ring:
+        """Read the ring now (blocking); the Router calls it on a worker thread."""
+
+    def subscribe(self, listener: Callable[[Ring], None]) -> None: ...
+
+    def unsubscribe(self, listener: Callable[[Ring], None]) -> None: ...
+
+
 @dataclass(slots=True)
 class _Chain:
     """The unsettled ordered tickets of one key that are not in flight, and the count
@@ -103,7 +116,7 @@ class Router:
     def __init__(
         self,
         settings: ClientSettings,
-        membership: Membership,
+        membership: RingSource,
         metrics: ClientMetrics,
         *,
         on_result: Callable[[pb.TaskResult], None] = lambda result: None,
@@ -172,7 +185,7 @@ class Router:
         """Queue tickets (room in ``window`` already taken); from any thread."""
         if not tickets:
             return
-        deadline = time.monotonic() + self.settings.dispatch_timeout_s
+        deadline = time.monotonic() + self.settings.accept_timeout_s
         for ticket in tickets:
             ticket.deadline = deadline
         self._inbox.extend(tickets)  # one call: atomic for the loop taking the inbox
@@ -465,7 +478,7 @@ class Router:
 
     def _give_up(self, ticket: Ticket) -> None:
         self._settle(ticket, error=ticket.problem or ClusterUnavailable(
-            f"no answer for the task within {self.settings.dispatch_timeout_s}s"))
+            f"no answer for the task within {self.settings.accept_timeout_s}s"))
 
     def _arm_expiry(self) -> None:
         self._expiry = None

@@ -37,9 +37,12 @@ class ClientSettings:
     tls_server_name: str = ""  # name to check in the node's certificate (default: its address)
     zk_auth: str = ""  # USER:PASSWORD ZooKeeper digest identity, when the cluster uses ACLs
     connect_timeout_s: float = 10.0
-    # How long a task may take to be accepted (resends included), and how long
-    # dispatch() waits for room while max_outstanding tasks are still unanswered.
+    # How long dispatch() waits for room while max_outstanding tasks are unanswered.
     dispatch_timeout_s: float = 30.0
+    # How long a dispatched task may go unanswered, resends included, before it is
+    # refused. Longer than dispatch_timeout_s, so that a cluster that stays down makes
+    # dispatch() raise rather than let a caller keep queueing tasks bound to fail.
+    accept_timeout_s: float = 60.0
     max_hops: int = 8
     max_outstanding: int = 20_000  # tasks dispatched and not yet accepted or refused
     max_outstanding_bytes: int = 32 * MIB  # ... and their payloads, keys and names
@@ -74,7 +77,8 @@ class ClientSettings:
             token=token if token is not None else env.get("RINGPOOL_TOKEN", ""),
             **options,  # type: ignore[arg-type]
         )
-        if settings.connect_timeout_s <= 0 or settings.dispatch_timeout_s <= 0:
+        if min(settings.connect_timeout_s, settings.dispatch_timeout_s,
+               settings.accept_timeout_s) <= 0:
             raise ConfigError("timeouts must be positive")
         if settings.max_outstanding < 1 or settings.max_outstanding_bytes < 1:
             raise ConfigError("max_outstanding and max_outstanding_bytes must be positive")

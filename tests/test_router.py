@@ -84,8 +84,14 @@ class FakeLink:
         self.waiting += tickets
         self.queued += [t.task_id for t in tickets]
 
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting)
+
     def forget(self, ticket: Ticket) -> None:
         self.waiting.remove(ticket)
+        if not self.waiting:
+            self.events.on_idle(self)
 
     async def close(self) -> None:
         self.closed = True
@@ -97,10 +103,13 @@ class FakeLink:
         self.events.on_answers(self, [
             (t, pb.Ack(task_id=t.task_id, code=code, node_id=self.node_id, **fields))  # type: ignore[arg-type]
             for t in chosen])
+        if not self.waiting:
+            self.events.on_idle(self)
 
     def break_down(self, error: Exception | None = None) -> None:
         lost, self.waiting = self.waiting, []
         self.events.on_down(self, lost, error or LinkDown(f"stream to {self.node_id} ended"))
+        self.events.on_idle(self)
 
 
 class Harness:

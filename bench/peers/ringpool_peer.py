@@ -13,13 +13,17 @@ once (each from its own thread; the client's event loop interleaves them, as
 ``examples/demo.py --window`` does), then ``TaskHandle.result()`` per handle in
 submission order (results are pushed back on the open stream; one that is
 already here returns without a hop through the event loop). W2:
-``cluster.dispatch(key, noop.s()).result()``, one after another. W4 sends ``ordered=True`` — the
+``cluster.dispatch(key, noop.s()).result()``, one after another. L1/L3: a plain
+loop of ``cluster.dispatch(key, count.s(...))`` (it returns once the task is
+queued; the client batches by itself); L1m: a loop of ``dispatch_many`` of
+``LOOP_CHUNK``. W4 sends ``ordered=True`` — the
 per-key ordering ringpool offers, so same-key increments never overlap on a
 node's threads; affinity puts all of a key's increments in one process.
 
 Importing this module registers the task bodies of ``bench.tasks`` as ringpool
-tasks ``bench.noop``, ``bench.sleep10`` and ``bench.incr`` (kind ``io``); the
-nodes load it as their ``--tasks`` module.
+tasks ``bench.noop``, ``bench.sleep10``, ``bench.incr``, ``bench.count`` and
+``bench.sleep10_count`` (kind ``io``); the nodes load it as their ``--tasks``
+module.
 """
 
 from __future__ import annotations
@@ -34,11 +38,15 @@ from ringpool.task import task
 
 CHUNK = 1_000  # tasks per dispatch_many call
 WINDOW = 8  # dispatch_many calls in flight
+LOOP_CHUNK = 500  # tasks per dispatch_many call in L1m
 
 ringpool_noop = task("bench.noop", kind="io", timeout=60.0)(tasks.noop)
 ringpool_sleep10 = task("bench.sleep10", kind="io", timeout=60.0)(tasks.sleep10)
 ringpool_incr = task("bench.incr", kind="io", timeout=60.0)(tasks.incr)
-DEFINITIONS = {"noop": ringpool_noop, "sleep10": ringpool_sleep10, "incr": ringpool_incr}
+ringpool_count = task("bench.count", kind="io", timeout=60.0)(tasks.count)
+ringpool_sleep10_count = task("bench.sleep10_count", kind="io", timeout=60.0)(tasks.sleep10_count)
+DEFINITIONS = {"noop": ringpool_noop, "sleep10": ringpool_sleep10, "incr": ringpool_incr,
+               "count": ringpool_count, "sleep10_count": ringpool_sleep10_count}
 
 
 class RingpoolPeer(Peer):
@@ -129,6 +137,19 @@ class RingpoolPeer(Peer):
         self._trip += 1
         handle = self.cluster.dispatch(f"trip:{self._trip % 1000}", ringpool_noop.s())
         return handle.result(timeout=check_deadline(deadline, "ringpool round trip"))
+
+    def submit_one(self, name: str, key: str, args: tuple[Any, ...]) -> None:
+        self.cluster.dispatch(key, DEFINITIONS[name].s(*args))
+
+    def submit_loop_many(self, name: str, items: list[tuple[str, tuple[Any, ...]]],
+                         deadline: float) -> int:
+        definition = DEFINITIONS[name]
+        for start in range(0, len(items), LOOP_CHUNK):
+            if time.monotonic() >= deadline:
+                return start
+            self.cluster.dispatch_many(
+                [(key, definition.s(*args)) for key, args in items[start:start + LOOP_CHUNK]])
+        return len(items)
 
     def w4_options(self) -> dict[str, Any]:
         return {"ordered": True}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Coroutine, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -63,6 +64,8 @@ class AsyncTaskHandle:
         self._cluster = cluster
         self._ticket = ticket
         self.key = ticket.key
+        if ticket.holder is None:
+            ticket.holder = weakref.ref(self)
 
     def __repr__(self) -> str:
         return f"<TaskHandle {self.task_id} key={self.key!r}>"
@@ -211,8 +214,9 @@ class AsyncCluster:
         with telemetry.dispatch_span("dispatch", _name(task), 1, headers) as traced:
             ticket = self._ticket(key, task, headers if traced is None else traced,
                                   CallTimer(self.metrics.dispatch, 1))
+            handle = AsyncTaskHandle(self, ticket)
             await self.router.queue_async((ticket,))
-        return AsyncTaskHandle(self, ticket)
+        return handle
 
     async def dispatch_many(
         self, items: Iterable[tuple[str, Task]]
@@ -222,8 +226,9 @@ class AsyncCluster:
         with telemetry.dispatch_span("dispatch_many", _name(items[0][1]) if items else "",
                                      len(items)) as traced:
             tickets = self._tickets(items, traced)
+            handles = [AsyncTaskHandle(self, ticket) for ticket in tickets]
             await self.router.queue_async(tickets)
-        return [AsyncTaskHandle(self, ticket) for ticket in tickets]
+        return handles
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until every task dispatched so far is accepted or refused (refusals stay on
@@ -240,7 +245,8 @@ class AsyncCluster:
     # -- the Router's hooks (on the loop) ------------------------------------------
 
     def _expect_result(self, ticket: Ticket) -> None:
-        ticket.result = self._results.expect(ticket.task_id)
+        if not ticket.unheld:
+            ticket.result = self._results.expect(ticket.task_id)
 
     def _report_refusal(self, ticket: Ticket) -> None:
         task, error = ticket.task, ticket.accepted.error

@@ -8,6 +8,7 @@ result blocks this thread on the task's latch, not on a trip through the loop.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -33,6 +34,8 @@ class TaskHandle:
         # it then takes: its id is known once it is accepted.
         self._provisional_id = provisional_id
         self.key = ticket.key
+        if ticket.holder is None:
+            ticket.holder = weakref.ref(self)
 
     def __repr__(self) -> str:
         return f"<TaskHandle {self._ticket.task_id} key={self.key!r}>"
@@ -121,8 +124,9 @@ class Cluster:
         with telemetry.dispatch_span("dispatch", _name(task), 1, headers) as traced:
             ticket = cluster._ticket(key, task, headers if traced is None else traced,
                                      CallTimer(cluster.metrics.dispatch, 1))
+            handle = TaskHandle(self, ticket, bool(task.idempotency_key))
             cluster.router.queue((ticket,))
-        return TaskHandle(self, ticket, bool(task.idempotency_key))
+        return handle
 
     def dispatch_many(self, items: Iterable[tuple[str, Task]]) -> list[TaskHandle]:
         """Dispatch many tasks; every task is checked before any is queued."""
@@ -131,9 +135,10 @@ class Cluster:
         with telemetry.dispatch_span("dispatch_many", _name(items[0][1]) if items else "",
                                      len(items)) as traced:
             tickets = cluster._tickets(items, traced)
+            handles = [TaskHandle(self, ticket, bool(task.idempotency_key))
+                       for ticket, (_, task) in zip(tickets, items, strict=True)]
             cluster.router.queue(tickets)
-        return [TaskHandle(self, ticket, bool(task.idempotency_key))
-                for ticket, (_, task) in zip(tickets, items, strict=True)]
+        return handles
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every task dispatched so far is accepted or refused (refusals stay on

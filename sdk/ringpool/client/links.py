@@ -46,6 +46,9 @@ class LinkEvents(Protocol):
 
     def on_result(self, result: pb.TaskResult) -> None: ...
 
+    def on_idle(self, link: Link) -> None:
+        """Everything the link sent is answered: what is queued goes out at once."""
+
 
 class Link(Protocol):
     node_id: str
@@ -53,6 +56,10 @@ class Link(Protocol):
 
     @property
     def closed(self) -> bool: ...
+
+    @property
+    def busy(self) -> bool:
+        """True while something it sent is unanswered (what is queued then waits)."""
 
     def queue(self, tickets: Sequence[Ticket]) -> None:
         """Send these (in order) after what is already queued."""
@@ -126,6 +133,10 @@ class NodeLink:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def busy(self) -> bool:
+        return bool(self._in_flight)
+
     def queue(self, tickets: Sequence[Ticket]) -> None:
         if self._closed:
             self._events.on_down(self, list(tickets), LinkDown(f"link to {self.node_id} is closed"))
@@ -138,6 +149,7 @@ class NodeLink:
     def forget(self, ticket: Ticket) -> None:
         if self._in_flight.pop(ticket.task_id, None) is not None and not self._in_flight:
             self._ready.set()  # a settled ticket in the outbox is skipped when sending
+            self._events.on_idle(self)
 
     def _ensure_stream(self) -> None:
         if self._reader is None or self._reader.done():
@@ -184,8 +196,10 @@ class NodeLink:
                         self._events.on_answers(self, answers)
                 for result in response.results:
                     self._events.on_result(result)
-                if not in_flight and self._outbox:
-                    self._ready.set()
+                if not in_flight and response.acks:
+                    self._events.on_idle(self)
+                    if self._outbox:
+                        self._ready.set()
         except aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                 error = Unauthenticated(f"{self.node_id} refused us: {exc.details()}")
@@ -203,6 +217,7 @@ class NodeLink:
             self._outbox = []
             if lost:
                 self._events.on_down(self, lost, error)
+            self._events.on_idle(self)
 
     async def close(self) -> None:
         self._closed = True

@@ -73,6 +73,9 @@ REROUTE = frozenset({pb.WRONG_OWNER, pb.DRAINING})
 BACK_OFF = frozenset({pb.OVERLOADED, pb.INTERNAL})
 
 Settled = Callable[[Ticket], None]
+# While every link has a send in flight, submitted tickets are taken up when one
+# goes idle, or after this long (e.g. for an owner that has no link yet).
+DEFER_S = 0.005
 
 
 def refusal(ack: pb.Ack) -> DispatchError:
@@ -138,7 +141,8 @@ class Router:
         self._links_version = -1
         self._chains: dict[str, _Chain] = {}
         self._inbox: list[Ticket] = []  # submitted, not yet taken by the loop
-        self._wake_pending = False
+        self._wake_pending = False  # True: the loop takes the inbox soon, no wake-up needed
+        self._deferred: asyncio.TimerHandle | None = None
         self._outstanding: dict[Ticket, None] = {}  # taken and unsettled, oldest first
         self._homeless: list[tuple[float, Ticket]] = []  # waiting for the ring to have members
         self._tasks: set[asyncio.Task[None]] = set()
@@ -164,7 +168,7 @@ class Router:
         self.membership.unsubscribe(self._ring_changed)
         for task in list(self._tasks):
             task.cancel()
-        for handle in (self._expiry, self._homeless_timer):
+        for handle in (self._expiry, self._homeless_timer, self._deferred):
             if handle is not None:
                 handle.cancel()
         self._take_inbox()
@@ -251,19 +255,31 @@ class Router:
 
     def _take_inbox(self) -> None:
         self._wake_pending = False  # before taking: a submit from now on wakes us again
+        if self._deferred is not None:
+            self._deferred.cancel()
+            self._deferred = None
         tickets, self._inbox = self._inbox, []
-        if not tickets:
-            return
-        outstanding = self._outstanding
-        for ticket in tickets:
-            outstanding[ticket] = None
-        if self._expiry is None:
-            self._arm_expiry()
-        if self._closed:
+        if tickets:
+            outstanding = self._outstanding
             for ticket in tickets:
-                self._settle(ticket, error=ClusterUnavailable("the client is closed"))
-            return
-        self._route(tickets)
+                outstanding[ticket] = None
+            if self._expiry is None:
+                self._arm_expiry()
+            if self._closed:
+                for ticket in tickets:
+                    self._settle(ticket, error=ClusterUnavailable("the client is closed"))
+                return
+            self._route(tickets)
+        links = self._links.values()
+        if links and all(link.busy for link in links) and not self._closed:
+            # Whatever comes next would only wait on a link's outbox: callers need not
+            # wake us; a link going idle (or, at the latest, DEFER_S) takes the inbox.
+            self._wake_pending = True
+            self._deferred = asyncio.get_running_loop().call_later(DEFER_S, self._take_inbox)
+
+    def on_idle(self, link: Link) -> None:
+        if self._wake_pending:
+            self._take_inbox()
 
     # -- routing -------------------------------------------------------------------
 

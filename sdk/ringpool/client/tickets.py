@@ -3,12 +3,14 @@
 A ticket is made on the caller's thread (the envelope is already validated), then
 only the event loop touches it: the Router routes it, resends it and settles it.
 Its ``accepted`` latch ends as the task's id (an earlier task's, for a duplicate)
-or the refusal; ``result`` is the latch of its result, set once it is accepted.
+or the refusal; ``result`` is the latch of its result, set once it is accepted
+(unless its handle is gone by then).
 """
 
 from __future__ import annotations
 
 import itertools
+import weakref
 from typing import TYPE_CHECKING
 
 from ringpool.client.latch import Latch
@@ -29,9 +31,9 @@ _sequence = itertools.count(1)  # next() on a count is atomic: callers on any th
 
 class Ticket:
     __slots__ = (
-        "accepted", "ack", "backoff_s", "deadline", "envelope", "hops", "key", "link",
-        "ordered", "problem", "result", "sent_version", "seq", "size", "task", "task_id",
-        "timer",
+        "accepted", "ack", "backoff_s", "deadline", "envelope", "holder", "hops", "key",
+        "link", "ordered", "problem", "result", "sent_version", "seq", "size", "task",
+        "task_id", "timer",
     )
 
     def __init__(
@@ -56,6 +58,14 @@ class Ticket:
         self.ack: pb.Ack | None = None  # the node's final answer
         self.accepted: Latch[str] = Latch()
         self.result: Latch[pb.TaskResult] | None = None
+        # The handle given out for it, weakly: once that is gone, nobody can wait for
+        # the result, and none is kept for it.
+        self.holder: weakref.ref[object] | None = None
+
+    @property
+    def unheld(self) -> bool:
+        """True once the handle given out for it is gone."""
+        return self.holder is not None and self.holder() is None
 
     def __repr__(self) -> str:
         return f"<Ticket {self.task_id} key={self.key!r}>"

@@ -87,7 +87,7 @@ class AsyncTaskHandle:
         accepted; raises the refusal of a task that was not."""
         await self.accepted()
         result = self._ticket.result
-        if result is not None and result.done and result.error is None:
+        if result.done and result.error is None:
             return STATE_NAMES[result.get().state]
         states = await self._cluster.store.states([self.task_id])
         return states[0] or "UNKNOWN"
@@ -246,7 +246,7 @@ class AsyncCluster:
 
     def _expect_result(self, ticket: Ticket) -> None:
         if not ticket.unheld:
-            ticket.result = self._results.expect(ticket.task_id)
+            self._results.watch(ticket.task_id, ticket.result)
 
     def _report_refusal(self, ticket: Ticket) -> None:
         task, error = ticket.task, ticket.accepted.error

@@ -63,22 +63,21 @@ class TaskHandle:
         """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), or the
         refusal of a task that was not accepted."""
         started = time.monotonic()
-        task_id = self.accepted(timeout)
-        latch = self._ticket.result
-        assert latch is not None  # set on the loop before the accept is
-        if latch.done:  # already here: no trip through the event loop
+        latch = self._ticket.result  # settles with the refusal too
+        results = self._cluster._async._results
+        # The usual case: the accept and the result come on the stream (in one message
+        # for a quick task): wait for them on this thread. Only a slow result takes the
+        # full path through the loop (and Redis).
+        if latch.done or not results.listening and latch.wait(
+                FAST_PATH_WAIT_S if timeout is None else min(FAST_PATH_WAIT_S, timeout)):
             return unwrap(latch.get())
-        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-        # The usual case: the result is on its way over the stream. Wait for it on this
-        # thread; only a slow result takes the full path (Redis) through the loop.
-        if not self._cluster._async._results.listening:
-            first = FAST_PATH_WAIT_S if remaining is None else min(FAST_PATH_WAIT_S, remaining)
-            if latch.wait(first):
-                return unwrap(latch.get())
-            remaining = None if timeout is None else max(
-                0.0, timeout - (time.monotonic() - started))
+        task_id = self.accepted(None if timeout is None else _left(timeout, started))
         return unwrap(self._cluster._portal.call(
-            self._cluster._async._results.wait(task_id, remaining)))
+            results.wait(task_id, None if timeout is None else _left(timeout, started))))
+
+
+def _left(timeout: float, started: float) -> float:
+    return max(0.0, timeout - (time.monotonic() - started))
 
 
 class Cluster:

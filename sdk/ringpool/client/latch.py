@@ -18,7 +18,7 @@ _EVENT_LOCK = threading.Lock()  # only for making a latch's first thread event
 
 
 class Latch(Generic[T]):
-    __slots__ = ("__weakref__", "_done", "_error", "_event", "_futures", "_value")
+    __slots__ = ("__weakref__", "_done", "_error", "_event", "_followers", "_futures", "_value")
 
     def __init__(self) -> None:
         self._done = False
@@ -26,6 +26,7 @@ class Latch(Generic[T]):
         self._error: BaseException | None = None
         self._event: threading.Event | None = None
         self._futures: list[asyncio.Future[None]] | None = None
+        self._followers: list[Latch[T]] | None = None
 
     @property
     def done(self) -> bool:
@@ -58,6 +59,25 @@ class Latch(Generic[T]):
                 if not future.done():
                     future.set_result(None)
             self._futures = None
+        if self._followers:
+            for follower in self._followers:
+                self._pass_on(follower)
+            self._followers = None
+
+    def follow(self, other: Latch[T]) -> None:
+        """Settle ``other`` the way this one settles (at once if it has)."""
+        if self._done:
+            self._pass_on(other)
+        elif self._followers is None:
+            self._followers = [other]
+        else:
+            self._followers.append(other)
+
+    def _pass_on(self, other: Latch[T]) -> None:
+        if self._error is not None:
+            other.fail(self._error)
+        else:
+            other.set(self._value)  # type: ignore[arg-type]
 
     def get(self) -> T:
         """The value, or raise the error; only once ``done``."""

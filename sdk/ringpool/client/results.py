@@ -71,6 +71,14 @@ class ResultWaiter:
             self._latches[task_id] = latch
         return latch
 
+    def watch(self, task_id: str, latch: Latch[pb.TaskResult]) -> None:
+        """Set ``latch`` with ``task_id``'s result too (on the loop)."""
+        known = self._latches.get(task_id)
+        if known is None:
+            self._latches[task_id] = latch
+        elif known is not latch:
+            known.follow(latch)  # e.g. a duplicate of a task this client waits for already
+
     @property
     def listening(self) -> bool:
         """True once results have been missed on a stream and Redis is watched instead."""

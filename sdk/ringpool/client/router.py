@@ -488,6 +488,7 @@ class Router:
             ticket.accepted.set(task_id)
         else:
             ticket.accepted.fail(error)
+            ticket.result.fail(error)
             self._on_refused(ticket)
         if ticket.timer is not None:
             ticket.timer.settled()

@@ -3,8 +3,8 @@
 A ticket is made on the caller's thread (the envelope is already validated), then
 only the event loop touches it: the Router routes it, resends it and settles it.
 Its ``accepted`` latch ends as the task's id (an earlier task's, for a duplicate)
-or the refusal; ``result`` is the latch of its result, set once it is accepted
-(unless its handle is gone by then).
+or the refusal; its ``result`` latch as its result, or the same refusal (a waiter
+for the result wakes once, whichever comes).
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ class Ticket:
         self.problem: RingpoolError | None = None  # why it is being sent again
         self.ack: pb.Ack | None = None  # the node's final answer
         self.accepted: Latch[str] = Latch()
-        self.result: Latch[pb.TaskResult] | None = None
+        self.result: Latch[pb.TaskResult] = Latch()
         # The handle given out for it, weakly: once that is gone, nobody can wait for
-        # the result, and none is kept for it.
+        # the result, which is then not watched for.
         self.holder: weakref.ref[object] | None = None
 
     @property

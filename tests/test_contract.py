@@ -21,7 +21,7 @@ def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:
 def test_ringpool_exports_exactly_the_documented_api() -> None:
     contract = {"Cluster", "AsyncCluster", "Task", "task", "TaskHandle", "RetryPolicy"}
     extensions = {
-        "AsyncTaskHandle", "Retry", "PermanentError", "TaskContext", "current_task",
+        "AsyncTaskHandle", "Retry", "PermanentError", "TaskContext", "current_task", "TaskState",
         # the error tree (ringpool/errors.py)
         "RingpoolError", "DispatchError", "UnknownTask", "InvalidKey", "InvalidTask",
         "PayloadTooLarge", "NoNodesAvailable", "Overloaded", "TooManyHops", "NotRedeliverable",

@@ -21,10 +21,12 @@ from ringpool import (
     ResultTimeout,
     Task,
     TaskFailed,
+    TaskState,
     UnknownTask,
 )
 from ringpool.client import async_cluster as client_module
-from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
+from ringpool.store.keys import Keys
+from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
 from tests.helpers import nodes_ring_ready
 from tests.tasks_flaky import probe_runs_key
 
@@ -54,13 +56,35 @@ def client_ring_ready(client: Cluster, members: set[str], timeout: float = 30.0)
 
 
 def cluster_keys(client: redis.Redis, cluster: str) -> set[bytes]:
-    return set(client.scan_iter(match=f"ringpool:{{{cluster}}}:*", count=1000))
+    return set(client.scan_iter(match=f"{Keys(cluster).prefix}:*", count=1000))
 
 
 def test_sync_dispatch_returns_the_result(cluster: Cluster) -> None:
     handle = cluster.dispatch("user:42", Task("demo.add", args=(1, 2)))
     assert handle.result(timeout=30) == 3
-    assert handle.status() == "SUCCEEDED"
+    assert handle.status() is TaskState.SUCCEEDED
+
+
+def test_status_is_a_task_state_at_every_step(cluster: Cluster) -> None:
+    handle = cluster.dispatch("status", Task("demo.sleep", args=(2,)))
+    first = handle.status()
+    assert isinstance(first, TaskState) and first in (TaskState.QUEUED, TaskState.RUNNING)
+    wait_until(lambda: handle.status() is TaskState.RUNNING, 30, "the task to show RUNNING")
+    handle.result(timeout=30)
+    assert handle.status() is TaskState.SUCCEEDED and handle.status().terminal
+    assert cluster.handle("0" * 32).status() is TaskState.UNKNOWN  # no such task
+
+
+def test_async_status_is_a_task_state(local: LocalCluster) -> None:
+    async def run() -> tuple[TaskState, TaskState]:
+        async with AsyncCluster.connect(
+            zk=local.zk, redis=local.redis, cluster=local.cluster
+        ) as client:
+            handle = await client.dispatch("user:2", Task("demo.add", args=(2, 2)))
+            await handle.result(timeout=30)
+            return await handle.status(), await client.handle("f" * 32).status()
+
+    assert asyncio.run(run()) == (TaskState.SUCCEEDED, TaskState.UNKNOWN)
 
 
 def test_signature_shortcut_and_kwargs(cluster: Cluster) -> None:
@@ -151,7 +175,7 @@ def test_failed_task_raises_task_failed_with_the_remote_error(cluster: Cluster) 
     assert caught.value.error_type == "ValueError"
     assert caught.value.message == "kaput"
     assert "raise ValueError(message)" in caught.value.traceback
-    assert handle.status() == "FAILED"
+    assert handle.status() is TaskState.FAILED
 
 
 def test_result_wait_times_out_with_a_typed_error(cluster: Cluster) -> None:

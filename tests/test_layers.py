@@ -88,3 +88,30 @@ def test_no_generic_top_level_names() -> None:
     for folder in ("sdk", "node", "coordinator"):
         packages = {p.name for p in (ROOT / folder).iterdir() if (p / "__init__.py").exists()}
         assert packages <= set(PACKAGES), f"{folder}/ holds packages outside the namespace: {packages}"
+
+
+def _outside_the_store() -> Iterator[tuple[Path, ast.AST]]:
+    store = PACKAGES["ringpool"] / "store"
+    for root in PACKAGES.values():
+        for path in sorted(root.rglob("*.py")):
+            if store in path.parents or "v1" in path.relative_to(root).parts:
+                continue
+            yield from ((path, node) for node in ast.walk(ast.parse(path.read_text(), str(path))))
+
+
+def test_only_the_state_store_spells_redis_keys_or_talks_to_redis() -> None:
+    keys, clients = [], []
+    for path, node in _outside_the_store():
+        where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
+        # f"ringpool:{{{cluster}}}:..." holds the constant "ringpool:{" too
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and "ringpool:{" in node.value:
+            keys.append(where)
+        # Redis' exception types may be caught anywhere; its clients live in the store.
+        if isinstance(node, ast.Import):
+            clients += [where for alias in node.names if _top(alias.name) == "redis"]
+        if isinstance(node, ast.ImportFrom) and node.module and _top(node.module) == "redis" \
+                and node.module != "redis.exceptions":
+            clients.append(where)
+    assert not keys, f"Redis keys spelled outside ringpool.store (use ringpool.store.keys): {keys}"
+    assert not clients, f"Redis clients outside ringpool.store (use StateStore): {clients}"

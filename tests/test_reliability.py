@@ -20,7 +20,8 @@ import redis
 
 from ringpool import Cluster, PermanentError, Task, TaskFailed
 from ringpool.errors import ClusterUnavailable, Overloaded
-from ringpool.store.store import StateStore, TaskRecord
+from ringpool.store.keys import Keys
+from ringpool.store.store import AcceptCode, StateStore, TaskRecord
 from ringpool.task import RetryPolicy
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
 from tests.tasks_flaky import probe_fail_times, probe_log_key, probe_runs_key
@@ -128,8 +129,7 @@ def test_always_failing_task_lands_in_the_dlq_after_every_attempt(
     assert record.first_failure_at is not None and record.last_failure_at is not None
     assert record.first_failure_at < record.last_failure_at
     assert record.node in local.nodes
-    score = redis.Redis.from_url(local.redis).zscore(f"ringpool:{{{local.cluster}}}:dlq",
-                                                     handle.task_id)
+    score = redis.Redis.from_url(local.redis).zscore(Keys(local.cluster).dlq, handle.task_id)
     assert score is not None
 
 
@@ -326,7 +326,7 @@ def test_task_accepted_but_never_started_is_handed_back_and_runs(
         store = StateStore.from_url(local.redis, local.cluster)
         try:
             (result,) = await store.accept(owner, client.ring.members[owner].epoch, [envelope])
-            assert result.code == "accepted"
+            assert result.code is AcceptCode.ACCEPTED
         finally:
             await store.close()
 
@@ -350,7 +350,7 @@ def test_dlq_retention_removes_old_dead_letters_and_says_so(
         handle = client.dispatch("dead", Task("demo.fail", args=("old news",)))
         with pytest.raises(TaskFailed):
             handle.result(timeout=30)
-        dlq = f"ringpool:{{{local.cluster}}}:dlq"
+        dlq = Keys(local.cluster).dlq
         r = redis.Redis.from_url(local.redis)
         port = local.metrics_ports["coordinator-0"]
 

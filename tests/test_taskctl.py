@@ -20,11 +20,12 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from ringpool import Cluster, Task
+from ringpool import Cluster, Task, TaskState
 from ringpool.cli.taskctl import cli
+from ringpool.cli.taskctl import dlq as dlq_module
 from ringpool.cli.taskctl.app import Options, Session, run
 from ringpool.cli.taskctl.dlq import Tally, replay_entries
-from ringpool.core.naming import Names
+from ringpool.store.keys import Keys
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
 from tests.tasks_flaky import gate_key, runs_key
 
@@ -92,7 +93,7 @@ def one_line_error(result: Result, code: int, text: str, prompt: str = "") -> No
 
 
 def dlq_key(local: LocalCluster) -> str:
-    return Names(local.cluster).dlq
+    return Keys(local.cluster).dlq
 
 
 def empty_dlq(local: LocalCluster) -> None:
@@ -100,10 +101,10 @@ def empty_dlq(local: LocalCluster) -> None:
 
 
 def states(rds: redis.Redis, local: LocalCluster, ids: list[str], field: str = "state") -> list:  # type: ignore[type-arg]
-    names = Names(local.cluster)
+    keys = Keys(local.cluster)
     pipe = rds.pipeline(transaction=False)
     for task_id in ids:
-        pipe.hget(names.task(task_id), field)
+        pipe.hget(keys.task(task_id), field)
     return [v.decode() if v is not None else None for v in pipe.execute()]
 
 
@@ -189,10 +190,12 @@ def test_task_show_in_both_modes(local: LocalCluster, client: Cluster) -> None:
     # Too short to be marked RUNNING, yet its start is recorded with its outcome.
     assert data["accepted_at"] <= data["started_at"] <= data["finished_at"]
 
-    failed = client.dispatch("show:2", Task("demo.fail", args=("kaput",)))
-    wait_until(lambda: failed.status() == "FAILED", 30, "demo.fail to fail")
+    failed = client.dispatch("show:2", Task("demo.fail", args=("kaput [bold]x[/bold]",)))
+    wait_until(lambda: failed.status() is TaskState.FAILED, 30, "demo.fail to fail")
     text = ok(ctl(local, "task", "show", failed.task_id)).stdout
-    assert "ValueError: kaput" in text and "Traceback (most recent call last)" in text
+    assert "Traceback (most recent call last)" in text
+    # In the error line and the traceback's last line, as raised: neither markup nor escaped.
+    assert text.count("ValueError: kaput [bold]x[/bold]") == 2 and "\\[" not in text
     assert "(in the DLQ)" in text
     data = as_json(ctl(local, "--json", "task", "show", failed.task_id))
     assert data["error_type"] == "ValueError" and data["in_dlq"] is True
@@ -216,8 +219,9 @@ def test_a_long_task_shows_running_from_when_it_started(
 
 
 def test_dlq_ls_show_stats_in_both_modes(
-    local: LocalCluster, client: Cluster, rds: redis.Redis
+    local: LocalCluster, client: Cluster, rds: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(dlq_module, "DLQ_PAGE", 3)  # seven entries: three pages
     empty_dlq(local)
     flaky = dead_letter(client, rds, local, 6, f"ls{uuid.uuid4().hex[:6]}")
     fail = client.dispatch("ls:fail", Task("demo.fail", args=("nope",)))
@@ -244,8 +248,17 @@ def test_dlq_ls_show_stats_in_both_modes(
     text = ok(ctl(local, "dlq", "stats")).stdout
     assert "DLQ 7 entries" in text and "flaky.gate" in text and "GateClosed" in text
     stats = as_json(ctl(local, "--json", "dlq", "stats"))
+    assert stats["total"] == stats["matched"] == 7
     assert stats["by_task"] == {"flaky.gate": 6, "demo.fail": 1}
     assert stats["by_error"] == {"GateClosed": 6, "ValueError": 1}
+    assert stats["by_task_and_error"] == [
+        {"task": "flaky.gate", "error_type": "GateClosed", "count": 6},
+        {"task": "demo.fail", "error_type": "ValueError", "count": 1}]
+    only = as_json(ctl(local, "--json", "dlq", "stats", "--error", "Gate*"))
+    assert (only["total"], only["matched"], only["by_task"]) == (7, 6, {"flaky.gate": 6})
+    assert "7 entries, 6 matched" in ok(ctl(local, "dlq", "stats", "--task", "flaky.*")).stdout
+    assert "2 shown (the oldest that match; --limit 2); the DLQ holds 7" in ok(
+        ctl(local, "dlq", "ls", "--limit", "2")).stdout
     empty_dlq(local)
 
 
@@ -378,22 +391,22 @@ def test_purge_with_and_without_confirmation(
 ) -> None:
     empty_dlq(local)
     ids = dead_letter(client, rds, local, 4, f"purge{uuid.uuid4().hex[:6]}")
-    names = Names(local.cluster)
+    keys = Keys(local.cluster)
 
     declined = ctl(local, "dlq", "purge", ids[0], input="n\n")
     one_line_error(declined, 1, "aborted: nothing was purged",
                    prompt="Purge 1 DLQ entry and delete their records? [y/N]")
-    assert rds.zcard(dlq_key(local)) == 4 and rds.exists(names.task(ids[0]))
+    assert rds.zcard(dlq_key(local)) == 4 and rds.exists(keys.task(ids[0]))
 
     accepted = ok(ctl(local, "dlq", "purge", ids[0], input="y\n"))
     assert "purged 1" in accepted.stdout
-    assert rds.zscore(dlq_key(local), ids[0]) is None and not rds.exists(names.task(ids[0]))
+    assert rds.zscore(dlq_key(local), ids[0]) is None and not rds.exists(keys.task(ids[0]))
 
     assert as_json(ctl(local, "--json", "dlq", "purge", "--older-than", "1h", "--yes")) == {
         "requested": 0, "purged": 0}
     data = as_json(ctl(local, "--json", "dlq", "purge", "--older-than", "0s", "--yes"))
     assert data == {"requested": 3, "purged": 3}
-    assert rds.zcard(dlq_key(local)) == 0 and not any(rds.exists(names.task(i)) for i in ids)
+    assert rds.zcard(dlq_key(local)) == 0 and not any(rds.exists(keys.task(i)) for i in ids)
 
 
 # -- bad input -----------------------------------------------------------------------------------
@@ -411,6 +424,7 @@ def test_purge_with_and_without_confirmation(
         (("dlq", "replay", "--all", "--rate", "fast"), 2, "is not a rate"),
         (("dlq", "replay"), 2, "name what to replay"),
         (("dlq", "purge"), 2, "name what to purge"),
+        (("dlq", "stats", "--limit", "5"), 2, "No such option '--limit'"),
         (("config", "set", "pool.max_workers=0"), 5, "pool.max_workers must be in [1, 10000]"),
         (("route", ""), 5, "routing key must be a non-empty string"),
         (("no-such-command",), 2, "No such command"),

@@ -29,7 +29,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from ringpool import Cluster, PermanentError, Retry, Task, TaskFailed, current_task, task
 from ringpool.cli.taskctl import cli
-from ringpool.core.naming import Names
+from ringpool.store.keys import Keys
 from ringpool.testing.local import LocalCluster, wait_until
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
@@ -123,7 +123,7 @@ def test_one_trace_spans_dispatch_execute_retry_execute_and_a_replay(
                                           cluster.settings.cluster, "dlq", "replay",
                                           dead.task_id, "--yes"])
         assert replay.exit_code == 0, replay.output
-        record = Names(cluster.settings.cluster).task(dead.task_id)
+        record = Keys(cluster.settings.cluster).task(dead.task_id)
         with redis.Redis.from_url(cluster.settings.redis) as client:
             wait_until(lambda: client.hget(record, "state") == b"SUCCEEDED", 30,
                        "the replay to succeed")

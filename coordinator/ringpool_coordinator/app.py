@@ -58,14 +58,14 @@ async def run(settings: CoordinatorSettings) -> int:
     recoverer = Recoverer(zk, store, membership, settings.max_crash_recoveries)
     firer = RetryFirer(store, router)
     retention = DlqRetention(store, settings.dlq_retention_s)
-    metrics = CoordinatorMetrics(settings.redis, settings.cluster, firer, recoverer, retention)
     loop = asyncio.get_running_loop()
+    metrics = CoordinatorMetrics(store, firer, recoverer, retention, loop)
 
     def on_ring(_: object) -> None:
         loop.call_soon_threadsafe(recoverer.ring_changed)
 
     membership.subscribe(on_ring)
-    leadership = Leadership(zk, store.names.election, identifier)
+    leadership = Leadership(zk, membership.names.election, identifier)
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
 
@@ -100,7 +100,6 @@ async def run(settings: CoordinatorSettings) -> int:
             log.info("%s stepped down", identifier)
     finally:
         await leadership.release()
-        metrics.close()
         await router.close()
         await asyncio.to_thread(membership.stop)
         await store.close()

@@ -1,44 +1,46 @@
 """The coordinator's Prometheus metrics (served on ``--metrics-port``).
 
-Sizes of the retry set and the DLQ are read from Redis when Prometheus scrapes
-(two ZCARDs in one pipeline, with a short timeout; a scrape during a Redis outage
-just leaves them out). Counters are read from the retry firer and the recoverer,
+Sizes of the retry set and the DLQ are read through the state store when
+Prometheus scrapes: the scrape's thread asks the coordinator's event loop and
+waits at most ``SIZES_TIMEOUT_S`` (a scrape during a Redis outage just leaves
+them out). Counters are read from the retry firer and the recoverer,
 which count in plain ints on the event loop. Every replica reports the sizes; only
 the leader's counters move, and ``ringpool_coordinator_leader`` says which one leads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 
-import redis
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ringpool.core.naming import Names
+from ringpool.store.store import QueueSizes, StateStore
 from ringpool_coordinator.recovery import Recoverer
 from ringpool_coordinator.retention import DlqRetention
 from ringpool_coordinator.retries import RetryFirer
 
 log = logging.getLogger(__name__)
 
+SIZES_TIMEOUT_S = 2.0
 LAG_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 class CoordinatorMetrics(Collector):
     def __init__(
-        self, redis_url: str, cluster: str, firer: RetryFirer, recoverer: Recoverer,
-        retention: DlqRetention, registry: CollectorRegistry = REGISTRY,
+        self, store: StateStore, firer: RetryFirer, recoverer: Recoverer,
+        retention: DlqRetention, loop: asyncio.AbstractEventLoop,
+        registry: CollectorRegistry = REGISTRY,
     ) -> None:
-        self.names = Names(cluster)
+        self.store = store
         self.firer = firer
         self.recoverer = recoverer
         self.retention = retention
         self.leading = False
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=2.0,
-                                           socket_connect_timeout=2.0)
+        self._loop = loop  # the store's loop: sizes are read there
         self.retry_lag = Histogram(
             "ringpool_retry_lag_seconds",
             "How late the oldest due retry was when the leader claimed it, in seconds.",
@@ -50,18 +52,13 @@ class CoordinatorMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("ringpool_coordinator_leader", "1 on the leading replica, else 0.",
                                 value=int(self.leading))
-        try:
-            with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zcard(self.names.retries)
-                pipe.zcard(self.names.dlq)
-                retries, dlq = pipe.execute()
-        except redis.RedisError as exc:
-            log.debug("cannot read queue sizes for a scrape: %s", exc)
-        else:
+        sizes = self._queue_sizes()
+        if sizes is not None:
             yield GaugeMetricFamily("ringpool_retry_set_size",
-                                    "Tasks waiting in the retry set (due or not).", value=retries)
+                                    "Tasks waiting in the retry set (due or not).",
+                                    value=sizes.retries)
             yield GaugeMetricFamily("ringpool_dlq_size", "Tasks in the dead-letter queue.",
-                                    value=dlq)
+                                    value=sizes.dlq)
         firer, recoverer = self.firer, self.recoverer
         for name, doc, value in (
             ("ringpool_retries_fired", "Due retries re-dispatched and accepted.", firer.fired),
@@ -76,5 +73,18 @@ class CoordinatorMetrics(Collector):
         ):
             yield CounterMetricFamily(name, doc, value=value)
 
-    def close(self) -> None:
-        self._redis.close()
+    def _queue_sizes(self) -> QueueSizes | None:
+        """The sizes, read on the store's loop; None when they do not come in time (or
+        when called on that loop itself, as registering does: it must not block)."""
+        try:
+            if asyncio.get_running_loop() is self._loop:
+                return None
+        except RuntimeError:
+            pass  # a scrape's thread: no loop of its own
+        future = asyncio.run_coroutine_threadsafe(self.store.queue_sizes(), self._loop)
+        try:
+            return future.result(SIZES_TIMEOUT_S)
+        except Exception as exc:
+            future.cancel()
+            log.debug("cannot read queue sizes for a scrape: %s", exc)
+            return None

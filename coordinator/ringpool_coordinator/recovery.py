@@ -30,7 +30,7 @@ class Recoverer:
     ) -> None:
         self.zk = zk
         self.store = store
-        self.names: Names = store.names
+        self.names: Names = membership.names
         self.membership = membership
         self.max_crash_recoveries = max_crash_recoveries
         self.recovered = 0

@@ -41,8 +41,8 @@ class DlqRetention:
         """Remove every dead letter older than the retention; how many went."""
         cutoff = time.time() - self.retention_s
         removed = 0
-        while ids := [task_id for task_id, _ in await self.store.dlq_ids(until=cutoff, limit=BATCH)]:
-            removed += await self.store.dlq_purge(ids)
+        async for page in self.store.dlq_pages(until=cutoff, page_size=BATCH):
+            removed += await self.store.dlq_purge([task_id for task_id, _ in page])
         if removed:
             self.expired += removed
             log.warning("removed %d dead letters older than the DLQ retention of %.0fs",

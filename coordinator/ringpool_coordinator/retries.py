@@ -14,9 +14,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from ringpool.client.router import REFUSALS, Router
+from ringpool.client.router import Router
+from ringpool.core.protocol import REFUSALS, code_name
 from ringpool.errors import RingpoolError
-from ringpool.store.pubsub import listen_forever
 from ringpool.store.store import StateStore
 from ringpool.v1 import node_pb2 as pb
 
@@ -89,16 +89,14 @@ class RetryFirer:
             elif (
                 ack.code in REFUSALS
                 and ack.code != pb.NOT_REDELIVERABLE
-                and await self.store.bury(envelope.task_id, pb.AckCode.Name(ack.code), ack.message)
+                and await self.store.bury(envelope.task_id, code_name(ack.code), ack.message)
             ):
                 self.buried += 1
                 log.warning("retry of %s refused (%s); moved to the DLQ", envelope.task_id, ack.message)
         return len(due)
 
     async def _listen(self) -> None:
-        async def wake(_: bytes = b"") -> None:
+        async def wake() -> None:
             self._wake.set()
 
-        # Look again after every (re)subscription: a wake sent while nobody listened is lost.
-        await listen_forever(self.store.redis, self.store.names.retry_channel, wake,
-                             on_subscribed=wake)
+        await self.store.watch_retry_wakes(wake)

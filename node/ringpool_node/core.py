@@ -12,12 +12,13 @@ import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ringpool.core import codec, telemetry
-from ringpool.core.envelope import Limits, ack_code_for, validate
+from ringpool.core.envelope import Limits, validate
 from ringpool.core.membership import Membership
+from ringpool.core.protocol import ack_code_for
 from ringpool.core.ring import Ring, RouteCache
 from ringpool.errors import DispatchError
 from ringpool.pool import Pools
-from ringpool.store.store import AcceptResult, StateStore
+from ringpool.store.store import AcceptCode, AcceptResult, StateStore
 from ringpool.task import REGISTRY, TaskDefinition
 from ringpool.v1 import node_pb2 as pb
 from ringpool_node.batching import GroupCommit
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
     from ringpool_node.metrics import NodeMetrics
 
 log = logging.getLogger(__name__)
-
-STATE_CODES = {name: value for name, value in pb.TaskState.items()}
-
 
 RECONCILE_INTERVAL_S = 5.0
 
@@ -196,12 +194,12 @@ class Node:
         epoch: int,
         stream: ClientStream | None,
     ) -> pb.Ack:
-        state = STATE_CODES.get(result.state, pb.STATE_UNSPECIFIED)
-        if result.code == "accepted":
+        state = result.state.wire
+        if result.code is AcceptCode.ACCEPTED:
             self.counters["accepted"] += 1
             self.execution.start(envelope, call.definition, call.args, call.kwargs, epoch, stream)
             return self._ack(envelope, pb.ACCEPTED, state=pb.QUEUED)
-        if result.code == "duplicate":
+        if result.code is AcceptCode.DUPLICATE:
             self.counters["duplicate"] += 1
             return self._ack(envelope, pb.DUPLICATE, original_task_id=result.task_id, state=state)
         return self._ack(envelope, pb.NOT_REDELIVERABLE, "task is no longer waiting", state=state)

@@ -148,8 +148,7 @@ class Execution:
         )
         started_at = time.time()
         # Marking RUNNING is informational: written late if at all, never retried.
-        self._enqueue(_Pending(epoch, Transition("start", envelope.task_id,
-                                                 started_at=started_at)))
+        self._enqueue(_Pending(epoch, Transition.started(envelope.task_id, started_at)))
         if self.metrics is not None:
             self.queued_at[envelope.task_id] = time.monotonic()
         done = functools.partial(self._on_done, envelope, definition, epoch, stream, started_at)
@@ -212,8 +211,7 @@ class Execution:
                                   error_message=str(exc), exception=PermanentError(str(exc)))
             else:
                 self.counters["succeeded"] += 1
-                return Transition("ok", task_id, a=payload, publish=publish,
-                                  started_at=started_at), pb.TaskResult(
+                return Transition.succeeded(task_id, payload, started_at, publish), pb.TaskResult(
                     task_id=task_id, state=pb.SUCCEEDED, result=payload, node_id=self.node_id,
                     attempt=envelope.attempt,
                 )
@@ -233,15 +231,15 @@ class Execution:
             else:
                 delay = policy.delay_s(envelope.attempt)
             self.counters["retried"] += 1
-            return Transition(
-                "retry", task_id, a=outcome.error_type, b=outcome.error_message,
-                c=outcome.traceback, d=time.time() + delay, started_at=started_at,
+            return Transition.retry(
+                task_id, started_at, retry_at=time.time() + delay, error_type=outcome.error_type,
+                error_message=outcome.error_message, traceback=outcome.traceback,
             ), None
         reason = "permanent" if isinstance(error, PermanentError) else "retries exhausted"
         self.counters["dead"] += 1
-        return Transition(
-            "dead", task_id, a=outcome.error_type, b=outcome.error_message, c=outcome.traceback,
-            d=reason, started_at=started_at,
+        return Transition.dead(
+            task_id, started_at, dead_reason=reason, error_type=outcome.error_type,
+            error_message=outcome.error_message, traceback=outcome.traceback,
         ), pb.TaskResult(
             task_id=task_id, state=pb.FAILED, error_type=outcome.error_type,
             error_message=outcome.error_message, traceback=outcome.traceback,
@@ -318,7 +316,7 @@ class Execution:
         if stream is not None and not pushed and applied and result is not None \
                 and not item.transition.publish:
             # The stream went away after we chose it: announce the result instead.
-            await self.store.redis.publish(self.store.names.done_channel, item.envelope.task_id)
+            await self.store.publish_done(item.envelope.task_id)
         self._forget(item.envelope.task_id, None if pushed else stream)
 
     def _forget(self, task_id: str, stream: ClientStream | None) -> None:

@@ -9,6 +9,7 @@
 
 from ringpool.client.async_cluster import AsyncCluster, AsyncTaskHandle
 from ringpool.client.cluster import Cluster, TaskHandle
+from ringpool.core.protocol import TaskState
 from ringpool.errors import (
     ClusterUnavailable,
     ConfigError,
@@ -54,6 +55,7 @@ __all__ = [
     "TaskFailed",
     "TaskHandle",
     "TaskNotFound",
+    "TaskState",
     "TooManyHops",
     "Unauthenticated",
     "UnknownTask",

@@ -27,6 +27,7 @@ from ringpool.client.tickets import Ticket
 from ringpool.core import envelope as envelopes
 from ringpool.core import telemetry
 from ringpool.core.membership import Membership, connect_zookeeper
+from ringpool.core.protocol import TaskState
 from ringpool.core.ring import Ring
 from ringpool.errors import ClusterUnavailable, ResultTimeout, RingpoolError, UnknownTask
 from ringpool.store.store import StateStore
@@ -35,7 +36,6 @@ from ringpool.v1 import node_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-STATE_NAMES = {value: name for name, value in pb.TaskState.items()}
 CLOSE_STEP_S = 5.0  # a close step still running after this is left behind, with a warning
 
 
@@ -82,15 +82,16 @@ class AsyncTaskHandle:
             raise not_accepted(ticket, timeout)
         return ticket.accepted.get()
 
-    async def status(self) -> str:
-        """QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED or FAILED (in the DLQ), once
-        accepted; raises the refusal of a task that was not."""
+    async def status(self) -> TaskState:
+        """Where the task is now: QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in
+        the DLQ), or UNKNOWN (no record). Waits for the accept first; raises the refusal
+        of a task that was not accepted."""
         await self.accepted()
         result = self._ticket.result
         if result.done and result.error is None:
-            return STATE_NAMES[result.get().state]
-        states = await self._cluster.store.states([self.task_id])
-        return states[0] or "UNKNOWN"
+            return TaskState.from_wire(result.get().state)
+        (state,) = await self._cluster.store.states([self.task_id])
+        return state
 
     async def result(self, timeout: float | None = None) -> Any:
         """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), TaskNotFound,

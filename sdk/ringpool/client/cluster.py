@@ -20,6 +20,7 @@ from ringpool.client.results import FAST_PATH_WAIT_S, unwrap
 from ringpool.client.settings import ClientSettings
 from ringpool.client.tickets import Ticket
 from ringpool.core import telemetry
+from ringpool.core.protocol import TaskState
 from ringpool.core.ring import Ring
 from ringpool.task import Task
 
@@ -55,7 +56,9 @@ class TaskHandle:
             raise not_accepted(self._ticket, timeout)
         return latch.get()
 
-    def status(self) -> str:
+    def status(self) -> TaskState:
+        """Where the task is now (a ``TaskState``; UNKNOWN when there is no record); waits
+        for the accept first."""
         self.accepted()
         return self._cluster._portal.call(AsyncTaskHandle(self._cluster._async, self._ticket).status())
 
@@ -68,8 +71,8 @@ class TaskHandle:
         # The usual case: the accept and the result come on the stream (in one message
         # for a quick task): wait for them on this thread. Only a slow result takes the
         # full path through the loop (and Redis).
-        if latch.done or not results.listening and latch.wait(
-                FAST_PATH_WAIT_S if timeout is None else min(FAST_PATH_WAIT_S, timeout)):
+        if latch.done or (not results.listening and latch.wait(
+                FAST_PATH_WAIT_S if timeout is None else min(FAST_PATH_WAIT_S, timeout))):
             return unwrap(latch.get())
         task_id = self.accepted(None if timeout is None else _left(timeout, started))
         return unwrap(self._cluster._portal.call(

@@ -18,8 +18,8 @@ from typing import Any
 
 from ringpool.client.latch import Latch
 from ringpool.core import codec
+from ringpool.core.protocol import TaskState
 from ringpool.errors import ResultTimeout, TaskFailed, TaskNotFound
-from ringpool.store.pubsub import listen_forever
 from ringpool.store.store import StateStore, TaskRecord
 from ringpool.v1 import node_pb2 as pb
 
@@ -28,11 +28,11 @@ FAST_PATH_WAIT_S = 0.5  # how long to trust the stream before asking Redis
 
 
 def result_from_record(record: TaskRecord) -> pb.TaskResult | None:
-    if record.state == "SUCCEEDED":
+    if record.state is TaskState.SUCCEEDED:
         return pb.TaskResult(task_id=record.task_id, state=pb.SUCCEEDED,
                              result=record.result or b"null", node_id=record.node,
                              attempt=record.attempt)
-    if record.state == "FAILED":
+    if record.state is TaskState.FAILED:
         return pb.TaskResult(task_id=record.task_id, state=pb.FAILED,
                              error_type=record.error_type, error_message=record.error_message,
                              traceback=record.traceback, node_id=record.node,
@@ -137,13 +137,12 @@ class ResultWaiter:
             self._listener = asyncio.create_task(self._listen())
 
     async def _listen(self) -> None:
-        async def finished(data: bytes) -> None:
-            task_id = data.decode()
+        async def finished(task_id: str) -> None:
             if task_id in self._latches:
                 await self._check_record(task_id)
 
         # The sweep after each subscription catches what finished while nobody listened.
-        await listen_forever(self.store.redis, self.store.names.done_channel, finished, self._sweep)
+        await self.store.watch_done(finished, self._sweep)
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -42,44 +42,25 @@ from ringpool.client.metrics import ClientMetrics
 from ringpool.client.settings import ClientSettings
 from ringpool.client.tickets import Ticket
 from ringpool.client.window import Window
+from ringpool.core.protocol import BACK_OFF, REROUTE, code_name, refusal
 from ringpool.core.ring import Ring, RouteCache
 from ringpool.errors import (
     ClusterUnavailable,
-    DispatchError,
-    InvalidKey,
-    InvalidTask,
     NoNodesAvailable,
-    NotRedeliverable,
     Overloaded,
-    PayloadTooLarge,
     ResultTimeout,
     RingpoolError,
     TooManyHops,
     Unauthenticated,
-    UnknownTask,
 )
 from ringpool.v1 import node_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-REFUSALS: dict[int, type[DispatchError]] = {
-    pb.UNKNOWN_TASK: UnknownTask,
-    pb.INVALID_ARGUMENT: InvalidTask,
-    pb.PAYLOAD_TOO_LARGE: PayloadTooLarge,
-    pb.INVALID_KEY: InvalidKey,
-    pb.NOT_REDELIVERABLE: NotRedeliverable,
-}
-REROUTE = frozenset({pb.WRONG_OWNER, pb.DRAINING})
-BACK_OFF = frozenset({pb.OVERLOADED, pb.INTERNAL})
-
 Settled = Callable[[Ticket], None]
 # While every link has a send in flight, submitted tickets are taken up when one
 # goes idle, or after this long (e.g. for an owner that has no link yet).
 DEFER_S = 0.005
-
-
-def refusal(ack: pb.Ack) -> DispatchError:
-    return REFUSALS.get(ack.code, DispatchError)(ack.message or pb.AckCode.Name(ack.code))
 
 
 class RingSource(Protocol):
@@ -350,20 +331,20 @@ class Router:
                 newest = max(newest, ack.ring_version)
                 ticket.problem = ClusterUnavailable(
                     f"the owner of {ticket.key!r} kept moving or leaving "
-                    f"({link.node_id}: {ack.message or pb.AckCode.Name(code)})")
+                    f"({link.node_id}: {ack.message or code_name(code)})")
                 rerouted.append(ticket)
             elif code in BACK_OFF:
                 delay_s = max(delay_s, ack.retry_after_s or ticket.next_backoff())
                 if ticket.problem is None or isinstance(ticket.problem, Overloaded):
                     ticket.problem = Overloaded(
-                        f"{link.node_id} stayed overloaded ({ack.message or pb.AckCode.Name(code)})")
+                        f"{link.node_id} stayed overloaded ({ack.message or code_name(code)})")
                 backed_off.append(ticket)
             else:
                 ticket.ack = ack
                 self._answered(ticket)
-                self._settle(ticket, error=refusal(ack))
+                self._settle(ticket, error=refusal(ack.code, ack.message))
         for resent_code, count in resent.items():
-            self.metrics.resends.labels(pb.AckCode.Name(resent_code).lower()).inc(count)
+            self.metrics.resends.labels(code_name(resent_code).lower()).inc(count)
         if rerouted:
             self._again(rerouted, 0.0, newest)
         if backed_off:

@@ -11,12 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ringpool.core import codec
-from ringpool.errors import (
-    DispatchError,
-    InvalidKey,
-    InvalidTask,
-    PayloadTooLarge,
-)
+from ringpool.errors import InvalidKey, InvalidTask, PayloadTooLarge
 from ringpool.task import MAX_RETRIES_LIMIT, MAX_TIMEOUT_S, PRIORITY_LIMIT, Task
 from ringpool.v1 import node_pb2 as pb
 
@@ -157,16 +152,3 @@ def validate(
     if decode_payload:
         codec.decode_call(envelope.payload)
 
-
-ERROR_CODES: dict[type[DispatchError], int] = {
-    InvalidKey: pb.INVALID_KEY,
-    PayloadTooLarge: pb.PAYLOAD_TOO_LARGE,
-    InvalidTask: pb.INVALID_ARGUMENT,
-}
-
-
-def ack_code_for(error: DispatchError) -> int:
-    for kind, code in ERROR_CODES.items():
-        if isinstance(error, kind):
-            return code
-    return pb.INVALID_ARGUMENT

@@ -71,6 +71,30 @@ def parse_member(node_id: str, data: bytes, epoch: int) -> Member | None:
         return None
 
 
+def read_ring(
+    client: KazooClient, names: Names, vnodes: int = DEFAULT_VNODES,
+    watch: Callable[[WatchedEvent], None] | None = None,
+) -> Ring:
+    """The ring as ZooKeeper holds it now, its members' znodes read in parallel.
+
+    ``watch`` is set on the members znode; NoNodeError when that znode does not exist.
+    """
+    children, stat = client.get_children_async(
+        names.members, watch=watch, include_data=True
+    ).get(timeout=ZK_TIMEOUT_S)
+    pending = {child: client.get_async(names.member(child)) for child in children}
+    members: dict[str, Member] = {}
+    for child, result in pending.items():
+        try:
+            data, child_stat = result.get(timeout=ZK_TIMEOUT_S)
+        except NoNodeError:
+            continue  # left between the listing and the read; a watch fires for it
+        member = parse_member(child, data, child_stat.czxid)
+        if member is not None:
+            members[child] = member
+    return Ring(members, version=stat.cversion, vnodes=vnodes)
+
+
 class Membership:
     """Keeps ``ring`` current for one cluster; thread-safe to read from anywhere."""
 
@@ -144,25 +168,11 @@ class Membership:
     def refresh(self) -> Ring:
         """Read the members now and publish the ring if it is newer; returns the current ring."""
         try:
-            children, stat = self.client.get_children_async(
-                self.names.members, watch=self._on_watch, include_data=True
-            ).get(timeout=ZK_TIMEOUT_S)
+            ring = read_ring(self.client, self.names, self.vnodes, watch=self._on_watch)
         except NoNodeError:
             self.client.ensure_path(self.names.members)
             return self.refresh()
-        pending = {
-            child: self.client.get_async(self.names.member(child)) for child in children
-        }
-        members: dict[str, Member] = {}
-        for child, result in pending.items():
-            try:
-                data, child_stat = result.get(timeout=ZK_TIMEOUT_S)
-            except NoNodeError:
-                continue  # left between the listing and the read; the watch will fire
-            member = parse_member(child, data, child_stat.czxid)
-            if member is not None:
-                members[child] = member
-        self._publish(Ring(members, version=stat.cversion, vnodes=self.vnodes))
+        self._publish(ring)
         return self.ring
 
     def _publish(self, ring: Ring) -> None:

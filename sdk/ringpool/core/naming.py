@@ -1,7 +1,6 @@
-"""Where shared state lives: ZooKeeper paths and Redis keys for one cluster.
+"""Names of one cluster: valid cluster names and node ids, and its ZooKeeper paths.
 
-Every Redis key carries the hash tag ``{<cluster>}`` so that a Redis Cluster
-keeps one cluster's keys in one slot and multi-key scripts stay legal.
+(The Redis key layout belongs to the state store: ``ringpool.store.keys``.)
 """
 
 from __future__ import annotations
@@ -29,14 +28,13 @@ def check_node_id(node_id: str) -> str:
 
 @dataclass(frozen=True)
 class Names:
-    """All names for one cluster."""
+    """The ZooKeeper paths of one cluster."""
 
     cluster: str
 
     def __post_init__(self) -> None:
         check_cluster_name(self.cluster)
 
-    # ZooKeeper
     @property
     def zk_root(self) -> str:
         return f"/ringpool/{self.cluster}"
@@ -60,46 +58,3 @@ class Names:
     @property
     def election(self) -> str:
         return f"{self.zk_root}/coordinator"
-
-    # Redis
-    @property
-    def _prefix(self) -> str:
-        return f"ringpool:{{{self.cluster}}}"
-
-    def fingerprint(self, scope: str) -> str:
-        return f"{self._prefix}:fp:{scope}"
-
-    def task(self, task_id: str) -> str:
-        return f"{self._prefix}:task:{task_id}"
-
-    def inflight(self, node_id: str) -> str:
-        """Hash task id -> owner epoch for tasks accepted by ``node_id`` and not finished."""
-        return f"{self._prefix}:inflight:{node_id}"
-
-    @property
-    def inflight_nodes(self) -> str:
-        """Set of node ids that ever held in-flight tasks (for recovery scans)."""
-        return f"{self._prefix}:inflight-nodes"
-
-    @property
-    def retries(self) -> str:
-        """Sorted set task id -> due time (unix seconds)."""
-        return f"{self._prefix}:retry"
-
-    @property
-    def dlq(self) -> str:
-        """Sorted set task id -> time it was dead-lettered."""
-        return f"{self._prefix}:dlq"
-
-    def dlq_entry(self, task_id: str) -> str:
-        return f"{self._prefix}:dlq:{task_id}"
-
-    @property
-    def done_channel(self) -> str:
-        """Pub/sub channel announcing task ids that finished away from their submitter."""
-        return f"{self._prefix}:done"
-
-    @property
-    def retry_channel(self) -> str:
-        """Pub/sub channel waking the retry scheduler when an earlier retry is due."""
-        return f"{self._prefix}:retry-wake"

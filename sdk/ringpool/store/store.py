@@ -1,17 +1,18 @@
 """The Redis state layer: durable accept, transitions, retries, recovery and the DLQ.
 
-Every multi-key change is one Lua script (``lua/``), so each is atomic and
-one round trip per batch. Nodes, the coordinator, the SDK and ``taskctl`` all
-go through ``StateStore``; nothing else knows the key layout.
+Every multi-key change is one Lua script (``lua/``), so each is atomic and one
+round trip per batch. Nodes, the coordinator, the client and ``taskctl`` all go
+through ``StateStore``; the key layout lives in ``keys.py`` and nowhere else.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from importlib import resources
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import msgpack
 import redis.asyncio as aioredis
@@ -20,54 +21,118 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ringpool.core.naming import Names
+from ringpool.core.protocol import TaskState
+from ringpool.store.keys import Keys
+from ringpool.store.pubsub import listen_forever
 from ringpool.v1 import node_pb2 as pb
 
 SOURCE_NAMES = {pb.SOURCE_CLIENT: "client", pb.SOURCE_RETRY: "retry", pb.SOURCE_REPLAY: "replay"}
-ACCEPT_CODES = {"A": "accepted", "D": "duplicate", "N": "not_redeliverable"}
 DEFAULT_FINGERPRINT_TTL_S = 24 * 3600
 DEFAULT_RESULT_TTL_S = 24 * 3600
-TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED"})
+DLQ_PAGE = 500
 
 
 def _script(name: str) -> str:
     return resources.files(__package__).joinpath(f"lua/{name}.lua").read_text()
 
 
-def connect_redis(url: str, **kwargs: Any) -> aioredis.Redis:
-    """An asyncio Redis client that rides out restarts: reconnects with backoff."""
-    options: dict[str, Any] = {
-        "socket_connect_timeout": 5.0,
-        "socket_timeout": 10.0,
-        "health_check_interval": 15,
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=20),
-        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
-    }
-    options.update(kwargs)
-    return aioredis.Redis.from_url(url, **options)
+def connect_redis(
+    url: str, connect_timeout_s: float = 5.0, timeout_s: float = 10.0, retries: int = 20,
+    backoff_cap_s: float = 1.0,
+) -> aioredis.Redis:
+    """An asyncio Redis client that rides out restarts: reconnects with backoff, up to
+    ``retries`` times per command."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=connect_timeout_s,
+        socket_timeout=timeout_s,
+        health_check_interval=15,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=backoff_cap_s), retries=retries),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+
+
+class AcceptCode(StrEnum):
+    """How the accept script answered for one task (its one-letter reply, ``lua/accept.lua``)."""
+
+    #: New, or a retry or replay still waiting: recorded QUEUED and in flight on this node.
+    ACCEPTED = "A"
+    #: Its fingerprint is held by an earlier task; ``task_id`` names that task.
+    DUPLICATE = "D"
+    #: A retry or replay of a task that no longer waits in the retry set or the DLQ.
+    NOT_REDELIVERABLE = "N"
 
 
 @dataclass(frozen=True)
 class AcceptResult:
-    """``code`` is ``accepted``, ``duplicate`` or ``not_redeliverable``."""
-
-    code: str
+    code: AcceptCode
     task_id: str
-    state: str
+    state: TaskState
+
+
+class TransitionOp(StrEnum):
+    """The state changes of a running task (``lua/transition.lua``)."""
+
+    #: QUEUED -> RUNNING; informational, written late if at all.
+    START = "start"
+    #: -> SUCCEEDED with its result; the record expires after the result TTL.
+    SUCCEED = "ok"
+    #: -> RETRY_SCHEDULED: into the retry set, due at ``retry_at``.
+    RETRY = "retry"
+    #: -> FAILED: into the dead-letter queue, with its ``dead_reason``.
+    DEAD = "dead"
 
 
 @dataclass(frozen=True)
 class Transition:
-    """One state change of a running task; see ``lua/transition.lua``."""
+    """One state change of a running task, fenced by its owner's epoch.
 
-    op: str  # start | ok | retry | dead
+    Build one with ``started``, ``succeeded``, ``retry`` or ``dead``; each records
+    ``started_at``, when the run began (wall clock).
+    """
+
+    op: TransitionOp
     task_id: str
-    a: bytes | str = ""
-    b: str = ""
-    c: str = ""
-    d: str | float = ""
-    publish: bool = False
-    started_at: float = 0.0  # when the run began (wall clock); recorded with every op
+    started_at: float
+    result: bytes = b""
+    error_type: str = ""
+    error_message: str = ""
+    traceback: str = ""
+    retry_at: float = 0.0
+    dead_reason: str = ""
+    publish: bool = False  # a success is announced on the done channel (no stream to push to)
+
+    @classmethod
+    def started(cls, task_id: str, started_at: float) -> Transition:
+        return cls(TransitionOp.START, task_id, started_at)
+
+    @classmethod
+    def succeeded(
+        cls, task_id: str, result: bytes, started_at: float, publish: bool = False
+    ) -> Transition:
+        return cls(TransitionOp.SUCCEED, task_id, started_at, result=result, publish=publish)
+
+    @classmethod
+    def retry(
+        cls, task_id: str, started_at: float, retry_at: float, error_type: str,
+        error_message: str, traceback: str,
+    ) -> Transition:
+        return cls(TransitionOp.RETRY, task_id, started_at, error_type=error_type,
+                   error_message=error_message, traceback=traceback, retry_at=retry_at)
+
+    @classmethod
+    def dead(
+        cls, task_id: str, started_at: float, dead_reason: str, error_type: str,
+        error_message: str, traceback: str,
+    ) -> Transition:
+        return cls(TransitionOp.DEAD, task_id, started_at, error_type=error_type,
+                   error_message=error_message, traceback=traceback, dead_reason=dead_reason)
+
+    def packed(self) -> tuple[Any, ...]:
+        """The op as ``lua/transition.lua`` reads it."""
+        return (self.op.value, self.task_id, self.started_at, self.result, self.error_type,
+                self.error_message, self.traceback, self.retry_at, self.dead_reason,
+                int(self.publish))
 
 
 @dataclass(frozen=True)
@@ -104,7 +169,7 @@ class TaskRecord:
     """A task as Redis holds it: the truth for status, results and the DLQ."""
 
     task_id: str
-    state: str
+    state: TaskState
     name: str = ""
     key: str = ""
     node: str = ""
@@ -133,7 +198,7 @@ class TaskRecord:
             envelope.ParseFromString(raw[b"envelope"])
         return cls(
             task_id=task_id,
-            state=_text(get(b"state")),
+            state=TaskState.parse(_text(get(b"state"))),
             name=envelope.name,
             key=envelope.key,
             node=_text(get(b"node")),
@@ -155,10 +220,6 @@ class TaskRecord:
             envelope=envelope,
         )
 
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL_STATES
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (the envelope's payload decoded as text)."""
         data = {k: v for k, v in self.__dict__.items() if k not in ("envelope", "result")}
@@ -167,6 +228,11 @@ class TaskRecord:
         data["headers"] = dict(self.envelope.headers)
         data["idempotency_key"] = self.envelope.idempotency_key
         return data
+
+
+class QueueSizes(NamedTuple):
+    retries: int  # tasks waiting in the retry set, due or not
+    dlq: int  # tasks in the dead-letter queue
 
 
 class StateStore:
@@ -179,11 +245,10 @@ class StateStore:
         fingerprint_ttl_s: int = DEFAULT_FINGERPRINT_TTL_S,
         result_ttl_s: int = DEFAULT_RESULT_TTL_S,
     ) -> None:
-        self.redis = client
-        self.names = Names(cluster)
+        self._redis = client
+        self.keys = Keys(cluster)
         self.fingerprint_ttl_s = fingerprint_ttl_s
         self.result_ttl_s = result_ttl_s
-        self._record_prefix = self.names.task("")
         self._accept = client.register_script(_script("accept"))
         self._transition = client.register_script(_script("transition"))
         self._recover = client.register_script(_script("recover"))
@@ -198,13 +263,13 @@ class StateStore:
         return cls(connect_redis(url), cluster, **kwargs)
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await self._redis.aclose()
 
-    def fingerprint_key(self, envelope: pb.TaskEnvelope) -> str:
-        """The caller's idempotency key scoped by task name, else the task id itself."""
-        if envelope.idempotency_key:
-            return self.names.fingerprint(f"k:{envelope.name}:{envelope.idempotency_key}")
-        return self.names.fingerprint(f"t:{envelope.task_id}")
+    async def ping(self) -> float:
+        """Round trip to Redis in seconds."""
+        started = time.perf_counter()
+        await self._redis.ping()
+        return time.perf_counter() - started
 
     # -- the node's writes -------------------------------------------------------
 
@@ -213,21 +278,21 @@ class StateStore:
     ) -> list[AcceptResult]:
         if not envelopes:
             return []
-        names = self.names
+        keys = self.keys
         tasks = _pack([
             (env.task_id, SOURCE_NAMES[env.source], env.SerializeToString(), env.attempt,
-             self.fingerprint_key(env))
+             keys.fingerprint(env.name, env.idempotency_key, env.task_id))
             for env in envelopes
         ])
         started = time.perf_counter()
         raw = await self._accept(
-            keys=[names.inflight(node_id), names.retries, names.dlq, names.inflight_nodes],
-            args=[node_id, epoch, time.time(), self.fingerprint_ttl_s, self._record_prefix, tasks],
+            keys=[keys.inflight(node_id), keys.retries, keys.dlq, keys.inflight_nodes],
+            args=[node_id, epoch, time.time(), self.fingerprint_ttl_s, keys.task_prefix, tasks],
         )
         if self.observe_round_trip is not None:
             self.observe_round_trip("accept", time.perf_counter() - started)
         return [
-            AcceptResult(ACCEPT_CODES[code], task_id, state)
+            AcceptResult(AcceptCode(code), task_id, TaskState.parse(state))
             for code, task_id, state in msgpack.unpackb(raw)
         ]
 
@@ -235,30 +300,32 @@ class StateStore:
         """Apply ``ops``; False for each op refused because the node no longer owns the task."""
         if not ops:
             return []
-        names = self.names
-        packed = _pack([(op.op, op.task_id, op.a, op.b, op.c, op.d, int(op.publish), op.started_at)
-                        for op in ops])
+        keys = self.keys
         started = time.perf_counter()
         raw = await self._transition(
-            keys=[names.inflight(node_id), names.retries, names.dlq],
-            args=[epoch, time.time(), self.result_ttl_s, self._record_prefix,
-                  names.done_channel, names.retry_channel, packed],
+            keys=[keys.inflight(node_id), keys.retries, keys.dlq],
+            args=[epoch, time.time(), self.result_ttl_s, keys.task_prefix, keys.done_channel,
+                  keys.retry_channel, _pack([op.packed() for op in ops])],
         )
         if self.observe_round_trip is not None:
             self.observe_round_trip("transition", time.perf_counter() - started)
         return [code == ord("K") for code in raw]
 
+    async def publish_done(self, task_id: str) -> None:
+        """Announce that ``task_id`` has its outcome, for a submitter waiting on Redis."""
+        await self._redis.publish(self.keys.done_channel, task_id)
+
     async def recover(
         self, node_id: str, keep_epoch: int | None, max_recoveries: int, limit: int = 1000
     ) -> Recovery:
         """Move ``node_id``'s in-flight tasks (except ``keep_epoch``'s) to the retry set."""
-        names = self.names
+        keys = self.keys
         total = Recovery(0, 0, 0)
         while True:
             recovered, poisoned, left = await self._recover(
-                keys=[names.inflight(node_id), names.retries, names.dlq],
+                keys=[keys.inflight(node_id), keys.retries, keys.dlq],
                 args=[time.time(), "" if keep_epoch is None else keep_epoch, max_recoveries,
-                      self._record_prefix, names.done_channel, names.retry_channel, limit],
+                      keys.task_prefix, keys.done_channel, keys.retry_channel, limit],
             )
             total = Recovery(total.recovered + recovered, total.poisoned + poisoned, left)
             if not left:
@@ -266,27 +333,29 @@ class StateStore:
 
     async def hand_back(self, node_id: str, task_ids: Iterable[str]) -> int:
         """Move these in-flight tasks of ``node_id`` to the retry set (no attempt used)."""
-        names = self.names
+        keys = self.keys
         recovered, _, _ = await self._recover(
-            keys=[names.inflight(node_id), names.retries, names.dlq],
-            args=[time.time(), "", 0, self._record_prefix, names.done_channel,
-                  names.retry_channel, 1_000_000, _pack(list(task_ids))],
+            keys=[keys.inflight(node_id), keys.retries, keys.dlq],
+            args=[time.time(), "", 0, keys.task_prefix, keys.done_channel,
+                  keys.retry_channel, 1_000_000, _pack(list(task_ids))],
         )
         return int(recovered)
 
     async def inflight(self, node_id: str) -> dict[str, int]:
-        raw = await self.redis.hgetall(self.names.inflight(node_id))
+        """Task id -> owner epoch of the tasks Redis holds in flight on ``node_id``."""
+        raw = await self._redis.hgetall(self.keys.inflight(node_id))
         return {_text(k): int(v) for k, v in raw.items()}
 
     async def inflight_nodes(self) -> set[str]:
-        return {_text(n) for n in await self.redis.smembers(self.names.inflight_nodes)}
+        """Every node that ever held tasks in flight (the recovery's candidates)."""
+        return {_text(n) for n in await self._redis.smembers(self.keys.inflight_nodes)}
 
     # -- retries -------------------------------------------------------------------
 
     async def claim_due(self, lease_s: float, limit: int = 500) -> list[DueTask]:
         now = time.time()
         raw = await self._claim(
-            keys=[self.names.retries], args=[now, now + lease_s, limit, self._record_prefix]
+            keys=[self.keys.retries], args=[now, now + lease_s, limit, self.keys.task_prefix]
         )
         due = []
         for i in range(0, len(raw), 3):
@@ -297,69 +366,125 @@ class StateStore:
 
     async def bury(self, task_id: str, error_type: str, message: str) -> bool:
         """Move a waiting retry straight to the DLQ (its re-dispatch was refused)."""
-        names = self.names
+        keys = self.keys
         return bool(await self._bury(
-            keys=[names.retries, names.dlq],
-            args=[task_id, names.task(task_id), time.time(), error_type, message,
-                  names.done_channel],
+            keys=[keys.retries, keys.dlq, keys.task(task_id)],
+            args=[task_id, time.time(), error_type, message, keys.done_channel],
         ))
 
     async def next_due(self) -> float | None:
-        first = await self.redis.zrange(self.names.retries, 0, 0, withscores=True)
+        first = await self._redis.zrange(self.keys.retries, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
-    async def retry_size(self) -> int:
-        return int(await self.redis.zcard(self.names.retries))
+    async def queue_sizes(self) -> QueueSizes:
+        """How many tasks wait in the retry set and in the DLQ (one round trip)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.retries)
+            pipe.zcard(self.keys.dlq)
+            retries, dlq = await pipe.execute()
+        return QueueSizes(int(retries), int(dlq))
+
+    # -- watching ------------------------------------------------------------------
+
+    async def watch_done(
+        self, on_done: Callable[[str], Awaitable[None]],
+        on_subscribed: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Call ``on_done(task_id)`` for each task announced as done; ends when cancelled.
+
+        ``on_subscribed`` runs after every (re)subscription, to catch up on what was
+        announced while nobody listened.
+        """
+        async def decoded(data: bytes) -> None:
+            await on_done(_text(data))
+
+        await listen_forever(self._redis, self.keys.done_channel, decoded, on_subscribed)
+
+    async def watch_retry_wakes(self, on_wake: Callable[[], Awaitable[None]]) -> None:
+        """Call ``on_wake()`` when a node schedules a retry, and after every (re)subscription
+        (a wake sent while nobody listened is lost); ends when cancelled."""
+        async def woken(_: bytes) -> None:
+            await on_wake()
+
+        await listen_forever(self._redis, self.keys.retry_channel, woken, on_wake)
 
     # -- records -------------------------------------------------------------------
 
     async def record(self, task_id: str) -> TaskRecord | None:
-        raw = await self.redis.hgetall(self.names.task(task_id))
+        raw = await self._redis.hgetall(self.keys.task(task_id))
         return TaskRecord.from_hash(task_id, raw) if raw else None
 
     async def records(self, task_ids: Iterable[str]) -> list[TaskRecord | None]:
         ids = list(task_ids)
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:
             for task_id in ids:
-                pipe.hgetall(self.names.task(task_id))
+                pipe.hgetall(self.keys.task(task_id))
             raws = await pipe.execute()
         return [
             TaskRecord.from_hash(task_id, raw) if raw else None
             for task_id, raw in zip(ids, raws, strict=True)
         ]
 
-    async def states(self, task_ids: Sequence[str]) -> list[str]:
-        async with self.redis.pipeline(transaction=False) as pipe:
+    async def states(self, task_ids: Sequence[str]) -> list[TaskState]:
+        """Each task's state; UNKNOWN for a task without a record."""
+        async with self._redis.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
-                pipe.hget(self.names.task(task_id), "state")
-            return [_text(s) for s in await pipe.execute()]
+                pipe.hget(self.keys.task(task_id), "state")
+            return [TaskState.parse(_text(s)) for s in await pipe.execute()]
 
     # -- the dead-letter queue -----------------------------------------------------
 
     async def dlq_size(self) -> int:
-        return int(await self.redis.zcard(self.names.dlq))
+        return int(await self._redis.zcard(self.keys.dlq))
 
-    async def dlq_ids(
-        self, since: float | None = None, until: float | None = None, limit: int | None = None
+    async def dlq_pages(
+        self, since: float | None = None, until: float | None = None, page_size: int = DLQ_PAGE
+    ) -> AsyncIterator[list[tuple[str, float]]]:
+        """Every DLQ entry dead-lettered between ``since`` and ``until`` (both inclusive) as
+        (task id, dead-lettered at), oldest first, one bounded read per page.
+
+        A page ends with every entry of its last timestamp and the next starts after it,
+        so entries that leave or join meanwhile never make another one skip or repeat.
+        """
+        low, high = _bound(since, "-inf"), _bound(until, "+inf")
+        while True:
+            page = await self._dlq_range(low, high, page_size)
+            if not page:
+                return
+            last = page[-1][1]
+            if len(page) == page_size:  # more may share the last timestamp
+                page = [p for p in page if p[1] < last]
+                page += await self._dlq_range(repr(last), repr(last), None)
+            if page:
+                yield page
+            low = f"({last!r}"
+
+    async def _dlq_range(
+        self, low: str, high: str, limit: int | None
     ) -> list[tuple[str, float]]:
-        """DLQ task ids with the time they were dead-lettered, oldest first."""
-        raw = await self.redis.zrangebyscore(
-            self.names.dlq, since if since is not None else "-inf",
-            until if until is not None else "+inf",
-            start=0 if limit is not None else None, num=limit, withscores=True,
+        raw = await self._redis.zrangebyscore(
+            self.keys.dlq, low, high, start=0 if limit is not None else None, num=limit,
+            withscores=True,
         )
         pairs = cast(list[tuple[bytes, float]], raw)
         return [(_text(task_id), float(score)) for task_id, score in pairs]
 
+    async def dlq_times(self, task_ids: Sequence[str]) -> list[float | None]:
+        """When each task was dead-lettered; None for one not in the DLQ."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.zscore(self.keys.dlq, task_id)
+            scores = await pipe.execute()
+        return [float(s) if s is not None else None for s in scores]
+
     async def dlq_purge(self, task_ids: Sequence[str]) -> int:
+        """Remove these DLQ entries and their records; ids not in the DLQ are left alone."""
         if not task_ids:
             return 0
         return int(
-            await self._purge(keys=[self.names.dlq], args=[self._record_prefix, *task_ids])
+            await self._purge(keys=[self.keys.dlq], args=[self.keys.task_prefix, *task_ids])
         )
 
-    async def ping(self) -> float:
-        """Round trip to Redis in seconds."""
-        started = time.perf_counter()
-        await self.redis.ping()
-        return time.perf_counter() - started
+
+def _bound(value: float | None, unbounded: str) -> str:
+    return unbounded if value is None else repr(value)

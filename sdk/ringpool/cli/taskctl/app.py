@@ -20,8 +20,6 @@ import click
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from prometheus_client import CollectorRegistry
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -29,9 +27,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ringpool.client.metrics import client_metrics
 from ringpool.client.router import Router
 from ringpool.client.settings import ClientSettings
-from ringpool.core.membership import Membership, connect_zookeeper, parse_member
+from ringpool.core.membership import Membership, connect_zookeeper, read_ring
 from ringpool.core.naming import Names
-from ringpool.core.ring import Member, Ring
+from ringpool.core.ring import EMPTY_RING, Ring
 from ringpool.errors import (
     ClusterUnavailable,
     ConfigError,
@@ -145,10 +143,8 @@ class Session:
         if self._store is None:
             settings = self.options.settings()
             timeout = settings.connect_timeout_s
-            client = connect_redis(
-                settings.redis, socket_connect_timeout=timeout, socket_timeout=max(timeout, 5.0),
-                retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2),
-            )
+            client = connect_redis(settings.redis, connect_timeout_s=timeout,
+                                   timeout_s=max(timeout, 5.0), retries=2, backoff_cap_s=0.5)
             self._store = StateStore(client, settings.cluster)
             await asyncio.wait_for(self._store.ping(), timeout + 1.0)
         return self._store
@@ -166,7 +162,10 @@ class Session:
     async def ring(self) -> Ring:
         """The ring as ZooKeeper holds it now (read only: creates no znodes)."""
         zk = await self.zk()
-        return await asyncio.to_thread(read_ring, zk, self.names)
+        try:
+            return await asyncio.to_thread(read_ring, zk, self.names)
+        except NoNodeError:  # no node ever joined this cluster
+            return EMPTY_RING
 
     async def close(self) -> None:
         if self._router is not None:
@@ -179,23 +178,6 @@ class Session:
             zk = self._zk
             await asyncio.to_thread(zk.stop)
             zk.close()
-
-
-def read_ring(zk: KazooClient, names: Names) -> Ring:
-    try:
-        children, stat = zk.get_children(names.members, include_data=True)
-    except NoNodeError:
-        return Ring({}, version=0)
-    members: dict[str, Member] = {}
-    for child in children:
-        try:
-            data, child_stat = zk.get(names.member(child))
-        except NoNodeError:
-            continue
-        member = parse_member(child, data, child_stat.czxid)
-        if member is not None:
-            members[child] = member
-    return Ring(members, version=stat.cversion)
 
 
 def run(

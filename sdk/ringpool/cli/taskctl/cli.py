@@ -36,10 +36,11 @@ def _cluster_name(ctx: click.Context, param: click.Parameter, value: str) -> str
               help="ZooKeeper operator identity: only it may write the config "
                    "[env RINGPOOL_ZK_OPERATOR_AUTH]")
 @click.option("--json", "as_json", is_flag=True, envvar="RINGPOOL_JSON",
-              help="machine-readable JSON on stdout")
+              help="machine-readable JSON on stdout [env RINGPOOL_JSON=1]")
 @click.option("--debug", is_flag=True, help="print tracebacks with errors")
 @click.option("--timeout", "timeout_s", type=DURATION, default="5s", show_default=True,
-              envvar="RINGPOOL_TIMEOUT", help="how long to wait for ZooKeeper, Redis and nodes")
+              envvar="RINGPOOL_TIMEOUT",
+              help="how long to wait for ZooKeeper, Redis and nodes [env RINGPOOL_TIMEOUT]")
 @click.version_option(version(), "--version", prog_name="taskctl", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, zk: str | None, redis: str | None, cluster: str, token: str,

@@ -37,8 +37,10 @@ def up(ctx: click.Context, nodes: int, coordinators: int, task_modules: tuple[st
        keep: bool) -> None:
     """Start a local cluster, print the settings to export, run until Ctrl-C.
 
-    ZooKeeper and Redis are started on free loopback ports, unless --zk / --redis
-    are given on the command line, in which case those servers are used.
+    ZooKeeper and Redis are started on free loopback ports, unless taskctl's own
+    --zk / --redis are given on the command line (taskctl --zk HOST:PORT --redis URL
+    dev up): then those servers are used. RINGPOOL_ZK / RINGPOOL_REDIS do not count,
+    so a shell that exported an earlier cluster's settings still gets fresh servers.
     """
     options = options_of(ctx)
     modules = [m.strip() for item in task_modules for m in item.split(",") if m.strip()]

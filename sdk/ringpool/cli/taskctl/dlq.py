@@ -1,7 +1,8 @@
 """``dlq ls | show | stats | replay | purge``: the dead-letter queue.
 
-Selection reads the DLQ sorted set (oldest first) and the task records in
-pipelined chunks. Replay re-sends each record's stored envelope as a replay; the
+Selection pages through the DLQ (oldest first, ``DLQ_PAGE`` entries a read) and
+reads each page's task records in one pipeline; ``stats`` counts every entry
+this way without holding them. Replay re-sends each record's stored envelope as a replay; the
 node's accept script takes the id out of the DLQ in the same step that accepts
 it, so a replay stopped at any point loses nothing, and running it again skips
 what already went (NOT_REDELIVERABLE) instead of starting a second copy.
@@ -13,7 +14,7 @@ import fnmatch
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,11 +38,12 @@ from ringpool.cli.taskctl.app import (
 from ringpool.cli.taskctl.output import DURATION, RATE, ago, console, emit, iso, table
 from ringpool.cli.taskctl.ratelimit import TokenBucket
 from ringpool.cli.taskctl.task import load, print_record
+from ringpool.core.protocol import code_name
 from ringpool.errors import ClusterUnavailable, RingpoolError, TaskNotFound
-from ringpool.store.store import StateStore, TaskRecord
+from ringpool.store.store import DLQ_PAGE, StateStore, TaskRecord
 from ringpool.v1 import node_pb2 as pb
 
-CHUNK = 500
+REPLAY_BATCH = 500  # envelopes sent per call when no --rate paces them
 
 
 @dataclass(frozen=True)
@@ -55,19 +57,16 @@ class Filters:
     def any(self) -> bool:
         return bool(self.task or self.error or self.since_s is not None or self.limit)
 
-    def matches(self, record: TaskRecord) -> bool:
-        if self.task and not fnmatch.fnmatchcase(name_of(record), self.task):
+    def matches(self, record: TaskRecord | None) -> bool:
+        """Whether an entry passes the task and error filters (an expired record passes
+        only when there are none)."""
+        if not (self.task or self.error):
+            return True
+        if record is None:
+            return False
+        if self.task and not fnmatch.fnmatchcase(record.name, self.task):
             return False
         return not (self.error and not fnmatch.fnmatchcase(record.error_type, self.error))
-
-
-def name_of(record: TaskRecord) -> str:
-    """The task name (from the record, else from its stored envelope)."""
-    return record.name or record.envelope.name
-
-
-def key_of(record: TaskRecord) -> str:
-    return record.key or record.envelope.key
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,8 @@ class Entry:
     def to_dict(self) -> dict[str, Any]:
         r = self.record
         return {
-            "task_id": self.task_id, "name": name_of(r) if r else None,
-            "key": key_of(r) if r else None,
+            "task_id": self.task_id, "name": r.name if r else None,
+            "key": r.key if r else None,
             "error_type": r.error_type if r else None,
             "error_message": r.error_message if r else None,
             "attempt": r.attempt if r else None, "replays": r.replays if r else None,
@@ -91,44 +90,45 @@ class Entry:
         }
 
 
-async def select(store: StateStore, filters: Filters) -> tuple[list[Entry], int]:
-    """Matching entries (oldest first, at most ``limit``) and the DLQ's total size."""
+async def matching(store: StateStore, filters: Filters) -> AsyncIterator[Entry]:
+    """Every entry that passes the filters, oldest first (``limit`` is the caller's)."""
     since = time.time() - filters.since_s if filters.since_s is not None else None
-    ids = await store.dlq_ids(since=since)
+    async for page in store.dlq_pages(since=since, page_size=DLQ_PAGE):
+        records = await store.records(task_id for task_id, _ in page)
+        for (task_id, dead_at), record in zip(page, records, strict=True):
+            if filters.matches(record):
+                yield Entry(task_id, dead_at, record)
+
+
+async def select(store: StateStore, filters: Filters) -> tuple[list[Entry], int]:
+    """Matching entries (the oldest ``limit`` of them, or all) and the DLQ's total size."""
     total = await store.dlq_size()
     chosen: list[Entry] = []
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
-        records = await store.records(task_id for task_id, _ in chunk)
-        for (task_id, dead_at), record in zip(chunk, records, strict=True):
-            if (filters.task or filters.error) and (record is None or not filters.matches(record)):
-                continue
-            chosen.append(Entry(task_id, dead_at, record))
-            if filters.limit and len(chosen) >= filters.limit:
-                return chosen, total
+    async for entry in matching(store, filters):
+        chosen.append(entry)
+        if filters.limit and len(chosen) >= filters.limit:
+            break
     return chosen, total
 
 
 async def select_ids(store: StateStore, task_ids: Sequence[str]) -> list[Entry]:
     """Entries for explicit ids; TaskNotFound naming the ids that have no task at all."""
     records = await store.records(task_ids)
-    async with store.redis.pipeline(transaction=False) as pipe:
-        for task_id in task_ids:
-            pipe.zscore(store.names.dlq, task_id)
-        scores = await pipe.execute()
-    unknown = [i for i, r, s in zip(task_ids, records, scores, strict=True)
-               if r is None and s is None]
+    times = await store.dlq_times(task_ids)
+    unknown = [i for i, r, t in zip(task_ids, records, times, strict=True)
+               if r is None and t is None]
     if unknown:
         raise TaskNotFound(f"no such task: {', '.join(unknown)}")
-    return [Entry(i, float(s) if s is not None else 0.0, r)
-            for i, r, s in zip(task_ids, records, scores, strict=True) if s is not None]
+    return [Entry(i, t, r) for i, r, t in zip(task_ids, records, times, strict=True)
+            if t is not None]
 
 
-def filter_options(limit_default: int | None) -> Any:
+def filter_options(limit_default: int | None = None, limit: bool = True) -> Any:
     def decorate(fn: Any) -> Any:
-        fn = click.option("--limit", type=click.IntRange(min=0), default=limit_default,
-                          show_default=limit_default is not None,
-                          help="at most N entries, oldest first (0: no limit)")(fn)
+        if limit:
+            fn = click.option("--limit", type=click.IntRange(min=0), default=limit_default,
+                              show_default=limit_default is not None,
+                              help="at most N entries: the oldest that match (0: no limit)")(fn)
         fn = click.option("--since", "since_s", type=DURATION, default=None, metavar="DURATION",
                           help="only entries dead-lettered in the last DURATION (e.g. 2h)")(fn)
         fn = click.option("--error", "error", default=None, metavar="TYPE",
@@ -149,8 +149,8 @@ def entries_table(entries: Sequence[Entry]) -> Any:
                       "")
             continue
         message = r.error_message if len(r.error_message) <= 40 else r.error_message[:39] + "…"
-        t.add_row(e.task_id, escape(name_of(r)), escape(f"{r.error_type}: {message}"),
-                  str(r.attempt), ago(e.dead_at, now), r.node, escape(key_of(r)))
+        t.add_row(e.task_id, escape(r.name), escape(f"{r.error_type}: {message}"),
+                  str(r.attempt), ago(e.dead_at, now), r.node, escape(r.key))
     return t
 
 
@@ -179,7 +179,8 @@ def ls(ctx: click.Context, task_name: str | None, error: str | None, since_s: fl
             out.print(f"no matching entries (the DLQ holds {total})")
             return
         out.print(entries_table(entries))
-        out.print(f"{len(entries)} shown; the DLQ holds {total}")
+        capped = f" (the oldest that match; --limit {limit})" if len(entries) == limit else ""
+        out.print(f"{len(entries)} shown{capped}; the DLQ holds {total}")
 
     emit(options, data, human)
 
@@ -198,36 +199,62 @@ def show(ctx: click.Context, task_id: str) -> None:
     emit(options, data, lambda out: print_record(out, data))
 
 
+@dataclass
+class Stats:
+    """Counts over every matching entry, gathered a page at a time."""
+
+    matched: int = 0
+    by_pair: Counter[tuple[str, str]] = field(default_factory=Counter)
+    oldest: float | None = None
+    newest: float | None = None
+
+    def add(self, entry: Entry) -> None:
+        self.matched += 1
+        r = entry.record
+        self.by_pair[(r.name, r.error_type) if r else ("(expired)", "(expired)")] += 1
+        self.oldest = entry.dead_at if self.oldest is None else min(self.oldest, entry.dead_at)
+        self.newest = entry.dead_at if self.newest is None else max(self.newest, entry.dead_at)
+
+    def by(self, index: int) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for pair, n in self.by_pair.items():
+            counts[pair[index]] += n
+        return dict(counts.most_common())
+
+
 @dlq.command("stats")
-@filter_options(limit_default=None)
+@filter_options(limit=False)
 @click.pass_context
-def stats(ctx: click.Context, task_name: str | None, error: str | None, since_s: float | None,
-          limit: int | None) -> None:
-    """Counts by task name and by error type."""
+def stats(ctx: click.Context, task_name: str | None, error: str | None,
+          since_s: float | None) -> None:
+    """Counts by task name and by error type, over every entry that matches."""
     options = options_of(ctx)
-    filters = Filters(task_name, error, since_s, limit or None)
+    filters = Filters(task_name, error, since_s)
 
-    async def body(session: Session) -> tuple[list[Entry], int]:
-        return await select(await session.store(), filters)
+    async def body(session: Session) -> tuple[Stats, int]:
+        store = await session.store()
+        total = await store.dlq_size()
+        counted = Stats()
+        async for entry in matching(store, filters):
+            counted.add(entry)
+        return counted, total
 
-    entries, total = run(options, body)
-    by_task = Counter(name_of(e.record) if e.record else "(expired)" for e in entries)
-    by_error = Counter(e.record.error_type if e.record else "(expired)" for e in entries)
-    by_pair = Counter((name_of(e.record), e.record.error_type) for e in entries if e.record)
-    times = [e.dead_at for e in entries]
+    counted, total = run(options, body)
+    by_pair = counted.by_pair
     data: dict[str, Any] = {
-        "total": total, "matched": len(entries),
-        "by_task": dict(by_task.most_common()), "by_error": dict(by_error.most_common()),
+        "total": total, "matched": counted.matched,
+        "by_task": counted.by(0), "by_error": counted.by(1),
         "by_task_and_error": [{"task": t, "error_type": err, "count": n}
                               for (t, err), n in by_pair.most_common()],
-        "oldest": min(times, default=None), "newest": max(times, default=None),
+        "oldest": counted.oldest, "newest": counted.newest,
     }
 
     def human(out: Console) -> None:
         out.print(f"[bold]DLQ[/bold] {total} entries" + (
-            f", {len(entries)} matched" if filters.any else "")
-            + (f"; oldest {ago(data['oldest'])}, newest {ago(data['newest'])}" if times else ""))
-        if not entries:
+            f", {counted.matched} matched" if filters.any else "")
+            + (f"; oldest {ago(counted.oldest)}, newest {ago(counted.newest)}"
+               if counted.matched else ""))
+        if not counted.matched:
             return
         t = table("task", "error", "count")
         for (name, err), n in by_pair.most_common():
@@ -293,7 +320,7 @@ async def replay_entries(
     store = await session.store()
     router = await session.router()
     bucket = TokenBucket(rate) if rate else None
-    batch = bucket.capacity if bucket else CHUNK
+    batch = bucket.capacity if bucket else REPLAY_BATCH
     progress_task = progress.add_task("replaying", total=len(task_ids)) if progress else None
     tally.started = time.monotonic()
     for start in range(0, len(task_ids), batch):
@@ -320,7 +347,7 @@ async def replay_entries(
             elif ack.code == pb.NOT_REDELIVERABLE:
                 tally.skipped += 1
             else:
-                tally.fail(ack.task_id, pb.AckCode.Name(ack.code), ack.message)
+                tally.fail(ack.task_id, code_name(ack.code), ack.message)
         if unreachable is not None:
             raise unreachable
         if progress is not None and progress_task is not None:
@@ -459,17 +486,14 @@ def purge(ctx: click.Context, ids: tuple[str, ...], all_: bool, older_than_s: fl
         store = await session.store()
         if ids:
             unique = list(dict.fromkeys(ids))
-            async with store.redis.pipeline(transaction=False) as pipe:
-                for task_id in unique:
-                    pipe.zscore(store.names.dlq, task_id)
-                scores = await pipe.execute()
-            missing = [i for i, s in zip(unique, scores, strict=True) if s is None]
+            times = await store.dlq_times(unique)
+            missing = [i for i, t in zip(unique, times, strict=True) if t is None]
             if missing:
                 raise CommandError(f"not in the dead-letter queue: {', '.join(missing)}",
                                    EXIT_NOT_FOUND)
             return unique
         until = time.time() - older_than_s if older_than_s is not None else None
-        return [task_id for task_id, _ in await store.dlq_ids(until=until)]
+        return [task_id async for page in store.dlq_pages(until=until) for task_id, _ in page]
 
     targets = run(options, choose)
     if targets and not yes:

@@ -75,10 +75,10 @@ def status(ctx: click.Context) -> None:
         settings = options.settings()
         shares = ring.shares()
         ordered = sorted(ring.members.values(), key=lambda m: m.node_id)
-        replies, recorded, retry_size, dlq_size = await asyncio.gather(
+        replies, recorded, sizes = await asyncio.gather(
             asyncio.gather(*(node_status(m, settings, options.timeout_s) for m in ordered)),
             asyncio.gather(*(store.inflight(m.node_id) for m in ordered)),
-            store.retry_size(), store.dlq_size(),
+            store.queue_sizes(),
         )
         members = []
         for member, reply, inflight in zip(ordered, replies, recorded, strict=True):
@@ -97,7 +97,7 @@ def status(ctx: click.Context) -> None:
             "cluster": options.cluster, "ring_version": ring.version,
             "leader": contenders[0] if contenders else None, "coordinators": contenders,
             "members": members, "draining": draining,
-            "retry_set": retry_size, "dlq": dlq_size,
+            "retry_set": sizes.retries, "dlq": sizes.dlq,
         }
 
     data = run(options, body)

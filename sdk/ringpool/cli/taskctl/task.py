@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from ringpool.cli.taskctl.app import Session, options_of, run
 from ringpool.cli.taskctl.output import ago, emit, iso, when
+from ringpool.core.protocol import TaskState
 from ringpool.errors import TaskNotFound
 from ringpool.store.store import TaskRecord
 
@@ -20,8 +21,6 @@ TIMESTAMPS = ("created_at", "accepted_at", "started_at", "finished_at", "first_f
 def record_data(record: TaskRecord, dead_at: float | None) -> dict[str, Any]:
     """The JSON view of a record: timestamps as ISO-8601 text next to the raw floats."""
     data = record.to_dict()
-    data["name"] = record.name or record.envelope.name
-    data["key"] = record.key or record.envelope.key
     data["in_dlq"] = dead_at is not None
     data["dead_lettered_at"] = dead_at
     for name in (*TIMESTAMPS, "dead_lettered_at"):
@@ -31,7 +30,8 @@ def record_data(record: TaskRecord, dead_at: float | None) -> dict[str, Any]:
 
 def print_record(out: Console, data: dict[str, Any]) -> None:
     state = data["state"]
-    colour = {"SUCCEEDED": "green", "FAILED": "red", "RETRY_SCHEDULED": "yellow"}.get(state, "cyan")
+    colour = {TaskState.SUCCEEDED: "green", TaskState.FAILED: "red",
+              TaskState.RETRY_SCHEDULED: "yellow"}.get(state, "cyan")
     out.print(f"[bold]task[/bold] {data['task_id']}  [{colour}]{state}[/{colour}]"
               + ("  [red](in the DLQ)[/red]" if data["in_dlq"] else ""))
     rows = [
@@ -53,26 +53,26 @@ def print_record(out: Console, data: dict[str, Any]) -> None:
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         out.print(f"  {label:<{width}}  {escape(str(value))}")
-    if state == "SUCCEEDED" and data["result"] is not None:
+    if state == TaskState.SUCCEEDED and data["result"] is not None:
         out.print(f"  {'result':<{width}}  {escape(data['result'])}")
     if data["error_type"]:
         out.print(f"  {'error':<{width}}  [red]{escape(data['error_type'])}: "
                   f"{escape(data['error_message'])}[/red]")
     if data["traceback"]:
         out.print("[bold]traceback[/bold]")
-        out.print(escape(data["traceback"].rstrip()), markup=False, highlight=False)
+        out.print(data["traceback"].rstrip(), markup=False, highlight=False)
 
 
 async def load(session: Session, task_id: str, must_be_dead: bool = False) -> dict[str, Any]:
     store = await session.store()
     record = await store.record(task_id)
-    score = await store.redis.zscore(store.names.dlq, task_id)
-    if must_be_dead and score is None:
+    (dead_at,) = await store.dlq_times([task_id])
+    if must_be_dead and dead_at is None:
         raise TaskNotFound(f"task {task_id} is not in the dead-letter queue"
                            + ("" if record is None else f" (it is {record.state})"))
     if record is None:
         raise TaskNotFound(f"no task {task_id} in cluster {session.options.cluster!r}")
-    return record_data(record, float(score) if score is not None else None)
+    return record_data(record, dead_at)
 
 
 @click.group()

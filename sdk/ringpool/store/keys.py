@@ -1,0 +1,83 @@
+"""The Redis key layout of one cluster: every key and channel ringpool uses, and nowhere else.
+
+Every key carries the hash tag ``{<cluster>}``, so a Redis Cluster keeps one
+cluster's keys in one slot and each script may touch all of them in one call.
+``C`` is the cluster name:
+
+    ringpool:{C}:task:<id>           hash     the task record (fields below); expires the
+                                              result TTL after it succeeded
+    ringpool:{C}:fp:t:<id>           string   fingerprint of a task without an idempotency key:
+    ringpool:{C}:fp:k:<name>:<ikey>  string   ... or with one: the task id that holds it (TTL)
+    ringpool:{C}:inflight:<node>     hash     task id -> owner epoch: accepted by <node>, not
+                                              finished (the fence of every transition)
+    ringpool:{C}:inflight-nodes      set      nodes that ever held in-flight tasks (recovery)
+    ringpool:{C}:retry               zset     task id -> due time (unix s): failed attempts,
+                                              and tasks recovered or handed back (due now)
+    ringpool:{C}:dlq                 zset     task id -> when it was dead-lettered
+    ringpool:{C}:done                channel  ids of tasks that finished away from an open
+                                              stream of their submitter
+    ringpool:{C}:retry-wake          channel  a new retry's due time: wakes the retry firer
+
+Task record fields: ``state`` (a ``TaskState``), ``envelope`` (the protobuf), ``attempt``,
+``redeliver_attempt`` (the attempt a retry fires as), ``node`` and ``epoch`` (the owner
+that accepted it), ``recoveries``, ``replays``, ``completions``, ``result`` (JSON) or
+``error_type``, ``error_message``, ``traceback``, ``dead_reason``, and the times
+``created_at``, ``accepted_at``, ``started_at``, ``finished_at``, ``first_failure_at``,
+``last_failure_at`` (unix seconds). The scripts in ``lua/`` write them; ``TaskRecord``
+reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ringpool.core.naming import check_cluster_name
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The Redis keys and channels of one cluster."""
+
+    cluster: str
+    prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        check_cluster_name(self.cluster)
+        object.__setattr__(self, "prefix", f"ringpool:{{{self.cluster}}}")
+
+    @property
+    def task_prefix(self) -> str:
+        """``task(id)`` is this plus the id (the scripts build record keys this way)."""
+        return f"{self.prefix}:task:"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.task_prefix}{task_id}"
+
+    def fingerprint(self, name: str, idempotency_key: str, task_id: str) -> str:
+        """The caller's idempotency key scoped by task name, else the task id itself."""
+        if idempotency_key:
+            return f"{self.prefix}:fp:k:{name}:{idempotency_key}"
+        return f"{self.prefix}:fp:t:{task_id}"
+
+    def inflight(self, node_id: str) -> str:
+        return f"{self.prefix}:inflight:{node_id}"
+
+    @property
+    def inflight_nodes(self) -> str:
+        return f"{self.prefix}:inflight-nodes"
+
+    @property
+    def retries(self) -> str:
+        return f"{self.prefix}:retry"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}:dlq"
+
+    @property
+    def done_channel(self) -> str:
+        return f"{self.prefix}:done"
+
+    @property
+    def retry_channel(self) -> str:
+        return f"{self.prefix}:retry-wake"

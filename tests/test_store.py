@@ -1,0 +1,119 @@
+"""The state store against a real Redis: the DLQ in pages, sizes, accept codes, transitions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis
+
+from ringpool import Task, TaskState
+from ringpool.core.envelope import build
+from ringpool.store.keys import Keys
+from ringpool.store.store import AcceptCode, QueueSizes, StateStore, Transition
+
+T = TypeVar("T")
+
+
+def with_store(redis_url: str, cluster: str, body: Callable[[StateStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = StateStore.from_url(redis_url, cluster)
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+async def pages(store: StateStore, page_size: int, **bounds: float) -> list[list[tuple[str, float]]]:
+    return [page async for page in store.dlq_pages(page_size=page_size, **bounds)]
+
+
+def test_dlq_pages_hold_every_entry_once_in_order_even_across_equal_times(
+    redis_url: str, redis_client: redis.Redis, cluster_name: str
+) -> None:
+    # Ten entries, most sharing a dead-letter time with others (one script call buries
+    # many at the same instant), read three at a time.
+    times = {"a": 1.5, "b": 1.5, "c": 1.5, "d": 1.5, "e": 2.25, "f": 2.25, "g": 3.0,
+             "h": 3.0, "i": 3.0, "j": 4.0}
+    redis_client.zadd(Keys(cluster_name).dlq, times)
+    read = with_store(redis_url, cluster_name, lambda store: pages(store, 3))
+    assert [p for page in read for p in page] == sorted(times.items(), key=lambda p: (p[1], p[0]))
+    assert read[0] == [("a", 1.5), ("b", 1.5), ("c", 1.5), ("d", 1.5)]  # ties kept together
+
+    inclusive = with_store(redis_url, cluster_name,
+                           lambda store: pages(store, 2, since=2.25, until=3.0))
+    assert [i for page in inclusive for i, _ in page] == ["e", "f", "g", "h", "i"]
+    assert with_store(redis_url, cluster_name, lambda store: pages(store, 3, since=5.0)) == []
+
+
+def test_entries_leaving_mid_read_make_none_of_the_others_skip(
+    redis_url: str, redis_client: redis.Redis, cluster_name: str
+) -> None:
+    dlq = Keys(cluster_name).dlq
+    redis_client.zadd(dlq, {f"t{i:02}": 10.0 + i // 2 for i in range(12)})
+
+    async def read_while_replaying(store: StateStore) -> list[str]:
+        seen: list[str] = []
+        async for page in store.dlq_pages(page_size=4):
+            if not seen:
+                redis_client.zadd(dlq, {"late": 100.0})  # dead-lettered meanwhile
+            seen += [task_id for task_id, _ in page]
+            await store.dlq_purge([task_id for task_id, _ in page])  # as a replay would
+        return seen
+
+    seen = with_store(redis_url, cluster_name, read_while_replaying)
+    assert seen == [f"t{i:02}" for i in range(12)] + ["late"]
+
+
+def test_queue_sizes_and_dead_letter_times(
+    redis_url: str, redis_client: redis.Redis, cluster_name: str
+) -> None:
+    keys = Keys(cluster_name)
+    redis_client.zadd(keys.dlq, {"x": 7.5, "y": 8.0})
+    redis_client.zadd(keys.retries, {"r": 1.0})
+
+    async def read(store: StateStore) -> tuple[QueueSizes, list[float | None]]:
+        return await store.queue_sizes(), await store.dlq_times(["y", "nope", "x"])
+
+    assert with_store(redis_url, cluster_name, read) == (QueueSizes(retries=1, dlq=2),
+                                                         [8.0, None, 7.5])
+
+
+def test_accept_codes_and_each_transition_land_in_the_record(
+    redis_url: str, redis_client: redis.Redis, cluster_name: str
+) -> None:
+    keys = Keys(cluster_name)
+    ok, retried, dead = (build(f"k{i}", Task("demo.add", args=(i, i)), 1) for i in range(3))
+    again = build("k0", Task("demo.add", args=(0, 0)), 1)
+    again.task_id = ok.task_id  # the same task sent twice: its fingerprint is taken
+
+    async def run(store: StateStore) -> list[object]:
+        accepted = await store.accept("n1", 7, [ok, retried, dead])
+        duplicate = await store.accept("n1", 7, [again])
+        applied = await store.transition("n1", 7, [
+            Transition.started(ok.task_id, 100.0),
+            Transition.succeeded(ok.task_id, b"0", 100.0),
+            Transition.retry(retried.task_id, 101.0, retry_at=5000.0, error_type="E",
+                             error_message="m", traceback="tb"),
+            Transition.dead(dead.task_id, 102.0, dead_reason="permanent", error_type="P",
+                            error_message="no", traceback="tb2"),
+        ])
+        stale = await store.transition("n1", 6, [Transition.started(retried.task_id, 1.0)])
+        return [accepted, duplicate, applied, stale,
+                await store.records([ok.task_id, retried.task_id, dead.task_id])]
+
+    accepted, duplicate, applied, stale, records = with_store(redis_url, cluster_name, run)
+    assert [(a.code, a.state) for a in accepted] == [(AcceptCode.ACCEPTED, TaskState.QUEUED)] * 3
+    assert [(d.code, d.task_id) for d in duplicate] == [(AcceptCode.DUPLICATE, ok.task_id)]
+    assert applied == [True] * 4 and stale == [False]
+    done, waiting, buried = records
+    assert (done.state, done.result, done.started_at) == (TaskState.SUCCEEDED, b"0", 100.0)
+    assert (waiting.state, waiting.error_type, waiting.error_message, waiting.traceback) == (
+        TaskState.RETRY_SCHEDULED, "E", "m", "tb")
+    assert redis_client.zscore(keys.retries, retried.task_id) == 5000.0
+    assert (buried.state, buried.dead_reason, buried.error_type, buried.traceback) == (
+        TaskState.FAILED, "permanent", "P", "tb2")
+    assert redis_client.zscore(keys.dlq, dead.task_id) is not None

@@ -69,6 +69,27 @@ def test_dispatch_returns_before_the_accept_and_the_with_block_flushes(
     assert set(runs(local, "pipe").values()) == {1}
 
 
+def test_async_cluster_pipelines_the_same_way(local: LocalCluster) -> None:
+    tag = "async-pipe"
+
+    async def run() -> list[str]:
+        async with AsyncCluster.connect(zk=local.zk, redis=local.redis,
+                                        cluster=local.cluster) as client:
+            handles = [await client.dispatch(f"a:{i}", Task("probe.run", args=(tag,)))
+                       for i in range(200)]
+            handles += await client.dispatch_many(
+                [(f"a:{i}", Task("probe.run", args=(tag,))) for i in range(200)])
+            await client.flush(timeout=30)
+            assert all(h._ticket.done for h in handles)
+            assert await handles[0].accepted() == handles[0].task_id
+            last = await client.dispatch("a:last", Task("probe.run", args=(tag,)))
+        assert last._ticket.done  # leaving the block flushed it
+        return [h.task_id for h in [*handles, last]]
+
+    task_ids = asyncio.run(run())
+    eventually(lambda: set(runs(local, tag)) == set(task_ids), 60, "every task to run")
+
+
 def test_a_client_killed_after_flush_loses_nothing(local: LocalCluster) -> None:
     tag = "killed-client"
     script = textwrap.dedent(f"""

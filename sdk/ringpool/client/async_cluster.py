@@ -212,7 +212,7 @@ class AsyncCluster:
     ) -> AsyncTaskHandle:
         """Queue ``task`` for the owner of ``key``; returns its handle at once (waiting
         only while ``max_outstanding`` tasks are unanswered)."""
-        with telemetry.dispatch_span("dispatch", _name(task), 1, headers) as traced:
+        with telemetry.dispatch_span("dispatch", name_of(task), 1, headers) as traced:
             ticket = self._ticket(key, task, headers if traced is None else traced,
                                   CallTimer(self.metrics.dispatch, 1))
             handle = AsyncTaskHandle(self, ticket)
@@ -224,7 +224,7 @@ class AsyncCluster:
     ) -> list[AsyncTaskHandle]:
         """Dispatch many tasks; every task is checked before any is queued."""
         items = list(items)
-        with telemetry.dispatch_span("dispatch_many", _name(items[0][1]) if items else "",
+        with telemetry.dispatch_span("dispatch_many", name_of(items[0][1]) if items else "",
                                      len(items)) as traced:
             tickets = self._tickets(items, traced)
             handles = [AsyncTaskHandle(self, ticket) for ticket in tickets]
@@ -264,5 +264,6 @@ class AsyncCluster:
             log.exception("on_refused failed for task %s (key %r)", task.name, ticket.key)
 
 
-def _name(task: object) -> str:
+def name_of(task: object) -> str:
+    """The task's name for a span, whatever was passed as the task."""
     return str(getattr(task, "name", "?"))

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from ringpool.client.async_cluster import AsyncCluster, AsyncTaskHandle, _name, not_accepted
+from ringpool.client.async_cluster import AsyncCluster, AsyncTaskHandle, name_of, not_accepted
 from ringpool.client.metrics import CallTimer
 from ringpool.client.portal import Portal
 from ringpool.client.results import FAST_PATH_WAIT_S, unwrap
@@ -123,7 +123,7 @@ class Cluster:
         """Check ``task`` and queue it for the owner of ``key``; returns its handle at once
         (blocking only while ``max_outstanding`` tasks are unanswered)."""
         cluster = self._async
-        with telemetry.dispatch_span("dispatch", _name(task), 1, headers) as traced:
+        with telemetry.dispatch_span("dispatch", name_of(task), 1, headers) as traced:
             ticket = cluster._ticket(key, task, headers if traced is None else traced,
                                      CallTimer(cluster.metrics.dispatch, 1))
             handle = TaskHandle(self, ticket, bool(task.idempotency_key))
@@ -134,7 +134,7 @@ class Cluster:
         """Dispatch many tasks; every task is checked before any is queued."""
         cluster = self._async
         items = list(items)
-        with telemetry.dispatch_span("dispatch_many", _name(items[0][1]) if items else "",
+        with telemetry.dispatch_span("dispatch_many", name_of(items[0][1]) if items else "",
                                      len(items)) as traced:
             tickets = cluster._tickets(items, traced)
             handles = [TaskHandle(self, ticket, bool(task.idempotency_key))

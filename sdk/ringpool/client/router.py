@@ -15,15 +15,8 @@ comes back here:
 
 A ticket not settled within ``accept_timeout_s`` of being queued is refused
 with the reason it kept going round (ClusterUnavailable, or Overloaded when its
-owner only ever answered OVERLOADED).
-
-Ordered tickets (``ordered=True``) of one key form a chain that is in flight on
-one link at a time: while some are unanswered, the key's next ones wait here.
-When one is answered with a resend code, the node gives the same answer to the
-chain's later ones already on the wire (``KeyFences`` on the node), and the chain
-is sent again, in dispatch order, once all of them are back. So a resend never
-overtakes a later task of its key, across batches in flight, re-routes and broken
-streams alike.
+owner only ever answered OVERLOADED). Ordered tickets go when ``KeyChains``
+lets them, so that none overtakes another of its key.
 """
 
 from __future__ import annotations
@@ -34,9 +27,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ringpool.client.chains import KeyChains, Release
 from ringpool.client.links import Link, LinkFactory, NodeLink
 from ringpool.client.metrics import ClientMetrics
 from ringpool.client.settings import ClientSettings
@@ -77,18 +70,6 @@ class RingSource(Protocol):
     def unsubscribe(self, listener: Callable[[Ring], None]) -> None: ...
 
 
-@dataclass(slots=True)
-class _Chain:
-    """The unsettled ordered tickets of one key that are not in flight, and the count
-    that are."""
-
-    sent: int = 0  # queued on a link or in flight there, not answered yet
-    stalled: bool = False  # one was answered with a resend code: hold the rest
-    parked: list[Ticket] = field(default_factory=list)  # waiting here
-    delay_s: float = 0.0  # how long the stalled chain backs off before going again
-    newest: int | None = None  # a ring version a node told of (the chain re-routes)
-
-
 class Router:
     """Routes tickets on the event loop ``start()`` ran on; ``submit`` from any thread.
 
@@ -120,7 +101,7 @@ class Router:
         self._routes = RouteCache()
         self._links: dict[str, Link] = {}
         self._links_version = -1
-        self._chains: dict[str, _Chain] = {}
+        self._chains = KeyChains()
         self._inbox: list[Ticket] = []  # submitted, not yet taken by the loop
         self._wake_pending = False  # True: the loop takes the inbox soon, no wake-up needed
         self._deferred: asyncio.TimerHandle | None = None
@@ -283,14 +264,8 @@ class Router:
             else:
                 sends.setdefault(owner(ring, ticket.key), []).append(ticket)
         for key, chained in ordered.items():
-            chain = self._chains.get(key)
-            if chain is None:
-                chain = self._chains[key] = _Chain()
-            if chain.sent or chain.stalled:
-                chain.parked += chained  # after the ones in flight are answered
-                continue
-            chain.sent += len(chained)
-            sends.setdefault(owner(ring, key), []).extend(chained)
+            if self._chains.admit(key, chained):
+                sends.setdefault(owner(ring, key), []).extend(chained)
         for node_id, group in sends.items():
             link = self._links.get(node_id)
             if link is None:
@@ -371,50 +346,37 @@ class Router:
     def on_result(self, result: pb.TaskResult) -> None:
         self._on_result(result)
 
-    def _answered(self, ticket: Ticket, again: bool = False) -> None:
-        """The ticket is off its link; an ordered one lets its chain go on."""
+    def _answered(self, ticket: Ticket) -> None:
+        """The ticket is off its link for good; an ordered one lets its chain go on."""
         ticket.link = None
         if ticket.ordered:
-            chain = self._chains[ticket.key]
-            chain.sent -= 1
-            if again:
-                chain.stalled = True
-                chain.parked.append(ticket)
-            if not chain.sent:
-                self._chain_idle(ticket.key, chain)
-
-    def _chain_idle(self, key: str, chain: _Chain) -> None:
-        if chain.stalled:
-            delay_s, newest = chain.delay_s, chain.newest
-            chain.delay_s, chain.newest = 0.0, None
-            self._spawn(self._resend(list(chain.parked), delay_s, newest, chain=(key, chain)))
-        else:
-            parked, chain.parked = [t for t in chain.parked if not t.done], []
-            if parked:
-                self._route(parked)
-            else:
-                del self._chains[key]
+            self._release(self._chains.answered(ticket))
 
     def _again(self, tickets: list[Ticket], delay_s: float, newest: int | None) -> None:
         """Send these again after ``delay_s`` (after a ring refresh, when ``newest`` is set)."""
         unordered = []
         for ticket in tickets:
-            if not ticket.ordered:
-                ticket.link = None
+            ticket.link = None
+            if ticket.ordered:
+                self._release(self._chains.answered_again(ticket, delay_s, newest))
+            else:
                 unordered.append(ticket)
-                continue
-            chain = self._chains[ticket.key]
-            chain.delay_s = max(chain.delay_s, delay_s)
-            if newest is not None:
-                chain.newest = max(chain.newest or 0, newest)
-            self._answered(ticket, again=True)
         if unordered:
             self._spawn(self._resend(unordered, delay_s, newest))
 
+    def _release(self, release: Release | None) -> None:
+        if release is None:
+            return
+        if release.resend:
+            self._spawn(self._resend(release.tickets, release.delay_s, release.newest,
+                                     chain=release.key))
+        else:
+            self._route(release.tickets)
+
     async def _resend(
-        self, tickets: list[Ticket], delay_s: float, newest: int | None,
-        chain: tuple[str, _Chain] | None = None,
+        self, tickets: list[Ticket], delay_s: float, newest: int | None, chain: str | None = None,
     ) -> None:
+        """Check hops and deadlines, wait, send again (a stalled ``chain``: all of it)."""
         if newest is not None:
             sent = max((t.sent_version for t in tickets), default=0)
             await self._refresh(max(newest, sent))
@@ -439,12 +401,7 @@ class Router:
         if delay_s:
             await asyncio.sleep(delay_s)
         if chain is not None:
-            key, state = chain
-            state.stalled = False
-            tickets, state.parked = sorted(state.parked, key=lambda t: t.seq), []
-            if not any(not t.done for t in tickets):
-                del self._chains[key]
-                return
+            tickets = self._chains.resume(chain)
         self._route(tickets)
 
     async def _refresh(self, seen: int) -> None:

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -67,6 +68,21 @@ def test_dispatch_returns_before_the_accept_and_the_with_block_flushes(
     assert all(h._ticket.done and h.accepted() == h.task_id for h in handles)
     eventually(lambda: len(runs(local, "pipe")) == 1000, 60, "every task to run")
     assert set(runs(local, "pipe").values()) == {1}
+
+
+def test_threads_dispatching_at_once_each_get_every_task_through(local: LocalCluster) -> None:
+    tag = "threads"
+    with connect(local, max_outstanding=300) as cluster:  # small: takers and givers race
+        def produce(worker: int) -> list[str]:
+            return [cluster.dispatch(f"t:{worker}:{i}", Task("probe.run", args=(tag,))).task_id
+                    for i in range(500)]
+
+        with ThreadPoolExecutor(4) as pool:
+            task_ids = [t for ids in pool.map(produce, range(4)) for t in ids]
+        cluster.flush(timeout=60)
+        assert cluster._async.router.window.tasks == 0
+    eventually(lambda: len(runs(local, tag)) == 2000, 60, "every task to run")
+    assert set(runs(local, tag)) == set(task_ids) and set(runs(local, tag).values()) == {1}
 
 
 def test_async_cluster_pipelines_the_same_way(local: LocalCluster) -> None:

@@ -204,9 +204,7 @@ class Peer(ABC):
                    options: dict[str, Any] | None = None) -> list[Any]:
         """Every item, ``submit_many`` 1,000 at a time, until ``deadline`` (then stop).
 
-        A client with a way to keep several batches on the wire at once overrides this
-        (ringpool: a window of ``dispatch_many`` calls in flight); handles stay in
-        submission order either way.
+        Handles stay in submission order.
         """
         handles: list[Any] = []
         for i in range(0, len(items), SUBMIT_CHUNK):

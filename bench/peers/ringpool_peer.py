@@ -8,10 +8,9 @@ Durable accept is on (it always is): every task's idempotency fingerprint,
 record and in-flight entry are written to Redis before ``dispatch`` returns.
 
 Client: the public sync API. W1/W3/W4 ``Cluster.dispatch_many`` in batches of
-``CHUNK`` tasks (keyed: ``k:0`` .. ``k:999``) with ``WINDOW`` calls in flight at
-once (each from its own thread; the client's event loop interleaves them, as
-``examples/demo.py --window`` does), then ``TaskHandle.result()`` per handle in
-submission order (results are pushed back on the open stream; one that is
+``CHUNK`` tasks (keyed: ``k:0`` .. ``k:999``), one call after another (each returns
+once its tasks are queued; the client pipelines them), then ``TaskHandle.result()``
+per handle in submission order (results are pushed back on the open stream; one that is
 already here returns without a hop through the event loop). W2:
 ``cluster.dispatch(key, noop.s()).result()``, one after another. L1/L3: a plain
 loop of ``cluster.dispatch(key, count.s(...))`` (it returns once the task is
@@ -29,7 +28,6 @@ module.
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from bench import tasks
@@ -37,7 +35,6 @@ from bench.peers import WORKERS, Peer, check_deadline, time_left
 from ringpool.task import task
 
 CHUNK = 1_000  # tasks per dispatch_many call
-WINDOW = 8  # dispatch_many calls in flight
 LOOP_CHUNK = 500  # tasks per dispatch_many call in L1m
 
 ringpool_noop = task("bench.noop", kind="io", timeout=60.0)(tasks.noop)
@@ -52,7 +49,7 @@ DEFINITIONS = {"noop": ringpool_noop, "sleep10": ringpool_sleep10, "incr": ringp
 class RingpoolPeer(Peer):
     name = "ringpool"
     settings = (f"2 nodes (default pools, io kind), durable accept, no coordinator; "
-                f"dispatch_many {CHUNK:,}/call, {WINDOW} in flight")
+                f"dispatch_many {CHUNK:,}/call")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -98,25 +95,6 @@ class RingpoolPeer(Peer):
                 t = definition.s(*args)
                 batch.append((key, t.with_options(**options) if options else t))
             handles.extend(self.cluster.dispatch_many(batch))
-        return handles
-
-    def submit_all(self, name: str, items: list[tuple[str, tuple[Any, ...]]], deadline: float,
-                   options: dict[str, Any] | None = None) -> list[Any]:
-        """``WINDOW`` ``dispatch_many`` calls of ``CHUNK`` on the wire at once (the pool's
-        threads start them in order); no call starts after ``deadline``. Handles come
-        back in submission order."""
-
-        def send(chunk: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-            if time.monotonic() >= deadline:
-                return []
-            return self.submit_many(name, chunk, options)
-
-        chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
-        handles: list[Any] = []
-        with ThreadPoolExecutor(WINDOW, thread_name_prefix="bench-dispatch") as pool:
-            calls: list[Future[list[Any]]] = [pool.submit(send, chunk) for chunk in chunks]
-            for call in calls:
-                handles.extend(call.result())
         return handles
 
     def wait_all(self, handles: list[Any], deadline: float) -> list[Any]:

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -102,7 +103,7 @@ class Router:
         self._links: dict[str, Link] = {}
         self._links_version = -1
         self._chains = KeyChains()
-        self._inbox: list[Ticket] = []  # submitted, not yet taken by the loop
+        self._inbox: deque[Ticket] = deque()  # submitted, not yet taken by the loop
         self._wake_pending = False  # True: the loop takes the inbox soon, no wake-up needed
         self._deferred: asyncio.TimerHandle | None = None
         self._outstanding: dict[Ticket, None] = {}  # taken and unsettled, oldest first
@@ -154,7 +155,7 @@ class Router:
         deadline = time.monotonic() + self.settings.accept_timeout_s
         for ticket in tickets:
             ticket.deadline = deadline
-        self._inbox.extend(tickets)  # one call: atomic for the loop taking the inbox
+        self._inbox.extend(tickets)  # deque.extend: atomic for the loop taking the inbox
         if self._wake_pending:
             return
         self._wake_pending = True
@@ -220,7 +221,8 @@ class Router:
         if self._deferred is not None:
             self._deferred.cancel()
             self._deferred = None
-        tickets, self._inbox = self._inbox, []
+        inbox = self._inbox
+        tickets = [inbox.popleft() for _ in range(len(inbox))]
         if tickets:
             outstanding = self._outstanding
             for ticket in tickets:

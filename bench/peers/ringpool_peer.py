@@ -5,7 +5,7 @@ against the harness's ZooKeeper and Redis: 2 node processes, each with its
 default pools (the dynamic ``io`` thread pool runs these sync tasks). No
 coordinator: it is not on the dispatch path and would be a third process.
 Durable accept is on (it always is): every task's idempotency fingerprint,
-record and in-flight entry are written to Redis before ``dispatch`` returns.
+record and in-flight entry are written to Redis before its node acknowledges it.
 
 Client: the public sync API. W1/W3/W4 ``Cluster.dispatch_many`` in batches of
 ``CHUNK`` tasks (keyed: ``k:0`` .. ``k:999``), one call after another (each returns

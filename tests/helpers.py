@@ -1,4 +1,5 @@
-"""What the tests share: waiting on a condition with a deadline; a node's ring version."""
+"""What the tests share: waiting on a condition with a deadline, reading task records,
+a node's ring version."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Generic, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from ringpool.store.store import StateStore, TaskRecord
 from ringpool.testing.local import LocalCluster
 
 T = TypeVar("T")
@@ -69,3 +71,15 @@ def nodes_ring_ready(local: LocalCluster, version: int, timeout: float = 30.0) -
     """Wait until every node has seen ring ``version`` (or a newer one)."""
     eventually(lambda: all(node_ring_version(local, n) >= version for n in local.nodes),
                timeout, f"every node to see ring v{version}")
+
+
+def records(local: LocalCluster, task_ids: list[str]) -> list[TaskRecord | None]:
+    """The records of ``task_ids`` in ``local``'s cluster, as the state store reads them."""
+    async def read() -> list[TaskRecord | None]:
+        store = StateStore.from_url(local.redis, local.cluster)
+        try:
+            return await store.records(task_ids)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())

@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ringpool.core.protocol import TaskState
+from ringpool.store.events import StoreEvents
 from ringpool.store.keys import Keys
 from ringpool.store.pubsub import listen_forever
 from ringpool.v1 import node_pb2 as pb
@@ -244,8 +245,10 @@ class StateStore:
         cluster: str,
         fingerprint_ttl_s: int = DEFAULT_FINGERPRINT_TTL_S,
         result_ttl_s: int = DEFAULT_RESULT_TTL_S,
+        events: StoreEvents | None = None,
     ) -> None:
         self._redis = client
+        self.events = events or StoreEvents()
         self.keys = Keys(cluster)
         self.fingerprint_ttl_s = fingerprint_ttl_s
         self.result_ttl_s = result_ttl_s
@@ -255,8 +258,6 @@ class StateStore:
         self._claim = client.register_script(_script("claim"))
         self._purge = client.register_script(_script("purge"))
         self._bury = client.register_script(_script("bury"))
-        # Called with (op, seconds) after each accept and transition script call (metrics).
-        self.observe_round_trip: Callable[[str, float], None] | None = None
 
     @classmethod
     def from_url(cls, url: str, cluster: str, **kwargs: Any) -> StateStore:
@@ -289,8 +290,7 @@ class StateStore:
             keys=[keys.inflight(node_id), keys.retries, keys.dlq, keys.inflight_nodes],
             args=[node_id, epoch, time.time(), self.fingerprint_ttl_s, keys.task_prefix, tasks],
         )
-        if self.observe_round_trip is not None:
-            self.observe_round_trip("accept", time.perf_counter() - started)
+        self.events.round_trip("accept", time.perf_counter() - started)
         return [
             AcceptResult(AcceptCode(code), task_id, TaskState.parse(state))
             for code, task_id, state in msgpack.unpackb(raw)
@@ -307,8 +307,7 @@ class StateStore:
             args=[epoch, time.time(), self.result_ttl_s, keys.task_prefix, keys.done_channel,
                   keys.retry_channel, _pack([op.packed() for op in ops])],
         )
-        if self.observe_round_trip is not None:
-            self.observe_round_trip("transition", time.perf_counter() - started)
+        self.events.round_trip("transition", time.perf_counter() - started)
         return [code == ord("K") for code in raw]
 
     async def publish_done(self, task_id: str) -> None:

@@ -109,6 +109,11 @@ class TaskRecordSummary:
     def exists(self) -> bool:
         return self.state is not TaskState.UNKNOWN
 
+    @classmethod
+    def missing(cls, task_id: str) -> TaskRecordSummary:
+        """A listed task whose record is gone."""
+        return cls(task_id, TaskState.UNKNOWN, "", "", "", 0, 0, "", "", None, None, None)
+
 
 @dataclass(frozen=True)
 class Listed:

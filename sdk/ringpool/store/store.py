@@ -222,6 +222,15 @@ class TaskRecord:
             envelope=envelope,
         )
 
+    def summary(self) -> listing.TaskRecordSummary:
+        """What a listing shows of this record."""
+        return listing.TaskRecordSummary(
+            task_id=self.task_id, state=self.state, name=self.name, key=self.key,
+            node=self.node, attempt=self.attempt, replays=self.replays,
+            error_type=self.error_type, error_message=self.error_message,
+            accepted_at=self.accepted_at, started_at=self.started_at,
+            finished_at=self.finished_at)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (the envelope's payload decoded as text)."""
         data = {k: v for k, v in self.__dict__.items() if k not in ("envelope", "result")}

@@ -1,9 +1,12 @@
-"""Durations and rates as operators type them: ``90s``, ``1h30m``, ``100/s``, ``600/m``."""
+"""Durations and rates as operators type them (``90s``, ``1h30m``, ``100/s``, ``600/m``),
+and times as they read them."""
 
 from __future__ import annotations
 
 import math
 import re
+import time
+from datetime import UTC, datetime
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -36,3 +39,24 @@ def parse_rate(text: str) -> float:
     if rate <= 0 or not math.isfinite(rate):
         raise ValueError(f"rate must be > 0, got {text!r}")
     return rate
+
+
+def when(ts: float | None) -> str:
+    """A timestamp for people: UTC, to the second."""
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts else None
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    if not ts:
+        return "-"
+    seconds = max(0.0, (now or time.time()) - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"

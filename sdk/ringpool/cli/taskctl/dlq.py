@@ -32,10 +32,11 @@ from ringpool.cli.taskctl.app import (
     options_of,
     run,
 )
-from ringpool.cli.taskctl.output import DURATION, RATE, ago, console, emit, iso, table
+from ringpool.cli.taskctl.output import DURATION, RATE, console, emit, table
 from ringpool.cli.taskctl.task import load, print_record
 from ringpool.ops import dlq as ops
 from ringpool.ops.dlq import Tally
+from ringpool.ops.units import ago, iso
 from ringpool.store.listing import Listed, TaskQuery
 
 

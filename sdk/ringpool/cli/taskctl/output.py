@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -74,27 +72,6 @@ def table(*columns: str, title: str | None = None) -> Table:
 NO_WRAP = frozenset({"task id", "node", "key", "address", "share", "dead-lettered"})
 NUMERIC = frozenset({"share", "in-flight", "queued", "running", "count", "attempts", "keys",
                      "measured", "replays", "ring v"})
-
-
-def when(ts: float | None) -> str:
-    """A timestamp for people: UTC, to the second."""
-    if not ts:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat() if ts else None
-
-
-def ago(ts: float | None, now: float | None = None) -> str:
-    if not ts:
-        return "-"
-    seconds = max(0.0, (now or time.time()) - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
 
 
 def bar(fraction: float, width: int = 30) -> str:

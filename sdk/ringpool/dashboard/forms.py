@@ -66,6 +66,9 @@ class Filters:
         except InvalidQuery as exc:
             raise BadInput(str(exc)) from None
 
+    def without_time(self) -> Filters:
+        return Filters(self.name, self.error, self.key)
+
     @property
     def active(self) -> bool:
         return any((self.name, self.error, self.key, self.since, self.until))

@@ -164,7 +164,8 @@ class ClusterView:
         seen: Snapshot | None = None
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: self.snapshot is not seen)
+                while self.snapshot is seen:
+                    await self._changed.wait()
                 seen = self.snapshot
             yield seen
 

@@ -64,7 +64,9 @@ class DashboardSettings:
 
     def client(self) -> ClientSettings:
         """Settings for the SDK client that reads node status and sends replays."""
-        return ClientSettings.resolve(
-            self.zk, self.redis, self.cluster, self.token, tls_ca=self.tls_ca,
-            tls_cert=self.tls_cert, tls_key=self.tls_key, tls_server_name=self.tls_server_name,
-            zk_auth=self.zk_auth, connect_timeout_s=5.0)
+        given = {"tls_ca": self.tls_ca, "tls_cert": self.tls_cert, "tls_key": self.tls_key,
+                 "tls_server_name": self.tls_server_name, "zk_auth": self.zk_auth}
+        # What is not given here falls back to RINGPOOL_* (taskctl dashboard passes none).
+        return ClientSettings.resolve(self.zk, self.redis, self.cluster, self.token,
+                                      connect_timeout_s=5.0,
+                                      **{name: value for name, value in given.items() if value})

@@ -20,7 +20,6 @@ from ringpool.errors import RingpoolError
 MAX_PATTERN_CHARS = 256
 MAX_PAGE = 1000
 SCAN_BUDGET = 2000  # entries one call reads at most
-_LUA_MAGIC = set("^$()%.[]+-")
 
 
 class InvalidQuery(RingpoolError, ValueError):
@@ -36,21 +35,52 @@ def _float(value: Any) -> float | None:
     return float(text) if text else None
 
 
+def _lua_literal(char: str) -> str:
+    # In a Lua pattern, % before any character that is not a letter or digit stands for it.
+    return char if char.isalnum() else "%" + char
+
+
 def lua_pattern(glob: str) -> str:
-    """An anchored Lua pattern for a glob (``*`` any run, ``?`` one character); '' for ''."""
+    """An anchored Lua pattern for a glob (``*`` any run, ``?`` one character, ``\\``
+    before either for itself); '' for ''."""
     if not glob:
         return ""
     out = []
-    for char in glob:
-        if char == "*":
+    chars = iter(glob)
+    for char in chars:
+        if char == "\\":
+            out.append(_lua_literal(next(chars, "\\")))
+        elif char == "*":
             out.append(".*")
         elif char == "?":
             out.append(".")
-        elif char in _LUA_MAGIC:
-            out.append("%" + char)
         else:
-            out.append(char)
+            out.append(_lua_literal(char))
     return "^" + "".join(out) + "$"
+
+
+def literal(text: str) -> str:
+    """A glob that matches ``text`` only."""
+    return "".join("\\" + c if c in "*?\\" else c for c in text)
+
+
+def is_literal(glob: str) -> bool:
+    """Whether a glob matches one text only (no unescaped ``*`` or ``?``)."""
+    chars = iter(glob)
+    for char in chars:
+        if char == "\\":
+            next(chars, None)
+        elif char in "*?":
+            return False
+    return True
+
+
+def unescape(glob: str) -> str:
+    """The text a literal glob matches."""
+    out, chars = [], iter(glob)
+    for char in chars:
+        out.append(next(chars, "\\") if char == "\\" else char)
+    return "".join(out)
 
 
 @dataclass(frozen=True)

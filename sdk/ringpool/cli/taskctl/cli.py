@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ringpool.cli.taskctl import config, dev, dlq, status, task
-from ringpool.cli.taskctl.app import Options, TaskctlGroup, version
+from ringpool.cli.taskctl.app import Options, TaskctlGroup, options_of, version
 from ringpool.cli.taskctl.output import DURATION
 from ringpool.core.naming import check_cluster_name
 from ringpool.core.zkacl import parse_credential
+from ringpool.dashboard.cli import dashboard_options, serve
 from ringpool.errors import ConfigError
 
 
@@ -75,6 +78,18 @@ def completion(shell: str) -> None:
     completer = get_completion_class(shell)
     assert completer is not None
     click.echo(completer(cli, {}, "taskctl", "_TASKCTL_COMPLETE").source())
+
+
+@cli.command()
+@dashboard_options
+@click.pass_context
+def dashboard(ctx: click.Context, **values: Any) -> None:
+    """Serve the web dashboard of this cluster (as ringpool-dashboard does)."""
+    options = options_of(ctx)
+    client = options.settings()
+    serve("DEBUG" if options.debug else "INFO", zk=client.zk, redis=client.redis,
+          cluster=client.cluster, token=client.token, zk_auth=options.zk_auth,
+          zk_operator_auth=options.zk_operator_auth, **values)
 
 
 cli.add_command(status.status)

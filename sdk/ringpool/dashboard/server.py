@@ -1,0 +1,85 @@
+"""Start the dashboard: connect, keep the live view polling, serve HTTP(S) until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import uvicorn
+
+from ringpool.client.async_cluster import AsyncCluster
+from ringpool.core.membership import connect_zookeeper
+from ringpool.dashboard.app import Dashboard, create_app
+from ringpool.dashboard.jobs import Jobs
+from ringpool.dashboard.live import ClusterView
+from ringpool.dashboard.settings import DashboardSettings, parse_listen
+from ringpool.errors import ClusterUnavailable
+from ringpool.store.store import StateStore, connect_redis
+
+log = logging.getLogger(__name__)
+CONNECT_TIMEOUT_S = 10.0
+
+
+@contextlib.asynccontextmanager
+async def open_dashboard(settings: DashboardSettings) -> AsyncIterator[Dashboard]:
+    """Connections, the live view's poller and the job runner; all closed on exit."""
+    client = settings.client()
+    async with contextlib.AsyncExitStack() as stack:
+        zk = await asyncio.to_thread(connect_zookeeper, settings.zk, CONNECT_TIMEOUT_S,
+                                     settings.zk_auth, settings.zk_operator_auth)
+        stack.callback(zk.close)
+        stack.push_async_callback(asyncio.to_thread, zk.stop)
+        store = StateStore(connect_redis(settings.redis, retries=3, backoff_cap_s=0.5),
+                           settings.cluster)
+        stack.push_async_callback(store.close)
+        try:
+            await asyncio.wait_for(store.ping(), CONNECT_TIMEOUT_S)
+        except Exception as exc:
+            raise ClusterUnavailable(f"cannot reach Redis: {exc}") from None
+        senders: list[AsyncCluster] = []
+        lock = asyncio.Lock()
+
+        async def sender() -> AsyncCluster:
+            """The SDK client replays go through, started on first use."""
+            async with lock:
+                if not senders:
+                    cluster = AsyncCluster(client)
+                    await cluster.start()
+                    senders.append(cluster)
+                return senders[0]
+
+        async def close_sender() -> None:
+            for cluster in senders:
+                await cluster.close()
+
+        stack.push_async_callback(close_sender)
+        view = ClusterView(zk, store, client, settings.poll_interval_s)
+        jobs = Jobs(store, sender)
+        stack.push_async_callback(jobs.close)
+        poller = asyncio.create_task(view.run(), name="dashboard-poller")
+
+        async def stop_poller() -> None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+
+        stack.push_async_callback(stop_poller)
+        yield Dashboard(settings, zk, store, view, jobs)
+
+
+async def serve(settings: DashboardSettings) -> int:
+    """Serve until SIGTERM or SIGINT; returns the exit code."""
+    host, port = parse_listen(settings.listen)
+    async with open_dashboard(settings) as dashboard:
+        config = uvicorn.Config(
+            create_app(dashboard), host=host, port=port, lifespan="off", log_level="warning",
+            ssl_certfile=settings.server_tls_cert or None,
+            ssl_keyfile=settings.server_tls_key or None, proxy_headers=False,
+            server_header=False, timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        scheme = "https" if settings.tls else "http"
+        log.info("dashboard of cluster %s on %s://%s", settings.cluster, scheme, settings.listen)
+        await server.serve()
+    return 0

@@ -54,7 +54,7 @@ async def change(request: Request, form: FormData) -> Response:
         raise Refused(409, "the config changed since this page was shown (znode version "
                            f"{version} -> {stored.version}); nothing was written: reload and "
                            "make your change again")
-    typed = {key: str(form.get(key, "")).strip() for key in schema.KEYS}
+    typed = {key: str(form[key]).strip() for key in schema.KEYS if key in form}
     current = {key: _show(value) for key, value in stored.config.flat().items()}
     changes = {key: text for key, text in typed.items() if text != current[key]}
     unknown = sorted(set(form.keys()) - set(schema.KEYS) - {"csrf", "version"})

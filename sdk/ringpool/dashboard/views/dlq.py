@@ -18,7 +18,7 @@ from ringpool.dashboard.jobs import JobKind, Selection
 from ringpool.dashboard.pages import dashboard_of, render
 from ringpool.errors import TaskNotFound
 from ringpool.ops import dlq as ops
-from ringpool.store.listing import InvalidQuery, TaskQuery
+from ringpool.store.listing import InvalidQuery, Listed, TaskQuery
 from ringpool.store.store import StateStore
 
 
@@ -39,35 +39,25 @@ async def browse(request: Request) -> Response:
                   total=total, in_range=in_range, jobs=dashboard_of(request).jobs.recent()[:5])
 
 
-async def entry(request: Request) -> Response:
-    task_id = request.path_params["task_id"]
-    store = dashboard_of(request).store
-    (dead_at,) = await store.dlq_times([task_id])
-    if dead_at is None:
-        record = await store.record(task_id)
-        raise TaskNotFound(f"task {task_id} is not in the dead-letter queue"
-                           + (f" (it is {record.state})" if record else ""))
-    return RedirectResponse(f"/tasks/{task_id}", status_code=303)
-
-
-def selection_of(form: FormData) -> Selection:
-    """The entries a form names: ticked ids, or every entry matching its filters."""
-    ids = task_ids([str(v) for v in form.getlist("ids")])
+async def selection_of(request: Request, form: FormData) -> tuple[Selection, list[Listed]]:
+    """The entries a form names: ticked ids (with those entries; TaskNotFound for ids of no
+    task at all), or every entry matching its filters."""
     if form.get("scope") == "filter":
         filters = Filters.read({k: str(v) for k, v in form.items()})
-        return Selection(query=filters.query(), description=f"matching {filters.describe()}")
+        return Selection(query=filters.query(),
+                         description=f"matching {filters.describe()}"), []
+    ids = task_ids([str(v) for v in form.getlist("ids")])
     if not ids:
         raise BadInput("nothing selected: tick entries, or act on every entry matching the "
                        "filter")
-    return Selection(task_ids=tuple(ids), description=f"{len(ids)} selected")
+    entries = await ops.select_ids(dashboard_of(request).store, ids)
+    return Selection(task_ids=tuple(ids), description=f"{len(ids)} selected"), entries
 
 
 @mutation()
 async def replay(request: Request, form: FormData) -> Response:
-    selection = selection_of(form)
     per_s = rate(str(form.get("rate", "")))
-    if selection.task_ids:  # unknown ids are refused now, not in the job
-        await ops.select_ids(dashboard_of(request).store, selection.task_ids)
+    selection, _ = await selection_of(request, form)
     kind = JobKind.DRY_RUN if form.get("dry_run") else JobKind.REPLAY
     job = dashboard_of(request).jobs.start(kind, selection, per_s)
     return RedirectResponse(f"/dlq/jobs/{job.id}", status_code=303)
@@ -76,15 +66,12 @@ async def replay(request: Request, form: FormData) -> Response:
 @mutation()
 async def purge(request: Request, form: FormData) -> Response:
     """Without ``confirm=yes``: what would go, and the question. With it: the purge."""
-    selection = selection_of(form)
-    store = dashboard_of(request).store
+    selection, entries = await selection_of(request, form)
     if form.get("confirm") != "yes":
-        entries = None
-        if selection.task_ids:
-            entries = await ops.select_ids(store, selection.task_ids)
+        if selection.query is None:
             count = len(entries)
         else:
-            count = await _count(store, selection.query or TaskQuery())
+            count = await _count(dashboard_of(request).store, selection.query)
         return render(request, "dlq_purge.html", selection=selection, count=count,
                       entries=entries, form=form)
     job = dashboard_of(request).jobs.start(JobKind.PURGE, selection)
@@ -120,5 +107,4 @@ routes = [
     Route("/dlq/jobs/{job_id:int}", job_page),
     Route("/dlq/replay", replay, methods=["POST"]),
     Route("/dlq/purge", purge, methods=["POST"]),
-    Route("/dlq/{task_id}", entry),
 ]

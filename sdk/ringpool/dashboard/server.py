@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -81,5 +82,16 @@ async def serve(settings: DashboardSettings) -> int:
         server = uvicorn.Server(config)
         scheme = "https" if settings.tls else "http"
         log.info("dashboard of cluster %s on %s://%s", settings.cluster, scheme, settings.listen)
-        await server.serve()
+        # uvicorn raises the signal that stopped it again once it has shut down; with these
+        # handlers in place the process then closes its connections and exits 0.
+        previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            await server.serve()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return 0
+
+
+def _ignore(sig: int, frame: object) -> None:
+    """A signal uvicorn has already acted on."""

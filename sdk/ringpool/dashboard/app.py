@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 from kazoo.client import KazooClient
@@ -21,7 +21,7 @@ from ringpool.dashboard import pages
 from ringpool.dashboard.auth import Refused, RequireSignIn
 from ringpool.dashboard.jobs import Jobs
 from ringpool.dashboard.live import ClusterView
-from ringpool.dashboard.ringsvg import NodeArcs, node_arcs
+from ringpool.dashboard.ringsvg import RingPicture, picture
 from ringpool.dashboard.settings import DashboardSettings
 from ringpool.dashboard.views import config, dlq, overview, session, tasks
 from ringpool.errors import ClusterUnavailable, ConfigError, TaskNotFound
@@ -46,14 +46,13 @@ class Dashboard:
     store: StateStore
     view: ClusterView
     jobs: Jobs
-    _arcs: dict[int, list[NodeArcs]] = field(default_factory=dict)
+    _picture: RingPicture | None = None
 
-    def arcs(self, ring: Ring) -> list[NodeArcs]:
-        """The ring picture's arcs, computed once per ring version."""
-        if ring.version not in self._arcs:
-            self._arcs.clear()
-            self._arcs[ring.version] = node_arcs(ring)
-        return self._arcs[ring.version]
+    def picture(self, ring: Ring) -> RingPicture:
+        """The ring's picture, drawn once per ring version."""
+        if self._picture is None or self._picture.version != ring.version:
+            self._picture = picture(ring, pages.templates().get_template("_ring.html"))
+        return self._picture
 
 
 class SecurityHeaders:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from jinja2 import Template
+from markupsafe import Markup
+
 from ringpool.core.ring import Ring, key_position
 
 RADIUS = 90.0
@@ -64,3 +67,16 @@ def node_arcs(ring: Ring) -> list[NodeArcs]:
 def key_angle_deg(key: str) -> float:
     """Where a key sits on the picture, in degrees clockwise from twelve o'clock."""
     return math.degrees(angle(key_position(key)))
+
+
+@dataclass(frozen=True)
+class RingPicture:
+    version: int
+    colours: dict[str, str]  # node id -> its colour
+    svg: Markup  # the picture and its legend, rendered
+
+
+def picture(ring: Ring, template: Template) -> RingPicture:
+    arcs = node_arcs(ring)
+    return RingPicture(ring.version, {a.node_id: a.colour for a in arcs},
+                       Markup(template.render(ring=ring, arcs=arcs)))

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ringpool.core.envelope import check_key
@@ -38,25 +38,23 @@ async def overview(request: Request) -> Response:
     found = route_of(request, key) if key else None
     ring = dashboard.view.ring
     snapshot = dashboard.view.snapshot
-    arcs = dashboard.arcs(ring)
-    return render(request, "overview.html", snapshot=snapshot, ring=ring, arcs=arcs, key=key,
-                  found=found, colours={a.node_id: a.colour for a in arcs},
+    drawn = dashboard.picture(ring)
+    return render(request, "overview.html", snapshot=snapshot, picture=drawn, key=key,
+                  found=found, colours=drawn.colours,
                   live=json.dumps(snapshot.to_dict()).replace("</", "<\\/"))
 
 
 async def nodes(request: Request) -> Response:
     """The nodes table alone, for a live page to swap in."""
     dashboard = dashboard_of(request)
-    arcs = dashboard.arcs(dashboard.view.ring)
     return render(request, "_nodes.html", snapshot=dashboard.view.snapshot,
-                  colours={a.node_id: a.colour for a in arcs})
+                  colours=dashboard.picture(dashboard.view.ring).colours)
 
 
 async def ring_picture(request: Request) -> Response:
     """The ring picture alone, for a page to swap in when the ring changes."""
     dashboard = dashboard_of(request)
-    ring = dashboard.view.ring
-    return render(request, "_ring.html", ring=ring, arcs=dashboard.arcs(ring), found=None)
+    return HTMLResponse(dashboard.picture(dashboard.view.ring).svg)
 
 
 async def route(request: Request) -> Response:

@@ -1,4 +1,4 @@
-"""What the tests share: waiting on a condition with a deadline."""
+"""What the tests share: waiting on a condition with a deadline, reading task records."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import asyncio
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+from ringpool.store.store import StateStore, TaskRecord
+from ringpool.testing.local import LocalCluster
 
 T = TypeVar("T")
 
@@ -49,3 +52,15 @@ async def eventually_async(check: Callable[[], T], timeout: float = 30.0,
     while not waiting.done():
         await asyncio.sleep(interval)
     return waiting.value  # type: ignore[return-value]
+
+
+def records(local: LocalCluster, task_ids: list[str]) -> list[TaskRecord | None]:
+    """The records of ``task_ids`` in ``local``'s cluster, as the state store reads them."""
+    async def read() -> list[TaskRecord | None]:
+        store = StateStore.from_url(local.redis, local.cluster)
+        try:
+            return await store.records(task_ids)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -28,7 +27,8 @@ from ringpool import (
 )
 from ringpool.client import async_cluster as client_module
 from ringpool.store.keys import Keys
-from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
+from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
+from tests.helpers import eventually
 from tests.tasks_flaky import probe_runs_key
 
 TASK_MODULES = ["ringpool.demo", "tests.tasks_flaky"]
@@ -50,10 +50,8 @@ def cluster(local: LocalCluster) -> Iterator[Cluster]:
 
 
 def client_ring_ready(client: Cluster, members: set[str], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while set(client.ring.members) != members:
-        assert time.monotonic() < deadline, f"client ring stuck at {sorted(client.ring.members)}"
-        time.sleep(0.05)
+    eventually(lambda: set(client.ring.members) == members, timeout,
+               f"the client's ring to hold {sorted(members)}")
 
 
 def node_ring_version(local: LocalCluster, node_id: str) -> float:
@@ -67,7 +65,7 @@ def node_ring_version(local: LocalCluster, node_id: str) -> float:
 
 def nodes_ring_ready(local: LocalCluster, version: int, timeout: float = 30.0) -> None:
     """Wait until every node has seen ring ``version`` (or a newer one)."""
-    wait_until(lambda: all(node_ring_version(local, n) >= version for n in local.nodes),
+    eventually(lambda: all(node_ring_version(local, n) >= version for n in local.nodes),
                timeout, f"every node to see ring v{version}")
 
 
@@ -85,7 +83,7 @@ def test_status_is_a_task_state_at_every_step(cluster: Cluster) -> None:
     handle = cluster.dispatch("status", Task("demo.sleep", args=(2,)))
     first = handle.status()
     assert isinstance(first, TaskState) and first in (TaskState.QUEUED, TaskState.RUNNING)
-    wait_until(lambda: handle.status() is TaskState.RUNNING, 30, "the task to show RUNNING")
+    eventually(lambda: handle.status() is TaskState.RUNNING, 30, "the task to show RUNNING")
     handle.result(timeout=30)
     assert handle.status() is TaskState.SUCCEEDED and handle.status().terminal
     assert cluster.handle("0" * 32).status() is TaskState.UNKNOWN  # no such task
@@ -278,10 +276,7 @@ def test_sigterm_under_load_loses_nothing_and_runs_nothing_twice(local: LocalClu
 
         producer = threading.Thread(target=produce)
         producer.start()
-        deadline = time.monotonic() + 60
-        while len(handles) < 600:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        eventually(lambda: len(handles) >= 600, 60, "600 accepted tasks", interval=0.01)
         assert local.stop_node("node-drain", sig=signal.SIGTERM, timeout=60) == 0
         producer.join(timeout=120)
         stop.set()

@@ -30,8 +30,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
+
+from ringpool.cli.taskctl import cli as taskctl_cli
+from ringpool.dashboard.cli import main as dashboard_cli
+from ringpool_coordinator.cli import main as coordinator_cli
+from ringpool_node.cli import main as node_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -40,22 +46,18 @@ OVERLAYS = sorted(p.parent for p in (K8S / "overlays").glob("*/kustomization.yam
 KUSTOMIZATIONS = [BASE, *OVERLAYS]
 DASHBOARD = K8S / "dashboards" / "ringpool.json"
 
-# --- The CLI facts the manifests must agree with. --------------------------------------
-# One place to update; later this can be read from node.cli / coordinator.cli directly.
+# --- The CLI facts the manifests must agree with, read from the commands themselves. -----
+
+
+def _flags(command: click.Command) -> set[str]:
+    return {opt for param in command.params for opt in param.opts if opt.startswith("--")}
+
+
 CLI_FLAGS: dict[str, set[str]] = {
-    "ringpool-node": {
-        "--zk", "--redis", "--cluster", "--node-id", "--listen", "--advertise", "--tasks",
-        "--metrics-port", "--drain-timeout", "--token", "--tls-cert", "--tls-key", "--tls-ca",
-        "--weight", "--log-level",
-    },
-    "ringpool-coordinator": {"--zk", "--redis", "--cluster", "--metrics-port"},
-    "taskctl": {"--zk", "--redis", "--cluster", "--token", "--json"},
-    "ringpool-dashboard": {
-        "--zk", "--redis", "--cluster", "--token", "--zk-auth", "--zk-operator-auth", "--tls-ca",
-        "--tls-cert", "--tls-key", "--tls-server-name", "--listen", "--operator-token",
-        "--viewer-token", "--session-secret", "--server-tls-cert", "--server-tls-key",
-        "--poll-interval", "--log-level",
-    },
+    "ringpool-node": _flags(node_cli),
+    "ringpool-coordinator": _flags(coordinator_cli),
+    "taskctl": _flags(taskctl_cli),
+    "ringpool-dashboard": _flags(dashboard_cli),
 }
 # Read by the SDK itself (Cluster.connect), so valid in any ringpool process's environment.
 SDK_ENV = {"RINGPOOL_ZK", "RINGPOOL_REDIS", "RINGPOOL_CLUSTER", "RINGPOOL_TOKEN"}

@@ -15,6 +15,7 @@ import pytest
 from ringpool.core.membership import Membership, connect_zookeeper
 from ringpool.core.naming import Names
 from ringpool.core.ring import Ring
+from tests.helpers import eventually
 
 WATCHER = """
 import json, sys, time
@@ -168,10 +169,7 @@ def test_expired_session_is_reported_and_the_ring_rebuilt(
         thief.start(timeout=10)
         thief.stop()
         thief.close()
-        deadline = time.monotonic() + 20
-        while "LOST" not in states:
-            assert time.monotonic() < deadline, f"no LOST reported, saw {states}"
-            time.sleep(0.05)
+        eventually(lambda: "LOST" in states, 20, "LOST to be reported")
         # kazoo opens a new session; the ring is rebuilt and watched again.
         second = register(zk_hosts, cluster_name, "after")
         ring = local.wait_for(lambda r: {"before", "after"} <= set(r.members), timeout=20)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -18,7 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ringpool import Cluster, Task, TaskFailed, demo
 from ringpool.errors import UnknownTask
-from ringpool.testing.local import LocalCluster, wait_until
+from ringpool.testing.local import LocalCluster
+from ringpool.v1 import node_pb2 as pb
+from ringpool.v1 import node_pb2_grpc as pb_grpc
+from tests.helpers import eventually
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "k8s" / "dashboards" / "ringpool.json"
 DEFAULT_PREFIXES = ("python_", "process_")  # prometheus_client's own collectors
@@ -58,6 +62,7 @@ class Run:
     nodes: list[dict[str, Metric]]
     coordinator: dict[str, Metric]
     client: dict[str, Metric]
+    statuses: list[pb.StatusResponse]  # each node's Status reply, taken with ``nodes``
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +71,7 @@ def run(zookeeper, redis_server) -> Iterator[Run]:  # type: ignore[no-untyped-de
                       tasks=["ringpool.demo"]) as lc:
         node_ports = [lc.metrics_ports[n] for n in sorted(lc.nodes)]
         coordinator_port = lc.metrics_ports["coordinator-0"]
-        wait_until(lambda: value(scrape(coordinator_port), "ringpool_coordinator_leader") == 1,
+        eventually(lambda: value(scrape(coordinator_port), "ringpool_coordinator_leader") == 1,
                    30, "a leading coordinator")
         before = [scrape(port) for port in node_ports]
         registry = CollectorRegistry()
@@ -90,10 +95,15 @@ def run(zookeeper, redis_server) -> Iterator[Run]:  # type: ignore[no-untyped-de
         client = {f.name: f for f in text_string_to_metric_families(
             generate_latest(registry).decode())}
         coordinator = scrape(coordinator_port)
-        wait_until(lambda: value(scrape(coordinator_port), "ringpool_dlq_size") == 2, 10,
+        eventually(lambda: value(scrape(coordinator_port), "ringpool_dlq_size") == 2, 10,
                    "two DLQ entries")
         coordinator = scrape(coordinator_port)
-        yield Run(before, [scrape(port) for port in node_ports], coordinator, client)
+        nodes, statuses = [], []
+        for node_id in sorted(lc.nodes):
+            nodes.append(scrape(lc.metrics_ports[node_id]))
+            with grpc.insecure_channel(f"127.0.0.1:{lc.node_ports[node_id]}") as channel:
+                statuses.append(pb_grpc.NodeStub(channel).Status(pb.StatusRequest(), timeout=5))
+        yield Run(before, nodes, coordinator, client, statuses)
 
 
 def check_rules(families: dict[str, Metric]) -> None:
@@ -155,7 +165,31 @@ def test_node_counters_move_across_the_run(run: Run) -> None:
         assert value(families, "ringpool_queue_depth", tier="io") == 0
         assert value(families, "ringpool_workers", tier="io", state="idle") >= 1
         assert value(families, "ringpool_pool_max_workers") == 32
-        assert families["ringpool_tasks_recovered"].type == "counter"
+        assert families["ringpool_tasks_reclaimed"].type == "counter"
+        assert families["ringpool_tasks_reclaimed_poisoned"].type == "counter"
+        assert families["ringpool_outcomes_fenced"].type == "counter"
+
+
+def test_status_reports_the_same_counts_as_prometheus(run: Run) -> None:
+    for families, status in zip(run.nodes, run.statuses, strict=True):
+        counters = dict(status.counters)
+        for key, metric in (("accepted", "ringpool_tasks_accepted_total"),
+                            ("duplicate", "ringpool_tasks_duplicated_total"),
+                            ("rejected", "ringpool_tasks_rejected_total"),
+                            ("succeeded", "ringpool_tasks_succeeded_total"),
+                            ("retried", "ringpool_tasks_retried_total"),
+                            ("dead", "ringpool_tasks_dead_lettered_total"),
+                            ("stale", "ringpool_outcomes_fenced_total")):
+            assert counters[key] == value(families, metric), key
+    assert sum(s.counters["succeeded"] for s in run.statuses) == 46
+
+
+def test_node_and_coordinator_never_share_a_name_with_another_meaning(run: Run) -> None:
+    coordinator = {name: family.documentation for name, family in run.coordinator.items()}
+    for families in run.nodes:
+        for name, family in families.items():
+            if name in coordinator and not name.startswith(DEFAULT_PREFIXES):
+                assert family.documentation == coordinator[name], name
 
 
 def test_coordinator_and_client_metrics(run: Run) -> None:

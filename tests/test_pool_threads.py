@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from test_pool_support import eventually, make_job
+from test_pool_support import make_job
 
 from ringpool.errors import ConfigError, InvalidTask
 from ringpool.pool import FixedPolicy, Job, PoolClosed, PoolOverloaded, Pools, PoolSettings
 from ringpool.pool.job import Ticket
 from ringpool.pool.threads import ThreadTier
 from ringpool.task import current_task
+from tests.helpers import eventually_async
 
 PoolFactory = Callable[..., Pools]
 
@@ -44,12 +45,12 @@ async def test_workers_grow_under_a_burst_and_shrink_back_after_idle(
     pools = make_pools(min_workers=1, max_workers=8, idle_timeout_s=0.2)
     gate = threading.Event()
     futures = [pools.submit(make_job(gate.wait, 10)) for _ in range(8)]
-    await eventually(lambda: io_stats(pools)["running"] == 8)
+    await eventually_async(lambda: io_stats(pools)["running"] == 8)
     assert io_stats(pools)["threads"] == 8
     gate.set()
     outcomes = await asyncio.gather(*futures)
     assert all(o.ok for o in outcomes)
-    await eventually(lambda: io_stats(pools)["threads"] == 1)
+    await eventually_async(lambda: io_stats(pools)["threads"] == 1)
     stats = io_stats(pools)
     assert stats["expired"] == 7
     assert stats["idle"] == 1
@@ -62,7 +63,7 @@ async def test_priority_order_higher_first_fifo_within_a_priority(
     pools = make_pools(min_workers=1, max_workers=1)
     gate = threading.Event()
     blocker = pools.submit(make_job(gate.wait, 10))
-    await eventually(lambda: io_stats(pools)["running"] == 1)
+    await eventually_async(lambda: io_stats(pools)["running"] == 1)
     ran: list[str] = []
     labels = [("a", 0), ("b", 5), ("c", 1), ("d", 5), ("e", 9), ("f", 0)]
     futures = [
@@ -79,7 +80,7 @@ async def test_overload_raises_the_typed_error_at_once_and_changes_nothing(
     pools = make_pools(min_workers=0, max_workers=1, max_queue=2)
     gate = threading.Event()
     accepted = [pools.submit(make_job(gate.wait, 10)) for _ in range(3)]
-    await eventually(lambda: io_stats(pools)["running"] == 1)
+    await eventually_async(lambda: io_stats(pools)["running"] == 1)
     before = io_stats(pools)
     with pytest.raises(PoolOverloaded) as refused:
         pools.submit(make_job(gate.wait, 10))
@@ -165,7 +166,7 @@ async def test_release_returns_the_jobs_it_could_not_finish(make_pools: PoolFact
     gate = threading.Event()
     jobs = [make_job(gate.wait, 10) for _ in range(4)]
     futures = [pools.submit(job) for job in jobs]
-    await eventually(lambda: io_stats(pools)["running"] == 1)
+    await eventually_async(lambda: io_stats(pools)["running"] == 1)
     left = await pools.release(0.1)
     assert {j.task_id for j in left} == {j.task_id for j in jobs}
     assert all(f.cancelled() for f in futures)
@@ -179,7 +180,7 @@ async def test_tune_applies_live_and_invalid_values_change_nothing(
     pools = make_pools(min_workers=0, max_workers=4, idle_timeout_s=30)
     gate = threading.Event()
     futures = [pools.submit(make_job(gate.wait, 10)) for _ in range(4)]
-    await eventually(lambda: io_stats(pools)["running"] == 4)
+    await eventually_async(lambda: io_stats(pools)["running"] == 4)
     for bad in [(-1, 4), (3, 2), (0, 0), ("1", 4), (True, 4), (1, 2.5)]:
         with pytest.raises(ConfigError):
             pools.tune(*bad)  # type: ignore[arg-type]
@@ -189,7 +190,7 @@ async def test_tune_applies_live_and_invalid_values_change_nothing(
     gate.set()
     await asyncio.gather(*futures)
     # Busy workers above the new cap exit as they finish, without waiting for idle expiry.
-    await eventually(lambda: io_stats(pools)["threads"] == 2)
+    await eventually_async(lambda: io_stats(pools)["threads"] == 2)
     assert (io_stats(pools)["min_workers"], io_stats(pools)["max_workers"]) == (1, 2)
 
 
@@ -213,8 +214,8 @@ async def test_submit_wait_waits_for_room_until_its_deadline(make_pools: PoolFac
     blocker = pools.submit(make_job(gate.wait, 10))
     with pytest.raises(PoolOverloaded):
         await pools.submit_wait(make_job(lambda: None), timeout_s=0.05)
-    waiting = asyncio.ensure_future(pools.submit_wait(make_job(lambda: "in"), timeout_s=10))
-    await eventually(lambda: pools.stats()["io"]["rejected"] >= 2)
+    waiting = asyncio.ensure_future(pools.submit_wait(make_job(lambda: "in"), 10))
+    await eventually_async(lambda: pools.stats()["io"]["rejected"] >= 2)
     gate.set()
     assert (await (await waiting)).value == "in"
     assert (await blocker).ok
@@ -278,7 +279,7 @@ async def test_reconfigure_changes_idle_expiry_and_weights_live_and_refuses_bad_
         assert pools.settings.autoscaler.arrival_weight == 0.5
         # A worker started now expires at the new, short idle timeout.
         assert (await pools.submit(make_job(lambda: 1))).ok
-        await eventually(lambda: pools.stats()["io"]["threads"] == 0, timeout_s=10)
+        await eventually_async(lambda: pools.stats()["io"]["threads"] == 0, 10)
         for bad in ({"idle_timeout_s": 0.0}, {"weights": (-1.0, 0.5, 0.5)}):
             with pytest.raises(ConfigError):
                 pools.reconfigure(**bad)  # type: ignore[arg-type]

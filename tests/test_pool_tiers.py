@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 
 import pytest
-from test_pool_support import make_job, wait_until
+from test_pool_support import make_job
 
 from ringpool.errors import ConfigError
 from ringpool.pool import (
@@ -26,6 +26,7 @@ from ringpool.pool import (
 from ringpool.pool.autoscaler import Autoscaler
 from ringpool.pool.threads import ThreadTier
 from ringpool.task import current_task
+from tests.helpers import eventually
 
 
 @pytest.fixture
@@ -246,7 +247,7 @@ def test_autoscaler_prespawns_its_target_and_weights_are_checked() -> None:
     scaler = Autoscaler(tier, FixedPolicy(4), tick_s=0.05)
     scaler.start()
     try:
-        wait_until(lambda: tier.stats()["threads"] == 4 and tier.stats()["idle"] == 4)
+        eventually(lambda: tier.stats()["threads"] == 4 and tier.stats()["idle"] == 4)
         assert scaler.changes == 1
     finally:
         scaler.stop()

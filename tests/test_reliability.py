@@ -21,9 +21,10 @@ import redis
 from ringpool import Cluster, PermanentError, Task, TaskFailed
 from ringpool.errors import ClusterUnavailable
 from ringpool.store.keys import Keys
-from ringpool.store.store import AcceptCode, StateStore, TaskRecord
+from ringpool.store.store import AcceptCode, StateStore
 from ringpool.task import RetryPolicy
-from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
+from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
+from tests.helpers import eventually, records
 from tests.tasks_flaky import probe_fail_times, probe_log_key, probe_runs_key
 
 TASK_MODULES = ["ringpool.demo", "tests.tasks_flaky"]
@@ -66,22 +67,9 @@ def local(
 @pytest.fixture
 def client(local: LocalCluster) -> Iterator[Cluster]:
     with Cluster.connect(zk=local.zk, redis=local.redis, cluster=local.cluster) as cluster:
-        deadline = time.monotonic() + 30
-        while set(cluster.ring.members) != set(local.nodes):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        eventually(lambda: set(cluster.ring.members) == set(local.nodes), 30,
+                   "the client's ring to hold every node")
         yield cluster
-
-
-def records(local: LocalCluster, task_ids: list[str]) -> list[TaskRecord | None]:
-    async def read() -> list[TaskRecord | None]:
-        store = StateStore.from_url(local.redis, local.cluster)
-        try:
-            return await store.records(task_ids)
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
 
 
 def run_counts(local: LocalCluster, tag: str) -> dict[str, int]:
@@ -219,17 +207,12 @@ def test_zookeeper_session_expiry_fences_the_old_owner(client: Cluster, local: L
     process = local.nodes[victim]
     process.send_signal(signal.SIGSTOP)  # a long pause: its session expires meanwhile
     try:
-        deadline = time.monotonic() + 30
-        while victim in client.ring.members:
-            assert time.monotonic() < deadline, "the paused node's session never expired"
-            time.sleep(0.05)
+        eventually(lambda: victim not in client.ring.members, 30,
+                   "the paused node's session to expire")
     finally:
         process.send_signal(signal.SIGCONT)
     # It notices the lost session, stops accepting, and registers again with a new epoch.
-    deadline = time.monotonic() + 30
-    while victim not in client.ring.members:
-        assert time.monotonic() < deadline, "the node did not register again"
-        time.sleep(0.05)
+    eventually(lambda: victim in client.ring.members, 30, "the node to register again")
     assert client.ring.members[victim].epoch != old_epoch
     results = [h.result(timeout=180) for h in handles]
     found = records(local, [h.task_id for h in handles])
@@ -270,16 +253,11 @@ def test_redis_restart_keeps_accepted_tasks(
     producer = threading.Thread(target=produce)
     producer.start()
     try:
-        deadline = time.monotonic() + 60
-        while len(accepted) < 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        eventually(lambda: len(accepted) >= 200, 60, "200 accepted tasks", interval=0.01)
         redis_server.restart()  # AOF with appendfsync always: accepted means on disk
         at_restart = len(accepted)
-        deadline = time.monotonic() + 60
-        while len(accepted) < at_restart + 200:
-            assert time.monotonic() < deadline, "dispatch did not resume after the restart"
-            time.sleep(0.05)
+        eventually(lambda: len(accepted) >= at_restart + 200, 60,
+                   "dispatch to resume after the restart")
     finally:
         stop.set()
         producer.join(timeout=120)
@@ -358,7 +336,7 @@ def test_dlq_retention_removes_old_dead_letters_and_says_so(
             return float(lines[0].split()[-1]) if lines else 0.0
 
         # The leader counts and logs only after removing, so wait on what it does last.
-        wait_until(lambda: expired_total() >= 1 and "dead letters older than the DLQ retention"
+        eventually(lambda: expired_total() >= 1 and "dead letters older than the DLQ retention"
                    in local.coordinators[0].log_tail(200), 30,
                    "the retention to count and log the expired dead letter")
         assert r.zscore(dlq, handle.task_id) is None

@@ -27,7 +27,8 @@ from ringpool.cli.taskctl.dlq import replay_entries
 from ringpool.ops import dlq as dlq_ops
 from ringpool.ops.dlq import Tally
 from ringpool.store.keys import Keys
-from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
+from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
+from tests.helpers import eventually
 from tests.tasks_flaky import gate_key, runs_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +122,7 @@ def dead_letter(
              for i in range(start, min(count, start + 500))]
         )
         ids += [h.task_id for h in handles]
-    wait_until(lambda: all(s == "FAILED" for s in states(rds, local, ids)), 60,
+    eventually(lambda: all(s == "FAILED" for s in states(rds, local, ids)), 60,
                f"{count} tasks to reach the DLQ")
     assert all(rds.zscore(dlq_key(local), i) is not None for i in ids[:10])
     rds.delete(gate_key(gate))
@@ -129,7 +130,7 @@ def dead_letter(
 
 
 def wait_succeeded(rds: redis.Redis, local: LocalCluster, ids: list[str]) -> None:
-    wait_until(lambda: all(s == "SUCCEEDED" for s in states(rds, local, ids)), 90,
+    eventually(lambda: all(s == "SUCCEEDED" for s in states(rds, local, ids)), 90,
                f"{len(ids)} replayed tasks to succeed")
 
 
@@ -192,7 +193,7 @@ def test_task_show_in_both_modes(local: LocalCluster, client: Cluster) -> None:
     assert data["accepted_at"] <= data["started_at"] <= data["finished_at"]
 
     failed = client.dispatch("show:2", Task("demo.fail", args=("kaput [bold]x[/bold]",)))
-    wait_until(lambda: failed.status() is TaskState.FAILED, 30, "demo.fail to fail")
+    eventually(lambda: failed.status() is TaskState.FAILED, 30, "demo.fail to fail")
     text = ok(ctl(local, "task", "show", failed.task_id)).stdout
     assert "Traceback (most recent call last)" in text
     # In the error line and the traceback's last line, as raised: neither markup nor escaped.
@@ -207,7 +208,7 @@ def test_a_long_task_shows_running_from_when_it_started(
     local: LocalCluster, client: Cluster
 ) -> None:
     handle = client.dispatch("show:3", Task("probe.run", args=("long", 2.0)))
-    wait_until(lambda: handle.status() == "RUNNING", 10, "the task to show RUNNING")
+    eventually(lambda: handle.status() == "RUNNING", 10, "the task to show RUNNING")
     running = as_json(ctl(local, "--json", "task", "show", handle.task_id))
     assert running["state"] == "RUNNING" and running["started_at"] >= running["accepted_at"]
     assert handle.result(timeout=30)["task_id"] == handle.task_id
@@ -226,7 +227,7 @@ def test_dlq_ls_show_stats_in_both_modes(
     empty_dlq(local)
     flaky = dead_letter(client, rds, local, 6, f"ls{uuid.uuid4().hex[:6]}")
     fail = client.dispatch("ls:fail", Task("demo.fail", args=("nope",)))
-    wait_until(lambda: fail.status() == "FAILED", 30, "demo.fail to fail")
+    eventually(lambda: fail.status() == "FAILED", 30, "demo.fail to fail")
 
     text = ok(ctl(local, "dlq", "ls")).stdout
     assert all(i in text for i in [*flaky, fail.task_id])
@@ -302,7 +303,7 @@ def taskctl_process(*args: str) -> subprocess.Popen[str]:
     """``taskctl`` in its own process, answering Ctrl-C (SIGINT) as in a terminal."""
     return subprocess.Popen(
         [sys.executable, "-c", RUN_TASKCTL, *args],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},  # this tree's code
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -322,7 +323,7 @@ def test_interrupted_replays_resume_and_replay_each_entry_once(
 
     # Ctrl-C a sixth of the way: a clean stop that says how far it got.
     first = _replay_process(local, *args)
-    wait_until(lambda: rds.zcard(dlq_key(local)) <= 250, 60, "a sixth of the replay")
+    eventually(lambda: rds.zcard(dlq_key(local)) <= 250, 60, "a sixth of the replay")
     first.send_signal(signal.SIGINT)
     out, err = first.communicate(timeout=30)
     assert first.returncode == 130, (out, err)
@@ -330,7 +331,7 @@ def test_interrupted_replays_resume_and_replay_each_entry_once(
 
     # SIGKILL half way: no chance to clean up at all.
     second = _replay_process(local, *args)
-    wait_until(lambda: rds.zcard(dlq_key(local)) <= 150, 60, "half the replay")
+    eventually(lambda: rds.zcard(dlq_key(local)) <= 150, 60, "half the replay")
     second.kill()
     second.communicate(timeout=30)
     assert second.returncode == -signal.SIGKILL
@@ -466,13 +467,15 @@ def test_version_help_and_completion() -> None:
 # -- dev up --------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("servers_after_up", [False, True], ids=["taskctl-flags", "dev-up-flags"])
 def test_dev_up_prints_settings_serves_and_tears_down(
-    zookeeper: ZooKeeperServer, redis_server: RedisServer
+    zookeeper: ZooKeeperServer, redis_server: RedisServer, servers_after_up: bool
 ) -> None:
     cluster = f"dev{uuid.uuid4().hex[:8]}"
-    process = taskctl_process("--zk", zookeeper.address, "--redis", redis_server.url,
-                              "--cluster", cluster, "dev", "up", "--nodes", "1",
-                              "--coordinators", "0")
+    servers = ["--zk", zookeeper.address, "--redis", redis_server.url]
+    process = taskctl_process(*([] if servers_after_up else servers), "--cluster", cluster,
+                              "dev", "up", "--nodes", "1", "--coordinators", "0",
+                              *(servers if servers_after_up else []))
     try:
         assert process.stdout is not None
         exports: dict[str, str] = {}

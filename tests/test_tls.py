@@ -16,6 +16,8 @@ from ringpool.errors import ClusterUnavailable, ConfigError, Unauthenticated
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
+from tests.helpers import eventually
+from tests.tasks_flaky import probe_fail_times
 from tests.tlscerts import Pki, make_pki, node_args
 
 TOKEN = "s3cret-token"
@@ -119,3 +121,22 @@ def test_client_cert_without_a_ca_is_a_config_error(pki: Pki) -> None:
     with pytest.raises(ConfigError):
         Cluster.connect(zk="127.0.0.1:1", redis="redis://127.0.0.1:1/0",
                         tls_cert=str(pki.client_cert), tls_key=str(pki.client_key))
+
+
+def test_the_coordinator_re_dispatches_over_mtls_with_the_client_tls_flags(
+    pki: Pki, zookeeper: ZooKeeperServer, redis_server: RedisServer, workdir: Path
+) -> None:
+    client_tls = {"tls_ca": str(pki.ca), "tls_cert": str(pki.client_cert),
+                  "tls_key": str(pki.client_key)}
+    local = LocalCluster(
+        nodes=1, coordinators=1, cluster=f"tls{uuid.uuid4().hex[:8]}", zk=zookeeper.address,
+        redis=redis_server.url, workdir=workdir / f"tls-{uuid.uuid4().hex[:6]}",
+        tasks=["tests.tasks_flaky"], node_args=[*node_args(pki), "--token", TOKEN],
+        coordinator_args=["--token", TOKEN, *(arg for name, path in client_tls.items()
+                                              for arg in (f"--{name.replace('_', '-')}", path))],
+    )
+    local.workdir.mkdir(parents=True, exist_ok=True)
+    with local, connect(local, token=TOKEN, **client_tls) as cluster:
+        # The first attempt fails; only the leader can fire the retry to the node: over mTLS.
+        handle = cluster.dispatch("k", probe_fail_times.s("tls-retry", 1))
+        eventually(lambda: handle.status() == "SUCCEEDED", 60, "the retried task to succeed")

@@ -30,11 +30,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 from ringpool import Cluster, PermanentError, Retry, Task, TaskFailed, current_task, task
 from ringpool.cli.taskctl import cli
 from ringpool.store.keys import Keys
-from ringpool.testing.local import LocalCluster, wait_until
+from ringpool.testing.local import LocalCluster
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
 from ringpool_node.server import serve
 from ringpool_node.settings import NodeSettings
+from tests.helpers import eventually
 
 NODE_ID = "traced-0"
 _replayed: set[str] = set()
@@ -83,7 +84,7 @@ def run_node_with(lc: LocalCluster, scenario: Callable[[Cluster], dict[str, str]
                             tasks=("tests.test_tracing",))
 
     def client_side() -> dict[str, str]:
-        wait_until(lambda: NODE_ID in lc.members(), 30, "the in-process node")
+        eventually(lambda: NODE_ID in lc.members(), 30, "the in-process node")
         with Cluster.connect(zk=lc.zk, redis=lc.redis, cluster=lc.cluster) as cluster:
             try:
                 return scenario(cluster)
@@ -125,7 +126,7 @@ def test_one_trace_spans_dispatch_execute_retry_execute_and_a_replay(
         assert replay.exit_code == 0, replay.output
         record = Keys(cluster.settings.cluster).task(dead.task_id)
         with redis.Redis.from_url(cluster.settings.redis) as client:
-            wait_until(lambda: client.hget(record, "state") == b"SUCCEEDED", 30,
+            eventually(lambda: client.hget(record, "state") == b"SUCCEEDED", 30,
                        "the replay to succeed")
         return {"retried": handle.task_id, "replayed": dead.task_id}
 

@@ -102,5 +102,5 @@ def make_pki(directory: Path) -> Pki:
 
 def node_args(pki: Pki) -> list[str]:
     """Node flags for mTLS with this PKI."""
-    return ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
-            "--tls-ca", str(pki.ca)]
+    return ["--server-tls-cert", str(pki.server_cert), "--server-tls-key", str(pki.server_key),
+            "--server-tls-client-ca", str(pki.ca)]

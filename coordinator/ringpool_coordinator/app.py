@@ -1,4 +1,9 @@
-"""Run a coordinator replica: contend for leadership; while leading, fire retries and recover."""
+"""Run a coordinator replica: contend for leadership; while leading, fire retries and recover.
+
+What start-up opens goes on one exit stack, so a start-up that fails half-way closes
+exactly what it opened. Each term's loops run in one task group, which has ended
+before the lock is given up, so two leaders never run at once.
+"""
 
 from __future__ import annotations
 
@@ -8,99 +13,85 @@ import logging
 import signal
 import socket
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
-from prometheus_client import start_http_server
-
+from ringpool.cli.process import metrics_endpoint, metrics_registry, state_store, zookeeper_session
 from ringpool.client.async_cluster import AsyncCluster
-from ringpool.client.settings import ClientSettings
-from ringpool.core.membership import connect_zookeeper
 from ringpool.core.telemetry import configure_from_env
-from ringpool.core.zkacl import secure_cluster
-from ringpool.store.store import StateStore
 from ringpool_coordinator.election import Leadership
+from ringpool_coordinator.events import CoordinatorEvents
 from ringpool_coordinator.metrics import CoordinatorMetrics
 from ringpool_coordinator.recovery import Recoverer
 from ringpool_coordinator.retention import DlqRetention
 from ringpool_coordinator.retries import RetryFirer
+from ringpool_coordinator.settings import CoordinatorSettings
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class CoordinatorSettings:
-    zk: str = "127.0.0.1:2181"
-    redis: str = "redis://127.0.0.1:6379/0"
-    cluster: str = "default"
-    token: str = ""
-    metrics_port: int = 9401
-    max_crash_recoveries: int = 3
-    dlq_retention_s: float = 14 * 24 * 3600.0  # 0 keeps dead letters forever
-    zk_session_timeout_s: float = 10.0
-    zk_auth: str = ""  # USER:PASSWORD member identity when the cluster uses ZooKeeper ACLs
+LeaderLoop = Callable[[], Coroutine[Any, Any, None]]
 
 
 async def run(settings: CoordinatorSettings) -> int:
+    """Run the replica until SIGTERM or SIGINT; returns the process exit code."""
     identifier = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     configure_from_env("ringpool-coordinator")
-    cluster = await AsyncCluster(
-        ClientSettings.resolve(settings.zk, settings.redis, settings.cluster, settings.token,
-                               zk_auth=settings.zk_auth)
-    ).start()
-    zk = await asyncio.to_thread(
-        connect_zookeeper, settings.zk, settings.zk_session_timeout_s, settings.zk_auth
-    )
-    if settings.zk_auth:
-        await asyncio.to_thread(secure_cluster, zk, settings.cluster, settings.zk_auth)
-    store = StateStore.from_url(settings.redis, settings.cluster)
-    assert cluster.membership is not None
-    recoverer = Recoverer(zk, store, cluster.membership, settings.max_crash_recoveries)
-    firer = RetryFirer(store, cluster)
-    retention = DlqRetention(store, settings.dlq_retention_s)
     loop = asyncio.get_running_loop()
-    metrics = CoordinatorMetrics(store, firer, recoverer, retention, loop)
+    async with contextlib.AsyncExitStack() as stack:
+        zk = await stack.enter_async_context(
+            zookeeper_session(settings, settings.zk_session_timeout_s))
+        store = await stack.enter_async_context(state_store(settings.redis, settings.cluster))
+        cluster = AsyncCluster(settings)
+        stack.push_async_callback(cluster.close)
+        await cluster.start()
+        assert cluster.membership is not None
+        metrics = CoordinatorMetrics(store, loop, metrics_registry(settings.metrics_port))
+        recoverer = Recoverer(zk, store, cluster.membership, settings.max_crash_recoveries,
+                              metrics)
+        firer = RetryFirer(store, cluster, events=metrics)
+        retention = DlqRetention(store, settings.dlq_retention_s, metrics)
 
-    def on_ring(_: object) -> None:
-        loop.call_soon_threadsafe(recoverer.ring_changed)
+        def on_ring(_: object) -> None:
+            loop.call_soon_threadsafe(recoverer.ring_changed)
 
-    cluster.membership.subscribe(on_ring)
-    leadership = Leadership(zk, cluster.membership.names.election, identifier)
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port)
+        cluster.membership.subscribe(on_ring)
+        leadership = Leadership(zk, cluster.membership.names.election, identifier)
+        stack.callback(leadership.close)
+        stack.push_async_callback(leadership.release)
+        stack.enter_context(metrics_endpoint(settings.metrics_port))
 
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    stopping = asyncio.create_task(stop.wait())
-    try:
-        while not stop.is_set():
-            elected = asyncio.create_task(leadership.wait_elected())
-            await asyncio.wait({elected, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if stop.is_set():
-                elected.cancel()
-                break
-            log.info("%s is the leader", identifier)
-            metrics.leading = True
-            loops = [asyncio.create_task(loop_body()) for loop_body in
-                     (firer.run, recoverer.run, retention.run)]
-            demoted = asyncio.create_task(leadership.wait_demoted())
-            done, _ = await asyncio.wait(
-                {demoted, stopping, *loops}, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in [*loops, demoted]:
-                task.cancel()
-            for task in loops:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-                if task in done and task.exception() is not None:
-                    log.error("leader loop failed", exc_info=task.exception())
-            await leadership.release()  # only now: our loops have stopped
-            metrics.leading = False
-            log.info("%s stepped down", identifier)
-    finally:
-        await leadership.release()
-        await cluster.close()
-        await store.close()
-        await asyncio.to_thread(zk.stop)
-        zk.close()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+            stack.callback(loop.remove_signal_handler, sig)
+        async with asyncio.TaskGroup() as tasks:
+            leading = tasks.create_task(lead_when_elected(
+                leadership, identifier, (firer.run, recoverer.run, retention.run), metrics))
+            await stop.wait()
+            leading.cancel()
     return 0
+
+
+async def lead_when_elected(leadership: Leadership, identifier: str,
+                            loops: Sequence[LeaderLoop], events: CoordinatorEvents) -> None:
+    """Contend; while elected, run ``loops`` until demoted; step down and contend again.
+
+    A loop that fails ends the term (logged); the lock goes only once every loop of the
+    term has stopped.
+    """
+    while True:
+        await leadership.wait_elected()
+        log.info("%s is the leader", identifier)
+        events.leading(True)
+        try:
+            async with asyncio.TaskGroup() as term:
+                running = [term.create_task(body()) for body in loops]
+                await leadership.wait_demoted()
+                for task in running:
+                    task.cancel()
+        except* Exception as failed:
+            log.error("a leader loop failed; stepping down", exc_info=failed)
+        finally:
+            events.leading(False)
+            await leadership.release()
+        log.info("%s stepped down", identifier)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Coroutine
+from typing import Any
 
 from kazoo.client import KazooClient, KazooState
 
 log = logging.getLogger(__name__)
+RETRY_S = 0.5  # pause before contending again after a failed attempt
 
 
 class Leadership:
@@ -49,37 +52,43 @@ class Leadership:
             self._loop.call_soon_threadsafe(self._demoted.set)
 
     async def wait_elected(self) -> None:
-        """Contend for leadership and return once we lead."""
+        """Contend for leadership until we lead; a failed attempt is retried after a pause."""
         self._loop = asyncio.get_running_loop()
-        self._elected.clear()
-        self._demoted.clear()
-        self._release.clear()
-        while not self.client.connected:
-            await asyncio.sleep(0.2)
-        self._election = self.client.Election(self.path, self.identifier)  # one per contention
-        self._thread = threading.Thread(target=self._contend, name="ringpool-election",
-                                        daemon=True)
-        self._thread.start()
-        elected = asyncio.create_task(self._elected.wait())
-        demoted = asyncio.create_task(self._demoted.wait())
-        await asyncio.wait({elected, demoted}, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in (elected, demoted):
-            waiter.cancel()
-        if not self._elected.is_set():
+        while True:
+            self._elected.clear()
+            self._demoted.clear()
+            self._release.clear()
+            while not self.client.connected:
+                await asyncio.sleep(0.2)
+            self._election = self.client.Election(self.path, self.identifier)  # one per attempt
+            self._thread = threading.Thread(target=self._contend, name="ringpool-election",
+                                            daemon=True)
+            self._thread.start()
+            await first_of(self._elected.wait(), self._demoted.wait())
+            if self._elected.is_set():
+                return
             await self.release()
-            await asyncio.sleep(0.5)
-            await self.wait_elected()
+            await asyncio.sleep(RETRY_S)
 
     async def wait_demoted(self) -> None:
         await self._demoted.wait()
 
     async def release(self) -> None:
-        """Give up the lock; call only after the leader's loops have stopped."""
+        """Give up the lock (or the attempt); call only after the leader's loops have stopped."""
         self._release.set()
         self._election.cancel()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 10.0)
 
-    def leader(self) -> str | None:
-        contenders = self._election.contenders()
-        return contenders[0] if contenders else None
+    def close(self) -> None:
+        self.client.remove_listener(self._on_connection)
+
+
+async def first_of(*waits: Coroutine[Any, Any, object]) -> None:
+    """Return once the first of ``waits`` is done; the others are cancelled."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

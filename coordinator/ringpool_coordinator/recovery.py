@@ -18,6 +18,7 @@ from kazoo.client import KazooClient
 from ringpool.core.membership import Membership
 from ringpool.core.naming import Names
 from ringpool.store.store import StateStore
+from ringpool_coordinator.events import CoordinatorEvents
 
 log = logging.getLogger(__name__)
 SWEEP_INTERVAL_S = 5.0
@@ -26,15 +27,14 @@ SWEEP_INTERVAL_S = 5.0
 class Recoverer:
     def __init__(
         self, zk: KazooClient, store: StateStore, membership: Membership,
-        max_crash_recoveries: int = 3,
+        max_crash_recoveries: int = 3, events: CoordinatorEvents | None = None,
     ) -> None:
         self.zk = zk
         self.store = store
         self.names: Names = membership.names
         self.membership = membership
         self.max_crash_recoveries = max_crash_recoveries
-        self.recovered = 0
-        self.poisoned = 0
+        self.events = events or CoordinatorEvents()
         self._wake = asyncio.Event()
 
     def ring_changed(self) -> None:
@@ -66,8 +66,7 @@ class Recoverer:
             return
         for node_id in await asyncio.to_thread(self._dead, candidates):
             result = await self.store.recover(node_id, None, self.max_crash_recoveries)
+            self.events.dead_node_recovered(result)
             if result.recovered or result.poisoned:
-                self.recovered += result.recovered
-                self.poisoned += result.poisoned
                 log.info("recovered %d tasks of dead node %s (%d poisoned)",
                          result.recovered, node_id, result.poisoned)

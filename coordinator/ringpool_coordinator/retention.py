@@ -11,16 +11,18 @@ import logging
 import time
 
 from ringpool.store.store import StateStore
+from ringpool_coordinator.events import CoordinatorEvents
 
 log = logging.getLogger(__name__)
 BATCH = 500
 
 
 class DlqRetention:
-    def __init__(self, store: StateStore, retention_s: float) -> None:
+    def __init__(self, store: StateStore, retention_s: float,
+                 events: CoordinatorEvents | None = None) -> None:
         self.store = store
         self.retention_s = retention_s
-        self.expired = 0
+        self.events = events or CoordinatorEvents()
 
     @property
     def interval_s(self) -> float:
@@ -44,7 +46,7 @@ class DlqRetention:
         async for page in self.store.dlq_pages(until=cutoff, page_size=BATCH):
             removed += await self.store.dlq_purge([task_id for task_id, _ in page])
         if removed:
-            self.expired += removed
+            self.events.dead_letters_expired(removed)
             log.warning("removed %d dead letters older than the DLQ retention of %.0fs",
                         removed, self.retention_s)
         return removed

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 
 from ringpool.client.async_cluster import AsyncCluster
 from ringpool.core.protocol import REFUSALS, code_name
 from ringpool.errors import RingpoolError
 from ringpool.store.store import StateStore
 from ringpool.v1 import node_pb2 as pb
+from ringpool_coordinator.events import CoordinatorEvents
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 5.0
@@ -26,14 +26,12 @@ LEASE_S = 10.0
 
 
 class RetryFirer:
-    def __init__(self, store: StateStore, cluster: AsyncCluster, batch: int = 500) -> None:
+    def __init__(self, store: StateStore, cluster: AsyncCluster, batch: int = 500,
+                 events: CoordinatorEvents | None = None) -> None:
         self.store = store
         self.cluster = cluster
         self.batch = batch
-        self.fired = 0
-        self.buried = 0
-        self.last_lag_s = 0.0
-        self.observe_lag: Callable[[float], None] | None = None  # metrics: lag per claim
+        self.events = events or CoordinatorEvents()
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -44,9 +42,10 @@ class RetryFirer:
                 # between the read and the wait must cut the wait short, not be wiped out.
                 self._wake.clear()
                 try:
-                    if await self.fire_due():
-                        continue  # more may be due right now
                     next_due = await self.store.next_due()
+                    if next_due is not None and next_due <= time.time():
+                        await self.fire_due(next_due)
+                        continue  # more may be due right now
                 except Exception as exc:  # Redis away: the leases keep every retry safe
                     log.warning("retry firing failed (%s); trying again shortly", exc)
                     await asyncio.sleep(0.5)
@@ -60,15 +59,13 @@ class RetryFirer:
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
 
-    async def fire_due(self) -> int:
-        """Re-dispatch one batch of due retries; how many were claimed."""
-        oldest = await self.store.next_due() if self.observe_lag is not None else None
+    async def fire_due(self, oldest_due: float) -> int:
+        """Re-dispatch one batch of due retries, the oldest due at ``oldest_due``; how many
+        were claimed."""
         due = await self.store.claim_due(LEASE_S, self.batch)
         if not due:
             return 0
-        if oldest is not None and self.observe_lag is not None:
-            self.last_lag_s = max(0.0, time.time() - oldest)
-            self.observe_lag(self.last_lag_s)
+        self.events.retries_claimed(max(0.0, time.time() - oldest_due))
         envelopes = []
         for item in due:
             envelope = pb.TaskEnvelope()
@@ -82,16 +79,19 @@ class RetryFirer:
             log.warning("could not re-dispatch %d retries (%s); they fire again in %.0fs",
                         len(envelopes), exc, LEASE_S)
             return len(due)
+        fired = buried = 0
         for envelope, ack in zip(envelopes, acks, strict=True):
             if ack.code == pb.ACCEPTED:
-                self.fired += 1
+                fired += 1
             elif (
                 ack.code in REFUSALS
                 and ack.code != pb.NOT_REDELIVERABLE
                 and await self.store.bury(envelope.task_id, code_name(ack.code), ack.message)
             ):
-                self.buried += 1
+                buried += 1
                 log.warning("retry of %s refused (%s); moved to the DLQ", envelope.task_id, ack.message)
+        self.events.retries_fired(fired)
+        self.events.retries_buried(buried)
         return len(due)
 
     async def _listen(self) -> None:

@@ -2,52 +2,76 @@
 
 from __future__ import annotations
 
+import os
 import socket
+from collections.abc import Coroutine, Mapping
+from typing import Any
 
 import click
 
 from ringpool.cli.process import (
     COMMAND_SETTINGS,
     connection_options,
+    max_crash_recoveries_option,
+    option,
     run_process,
     version_option,
 )
+from ringpool.errors import ConfigError
+from ringpool.store.store import DEFAULT_RESULT_TTL_S
 from ringpool_node.settings import NodeSettings
+
+# Older nodes read their own certificate from these; everywhere they name a client's.
+CLIENT_TLS_VARIABLES = ("RINGPOOL_TLS_CERT", "RINGPOOL_TLS_KEY")
+
+
+def _modules(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    return tuple(module.strip() for module in value.split(",") if module.strip())
+
+
+def check_server_certificate(settings: NodeSettings, environ: Mapping[str, str]) -> None:
+    """Refuse to serve in plaintext where the environment meant a server certificate."""
+    given = [name for name in CLIENT_TLS_VARIABLES if environ.get(name)]
+    if given and not settings.server_tls_cert:
+        raise ConfigError(
+            f"{' and '.join(given)} name a client certificate; give the node's own with "
+            "--server-tls-cert/--server-tls-key (RINGPOOL_SERVER_TLS_CERT, RINGPOOL_SERVER_TLS_KEY)")
 
 
 @click.command(context_settings=COMMAND_SETTINGS)
 @connection_options
 @version_option("ringpool-node")
-@click.option("--node-id", default=socket.gethostname(), help="Stable node id (default: hostname).")
-@click.option("--listen", default="0.0.0.0:7700", help="gRPC listen address HOST:PORT.")
-@click.option("--advertise", default="", help="Address clients dial (default: the listen address).")
-@click.option("--tasks", default="", help="Task modules to import, comma-separated.")
-@click.option("--metrics-port", default=9400, type=click.IntRange(0, 65535),
-              help="Prometheus /metrics port (0: off).")
-@click.option("--drain-timeout", default=30.0, type=click.FloatRange(0, 3600),
-              help="Seconds to finish tasks on SIGTERM before handing them back.")
-@click.option("--token", default="", help="Bearer token clients must present.")
-@click.option("--tls-cert", default="", help="Server certificate (PEM).")
-@click.option("--tls-key", default="", help="Server private key (PEM).")
-@click.option("--tls-ca", default="", help="CA for client certificates (enables mTLS).")
-@click.option("--max-stream-pending", default=10_000, type=click.IntRange(1, 1_000_000),
-              help="Tasks pending per client stream before OVERLOADED.")
-@click.option("--weight", default=1.0, type=click.FloatRange(0.01, 100), help="Share of the ring.")
-def main(
-    zk: str, redis: str, cluster: str, node_id: str, listen: str, advertise: str, tasks: str,
-    metrics_port: int, drain_timeout: float, token: str, tls_cert: str, tls_key: str,
-    tls_ca: str, zk_auth: str, max_stream_pending: int, zk_session_timeout: float, weight: float,
-    log_level: str,
-) -> None:
+@option("--node-id", default=socket.gethostname(), help="Stable node id (default: hostname).")
+@option("--listen", default="0.0.0.0:7700", help="gRPC listen address HOST:PORT.")
+@option("--advertise", default="", help="Address clients dial (default: the listen address).")
+@option("--tasks", default="", callback=_modules, metavar="MODULE[,MODULE]",
+        help="Task modules to import (each importable on every node), comma-separated.")
+@option("--metrics-port", default=9400, type=click.IntRange(0, 65535),
+        help="Prometheus /metrics port (0: off).")
+@option("--drain-timeout", "drain_timeout_s", default=30.0, type=click.FloatRange(0, 3600),
+        help="Seconds to finish tasks on SIGTERM before handing them back.")
+@option("--server-tls-cert", "--tls-cert", "server_tls_cert", default="",
+        help="The node's certificate (PEM); turns TLS on. --tls-cert is the old spelling.")
+@option("--server-tls-key", "--tls-key", "server_tls_key", default="",
+        help="Private key of the node's certificate (PEM). --tls-key is the old spelling.")
+@option("--server-tls-client-ca", "--tls-ca", "server_tls_client_ca", default="",
+        help="CA for client certificates: clients must show one (mTLS). --tls-ca is the old "
+             "spelling.")
+@option("--max-stream-pending", default=10_000, type=click.IntRange(1, 1_000_000),
+        help="Tasks pending per client stream before OVERLOADED.")
+@max_crash_recoveries_option
+@option("--result-ttl", "result_ttl_s", default=DEFAULT_RESULT_TTL_S,
+        type=click.IntRange(1, 365 * 24 * 3600),
+        help="Seconds a finished task's record (and its result) is kept.")
+@option("--weight", default=1.0, type=click.FloatRange(0.01, 100), help="Share of the ring.")
+def main(log_level: str, **flags: Any) -> None:
     """Run a ringpool worker node."""
-    from ringpool_node.server import serve
 
-    settings = NodeSettings(
-        zk=zk, redis=redis, cluster=cluster, node_id=node_id, listen=listen, advertise=advertise,
-        tasks=tuple(m.strip() for m in tasks.split(",") if m.strip()),
-        metrics_port=metrics_port, drain_timeout_s=drain_timeout, token=token,
-        tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, weight=weight,
-        zk_auth=zk_auth, max_stream_pending=max_stream_pending,
-        zk_session_timeout_s=zk_session_timeout,
-    )
-    run_process("ringpool-node", log_level, serve(settings))
+    def start() -> Coroutine[Any, Any, int]:
+        from ringpool_node.server import serve
+
+        settings = NodeSettings(**flags)
+        check_server_certificate(settings, os.environ)
+        return serve(settings)
+
+    run_process("ringpool-node", log_level, start)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.protocol.states import ZnodeStat
@@ -23,10 +23,7 @@ from ringpool.core.config import ClusterConfig
 from ringpool.core.naming import Names
 from ringpool.errors import ConfigError
 from ringpool.task import RetryPolicy
-
-if TYPE_CHECKING:
-    from ringpool_node.core import Node
-    from ringpool_node.metrics import NodeMetrics
+from ringpool_node.core import Node
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +46,11 @@ def apply_config(node: Node, config: ClusterConfig) -> None:
 
 
 class ConfigWatch:
-    def __init__(self, zk: KazooClient, cluster: str, node: Node,
-                 metrics: NodeMetrics | None = None) -> None:
+    def __init__(self, zk: KazooClient, cluster: str, node: Node) -> None:
         self.zk = zk
         self.path = Names(cluster).config
         self.node = node
-        self.metrics = metrics
+        self.events = node.events
         self.version = schema.MISSING_VERSION  # the znode version in force
         self.config: ClusterConfig | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,18 +82,14 @@ class ConfigWatch:
             apply_config(self.node, config)
         except ConfigError as exc:
             log.error("config version %d refused, keeping version %d: %s", version, self.version, exc)
-            if self.metrics is not None:
-                self.metrics.config_errors.inc()
+            self.events.config_refused(version)
             return False
         except Exception:
             log.exception("config version %d could not be applied", version)
-            if self.metrics is not None:
-                self.metrics.config_errors.inc()
+            self.events.config_refused(version)
             return False
         self.version, self.config = version, config
         log.info("config version %d applied: pool %d-%d workers", version,
                  config.pool.min_workers, config.pool.max_workers)
-        if self.metrics is not None:
-            self.metrics.config_reloads.inc()
-            self.metrics.config_version.set(version)
+        self.events.config_applied(version)
         return True

@@ -9,7 +9,8 @@ import asyncio
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from ringpool.core import codec, telemetry
 from ringpool.core.envelope import Limits, validate
@@ -22,11 +23,9 @@ from ringpool.store.store import AcceptCode, AcceptResult, StateStore
 from ringpool.task import REGISTRY, TaskDefinition
 from ringpool.v1 import node_pb2 as pb
 from ringpool_node.batching import GroupCommit
+from ringpool_node.events import NodeEvents
 from ringpool_node.execution import Execution
 from ringpool_node.streams import ClientStream
-
-if TYPE_CHECKING:
-    from ringpool_node.metrics import NodeMetrics
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +42,26 @@ class NotServing(Exception):
     """The node is draining or has no live registration: the client must re-route."""
 
 
+@dataclass(frozen=True)
+class NodeSnapshot:
+    """The node's state at one moment, for a scrape or a Status call."""
+
+    node_id: str
+    ring_version: int
+    ring_members: int
+    draining: bool
+    in_flight: int  # accepted tasks not yet finished and recorded
+    pools: dict[str, Any]  # Pools.stats()
+
+    @property
+    def queued(self) -> int:
+        return int(self.pools.get("queued", 0))
+
+    @property
+    def running(self) -> int:
+        return int(self.pools.get("running", 0))
+
+
 class Node:
     def __init__(
         self,
@@ -54,7 +73,7 @@ class Node:
         max_pending: int = 20_000,
         max_crash_recoveries: int = 3,
         max_stream_pending: int = 10_000,
-        metrics: NodeMetrics | None = None,
+        events: NodeEvents | None = None,
     ) -> None:
         self.max_crash_recoveries = max_crash_recoveries
         self.node_id = node_id
@@ -66,9 +85,8 @@ class Node:
         self.max_stream_pending = max_stream_pending  # per client stream, see ClientStream
         self.epoch: int | None = None
         self.draining = False
-        self.metrics = metrics
-        self.execution = Execution(node_id, store, pools, metrics)
-        self.counters: dict[str, int] = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        self.events = events or NodeEvents()
+        self.execution = Execution(node_id, store, pools, self.events)
         self._routes = RouteCache()
         self._accepts: GroupCommit[pb.TaskEnvelope, tuple[AcceptResult, int]] = GroupCommit(
             self._flush_accepts
@@ -94,8 +112,7 @@ class Node:
     ) -> list[pb.Ack]:
         started_ns = time.time_ns()
         acks = await self._decide(envelopes, stream)
-        if self.metrics is not None:
-            self.metrics.acks(envelopes, acks)
+        self.events.answered(envelopes, acks)
         telemetry.record_accepts(envelopes, acks, self.node_id, started_ns)
         return acks
 
@@ -115,7 +132,6 @@ class Node:
             return [self._ack(e, pb.DRAINING, "node is not serving") for e in envelopes]
         if len(envelopes) > self.limits.max_batch_tasks:
             message = f"batch of {len(envelopes)} tasks; the limit is {self.limits.max_batch_tasks}"
-            self.counters["rejected"] += len(envelopes)
             return [self._ack(e, pb.INVALID_ARGUMENT, message) for e in envelopes]
         ring = await self._ring_for(envelopes)
         acks: list[pb.Ack | None] = [None] * len(envelopes)
@@ -174,11 +190,9 @@ class Node:
             validate(envelope, self.limits, decode_payload=False)
             args, kwargs = codec.decode_call(envelope.payload)
         except DispatchError as exc:
-            self.counters["rejected"] += 1
             return self._ack(envelope, ack_code_for(exc), str(exc))
         definition = REGISTRY.get(envelope.name)
         if definition is None:
-            self.counters["rejected"] += 1
             return self._ack(envelope, pb.UNKNOWN_TASK, f"unknown task {envelope.name!r}")
         owner = self._routes.owner(ring, envelope.key) if len(ring) else None
         if owner != self.node_id:
@@ -196,11 +210,9 @@ class Node:
     ) -> pb.Ack:
         state = result.state.wire
         if result.code is AcceptCode.ACCEPTED:
-            self.counters["accepted"] += 1
             self.execution.start(envelope, call.definition, call.args, call.kwargs, epoch, stream)
             return self._ack(envelope, pb.ACCEPTED, state=pb.QUEUED)
         if result.code is AcceptCode.DUPLICATE:
-            self.counters["duplicate"] += 1
             return self._ack(envelope, pb.DUPLICATE, original_task_id=result.task_id, state=state)
         return self._ack(envelope, pb.NOT_REDELIVERABLE, "task is no longer waiting", state=state)
 
@@ -217,30 +229,35 @@ class Node:
             raise NotServing()
         return [(result, epoch) for result in results]
 
+    async def reclaim(self, keep_epoch: int | None = None) -> None:
+        """Hand our in-flight tasks of an earlier life (all but ``keep_epoch``'s) to the retry
+        set; one recovered more than ``max_crash_recoveries`` times goes to the DLQ."""
+        recovery = await self.store.recover(self.node_id, keep_epoch=keep_epoch,
+                                            max_recoveries=self.max_crash_recoveries)
+        self.events.reclaimed(recovery)
+        if recovery.recovered or recovery.poisoned:
+            log.info("reclaimed %d tasks from an earlier life (%d poisoned)",
+                     recovery.recovered, recovery.poisoned)
+
     async def reclaim_stale(self) -> None:
-        """Hand our tasks stamped with an older epoch to the retry set (after re-registering)."""
+        """After re-registering: reclaim the tasks stamped with an older epoch."""
         if self.epoch is None:
             return
-        recovery = await self.store.recover(self.node_id, keep_epoch=self.epoch,
-                                            max_recoveries=self.max_crash_recoveries)
-        if self.metrics is not None:
-            self.metrics.recovery(recovery)
-        if recovery.recovered or recovery.poisoned:
-            log.info("reclaimed %d tasks from an earlier epoch (%d poisoned)",
-                     recovery.recovered, recovery.poisoned)
+        try:
+            await self.reclaim(keep_epoch=self.epoch)
+        except Exception as exc:  # Redis away: the next reconciliation sweep tries again
+            log.warning("could not reclaim tasks of an earlier epoch: %s", exc)
 
     def _ack(self, envelope: pb.TaskEnvelope, code: int, message: str = "", **fields: Any) -> pb.Ack:
         fields.setdefault("ring_version", self.membership.ring.version)
         return pb.Ack(task_id=envelope.task_id, code=code, message=message,  # type: ignore[arg-type]
                       node_id=self.node_id, **fields)
 
-    def status(self) -> dict[str, int]:
-        stats = self.pools.stats()
-        return {
-            "in_flight": self.execution.pending,
-            "queued": int(stats.get("queued", 0)),
-            "running": int(stats.get("running", 0)),
-        }
+    def snapshot(self) -> NodeSnapshot:
+        ring = self.membership.ring
+        return NodeSnapshot(node_id=self.node_id, ring_version=ring.version,
+                            ring_members=len(ring), draining=self.draining,
+                            in_flight=self.execution.pending, pools=self.pools.stats())
 
     async def reconcile_forever(self, interval_s: float = RECONCILE_INTERVAL_S) -> None:
         """Hand back tasks Redis holds in flight for us that we are not running.
@@ -248,6 +265,7 @@ class Node:
         An accept whose reply was lost (Redis restarting mid-call) leaves such a task:
         durably accepted, acknowledged as a duplicate when resent, yet never started.
         One seen orphaned on two sweeps in a row goes to the retry set and runs again.
+        Tasks of an earlier epoch still here (their reclaim failed) are reclaimed.
         """
         suspects: set[str] = set()
         while True:
@@ -257,6 +275,10 @@ class Node:
                 continue
             try:
                 inflight = await self.store.inflight(self.node_id)
+                if self.epoch != epoch:
+                    continue  # registered again meanwhile: look on the next sweep
+                if any(owner_epoch < epoch for owner_epoch in inflight.values()):
+                    await self.reclaim_stale()
                 orphans = {
                     task_id for task_id, owner_epoch in inflight.items()
                     if owner_epoch == epoch and task_id not in self.execution.active
@@ -268,12 +290,12 @@ class Node:
             except Exception as exc:
                 log.warning("in-flight reconciliation failed: %s", exc)
 
-    async def drain(self, timeout: float) -> tuple[int, int]:
+    async def drain(self, timeout: float) -> None:
         """Stop accepting, finish what we can within ``timeout``, hand back the rest.
 
-        Returns (finished, handed back). Queued work is withdrawn from the pools first
-        so it cannot start after it was handed back; handed-back tasks go to the retry
-        set, due now, without using an attempt, and the coordinator re-dispatches them.
+        Queued work is withdrawn from the pools first so it cannot start after it was
+        handed back; handed-back tasks go to the retry set, due now, without using an
+        attempt, and the coordinator re-dispatches them.
         """
         self.draining = True
         before = self.execution.pending
@@ -285,4 +307,3 @@ class Node:
             handed_back = recovery.recovered
         finished = before - self.execution.pending
         log.info("drained: %d finished, %d handed back", finished, handed_back)
-        return finished, handed_back

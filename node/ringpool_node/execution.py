@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ringpool.core import codec
 from ringpool.core.envelope import DEFAULT_MAX_RETRIES
@@ -29,10 +29,8 @@ from ringpool.pool import Job, Outcome, PoolOverloaded, Pools
 from ringpool.store.store import StateStore, Transition
 from ringpool.task import PermanentError, Retry, RetryPolicy, TaskContext, TaskDefinition
 from ringpool.v1 import node_pb2 as pb
+from ringpool_node.events import NodeEvents
 from ringpool_node.streams import ClientStream
-
-if TYPE_CHECKING:
-    from ringpool_node.metrics import NodeMetrics
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +87,9 @@ class _Lane:
 
 class Execution:
     def __init__(self, node_id: str, store: StateStore, pools: Pools,
-                 metrics: NodeMetrics | None = None) -> None:
+                 events: NodeEvents | None = None) -> None:
         self.node_id = node_id
-        self.metrics = metrics
-        # Accept times by task id, popped by the metrics middleware when the run starts.
-        self.queued_at: dict[str, float] = {}
+        self.events = events or NodeEvents()
         # The cluster config's retry defaults (live config), for tasks that declare none.
         self.default_retry: RetryPolicy | None = None
         self.store = store
@@ -102,7 +98,6 @@ class Execution:
         # stale run of the same id), and their total, kept as a count for the hot path.
         self.active: Counter[str] = Counter()
         self.pending = 0
-        self.counters: dict[str, int] = {"succeeded": 0, "retried": 0, "dead": 0, "stale": 0}
         # Two lanes, each with one flusher: RUNNING marks never hold up completions.
         self._lanes: dict[bool, _Lane] = {True: _Lane(delay_s=MARK_AFTER_S), False: _Lane()}
         self._waiting_room: set[asyncio.Task[None]] = set()
@@ -152,8 +147,7 @@ class Execution:
         started_at = time.time()
         # Marking RUNNING is informational: written late if at all, never retried.
         self._enqueue(_Pending(epoch, Transition.started(envelope.task_id, started_at)))
-        if self.metrics is not None:
-            self.queued_at[envelope.task_id] = time.monotonic()
+        self.events.queued(envelope.task_id)
         done = functools.partial(self._on_done, envelope, definition, epoch, stream, started_at)
         try:
             self.pools.submit(job).add_done_callback(done)
@@ -180,7 +174,7 @@ class Execution:
     ) -> None:
         if future.cancelled():
             # Handed back by a drain: it stays in flight until the hand-back moves it.
-            self.queued_at.pop(envelope.task_id, None)
+            self.events.handed_back(envelope.task_id)
             self._forget(envelope.task_id, stream)
             return
         if future.exception() is not None:
@@ -213,7 +207,6 @@ class Execution:
                 outcome = Outcome(ok=False, error_type="ResultNotSerializable",
                                   error_message=str(exc), exception=PermanentError(str(exc)))
             else:
-                self.counters["succeeded"] += 1
                 return Transition.succeeded(task_id, payload, started_at, publish), pb.TaskResult(
                     task_id=task_id, state=pb.SUCCEEDED, result=payload, node_id=self.node_id,
                     attempt=envelope.attempt,
@@ -233,13 +226,11 @@ class Execution:
                 delay = max(0.0, error.countdown)
             else:
                 delay = policy.delay_s(envelope.attempt)
-            self.counters["retried"] += 1
             return Transition.retry(
                 task_id, started_at, retry_at=time.time() + delay, error_type=outcome.error_type,
                 error_message=outcome.error_message, traceback=outcome.traceback,
             ), None
         reason = "permanent" if isinstance(error, PermanentError) else "retries exhausted"
-        self.counters["dead"] += 1
         return Transition.dead(
             task_id, started_at, dead_reason=reason, error_type=outcome.error_type,
             error_message=outcome.error_message, traceback=outcome.traceback,
@@ -268,12 +259,11 @@ class Execution:
             if not batch:
                 return
             applied = await self._write(batch)
-            if self.metrics is not None:
-                self.metrics.outcomes(
-                    (item.envelope.name, item.transition.op)
-                    for item, ok in zip(batch, applied, strict=True)
-                    if ok and item.envelope is not None
-                )
+            self.events.recorded(
+                (item.envelope.name, item.transition.op)
+                for item, ok in zip(batch, applied, strict=True)
+                if ok and item.envelope is not None
+            )
             for item, ok in zip(batch, applied, strict=True):
                 if item.envelope is not None:
                     await self._follow_up(item, ok)
@@ -307,7 +297,7 @@ class Execution:
         assert item.envelope is not None
         stream, result = item.stream, item.result
         if not applied:
-            self.counters["stale"] += 1
+            self.events.fenced(item.envelope.name)
             log.warning("task %s is no longer ours (recovered elsewhere, or this write was "
                         "already applied before a lost reply); dropping its %s",
                         item.envelope.task_id, item.transition.op)

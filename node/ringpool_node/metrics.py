@@ -1,10 +1,11 @@
-"""The node's Prometheus metrics (served on ``--metrics-port``).
+"""The node's Prometheus metrics (served on ``--metrics-port``): ``NodeEvents`` that count.
 
 Counters move per batch (``inc(n)`` once per task name and outcome), never per
-task; gauges are read from the pools, the execution and the ring when Prometheus
-scrapes. Histograms are observed per task by a pool middleware on the thread that
-runs it. Labels are bounded: task name (names not registered on this node are
-counted as ``unregistered``), reason, tier, state, op.
+task; they are the node's only counts (the Status RPC reports their totals).
+Gauges are read from ``Node.snapshot()`` when Prometheus scrapes. Histograms are
+observed per task by a pool middleware on the thread that runs it. Labels are
+bounded: task name (names not registered on this node are counted as
+``unregistered``), reason, tier, state, op.
 """
 
 from __future__ import annotations
@@ -14,19 +15,19 @@ import collections
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kazoo.client import KazooClient
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ringpool.store.store import Recovery
+from ringpool.core import telemetry
+from ringpool.store.store import Recovery, TransitionOp
 from ringpool.task import REGISTRY as TASKS
 from ringpool.v1 import node_pb2 as pb
-
-if TYPE_CHECKING:
-    from ringpool_node.core import Node
+from ringpool_node.core import Node, NodeSnapshot
+from ringpool_node.events import NodeEvents
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def task_label(name: str) -> str:
     return name if name in TASKS else UNREGISTERED
 
 
-class NodeMetrics:
+class NodeMetrics(NodeEvents):
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         self.registry = registry
 
@@ -62,11 +63,17 @@ class NodeMetrics:
                               "Task attempts that failed (each is then retried or dead-lettered).")
         self.retried = counter("ringpool_tasks_retried", "Failed attempts scheduled for a retry.")
         self.dead_lettered = counter("ringpool_tasks_dead_lettered", "Tasks moved to the DLQ.")
-        self.recovered = counter("ringpool_tasks_recovered",
-                                 "Tasks of an earlier life of this node moved back to the retry set.",
-                                 ())
-        self.poisoned = counter("ringpool_tasks_poisoned",
-                                "Tasks sent to the DLQ after too many crash recoveries.", ())
+        self.stale_outcomes = counter(
+            "ringpool_outcomes_fenced",
+            "Outcomes not written: the task was no longer this node's (fenced by its epoch).")
+        self.reclaimed_tasks = counter(
+            "ringpool_tasks_reclaimed",
+            "Tasks of an earlier life of this node (a restart, a lost session) moved back to "
+            "the retry set.", ())
+        self.reclaimed_poisoned = counter(
+            "ringpool_tasks_reclaimed_poisoned",
+            "Tasks of an earlier life of this node sent to the DLQ after too many crash "
+            "recoveries.", ())
         self.duration = Histogram("ringpool_task_duration_seconds",
                                   "How long a task ran (middleware included), in seconds.",
                                   ["task"], buckets=DURATION_BUCKETS_S, registry=registry)
@@ -89,8 +96,16 @@ class NodeMetrics:
                                     registry=registry)
         self.config_version.set(-1)
         self._children: dict[tuple[str, str], Any] = {}
-        self._outcome_counters = {"ok": self.succeeded, "retry": self.retried,
-                                  "dead": self.dead_lettered}
+        self._outcome_counters = {TransitionOp.SUCCEED: self.succeeded,
+                                  TransitionOp.RETRY: self.retried,
+                                  TransitionOp.DEAD: self.dead_lettered}
+        # What the Status RPC reports, each summed over its labels.
+        self._totals = {"accepted": self.accepted, "duplicate": self.duplicated,
+                        "rejected": self.rejected, "succeeded": self.succeeded,
+                        "retried": self.retried, "dead": self.dead_lettered,
+                        "stale": self.stale_outcomes}
+        # Accept times by task id, popped by the timing middleware when the run starts.
+        self._queued_at: dict[str, float] = {}
 
     def _child(self, metric: Any, kind: str, name: str) -> Any:
         key = (kind, name)
@@ -99,10 +114,17 @@ class NodeMetrics:
             child = self._children[key] = metric.labels(name)
         return child
 
-    # -- per batch ---------------------------------------------------------------------
+    def totals(self) -> dict[str, int]:
+        """The counters the Status RPC reports, each summed over its labels."""
+        return {
+            name: int(sum(sample.value for family in metric.collect() for sample in family.samples
+                          if sample.name.endswith("_total")))
+            for name, metric in self._totals.items()
+        }
 
-    def acks(self, envelopes: Sequence[pb.TaskEnvelope], acks: Sequence[pb.Ack]) -> None:
-        """Count one submitted batch by task name and answer."""
+    # -- events, per batch -------------------------------------------------------------
+
+    def answered(self, envelopes: Sequence[pb.TaskEnvelope], acks: Sequence[pb.Ack]) -> None:
         counts: collections.Counter[tuple[str, int]] = collections.Counter(
             (e.name, a.code) for e, a in zip(envelopes, acks, strict=False)
         )
@@ -115,32 +137,47 @@ class NodeMetrics:
             else:
                 self.rejected.labels(label, ACK_REASONS.get(code, "unknown")).inc(n)
 
-    def outcomes(self, ops: Iterable[tuple[str, str]]) -> None:
-        """Count recorded transitions: (task name, op) with op ok, retry or dead."""
-        counts = collections.Counter(ops)
+    def queued(self, task_id: str) -> None:
+        self._queued_at[task_id] = time.monotonic()
+
+    def handed_back(self, task_id: str) -> None:
+        self._queued_at.pop(task_id, None)
+
+    def recorded(self, outcomes: Iterable[tuple[str, TransitionOp]]) -> None:
+        counts = collections.Counter(outcomes)
         for (name, op), n in counts.items():
             counter = self._outcome_counters.get(op)
             if counter is None:
                 continue
             label = task_label(name)
             self._child(counter, op, label).inc(n)
-            if op != "ok":
+            if op is not TransitionOp.SUCCEED:
                 self._child(self.failed, "failed", label).inc(n)
 
-    def recovery(self, result: Recovery) -> None:
-        self.recovered.inc(result.recovered)
-        self.poisoned.inc(result.poisoned)
+    def fenced(self, name: str) -> None:
+        self._child(self.stale_outcomes, "fenced", task_label(name)).inc()
+
+    def reclaimed(self, recovery: Recovery) -> None:
+        self.reclaimed_tasks.inc(recovery.recovered)
+        self.reclaimed_poisoned.inc(recovery.poisoned)
 
     def round_trip(self, op: str, seconds: float) -> None:
-        """Hook for ``StateStore.observe_round_trip`` (one call per script call)."""
         self._child(self.redis, "redis", op).observe(seconds)
+
+    def config_applied(self, version: int) -> None:
+        self.config_reloads.inc()
+        self.config_version.set(version)
+
+    def config_refused(self, version: int) -> None:
+        self.config_errors.inc()
 
     # -- per task, on the thread that runs it ------------------------------------------
 
-    def middleware(self, queued_at: dict[str, float]) -> tuple[
+    def middleware(self) -> tuple[
         Callable[[Any, Callable[[], Any]], Any], Callable[[Any, Callable[[], Any]], Any]
     ]:
         """Pool middleware (sync, async) timing each run and its wait since accept."""
+        queued_at = self._queued_at
         durations: dict[str, Any] = {}
         waits: dict[str, Any] = {}
 
@@ -171,20 +208,16 @@ class NodeMetrics:
 
         return timing, timing_async
 
-    def bind(self, node: Node) -> None:
-        """Register the scrape-time gauges of ``node`` (pools, execution, ring)."""
-        self.registry.register(NodeCollector(node))
-
 
 class NodeCollector(Collector):
-    """Gauges read when Prometheus scrapes: cheap reads of in-process state."""
+    """Gauges read when Prometheus scrapes: a ``Node.snapshot()``."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, snapshot: Callable[[], NodeSnapshot]) -> None:
+        self.snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
-        node = self.node
-        stats = node.pools.stats()
+        node = self.snapshot()
+        stats = node.pools
         depth = GaugeMetricFamily("ringpool_queue_depth", "Tasks waiting for a worker, by tier.",
                                   labels=["tier"])
         workers = GaugeMetricFamily("ringpool_workers", "Workers by tier and state.",
@@ -213,12 +246,11 @@ class NodeCollector(Collector):
                                   value=stats["autoscaler_changes"])
         yield GaugeMetricFamily("ringpool_tasks_in_flight",
                                 "Accepted tasks not yet finished and recorded.",
-                                value=node.execution.pending)
-        ring = node.membership.ring
+                                value=node.in_flight)
         yield GaugeMetricFamily("ringpool_ring_version", "Ring version seen by this node.",
-                                value=ring.version)
+                                value=node.ring_version)
         yield GaugeMetricFamily("ringpool_ring_members", "Members of the ring seen by this node.",
-                                value=len(ring))
+                                value=node.ring_members)
         yield GaugeMetricFamily("ringpool_node_draining", "1 while the node drains.",
                                 value=int(node.draining))
         info = GaugeMetricFamily("ringpool_node_info", "This node's id.", labels=["node_id"])
@@ -245,18 +277,11 @@ async def probe_zookeeper(zk: KazooClient, path: str, metrics: NodeMetrics,
 
 
 def instrument(node: Node, metrics: NodeMetrics) -> None:
-    """Wire ``metrics`` (and tracing, when a tracer provider is set) into a node's parts."""
-    from ringpool.core import telemetry
-
-    metrics.bind(node)
-    node.store.observe_round_trip = metrics.round_trip
-    for middleware in metrics.middleware(node.execution.queued_at):
+    """Read ``node`` at every scrape and time its tasks (and trace them, when a tracer
+    provider is set); ``metrics`` are the node's events already."""
+    metrics.registry.register(NodeCollector(node.snapshot))
+    for middleware in metrics.middleware():
         node.pools.use(middleware)
     if telemetry.configure_from_env("ringpool-node"):
         for middleware in telemetry.execute_middleware():
             node.pools.use(middleware)
-
-
-def node_registry(metrics_port: int) -> CollectorRegistry:
-    """The global registry when the node serves /metrics, else a private one."""
-    return REGISTRY if metrics_port else CollectorRegistry()

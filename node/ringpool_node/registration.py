@@ -50,16 +50,17 @@ class Registration:
 
     def register(self) -> int:
         """Create the ephemeral member znode; returns the new epoch."""
-        try:
-            _, stat = self.client.create(
-                self.path, self.data, ephemeral=True, makepath=True, include_data=True
-            )
-        except NodeExistsError:
-            # Left by our own previous process whose session has not expired yet.
-            log.warning("replacing stale member znode %s", self.path)
-            with contextlib.suppress(NoNodeError):
-                self.client.delete(self.path)
-            return self.register()
+        while True:
+            try:
+                _, stat = self.client.create(
+                    self.path, self.data, ephemeral=True, makepath=True, include_data=True
+                )
+                break
+            except NodeExistsError:
+                # Left by our own previous process whose session has not expired yet.
+                log.warning("replacing stale member znode %s", self.path)
+                with contextlib.suppress(NoNodeError):
+                    self.client.delete(self.path)
         self.epoch = stat.czxid
         log.info("registered %s with epoch %d", self.path, self.epoch)
         self._on_epoch(self.epoch)
@@ -84,6 +85,14 @@ class Registration:
             pass
         except Exception:
             log.warning("could not delete %s; it goes with the session", self.path, exc_info=True)
+
+    def stop(self) -> None:
+        """End re-registration; the znode goes with the session (or went with ``leave``)."""
+        self._leaving = True
+        self._wake.set()
+        self.client.remove_listener(self._on_connection)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
 
     def _on_connection(self, state: str) -> None:
         if state == KazooState.LOST and self.epoch is not None:

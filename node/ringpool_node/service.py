@@ -13,6 +13,7 @@ from grpc import aio
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
 from ringpool_node.core import Node
+from ringpool_node.metrics import NodeMetrics
 from ringpool_node.streams import ClientStream
 
 log = logging.getLogger(__name__)
@@ -20,9 +21,10 @@ MAX_BATCHES_IN_FLIGHT = 32  # per stream
 
 
 class NodeService(pb_grpc.NodeServicer):
-    def __init__(self, node: Node, address: str, started_at: float,
+    def __init__(self, node: Node, metrics: NodeMetrics, address: str, started_at: float,
                  request_drain: Callable[[float], None]) -> None:
         self.node = node
+        self.metrics = metrics
         self.address = address
         self.started_at = started_at
         self._request_drain = request_drain
@@ -85,17 +87,15 @@ class NodeService(pb_grpc.NodeServicer):
     async def Status(
         self, request: pb.StatusRequest, context: aio.ServicerContext
     ) -> pb.StatusResponse:
-        node = self.node
-        status = node.status()
-        counters = {**node.counters, **node.execution.counters}
+        node = self.node.snapshot()
         return pb.StatusResponse(
-            node_id=node.node_id, address=self.address,
-            ring_version=node.membership.ring.version, in_flight=status["in_flight"],
-            queued=status["queued"], running=status["running"], draining=node.draining,
-            started_at=self.started_at, counters=counters, version=self.version,
-            pools=pool_status(node.pools.stats(), node.pools.settings.cpu.processes),
-            runs_finished=node.execution.runs_finished,
-            run_seconds_total=node.execution.run_seconds_total,
+            node_id=node.node_id, address=self.address, ring_version=node.ring_version,
+            in_flight=node.in_flight, queued=node.queued, running=node.running,
+            draining=node.draining, started_at=self.started_at, counters=self.metrics.totals(),
+            version=self.version,
+            pools=pool_status(node.pools, self.node.pools.settings.cpu.processes),
+            runs_finished=self.node.execution.runs_finished,
+            run_seconds_total=self.node.execution.run_seconds_total,
         )
 
     async def Drain(

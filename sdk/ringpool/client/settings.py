@@ -1,17 +1,16 @@
-"""Client settings: explicit arguments first, then ``RINGPOOL_*`` environment variables.
+"""Client settings: the shared connection settings plus what a client alone needs.
 
-The environment is read when a client connects, never at import.
+Explicit arguments come first, then ``RINGPOOL_*`` environment variables
+(``ringpool.core.settings``), read when a client connects, never at import.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ringpool.core.envelope import DEFAULT_LIMITS, Limits
-from ringpool.core.naming import check_cluster_name
-from ringpool.core.zkacl import parse_credential
+from ringpool.core.settings import ConnectionSettings
 from ringpool.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -19,16 +18,11 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class ClientSettings:
-    zk: str
-    redis: str
-    cluster: str = "default"
-    token: str = ""
+class ClientSettings(ConnectionSettings):
     tls_ca: str = ""  # CA bundle that signed the nodes' certificates (enables TLS)
     tls_cert: str = ""  # client certificate for mTLS
     tls_key: str = ""
     tls_server_name: str = ""  # name to check in the node's certificate (default: its address)
-    zk_auth: str = ""  # USER:PASSWORD ZooKeeper digest identity, when the cluster uses ACLs
     connect_timeout_s: float = 10.0
     dispatch_timeout_s: float = 30.0
     max_hops: int = 8
@@ -36,6 +30,17 @@ class ClientSettings:
     limits: Limits = field(default=DEFAULT_LIMITS)
     # Where the client's metrics go (ringpool.client.metrics); None: prometheus_client's global registry.
     metrics_registry: CollectorRegistry | None = field(default=None, compare=False, repr=False)
+
+    ENV_FIELDS: ClassVar[tuple[str, ...]] = (
+        *ConnectionSettings.ENV_FIELDS, "tls_ca", "tls_cert", "tls_key", "tls_server_name",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.connect_timeout_s <= 0 or self.dispatch_timeout_s <= 0:
+            raise ConfigError("timeouts must be positive")
+        if (self.tls_cert or self.tls_key) and not (self.tls_ca and self.tls_cert and self.tls_key):
+            raise ConfigError("tls_cert and tls_key go together, and need tls_ca")
 
     @classmethod
     def resolve(
@@ -46,28 +51,7 @@ class ClientSettings:
         token: str | None = None,
         **options: object,
     ) -> ClientSettings:
-        env = os.environ
-        zk = zk or env.get("RINGPOOL_ZK", "")
-        redis = redis or env.get("RINGPOOL_REDIS", "")
-        if not zk:
-            raise ConfigError("no ZooKeeper address: pass zk=... or set RINGPOOL_ZK")
-        if not redis:
-            raise ConfigError("no Redis URL: pass redis=... or set RINGPOOL_REDIS")
-        for name in ("tls_ca", "tls_cert", "tls_key", "tls_server_name", "zk_auth"):
-            options.setdefault(name, env.get(f"RINGPOOL_{name.upper()}", ""))
-        settings = cls(
-            zk=zk,
-            redis=redis,
-            cluster=check_cluster_name(cluster or env.get("RINGPOOL_CLUSTER", "default")),
-            token=token if token is not None else env.get("RINGPOOL_TOKEN", ""),
-            **options,  # type: ignore[arg-type]
-        )
-        if settings.connect_timeout_s <= 0 or settings.dispatch_timeout_s <= 0:
-            raise ConfigError("timeouts must be positive")
-        if (settings.tls_cert or settings.tls_key) and not (
-            settings.tls_ca and settings.tls_cert and settings.tls_key
-        ):
-            raise ConfigError("tls_cert and tls_key go together, and need tls_ca")
-        if settings.zk_auth:
-            parse_credential(settings.zk_auth, "zk_auth")
-        return settings
+        """``Cluster.connect``'s arguments; ``RINGPOOL_*`` variables fill what is not given
+        (an empty address or cluster name counts as not given; an empty token is a token)."""
+        return cls.from_sources({"zk": zk or None, "redis": redis or None,
+                                 "cluster": cluster or None, "token": token, **options})

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from kazoo.client import KazooClient, KazooState
+from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from kazoo.protocol.states import WatchedEvent
 
@@ -117,13 +117,12 @@ class Membership:
         self._on_state = on_state
         self._wake = threading.Event()
         self._changed = threading.Condition()
-        self._lost = False
         self._stopped = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"ringpool-membership-{cluster}", daemon=True
         )
 
-    def start(self, timeout: float = 10.0) -> Membership:
+    def start(self) -> Membership:
         self.client.ensure_path(self.names.members)
         self.client.add_listener(self._on_connection)
         self.refresh()
@@ -190,8 +189,6 @@ class Membership:
 
     def _on_connection(self, state: str) -> None:
         # Only record and wake: kazoo's event thread must never block.
-        if state == KazooState.LOST:
-            self._lost = True
         self.state = state
         self._states.append(state)
         self._wake.set()
@@ -220,7 +217,6 @@ class Membership:
                 continue
             try:
                 self.refresh()
-                self._lost = False
             except Exception:
                 log.warning("membership refresh failed; will retry", exc_info=True)
                 time.sleep(0.2)

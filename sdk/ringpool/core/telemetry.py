@@ -34,7 +34,6 @@ from ringpool.v1 import node_pb2 as pb
 log = logging.getLogger(__name__)
 TRACER_NAME = "ringpool"
 SYSTEM = "ringpool"
-TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 def enabled() -> bool:

@@ -10,35 +10,27 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 
+from ringpool.cli.process import state_store
 from ringpool.client.async_cluster import AsyncCluster
 from ringpool.core.membership import connect_zookeeper
 from ringpool.dashboard.app import Dashboard, create_app
 from ringpool.dashboard.jobs import Jobs
 from ringpool.dashboard.live import ClusterView
 from ringpool.dashboard.settings import DashboardSettings, parse_listen
-from ringpool.errors import ClusterUnavailable
-from ringpool.store.store import StateStore, connect_redis
 
 log = logging.getLogger(__name__)
-CONNECT_TIMEOUT_S = 10.0
 
 
 @contextlib.asynccontextmanager
 async def open_dashboard(settings: DashboardSettings) -> AsyncIterator[Dashboard]:
     """Connections, the live view's poller and the job runner; all closed on exit."""
-    client = settings.client()
     async with contextlib.AsyncExitStack() as stack:
-        zk = await asyncio.to_thread(connect_zookeeper, settings.zk, CONNECT_TIMEOUT_S,
-                                     settings.zk_auth, settings.zk_operator_auth)
+        zk = await asyncio.to_thread(connect_zookeeper, settings.zk,
+                                     settings.zk_session_timeout_s, settings.zk_auth,
+                                     settings.zk_operator_auth)
         stack.callback(zk.close)
         stack.push_async_callback(asyncio.to_thread, zk.stop)
-        store = StateStore(connect_redis(settings.redis, retries=3, backoff_cap_s=0.5),
-                           settings.cluster)
-        stack.push_async_callback(store.close)
-        try:
-            await asyncio.wait_for(store.ping(), CONNECT_TIMEOUT_S)
-        except Exception as exc:
-            raise ClusterUnavailable(f"cannot reach Redis: {exc}") from None
+        store = await stack.enter_async_context(state_store(settings.redis, settings.cluster))
         senders: list[AsyncCluster] = []
         lock = asyncio.Lock()
 
@@ -46,7 +38,7 @@ async def open_dashboard(settings: DashboardSettings) -> AsyncIterator[Dashboard
             """The SDK client replays go through, started on first use."""
             async with lock:
                 if not senders:
-                    cluster = AsyncCluster(client)
+                    cluster = AsyncCluster(settings)
                     await cluster.start()
                     senders.append(cluster)
                 return senders[0]
@@ -56,7 +48,7 @@ async def open_dashboard(settings: DashboardSettings) -> AsyncIterator[Dashboard
                 await cluster.close()
 
         stack.push_async_callback(close_sender)
-        view = ClusterView(zk, store, client, settings.poll_interval_s)
+        view = ClusterView(zk, store, settings, settings.poll_interval_s)
         jobs = Jobs(store, sender)
         stack.push_async_callback(jobs.close)
         poller = asyncio.create_task(view.run(), name="dashboard-poller")

@@ -1,4 +1,5 @@
-"""The dashboard's settings: where the cluster is, where to serve, and who may do what."""
+"""The dashboard's settings: a client's (it asks the nodes for their status and sends
+replays) plus where to serve and who may do what."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from ringpool.client.settings import ClientSettings
-from ringpool.core.naming import check_cluster_name
+from ringpool.core.zkacl import parse_credential
 from ringpool.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:7780"
@@ -21,20 +22,12 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 @dataclass(frozen=True)
-class DashboardSettings:
-    zk: str
-    redis: str
-    cluster: str = "default"
-    token: str = ""  # the nodes' bearer token (Status calls, replays)
-    zk_auth: str = ""  # ZooKeeper member identity, when the cluster uses ACLs
+class DashboardSettings(ClientSettings):
     zk_operator_auth: str = ""  # ZooKeeper operator identity: may write the config
-    tls_ca: str = ""  # CA of the nodes' certificates (dial the nodes over TLS)
-    tls_cert: str = ""  # client certificate, for nodes that ask (mTLS)
-    tls_key: str = ""
-    tls_server_name: str = ""
+    zk_session_timeout_s: float = 10.0
     listen: str = DEFAULT_LISTEN
-    operator_token: str = ""  # signs in with every right
-    viewer_token: str = ""  # signs in read-only
+    operator_token: str = field(default="", repr=False)  # signs in with every right
+    viewer_token: str = field(default="", repr=False)  # signs in read-only
     session_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     server_tls_cert: str = ""  # serve HTTPS with this certificate (PEM)...
     server_tls_key: str = ""  # ...and its key
@@ -42,8 +35,10 @@ class DashboardSettings:
     session_max_age_s: int = 8 * 3600
 
     def __post_init__(self) -> None:
-        check_cluster_name(self.cluster)
+        super().__post_init__()
         parse_listen(self.listen)
+        if self.zk_operator_auth:
+            parse_credential(self.zk_operator_auth, "zk_operator_auth")
         if not self.operator_token and not self.viewer_token:
             raise ConfigError("set --operator-token (and --viewer-token for read-only access)")
         if self.operator_token and self.operator_token == self.viewer_token:
@@ -61,12 +56,3 @@ class DashboardSettings:
     @property
     def tls(self) -> bool:
         return bool(self.server_tls_cert)
-
-    def client(self) -> ClientSettings:
-        """Settings for the SDK client that reads node status and sends replays."""
-        given = {"tls_ca": self.tls_ca, "tls_cert": self.tls_cert, "tls_key": self.tls_key,
-                 "tls_server_name": self.tls_server_name, "zk_auth": self.zk_auth}
-        # What is not given here falls back to RINGPOOL_* (taskctl dashboard passes none).
-        return ClientSettings.resolve(self.zk, self.redis, self.cluster, self.token,
-                                      connect_timeout_s=5.0,
-                                      **{name: value for name, value in given.items() if value})

@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ringpool.core.protocol import TaskState
 from ringpool.store import listing
+from ringpool.store.events import StoreEvents
 from ringpool.store.keys import Keys
 from ringpool.store.listing import SCAN_BUDGET, Page, TaskQuery
 from ringpool.store.pubsub import listen_forever
@@ -255,8 +256,10 @@ class StateStore:
         cluster: str,
         fingerprint_ttl_s: int = DEFAULT_FINGERPRINT_TTL_S,
         result_ttl_s: int = DEFAULT_RESULT_TTL_S,
+        events: StoreEvents | None = None,
     ) -> None:
         self._redis = client
+        self.events = events or StoreEvents()
         self.keys = Keys(cluster)
         self.fingerprint_ttl_s = fingerprint_ttl_s
         self.result_ttl_s = result_ttl_s
@@ -269,8 +272,6 @@ class StateStore:
         # The listing scripts start with the summary code they share.
         self._zlist = client.register_script(_script("summary") + _script("zlist"))
         self._hlist = client.register_script(_script("summary") + _script("hlist"))
-        # Called with (op, seconds) after each accept and transition script call (metrics).
-        self.observe_round_trip: Callable[[str, float], None] | None = None
 
     @classmethod
     def from_url(cls, url: str, cluster: str, **kwargs: Any) -> StateStore:
@@ -303,8 +304,7 @@ class StateStore:
             keys=[keys.inflight(node_id), keys.retries, keys.dlq, keys.inflight_nodes],
             args=[node_id, epoch, time.time(), self.fingerprint_ttl_s, keys.task_prefix, tasks],
         )
-        if self.observe_round_trip is not None:
-            self.observe_round_trip("accept", time.perf_counter() - started)
+        self.events.round_trip("accept", time.perf_counter() - started)
         return [
             AcceptResult(AcceptCode(code), task_id, TaskState.parse(state))
             for code, task_id, state in msgpack.unpackb(raw)
@@ -321,8 +321,7 @@ class StateStore:
             args=[epoch, time.time(), self.result_ttl_s, keys.task_prefix, keys.done_channel,
                   keys.retry_channel, _pack([op.packed() for op in ops])],
         )
-        if self.observe_round_trip is not None:
-            self.observe_round_trip("transition", time.perf_counter() - started)
+        self.events.round_trip("transition", time.perf_counter() - started)
         return [code == ord("K") for code in raw]
 
     async def publish_done(self, task_id: str) -> None:

@@ -44,16 +44,20 @@ def free_port() -> int:
 def wait_until(
     condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05
 ) -> None:
-    """Poll ``condition`` until truthy; ClusterUnavailable naming ``what`` at the deadline."""
+    """Poll ``condition`` until truthy; ClusterUnavailable naming ``what`` at the deadline,
+    chained to the last exception ``condition`` raised (and saying it), if any."""
     deadline = time.monotonic() + timeout
+    last: Exception | None = None
     while True:
         try:
             if condition():
                 return
-        except Exception:
-            pass
+        except Exception as exc:
+            last = exc
         if time.monotonic() >= deadline:
-            raise ClusterUnavailable(f"timed out after {timeout:.0f}s waiting for {what}")
+            reason = f" (last error: {last!r})" if last is not None else ""
+            raise ClusterUnavailable(
+                f"timed out after {timeout:.0f}s waiting for {what}{reason}") from last
         time.sleep(interval)
 
 

@@ -221,9 +221,5 @@ class DrainRequest(_message.Message):
     def __init__(self, timeout_s: _Optional[float] = ...) -> None: ...
 
 class DrainResponse(_message.Message):
-    __slots__ = ("finished", "handed_back")
-    FINISHED_FIELD_NUMBER: _ClassVar[int]
-    HANDED_BACK_FIELD_NUMBER: _ClassVar[int]
-    finished: int
-    handed_back: int
-    def __init__(self, finished: _Optional[int] = ..., handed_back: _Optional[int] = ...) -> None: ...
+    __slots__ = ()
+    def __init__(self) -> None: ...

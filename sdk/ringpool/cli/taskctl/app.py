@@ -97,16 +97,16 @@ class Options:
     zk_operator_auth: str = ""  # operator identity: the config znode is written with its ACL
 
     def settings(self) -> ClientSettings:
-        if not self.zk:
-            raise CommandError("no ZooKeeper address: pass --zk or set RINGPOOL_ZK", EXIT_USAGE)
-        if not self.redis:
-            raise CommandError("no Redis URL: pass --redis or set RINGPOOL_REDIS", EXIT_USAGE)
-        return ClientSettings.resolve(
-            self.zk, self.redis, self.cluster, self.token,
-            connect_timeout_s=self.timeout_s,
-            dispatch_timeout_s=max(self.timeout_s, 30.0),
-            zk_auth=self.zk_auth,
-        )
+        """The client settings of these options (click read the flags and ``RINGPOOL_*``)."""
+        try:
+            return ClientSettings.resolve(
+                self.zk, self.redis, self.cluster, self.token,
+                connect_timeout_s=self.timeout_s,
+                dispatch_timeout_s=max(self.timeout_s, 30.0),
+                zk_auth=self.zk_auth,
+            )
+        except ConfigError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
 
     @property
     def names(self) -> Names:

@@ -83,13 +83,16 @@ def completion(shell: str) -> None:
 @cli.command()
 @dashboard_options
 @click.pass_context
-def dashboard(ctx: click.Context, **values: Any) -> None:
+def dashboard(ctx: click.Context, **flags: Any) -> None:
     """Serve the web dashboard of this cluster (as ringpool-dashboard does)."""
     options = options_of(ctx)
     client = options.settings()
-    serve("DEBUG" if options.debug else "INFO", zk=client.zk, redis=client.redis,
-          cluster=client.cluster, token=client.token, zk_auth=options.zk_auth,
-          zk_operator_auth=options.zk_operator_auth, **values)
+    serve("DEBUG" if options.debug else "INFO", {
+        **flags, "zk": client.zk, "redis": client.redis, "cluster": client.cluster,
+        "token": client.token, "zk_auth": client.zk_auth, "tls_ca": client.tls_ca,
+        "tls_cert": client.tls_cert, "tls_key": client.tls_key,
+        "tls_server_name": client.tls_server_name,
+        "zk_operator_auth": options.zk_operator_auth})
 
 
 cli.add_command(status.status)

@@ -32,23 +32,26 @@ def dev() -> None:
 @click.option("--tasks", "task_modules", multiple=True, default=["ringpool.demo"],
               show_default=True, metavar="MODULE", help="task module(s) the nodes import")
 @click.option("--keep", is_flag=True, help="keep the work directory (logs) after stopping")
+@click.option("--zk", "zk_server", metavar="HOST:PORT", help="use this ZooKeeper, start none")
+@click.option("--redis", "redis_server", metavar="URL", help="use this Redis, start none")
 @click.pass_context
 def up(ctx: click.Context, nodes: int, coordinators: int, task_modules: tuple[str, ...],
-       keep: bool) -> None:
+       keep: bool, zk_server: str | None, redis_server: str | None) -> None:
     """Start a local cluster, print the settings to export, run until Ctrl-C.
 
-    ZooKeeper and Redis are started on free loopback ports, unless taskctl's own
-    --zk / --redis are given on the command line (taskctl --zk HOST:PORT --redis URL
-    dev up): then those servers are used. RINGPOOL_ZK / RINGPOOL_REDIS do not count,
-    so a shell that exported an earlier cluster's settings still gets fresh servers.
+    ZooKeeper and Redis are started on free loopback ports, unless --zk / --redis
+    are given on the command line (dev up --zk HOST:PORT --redis URL, or taskctl's
+    own before 'dev'): then those servers are used. RINGPOOL_ZK / RINGPOOL_REDIS do
+    not count, so a shell that exported an earlier cluster's settings still gets
+    fresh servers.
     """
     options = options_of(ctx)
     modules = [m.strip() for item in task_modules for m in item.split(",") if m.strip()]
     workdir = Path(tempfile.mkdtemp(prefix="ringpool-dev-"))
     local = LocalCluster(
         nodes=nodes, tasks=modules, coordinators=coordinators, cluster=options.cluster,
-        zk=options.zk if _given(ctx, "zk") else None,
-        redis=options.redis if _given(ctx, "redis") else None, workdir=workdir,
+        zk=zk_server or (options.zk if _given(ctx, "zk") else None),
+        redis=redis_server or (options.redis if _given(ctx, "redis") else None), workdir=workdir,
     )
     stop = threading.Event()
 

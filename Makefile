@@ -41,7 +41,7 @@ proto: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m mypy sdk/ringpool node/ringpool_node coordinator/ringpool_coordinator
+	$(PY) -m mypy sdk/ringpool sdk/pytest_ringpool.py node/ringpool_node coordinator/ringpool_coordinator
 
 bench: install
 	$(PY) -m pip install --quiet --group bench

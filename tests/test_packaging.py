@@ -68,6 +68,10 @@ def test_client_install_is_the_client_alone(wheels: Path, tmp_path: Path) -> Non
     check = ("import ringpool, ringpool.client.cluster, ringpool.core.ring, ringpool.store.store\n"
              "print(ringpool.__version__)")
     assert _run([str(python), "-c", check], cwd=tmp_path).stdout.strip() == "0.2.0"
+    plugin = ("from importlib import metadata, util\n"
+              "(entry,) = [e for e in metadata.entry_points(group='pytest11') if e.name == 'ringpool']\n"
+              "print(entry.value, util.find_spec(entry.value) is not None)")
+    assert _run([str(python), "-c", plugin], cwd=tmp_path).stdout.strip() == "pytest_ringpool True"
     for missing in ("ringpool_node", "ringpool_coordinator"):
         probe = subprocess.run([str(python), "-c", f"import {missing}"], cwd=tmp_path,
                                env=_clean_env(), capture_output=True)

@@ -71,6 +71,9 @@ class Execution:
         self._waiting_room: set[asyncio.Task[None]] = set()
         # Typical time from start to recorded outcome, by task name (moving average).
         self.typical_s: dict[str, float] = {}
+        # Attempts whose outcome was recorded, and their summed run time (Status RPC).
+        self.runs_finished = 0
+        self.run_seconds_total = 0.0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -236,10 +239,13 @@ class Execution:
             log.warning("task %s is no longer ours (recovered elsewhere, or this write was "
                         "already applied before a lost reply); dropping its %s",
                         item.envelope.task_id, item.transition.op)
-        if applied and result is not None:
+        if applied:
             took = time.time() - item.transition.started_at
-            name = item.envelope.name
-            self.typical_s[name] = self.typical_s.get(name, took) * 0.8 + took * 0.2
+            self.runs_finished += 1
+            self.run_seconds_total += took
+            if result is not None:
+                name = item.envelope.name
+                self.typical_s[name] = self.typical_s.get(name, took) * 0.8 + took * 0.2
         pushed = stream is not None and applied and result is not None and stream.push_result(result)
         if stream is not None and not pushed and applied and result is not None \
                 and not item.transition.publish:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from importlib import metadata
+from typing import Any
 
 from grpc import aio
 
@@ -15,7 +17,6 @@ from ringpool_node.metrics import NodeMetrics
 from ringpool_node.streams import ClientStream
 
 log = logging.getLogger(__name__)
-MAX_BATCHES_IN_FLIGHT = 32  # per stream
 
 
 class NodeService(pb_grpc.NodeServicer):
@@ -26,6 +27,7 @@ class NodeService(pb_grpc.NodeServicer):
         self.address = address
         self.started_at = started_at
         self._request_drain = request_drain
+        self.version = installed_version()
 
     async def Submit(
         self, request_iterator: AsyncIterator[pb.SubmitRequest], context: aio.ServicerContext
@@ -42,38 +44,44 @@ class NodeService(pb_grpc.NodeServicer):
     async def _read(
         self, request_iterator: AsyncIterator[pb.SubmitRequest], stream: ClientStream
     ) -> None:
-        handlers: set[asyncio.Task[None]] = set()
-        # Stop reading while too many batches are being handled: HTTP/2 flow control
-        # then holds a fast sender back instead of our memory.
-        room = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        # One batch at a time, in the order sent: a key's ordered tasks are judged (and
+        # fenced, see KeyFences) in their client's order, and HTTP/2 flow control holds
+        # a fast sender back instead of our memory. Execution and results go on meanwhile.
         try:
             async for request in request_iterator:
-                await room.acquire()
-                stream.handlers += 1
-                handler = asyncio.create_task(self._handle(request, stream))
-                handlers.add(handler)
-                handler.add_done_callback(handlers.discard)
-                handler.add_done_callback(lambda _: room.release())
+                await self._handle(request, stream)
         finally:
             stream.input_done = True
             stream.wake()
 
     async def _handle(self, request: pb.SubmitRequest, stream: ClientStream) -> None:
+        stream.handlers += 1
         try:
             tasks = list(request.tasks)
-            acks = await self.node.submit(tasks, stream)
-            stream.push_acks(acks, hold=self.node.results_soon(tasks, acks, stream.hold_s))
-        except Exception as exc:
-            # Every task gets an answer: a failure here must not leave the client waiting.
-            log.exception("batch %d failed", request.batch_id)
-            stream.push_acks(
-                pb.Ack(task_id=t.task_id, code=pb.INTERNAL, message=f"node error: {exc}",
-                       retry_after_s=0.2)
-                for t in request.tasks
-            )
+            acks, hold = await self._answer(tasks, request, stream)
+            stream.fences.raise_for(tasks, acks, stream.responses_sent + 1)
+            stream.push_acks(acks, hold=hold)
         finally:
             stream.handlers -= 1
             stream.wake()
+
+    async def _answer(
+        self, tasks: list[pb.TaskEnvelope], request: pb.SubmitRequest, stream: ClientStream
+    ) -> tuple[list[pb.Ack], bool]:
+        """An ack per task, and whether to hold them for a result to ride along."""
+        try:
+            held = stream.fences.held_back(tasks, request.responses_seen)
+            judged = [t for i, t in enumerate(tasks) if i not in held] if held else tasks
+            answers = iter(await self.node.submit(judged, stream))
+            if not held:
+                acks = list(answers)
+                return acks, self.node.results_soon(judged, acks, stream.hold_s)
+            return [held[i] if i in held else next(answers) for i in range(len(tasks))], False
+        except Exception as exc:
+            # Every task gets an answer: a failure here must not leave the client waiting.
+            log.exception("batch %d failed", request.batch_id)
+            return [pb.Ack(task_id=t.task_id, code=pb.INTERNAL, message=f"node error: {exc}",
+                           retry_after_s=0.2) for t in tasks], False
 
     async def SubmitBatch(
         self, request: pb.SubmitRequest, context: aio.ServicerContext
@@ -89,6 +97,10 @@ class NodeService(pb_grpc.NodeServicer):
             node_id=node.node_id, address=self.address, ring_version=node.ring_version,
             in_flight=node.in_flight, queued=node.queued, running=node.running,
             draining=node.draining, started_at=self.started_at, counters=self.metrics.totals(),
+            version=self.version,
+            pools=pool_status(node.pools, self.node.pools.settings.cpu.processes),
+            runs_finished=self.node.execution.runs_finished,
+            run_seconds_total=self.node.execution.run_seconds_total,
         )
 
     async def Drain(
@@ -96,3 +108,25 @@ class NodeService(pb_grpc.NodeServicer):
     ) -> pb.DrainResponse:
         self._request_drain(request.timeout_s)
         return pb.DrainResponse()
+
+
+def installed_version() -> str:
+    try:
+        return metadata.version("ringpool-node")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def pool_status(stats: dict[str, Any], cpu_processes: int) -> list[pb.PoolStatus]:
+    """Each tier's size from ``Pools.stats()`` (cpu processes start on demand)."""
+    io, cpu, aio = stats["io"], stats["cpu"], stats["async"]
+    return [
+        pb.PoolStatus(kind="io", workers=int(io["threads"]), min_workers=int(io["min_workers"]),
+                      max_workers=int(io["max_workers"]), running=int(io["running"]),
+                      queued=int(io["queued"])),
+        pb.PoolStatus(kind="cpu", workers=int(cpu["processes"]), max_workers=cpu_processes,
+                      running=int(cpu["running"]), queued=int(cpu["queued"])),
+        pb.PoolStatus(kind="async", workers=int(aio["limit"]), min_workers=int(aio["limit"]),
+                      max_workers=int(aio["limit"]), running=int(aio["running"]),
+                      queued=int(aio["queued"])),
+    ]

@@ -1,6 +1,6 @@
 """The checker: what the history and the final state say about every accepted task.
 
-Each check, precisely (a task is *accepted* once ``dispatch`` returned it accepted):
+Each check, precisely (a task is *accepted* once its handle's ``accepted()`` returned):
 
 - **lost**: an accepted task with no record in Redis when the run has settled.
 - **stuck**: an accepted task not final (SUCCEEDED or FAILED) when the run has

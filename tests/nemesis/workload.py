@@ -2,8 +2,9 @@
 
 Several producer threads share the rate, so one dispatch held up by a fault does
 not stop the others. Each producer draws its tasks from its own seeded generator.
-A task counts as accepted once ``dispatch`` returned it durably accepted; it is
-written to the history then. A refusal is counted by its type, never retried.
+A task counts as accepted once its handle's ``accepted()`` returned; it is written
+to the history then. A refusal (or no answer within the client's accept timeout)
+is counted by its type, never retried, and the task is not checked.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class Workload:
             n += 1
             sent = time.monotonic()
             try:
-                handle = self.cluster.dispatch(key, task)
+                task_id = self.cluster.dispatch(key, task).accepted()  # bounded by the client
             except Exception as exc:  # a refusal; one that is not a RingpoolError stands out
                 if not isinstance(exc, RingpoolError):
                     log.exception("dispatch raised an undocumented %s", type(exc).__name__)
@@ -93,7 +94,7 @@ class Workload:
                 with self._count_lock:
                     self.refused += 1
                 continue
-            self.history.accepted(Accepted(handle.task_id, key, kind, task.ordered, time.time(),
+            self.history.accepted(Accepted(task_id, key, kind, task.ordered, time.time(),
                                            time.monotonic() - sent))
             with self._count_lock:
                 self.accepted += 1

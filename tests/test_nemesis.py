@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ringpool.core.protocol import TaskState
 from ringpool.store.store import TaskRecord
@@ -243,7 +245,8 @@ def test_the_proxy_forwards_black_holes_when_cut_and_forwards_again(
     proxy = CuttableProxy("127.0.0.1", redis_server.port).start()
     try:
         def client() -> redis.Redis:
-            return redis.Redis(port=proxy.port, socket_timeout=0.5, socket_connect_timeout=0.5)
+            return redis.Redis(port=proxy.port, socket_timeout=0.5, socket_connect_timeout=0.5,
+                               retry=Retry(NoBackoff(), 0))
 
         through = client()
         assert through.ping()

@@ -253,10 +253,13 @@ def render(report: Report, title: str, max_listed: int = 15) -> str:
     if observed.accepted:
         took = sorted(observed.accepted.values(), key=lambda t: t.took_s)
         slowest = took[-1]
-        parts.append(f"Dispatch until accepted: p50 {took[len(took) // 2].took_s * 1000:.0f} ms, "
-                     f"p99 {took[len(took) * 99 // 100].took_s * 1000:.0f} ms, "
-                     f"max {slowest.took_s:.1f} s (accepted at +{slowest.at - t0:.1f}s; "
-                     f"fault before: {report.fault_before(slowest.at - slowest.took_s)})")
+        parts.append(f"Dispatch until accepted: {_spread([t.took_s for t in took])} (the slowest "
+                     f"sent at +{slowest.at - slowest.took_s - t0:.1f}s; fault before: "
+                     f"{report.fault_before(slowest.at - slowest.took_s)})")
+        outcomes = [r.finished_at - t.at for t in observed.accepted.values()
+                    if (r := observed.records.get(t.task_id)) and r.finished_at is not None]
+        if outcomes:
+            parts.append(f"Accepted until final: {_spread(sorted(outcomes))}")
     peak = max(observed.rss_peaks.values(), default=0)
     info = Counter(f.check for f in report.info)
     parts += ["", "Checks:", table(["check", "count", "holds"], [
@@ -285,6 +288,12 @@ def render(report: Report, title: str, max_listed: int = 15) -> str:
         f"{name} {report.count(name)}" for name in FAILING_CHECKS if report.count(name))
     parts += ["", f"Verdict: {verdict}"]
     return "\n".join(parts)
+
+
+def _spread(sorted_s: list[float]) -> str:
+    """p50, p99 and max of sorted durations in seconds."""
+    return (f"p50 {sorted_s[len(sorted_s) // 2]:.3f} s, p99 {sorted_s[len(sorted_s) * 99 // 100]:.3f} s, "
+            f"max {sorted_s[-1]:.1f} s")
 
 
 def _task_table(report: Report) -> str:

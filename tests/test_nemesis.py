@@ -218,6 +218,21 @@ def test_an_overlap_while_the_earlier_owner_was_paused_is_explained() -> None:
         "ordered overlap": 1}
 
 
+def test_a_paused_node_resuming_what_it_held_is_explained_a_rejoined_owner_is_not() -> None:
+    tasks = [work("a", "ord:1", True), work("b", "ord:1", True)]
+    records = {t.task_id: record(t.task_id, TaskState.SUCCEEDED) for t in tasks}
+    pause = FaultRun(Fault(0.5, FaultKind.PAUSE, "node-0", 1.5), began=T0 + 0.5,
+                     healed=T0 + 2.0, ready=T0 + 2.5)
+    zombie = [run("a", 1.0, 3.0, pid=8, node="node-1", key="ord:1"),
+              run("b", 2.1, 2.4, pid=7, key="ord:1")]
+    assert check(observed(tasks, records, zombie, faults=[pause])).clean
+    # Back in the ring, node-0 owns the key again while node-1 still runs it: a handover.
+    rejoined = [run("a", 1.0, 3.0, pid=8, node="node-1", key="ord:1"),
+                run("b", 2.6, 2.9, pid=7, key="ord:1")]
+    assert failing(check(observed(tasks, records, rejoined, faults=[pause]))) == {
+        "ordered overlap": 1}
+
+
 def test_a_run_past_its_timeout_overlaps_only_other_processes_unpunished() -> None:
     # A hung run is abandoned at its timeout, not killed: another node may run the key.
     tasks = [work("a", "ord:1", True, kind="hang"), work("b", "ord:1", True)]

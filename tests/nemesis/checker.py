@@ -18,9 +18,12 @@ Each check, precisely (a task is *accepted* once its handle's ``accepted()`` ret
   the death. An overlap across two processes is *explained* when the earlier
   run's node was paused or cut off from Redis, or ZooKeeper was down, while it
   ran (the cluster rightly took that node for dead and ran the key elsewhere:
-  at-least-once), or when the later run started after the earlier one had
-  outlived its timeout (a hung run is abandoned, not killed). Overlaps in one
-  process (the node's own per-key order) and unexplained ones fail the check.
+  at-least-once); when the later run started on a node so faulted before it was
+  back in the ring (a paused node resuming what it held); or when the later run
+  started after the earlier one had outlived its timeout (a hung run is
+  abandoned, not killed). Overlaps in one process (the node's own per-key order)
+  and unexplained ones, such as a node that joins the ring running a key while
+  its previous owner still runs it, fail the check.
 - **memory**: every node process's resident set stayed under the limit.
 
 Informational, not failures: tasks that ran more than once, and tasks whose
@@ -214,14 +217,19 @@ def _overlap(report: Report, key: str, earlier: Run, later: Run, earlier_end: fl
 
 def _explained(report: Report, earlier: Run, later: Run, earlier_end: float) -> str:
     """Why the cluster rightly ran ``later`` elsewhere while ``earlier`` ran, if it did."""
+    for fault in reversed(report.observed.faults):  # the latest explanation first
+        kind, target = fault.fault.kind, fault.fault.target
+        if kind not in PRESUMED_DEAD:
+            continue
+        everywhere = kind is FaultKind.ZOOKEEPER
+        if (everywhere or target == earlier.node) and fault.began <= earlier_end \
+                and fault.ready >= earlier.start:
+            return f"the earlier run's node was taken for dead: {fault.describe}"
+        if (everywhere or target == later.node) and fault.began <= later.start <= fault.ready:
+            return f"the later run's node ran it before it was back in the ring: {fault.describe}"
     timeout = TASKS[report.observed.accepted[earlier.task_id].kind].timeout
     if later.start >= earlier.start + timeout:
         return f"the earlier run had outlived its {timeout:g}s timeout (abandoned)"
-    for fault in reversed(report.observed.faults):  # the latest explanation first
-        kind, target = fault.fault.kind, fault.fault.target
-        if kind in PRESUMED_DEAD and fault.began <= earlier_end and fault.ready >= earlier.start \
-                and (target == earlier.node or kind is FaultKind.ZOOKEEPER):
-            return f"during {fault.describe}"
     return ""
 
 

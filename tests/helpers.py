@@ -1,11 +1,15 @@
-"""What the tests share: waiting on a condition with a deadline, reading task records."""
+"""What the tests share: waiting on a condition with a deadline, reading task records and
+a process's unlabelled metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from ringpool.store.store import StateStore, TaskRecord
 from ringpool.testing.local import LocalCluster
@@ -64,3 +68,11 @@ def records(local: LocalCluster, task_ids: list[str]) -> list[TaskRecord | None]
             await store.close()
 
     return asyncio.run(read())
+
+
+def gauges(port: int) -> dict[str, float]:
+    """The unlabelled samples a process serves on its metrics ``port`` now, by name."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {s.name: s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if not s.labels}

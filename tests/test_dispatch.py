@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from ringpool import (
     AsyncCluster,
@@ -28,7 +26,7 @@ from ringpool import (
 from ringpool.client import async_cluster as client_module
 from ringpool.store.keys import Keys
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
-from tests.helpers import eventually
+from tests.helpers import eventually, gauges
 from tests.tasks_flaky import probe_runs_key
 
 TASK_MODULES = ["ringpool.demo", "tests.tasks_flaky"]
@@ -56,11 +54,7 @@ def client_ring_ready(client: Cluster, members: set[str], timeout: float = 30.0)
 
 def node_ring_version(local: LocalCluster, node_id: str) -> float:
     """The ring version ``node_id`` routes by now, from its /metrics endpoint."""
-    url = f"http://127.0.0.1:{local.metrics_ports[node_id]}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                if s.name == "ringpool_ring_version")
+    return gauges(local.metrics_ports[node_id])["ringpool_ring_version"]
 
 
 def nodes_ring_ready(local: LocalCluster, version: int, timeout: float = 30.0) -> None:

@@ -153,6 +153,7 @@ def test_status_in_both_modes(local: LocalCluster) -> None:
     assert [m["node_id"] for m in data["members"]] == ["node-0", "node-1"]
     assert abs(sum(m["share"] for m in data["members"]) - 1.0) < 1e-6
     assert all(m["state"] == "serving" and m["in_flight"] is not None for m in data["members"])
+    assert all((m["zookeeper"], m["ring_stale_s"]) == ("CONNECTED", 0) for m in data["members"])
     assert data["leader"] and data["leader"] == data["coordinators"][0]
     assert data["ring_version"] >= 2
     assert isinstance(data["dlq"], int) and isinstance(data["retry_set"], int)

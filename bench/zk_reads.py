@@ -179,7 +179,7 @@ def run(members: list[int], changes: int) -> dict[str, Any]:
 
 
 def source() -> str:
-    """Which tree's membership code ran: its git commit and whether it has local changes."""
+    """Which commit's membership code ran, and whether its tree had local changes."""
     import ringpool
 
     root = Path(ringpool.__file__).resolve().parents[2]
@@ -189,7 +189,7 @@ def source() -> str:
                               text=True).stdout.strip()
 
     changed = "+local changes" if git("status", "--porcelain", "sdk") else ""
-    return f"{root} @ {git('rev-parse', '--short', 'HEAD')}{changed}"
+    return f"{git('rev-parse', '--short', 'HEAD')}{changed}"
 
 
 def format_table(results: dict[str, Any]) -> str:

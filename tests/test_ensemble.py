@@ -191,12 +191,12 @@ def test_quorum_lost_nodes_serve_on_their_last_ring_and_say_so(
                    "every node to report ZooKeeper unreachable")
         eventually(lambda: all(connected(local, n)[1] > 0 for n in nodes), 10,
                    "the nodes' ring to be reported stale")
+        said = f"ZooKeeper unreachable: routing on the last ring v{ring.version} (3 members)"
         for node_id in nodes:
             status = node_status(local, node_id)
             assert (status.zookeeper_state, status.ring_version) == ("SUSPENDED", ring.version)
             assert status.ring_stale_s > 0
             assert node_health(local, node_id) == health_pb2.HealthCheckResponse.SERVING
-            said = f"ZooKeeper unreachable: routing on the last ring v{ring.version} (3 members)"
             eventually(lambda n=node_id: said in local.nodes[n].log_path.read_text(), 10,
                        f"{node_id} to log that it routes on its last ring")
         assert "ZooKeeper unreachable: routing on the last ring" in caplog.text

@@ -13,7 +13,7 @@ from unittest import mock
 
 import pytest
 
-from ringpool.core.membership import Membership, MemberReader, connect_zookeeper
+from ringpool.core.membership import MemberReader, Membership, connect_zookeeper
 from ringpool.core.naming import Names
 from ringpool.core.ring import Ring
 from tests.helpers import eventually

@@ -16,7 +16,8 @@ missed watch) gives the idle reads per second.
 **Writes** — ZooKeeper's zxid (``srvr``) counts committed write transactions. Its growth
 while a real ``ringpool-node`` joins (start to registered), drains (SIGTERM to exit) and
 dies (``kill -9`` to its session's expiry), next to a coordinator, is the writes per
-membership change.
+membership change. Last, how many member-znode reads per second one client gets from
+the server (pipelined): a floor of ZooKeeper's read capacity, to set the above against.
 
 Before and after a change to the membership code: the same file against two source
 trees, merged into one JSON by ``--label``::
@@ -134,6 +135,25 @@ def reads_per_change(hosts: str, members: int, changes: int) -> dict[str, Any]:
             client.close()
 
 
+def read_rate(hosts: str, reads: int = 20_000) -> float:
+    """Member-znode reads/s one client gets from one server, pipelined 1,000 at a time
+    (kazoo's Python is the limit: a floor of what the server carries)."""
+    client = connect_zookeeper(hosts)
+    try:
+        path = f"/zkreads-rate-{time.monotonic_ns()}"
+        client.create(path, member_data(0))
+        started = time.perf_counter()
+        for _ in range(reads // 1_000):
+            for result in [client.get_async(path) for _ in range(1_000)]:
+                result.get(timeout=WAIT_S)
+        rate = reads / (time.perf_counter() - started)
+        client.delete(path)
+        return rate
+    finally:
+        client.stop()
+        client.close()
+
+
 def writes_per_change(server: ZooKeeperServer, redis: str) -> dict[str, int]:
     """ZooKeeper writes while a real node joins, drains, and is killed (session expiry)."""
     with LocalCluster(nodes=1, coordinators=1, zk=server.address, redis=redis,
@@ -169,13 +189,14 @@ def run(members: list[int], changes: int) -> dict[str, Any]:
         redis = None
         try:
             reads = [reads_per_change(server.address, n, changes) for n in members]
+            rate = read_rate(server.address)
             redis = RedisServer(workdir).start()
             writes = writes_per_change(server, redis.url)
         finally:
             if redis is not None:
                 redis.stop()
             server.stop()
-    return {"reads": reads, "writes": writes}
+    return {"reads": reads, "writes": writes, "server_reads_per_s_one_client": rate}
 
 
 def source() -> str:
@@ -203,7 +224,8 @@ def format_table(results: dict[str, Any]) -> str:
     for label, result in results.items():
         w = result["writes"]
         lines.append(f"{label}: ZooKeeper writes per node join {w['join']}, drain {w['drain']}, "
-                     f"crash {w['crash']} (idle cluster, 2 s: {w['idle_2s']})")
+                     f"crash {w['crash']} (idle cluster, 2 s: {w['idle_2s']}); one client reads "
+                     f"{result.get('server_reads_per_s_one_client', 0):,.0f} znodes/s")
     return "\n".join(lines)
 
 

@@ -47,6 +47,8 @@ test_stale_client_ring_still_reaches_the_right_owner = (
 # An election on loopback takes about a second; the bounds are for a loaded 2-core machine.
 ELECTION_WITHIN_S = 60.0
 CONVERGE_WITHIN_S = 30.0
+# The failover cluster's session timeout: the quorum stays lost longer than this.
+SESSION_TIMEOUT_S = 4.0
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +61,10 @@ def failover(
     zookeeper_ensemble: ZooKeeperEnsemble, redis_server: RedisServer
 ) -> Iterator[LocalCluster]:
     """A cluster of its own for the tests that stop ZooKeeper servers."""
+    sessions = ["--zk-session-timeout", str(SESSION_TIMEOUT_S)]
     with LocalCluster(nodes=3, coordinators=1, tasks=TASK_MODULES, zk=zookeeper_ensemble.address,
-                      redis=redis_server.url) as lc:
+                      redis=redis_server.url, node_args=sessions,
+                      coordinator_args=sessions) as lc:
         yield lc
 
 
@@ -207,6 +211,10 @@ def test_quorum_lost_nodes_serve_on_their_last_ring_and_say_so(
         for key, handle in zip(keys, handles, strict=True):
             assert handle.result(timeout=60)["node"] == ring.owner(key)
 
+        # Longer than a session lasts: the quorum's new leader gives every session a
+        # fresh timeout, and processes reconnect within about a second of it.
+        eventually(lambda: all(connected(local, n)[1] > SESSION_TIMEOUT_S * 1.5 for n in nodes),
+                   30, "the outage to outlast the nodes' session timeout", interval=0.5)
         ensemble.start_server(leader, wait=False)
         ensemble.start_server(follower, wait=False)
         ensemble.wait_for_quorum(ELECTION_WITHIN_S)
@@ -215,8 +223,8 @@ def test_quorum_lost_nodes_serve_on_their_last_ring_and_say_so(
         for node_id in nodes:
             assert node_status(local, node_id).zookeeper_state == "CONNECTED"
             assert "ZooKeeper connected again" in local.nodes[node_id].log_path.read_text()
-        # The sessions outlived the outage (the nodes reconnect within their session
-        # timeout), so nobody registered again; ring changes are seen again.
+        # The sessions outlived the outage, so no node registered again (nor were its
+        # tasks recovered); ring changes are seen again.
         assert epochs(local) == before
         converge_on_a_join_and_a_leave(local, client, "node-after-quorum")
         local.wait_for_leader(CONVERGE_WITHIN_S)

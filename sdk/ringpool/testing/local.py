@@ -1,6 +1,8 @@
 """The local-cluster launcher: real ZooKeeper, Redis, nodes and coordinators on loopback.
 
 Used by ``taskctl dev up``, ``make demo``, the benchmarks and the test suite.
+ZooKeeper runs standalone, or as an ensemble (``ZooKeeperEnsemble``) whose servers
+the failover tests stop, kill and start one at a time.
 Every process gets a free loopback port, a temp directory, and a log file there;
 every wait has a deadline; teardown is by PID. A missing server binary raises
 ``ConfigError`` naming the command that installs it.

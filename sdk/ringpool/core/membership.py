@@ -80,7 +80,7 @@ def parse_member(node_id: str, data: bytes, epoch: int) -> Member | None:
 
 
 class MemberReader:
-    """Reads the ring, reading the znodes of members it has not seen before only.
+    """Reads the ring: the members' listing, and the znodes of new members only.
 
     A member's znode data is written once, when its node registers; registering again
     creates a new znode (its creation zxid, the member's epoch, changes). Between two

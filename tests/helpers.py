@@ -1,5 +1,5 @@
-"""What the tests share: waiting on a condition with a deadline, reading task records and
-a process's unlabelled metrics."""
+"""What the tests share: waiting on a condition with a deadline, reading task records,
+a process's unlabelled metrics and a node's ring version."""
 
 from __future__ import annotations
 
@@ -56,6 +56,17 @@ async def eventually_async(check: Callable[[], T], timeout: float = 30.0,
     while not waiting.done():
         await asyncio.sleep(interval)
     return waiting.value  # type: ignore[return-value]
+
+
+def node_ring_version(local: LocalCluster, node_id: str) -> float:
+    """The ring version ``node_id`` routes by now, from its /metrics endpoint."""
+    return gauges(local.metrics_ports[node_id])["ringpool_ring_version"]
+
+
+def nodes_ring_ready(local: LocalCluster, version: int, timeout: float = 30.0) -> None:
+    """Wait until every node has seen ring ``version`` (or a newer one)."""
+    eventually(lambda: all(node_ring_version(local, n) >= version for n in local.nodes),
+               timeout, f"every node to see ring v{version}")
 
 
 def records(local: LocalCluster, task_ids: list[str]) -> list[TaskRecord | None]:

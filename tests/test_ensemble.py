@@ -25,9 +25,9 @@ from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperEnsemble
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
 from tests import test_dispatch, test_membership
-from tests.helpers import eventually, gauges
+from tests.helpers import eventually, gauges, nodes_ring_ready
 from tests.tasks_flaky import probe_runs_key
-from tests.test_dispatch import TASK_MODULES, client_ring_ready, nodes_ring_ready
+from tests.test_dispatch import TASK_MODULES, client_ring_ready
 
 # The representative subset, with the fixtures they need (resolved here, on the ensemble).
 child = test_membership.child

@@ -67,12 +67,14 @@ def parse_member(node_id: str, data: bytes, epoch: int) -> Member | None:
     """A member from its znode JSON, or None (logged) for data that is not one."""
     try:
         info = json.loads(data)
+        tasks = info.get("tasks")
         return Member(
             node_id=node_id,
             addr=str(info["addr"]),
             weight=float(info.get("weight", 1.0)),
             started_at=float(info.get("started_at", 0.0)),
             epoch=epoch,
+            tasks=None if tasks is None else frozenset(str(name) for name in tasks),
         )
     except (ValueError, KeyError, TypeError):
         log.warning("ignoring member %s with unreadable data %r", node_id, data[:200])
@@ -190,6 +192,10 @@ class Membership:
     def subscribe(self, listener: Callable[[Ring], None]) -> None:
         """Call ``listener(ring)`` (from a ZooKeeper thread) on every new ring."""
         self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Callable[[Ring], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     # -- reading -------------------------------------------------------------
 

@@ -250,8 +250,9 @@ class Nemesis:
         return self.local.redis_server
 
     def _zookeeper(self) -> ZooKeeperServer:
-        assert self.local.zookeeper is not None, "the nemesis runs its own ZooKeeper"
-        return self.local.zookeeper
+        zookeeper = self.local.zookeeper
+        assert isinstance(zookeeper, ZooKeeperServer), "the nemesis runs its own standalone ZooKeeper"
+        return zookeeper
 
     def _drain(self, node_id: str, done: FaultRun) -> None:
         process = self.local.nodes[node_id]
@@ -284,9 +285,7 @@ class Nemesis:
             self.proxy.restore()
             for process in self.local.nodes.values():
                 process.send_signal(signal.SIGCONT)
-            zookeeper, server = self.local.zookeeper, self.local.redis_server
-            if zookeeper is not None and not (zookeeper.process and zookeeper.process.alive()):
-                zookeeper.start()
-            if server is not None and not (server.process and server.process.alive()):
-                server.start()
+            for server in (self._zookeeper(), self._redis()):
+                if not (server.process and server.process.alive()):
+                    server.start()
             self.supervise_once()

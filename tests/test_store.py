@@ -96,7 +96,7 @@ def test_accept_codes_and_each_transition_land_in_the_record(
         applied = await store.transition("n1", 7, [
             Transition.started(ok.task_id, 100.0),
             Transition.succeeded(ok.task_id, b"0", 100.0),
-            Transition.retry(retried.task_id, 101.0, retry_at=5000.0, error_type="E",
+            Transition.retry(retried.task_id, 101.0, retry_in_s=5000.0, error_type="E",
                              error_message="m", traceback="tb"),
             Transition.dead(dead.task_id, 102.0, dead_reason="permanent", error_type="P",
                             error_message="no", traceback="tb2"),
@@ -113,7 +113,9 @@ def test_accept_codes_and_each_transition_land_in_the_record(
     assert (done.state, done.result, done.started_at) == (TaskState.SUCCEEDED, b"0", 100.0)
     assert (waiting.state, waiting.error_type, waiting.error_message, waiting.traceback) == (
         TaskState.RETRY_SCHEDULED, "E", "m", "tb")
-    assert redis_client.zscore(keys.retries, retried.task_id) == 5000.0
+    due = redis_client.zscore(keys.retries, retried.task_id)
+    seconds, micros = redis_client.time()
+    assert due is not None and 4990 < due - (seconds + micros / 1e6) <= 5000.0
     assert (buried.state, buried.dead_reason, buried.error_type, buried.traceback) == (
         TaskState.FAILED, "permanent", "P", "tb2")
     assert redis_client.zscore(keys.dlq, dead.task_id) is not None

@@ -17,6 +17,7 @@ from ringpool.cli.process import (
     run_process,
     version_option,
 )
+from ringpool.core.ring import MAX_WEIGHT, MIN_WEIGHT
 from ringpool.errors import ConfigError
 from ringpool.store.store import DEFAULT_RESULT_TTL_S
 from ringpool_node.settings import NodeSettings
@@ -59,11 +60,24 @@ def check_server_certificate(settings: NodeSettings, environ: Mapping[str, str])
              "spelling.")
 @option("--max-stream-pending", default=10_000, type=click.IntRange(1, 1_000_000),
         help="Tasks pending per client stream before OVERLOADED.")
+@option("--max-stream-bytes", default=16 * 2**20, type=click.IntRange(64 * 1024, 2**31),
+        help="Bytes of acks and results queued for a client that does not read them: past "
+             "this the node stops reading its stream, and results wait in Redis.")
+@option("--max-pending", default=20_000, type=click.IntRange(1, 10_000_000),
+        help="Tasks pending on the node (all streams) before OVERLOADED.")
+@option("--max-abandoned-threads", default=16, type=click.IntRange(1, 10_000),
+        help="io threads still running past their task's timeout (abandoned, replaced) at "
+             "which the node drains and exits with code 3, for its supervisor to restart.")
+@option("--redis-lost-after", "redis_lost_after_s", default=10.0,
+        type=click.FloatRange(1, 3600),
+        help="Seconds without an answer from Redis after which the node leaves the ring "
+             "(NOT_SERVING) until Redis answers again.")
 @max_crash_recoveries_option
 @option("--result-ttl", "result_ttl_s", default=DEFAULT_RESULT_TTL_S,
         type=click.IntRange(1, 365 * 24 * 3600),
         help="Seconds a finished task's record (and its result) is kept.")
-@option("--weight", default=1.0, type=click.FloatRange(0.01, 100), help="Share of the ring.")
+@option("--weight", default=1.0, type=click.FloatRange(MIN_WEIGHT, MAX_WEIGHT),
+        help="Share of the ring.")
 def main(log_level: str, **flags: Any) -> None:
     """Run a ringpool worker node."""
 

@@ -10,6 +10,7 @@ from grpc import aio
 
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
+from ringpool_node.auth import Credentials
 from ringpool_node.core import Node
 from ringpool_node.metrics import NodeMetrics
 from ringpool_node.streams import ClientStream
@@ -19,19 +20,26 @@ MAX_BATCHES_IN_FLIGHT = 32  # per stream
 
 
 class NodeService(pb_grpc.NodeServicer):
+    """The RPCs. Who may call which is ``TokenAuth``'s business; whether a caller may send
+    retries and replays is decided here, per call, from the same ``credentials``."""
+
     def __init__(self, node: Node, metrics: NodeMetrics, address: str, started_at: float,
-                 request_drain: Callable[[float], None]) -> None:
+                 request_drain: Callable[[float], None], credentials: Credentials,
+                 max_stream_bytes: int) -> None:
         self.node = node
         self.metrics = metrics
         self.address = address
         self.started_at = started_at
         self._request_drain = request_drain
+        self.credentials = credentials
+        self.max_stream_bytes = max_stream_bytes
 
     async def Submit(
         self, request_iterator: AsyncIterator[pb.SubmitRequest], context: aio.ServicerContext
     ) -> AsyncIterator[pb.SubmitResponse]:
-        stream = ClientStream()
-        reader = asyncio.create_task(self._read(request_iterator, stream))
+        stream = ClientStream(max_buffer_bytes=self.max_stream_bytes)
+        operator = self.credentials.is_operator(context)
+        reader = asyncio.create_task(self._read(request_iterator, stream, operator))
         try:
             async for response in stream.responses():
                 yield response
@@ -40,7 +48,8 @@ class NodeService(pb_grpc.NodeServicer):
             reader.cancel()
 
     async def _read(
-        self, request_iterator: AsyncIterator[pb.SubmitRequest], stream: ClientStream
+        self, request_iterator: AsyncIterator[pb.SubmitRequest], stream: ClientStream,
+        operator: bool,
     ) -> None:
         handlers: set[asyncio.Task[None]] = set()
         # Stop reading while too many batches are being handled: HTTP/2 flow control
@@ -49,8 +58,9 @@ class NodeService(pb_grpc.NodeServicer):
         try:
             async for request in request_iterator:
                 await room.acquire()
+                await stream.wait_for_room()  # a client that does not read: stop reading too
                 stream.handlers += 1
-                handler = asyncio.create_task(self._handle(request, stream))
+                handler = asyncio.create_task(self._handle(request, stream, operator))
                 handlers.add(handler)
                 handler.add_done_callback(handlers.discard)
                 handler.add_done_callback(lambda _: room.release())
@@ -58,10 +68,11 @@ class NodeService(pb_grpc.NodeServicer):
             stream.input_done = True
             stream.wake()
 
-    async def _handle(self, request: pb.SubmitRequest, stream: ClientStream) -> None:
+    async def _handle(self, request: pb.SubmitRequest, stream: ClientStream,
+                      operator: bool) -> None:
         try:
             tasks = list(request.tasks)
-            acks = await self.node.submit(tasks, stream)
+            acks = await self.node.submit(tasks, stream, operator)
             stream.push_acks(acks, hold=self.node.results_soon(tasks, acks, stream.hold_s))
         except Exception as exc:
             # Every task gets an answer: a failure here must not leave the client waiting.
@@ -78,7 +89,8 @@ class NodeService(pb_grpc.NodeServicer):
     async def SubmitBatch(
         self, request: pb.SubmitRequest, context: aio.ServicerContext
     ) -> pb.SubmitResponse:
-        acks = await self.node.submit(list(request.tasks), None)
+        acks = await self.node.submit(list(request.tasks), None,
+                                      self.credentials.is_operator(context))
         return pb.SubmitResponse(batch_id=request.batch_id, acks=acks)
 
     async def Status(

@@ -67,7 +67,10 @@ def connection_options(command: F) -> F:
                help="Redis URL (rediss:// for TLS), or any node of a Redis Cluster."),
         option("--cluster", default="default", help="Cluster name."),
         option("--token", default="",
-               help="The cluster's bearer token: nodes require it, clients present it."),
+               help="The app token: nodes require it to submit tasks, apps present it."),
+        option("--operator-token", default="",
+               help="The operator token: nodes require it for retries, replays, Status and "
+                    "Drain; the coordinator and taskctl present it."),
         option("--zk-auth", default="", metavar="USER:PASSWORD",
                help="ZooKeeper digest identity of cluster members (turns on znode ACLs)."),
         option("--zk-session-timeout", "zk_session_timeout_s", default=10.0,

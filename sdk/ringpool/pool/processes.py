@@ -70,7 +70,7 @@ def _child_main(conn: Connection, memory_limit_bytes: int | None, cpu: int | Non
             fn = _resolve(request["module"], request["qualname"])
             set_current_task(TaskContext(**request["context"]))
             reply = json.dumps({"ok": True, "value": fn(*request["args"], **request["kwargs"])})
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: the task failed, the process goes on
             reply = json.dumps({"ok": False, "type": type(exc).__name__, "message": str(exc),
                                 "traceback": traceback.format_exc()})
         conn.send_bytes(reply.encode())

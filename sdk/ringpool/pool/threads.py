@@ -6,9 +6,14 @@ worker and the coldest ones reach ``idle_timeout_s`` first and exit, down to the
 floor (``max(min_workers, target)``; the autoscaler moves ``target``). Waiting jobs
 sit in a bounded priority heap (higher first, FIFO within a priority).
 
-A job past its deadline gets ``ctx.cancelled`` set and a timed-out outcome at once;
-its thread, which Python cannot kill, keeps counting against ``max_workers`` as
-*overrunning* until it returns, and what it returns is dropped.
+A job past its deadline gets ``ctx.cancelled`` set and a timed-out outcome at once.
+Its thread, which Python cannot kill, is *abandoned*: it no longer counts against
+``max_workers``, a fresh worker takes its place, and what it returns is dropped (the
+thread then exits). Abandoned threads still running are replaced only up to a hard
+ceiling of ``max_workers + max_abandoned`` threads in all; from ``max_abandoned`` on,
+the tier is ``wedged``: its owner should stop taking work and restart the process.
+An abandoned run's ticket is told when its thread returns (``Ticket.thread_returned``),
+so the next job of its ordered key can wait for that.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ log = logging.getLogger("ringpool.pool")
 
 
 class _Worker:
-    __slots__ = ("deadline", "exit", "idle", "ticket", "timed_out", "wake")
+    __slots__ = ("abandoned", "deadline", "exit", "idle", "ticket", "wake")
 
     def __init__(self, ticket: Ticket | None) -> None:
         self.wake = threading.Lock()
@@ -37,7 +42,7 @@ class _Worker:
         self.ticket = ticket
         self.deadline = math.inf
         self.idle = False
-        self.timed_out = False
+        self.abandoned = False  # past its job's deadline (or released): its result is dropped
         self.exit = False
 
 
@@ -50,8 +55,10 @@ class ThreadTier:
         idle_timeout_s: float,
         chain: Chain | None = None,
         panic_handler: PanicHandler | None = None,
+        max_abandoned: int = 16,
     ) -> None:
         self._min, self._max = check_workers(min_workers, max_workers)
+        self._max_abandoned = max_abandoned
         self._target = self._min
         self._max_queue = max_queue
         self._idle_timeout_s = idle_timeout_s
@@ -62,7 +69,8 @@ class ThreadTier:
         self._drained = threading.Condition(self._lock)  # release() waiting for quiet
         self._watch = threading.Condition(self._lock)  # the deadline watcher
         self._backlog = Backlog()
-        self._workers: set[_Worker] = set()  # every live thread, overrunning ones included
+        self._workers: set[_Worker] = set()  # the pool's threads, abandoned ones excluded
+        self._abandoned: set[_Worker] = set()  # abandoned threads still running
         self._idle: list[_Worker] = []
         self._space_waiters = 0
         self._watch_until = math.inf
@@ -73,7 +81,6 @@ class ThreadTier:
         self._born: dict[_Worker, float] = {}
         self.submitted = 0
         self.running = 0
-        self.overrunning = 0
         self.completed = 0
         self.failed = 0
         self.rejected = 0
@@ -100,7 +107,7 @@ class ThreadTier:
                     wake = self._idle.pop()
                     wake.idle = False
                     self._assign(wake, ticket)
-                elif len(self._workers) < self._max:
+                elif self._room_for_a_thread():
                     start = self._new_worker(ticket)
                 elif len(self._backlog) < self._max_queue or force:
                     self._backlog.push(ticket)
@@ -120,6 +127,18 @@ class ThreadTier:
             wake.wake.release()
         elif start is not None:
             self._start(start)
+
+    def _room_for_a_thread(self) -> bool:
+        """Under the lock: whether one more worker may start (``max_workers``, and the
+        ceiling of all threads, abandoned ones included)."""
+        workers = len(self._workers)
+        return workers < self._max and (
+            workers + len(self._abandoned) < self._max + self._max_abandoned)
+
+    @property
+    def wedged(self) -> bool:
+        """True once ``max_abandoned`` abandoned threads are still running."""
+        return len(self._abandoned) >= self._max_abandoned
 
     def _retry_after_s(self) -> float:
         # Time for the queue ahead to drain at the current per-task run time.
@@ -163,9 +182,11 @@ class ThreadTier:
                     job, self._chain, self._panic,
                     partial(job.definition.fn, *job.args, **job.kwargs),
                 )
-                late, following = self._finish(worker, outcome, time.monotonic() - began)
-                if not late:
-                    ticket.finish(outcome)
+                if self._returned_late(worker):
+                    ticket.thread_returned()
+                    return
+                following = self._finish(worker, outcome, time.monotonic() - began)
+                ticket.finish(outcome)
                 if following is None and not worker.exit:
                     following = self._park(worker)
                 ticket = following
@@ -175,22 +196,28 @@ class ThreadTier:
                 self._workers.discard(worker)
                 self._notify_drained()
 
-    def _finish(
-        self, worker: _Worker, outcome: Outcome, ran_s: float
-    ) -> tuple[bool, Ticket | None]:
-        """Account for a finished job; returns (it timed out already, next job from the heap)."""
+    def _returned_late(self, worker: _Worker) -> bool:
+        """True when ``worker`` was abandoned while it ran: it leaves (dropping what its job
+        returned), and a thread may start in its place if the ceiling held one back."""
         with self._lock:
-            late = worker.timed_out
-            if late:
-                worker.timed_out = False
-                self.overrunning -= 1
+            if not worker.abandoned:
+                return False
+            self._abandoned.discard(worker)
+            worker.exit = True
+            worker.ticket = None
+            start = self._fill_from_queue()
+        self._launch([], start)
+        return True
+
+    def _finish(self, worker: _Worker, outcome: Outcome, ran_s: float) -> Ticket | None:
+        """Account for a finished job; returns the next job from the heap, if any."""
+        with self._lock:
+            self.running -= 1
+            if outcome.ok:
+                self.completed += 1
             else:
-                self.running -= 1
-                if outcome.ok:
-                    self.completed += 1
-                else:
-                    self.failed += 1
-                self._avg_run_s += 0.1 * (ran_s - self._avg_run_s)
+                self.failed += 1
+            self._avg_run_s += 0.1 * (ran_s - self._avg_run_s)
             worker.ticket = None
             worker.deadline = math.inf
             if len(self._workers) > self._max:
@@ -205,7 +232,7 @@ class ThreadTier:
                 worker.idle = True
                 self._idle.append(worker)
             self._notify_drained()
-            return late, worker.ticket
+            return worker.ticket
 
     def set_idle_timeout(self, seconds: float) -> None:
         """Idle workers pick the new expiry up at their next wait."""
@@ -255,17 +282,17 @@ class ThreadTier:
                 now = time.monotonic()
                 expired: list[Ticket] = []
                 soonest = math.inf
-                for worker in self._workers:
+                for worker in list(self._workers):
                     if worker.deadline <= now and worker.ticket is not None:
+                        # Its outcome goes now; its key stays held until the thread returns.
+                        worker.ticket.holds = 2
                         expired.append(worker.ticket)
-                        worker.deadline = math.inf
-                        worker.timed_out = True
-                        self.running -= 1
-                        self.overrunning += 1
+                        self._abandon(worker)
                         self.timed_out += 1
                     elif worker.deadline < soonest:
                         soonest = worker.deadline
                 self._watch_until = soonest
+                start = self._fill_from_queue() if expired else []
                 if expired:
                     self._notify_drained()
                 elif self._closed and not self._workers:
@@ -275,9 +302,18 @@ class ThreadTier:
                 else:
                     self._watch.wait(None if soonest == math.inf else soonest - now)
                     continue
+            self._launch([], start)
             for ticket in expired:
                 ticket.job.context.cancelled.set()
                 ticket.finish(Outcome.timeout(ticket.job))
+
+    def _abandon(self, worker: _Worker) -> None:
+        """Under the lock: give up on ``worker``'s run; a fresh worker may take its place."""
+        worker.abandoned = True
+        worker.deadline = math.inf
+        self._workers.discard(worker)
+        self._abandoned.add(worker)
+        self.running -= 1
 
     # -- control --------------------------------------------------------------------
 
@@ -295,7 +331,9 @@ class ThreadTier:
         """The autoscaler's warm floor: keep (and pre-spawn) this many workers, within bounds."""
         with self._lock:
             self._target = min(max(target, self._min), self._max)
-            start = [self._new_worker(None) for _ in range(self._target - len(self._workers))]
+            start = []
+            while len(self._workers) < self._target and self._room_for_a_thread():
+                start.append(self._new_worker(None))
             start += self._fill_from_queue()
         self._launch([], start)
 
@@ -310,7 +348,7 @@ class ThreadTier:
 
     def _fill_from_queue(self) -> list[_Worker]:
         start: list[_Worker] = []
-        while self._backlog and len(self._workers) < self._max:
+        while self._backlog and self._room_for_a_thread():
             start.append(self._new_worker(self._backlog.pop()))
         return start
 
@@ -331,12 +369,10 @@ class ThreadTier:
             self._space.notify_all()
             self._drained.wait_for(lambda: not (self._backlog or self.running), timeout_s)
             left = self._backlog.drain()
-            for worker in self._workers:
-                if worker.ticket is not None and not worker.timed_out:
+            for worker in list(self._workers):
+                if worker.ticket is not None:
                     left.append(worker.ticket)
-                    worker.timed_out = True  # drop its result when it comes
-                    self.running -= 1
-                    self.overrunning += 1
+                    self._abandon(worker)  # drop its result when it comes
             for worker in self._idle:
                 self._retire(worker)
                 worker.wake.release()
@@ -355,7 +391,7 @@ class ThreadTier:
                 "idle": len(self._idle),
                 "queued": len(self._backlog),
                 "threads": len(self._workers),
-                "overrunning": self.overrunning,
+                "abandoned": len(self._abandoned),
                 "submitted": self.submitted,
                 "completed": self.completed,
                 "failed": self.failed,

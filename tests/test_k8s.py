@@ -524,8 +524,9 @@ def test_node_identity_address_and_ports(path: Path) -> None:
     ann = sts["spec"]["template"]["metadata"].get("annotations", {})
     assert ann.get("prometheus.io/scrape") == "true"
     assert int(ann["prometheus.io/port"]) == metrics
-    # Token from a Secret, never inline.
+    # Both tokens from a Secret, never inline.
     assert "secretKeyRef" in env["RINGPOOL_TOKEN"]["valueFrom"]
+    assert "secretKeyRef" in env["RINGPOOL_OPERATOR_TOKEN"]["valueFrom"]
     assert env["RINGPOOL_TASKS"]["value"].split(",")[0] == "ringpool.demo"
 
 

@@ -61,17 +61,15 @@ def check_server_certificate(settings: NodeSettings, environ: Mapping[str, str])
 @option("--max-stream-pending", default=10_000, type=click.IntRange(1, 1_000_000),
         help="Tasks pending per client stream before OVERLOADED.")
 @option("--max-stream-bytes", default=16 * 2**20, type=click.IntRange(64 * 1024, 2**31),
-        help="Bytes of acks and results queued for a client that does not read them: past "
-             "this the node stops reading its stream, and results wait in Redis.")
+        help="Bytes queued for a client that does not read its stream (then the node "
+             "stops reading it).")
 @option("--max-pending", default=20_000, type=click.IntRange(1, 10_000_000),
         help="Tasks pending on the node (all streams) before OVERLOADED.")
 @option("--max-abandoned-threads", default=16, type=click.IntRange(1, 10_000),
-        help="io threads still running past their task's timeout (abandoned, replaced) at "
-             "which the node drains and exits with code 3, for its supervisor to restart.")
+        help="Hung io threads (past their timeout) at which the node drains and exits 3.")
 @option("--redis-lost-after", "redis_lost_after_s", default=10.0,
         type=click.FloatRange(1, 3600),
-        help="Seconds without an answer from Redis after which the node leaves the ring "
-             "(NOT_SERVING) until Redis answers again.")
+        help="Seconds without Redis after which the node leaves the ring until it is back.")
 @max_crash_recoveries_option
 @option("--result-ttl", "result_ttl_s", default=DEFAULT_RESULT_TTL_S,
         type=click.IntRange(1, 365 * 24 * 3600),

@@ -69,8 +69,7 @@ def connection_options(command: F) -> F:
         option("--token", default="",
                help="The app token: nodes require it to submit tasks, apps present it."),
         option("--operator-token", default="",
-               help="The operator token: nodes require it for retries, replays, Status and "
-                    "Drain; the coordinator and taskctl present it."),
+               help="The operator token: for retries, replays, Status and Drain."),
         option("--zk-auth", default="", metavar="USER:PASSWORD",
                help="ZooKeeper digest identity of cluster members (turns on znode ACLs)."),
         option("--zk-session-timeout", "zk_session_timeout_s", default=10.0,

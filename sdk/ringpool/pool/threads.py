@@ -182,10 +182,10 @@ class ThreadTier:
                     job, self._chain, self._panic,
                     partial(job.definition.fn, *job.args, **job.kwargs),
                 )
-                if self._returned_late(worker):
+                late, following = self._finish(worker, outcome, time.monotonic() - began)
+                if late:
                     ticket.thread_returned()
                     return
-                following = self._finish(worker, outcome, time.monotonic() - began)
                 ticket.finish(outcome)
                 if following is None and not worker.exit:
                     following = self._park(worker)
@@ -196,43 +196,47 @@ class ThreadTier:
                 self._workers.discard(worker)
                 self._notify_drained()
 
-    def _returned_late(self, worker: _Worker) -> bool:
-        """True when ``worker`` was abandoned while it ran: it leaves (dropping what its job
-        returned), and a thread may start in its place if the ceiling held one back."""
-        with self._lock:
-            if not worker.abandoned:
-                return False
-            self._abandoned.discard(worker)
-            worker.exit = True
-            worker.ticket = None
-            start = self._fill_from_queue()
-        self._launch([], start)
-        return True
+    def _finish(
+        self, worker: _Worker, outcome: Outcome, ran_s: float
+    ) -> tuple[bool, Ticket | None]:
+        """Account for a finished job; returns (it was abandoned meanwhile, next job).
 
-    def _finish(self, worker: _Worker, outcome: Outcome, ran_s: float) -> Ticket | None:
-        """Account for a finished job; returns the next job from the heap, if any."""
+        An abandoned worker leaves, dropping what its job returned; a thread may start
+        in its place if the ceiling held one back. One critical section: the deadline
+        watcher abandons a worker under the same lock, so a run is either finished here
+        or timed out there, never both.
+        """
+        start: list[_Worker] = []
         with self._lock:
-            self.running -= 1
-            if outcome.ok:
-                self.completed += 1
-            else:
-                self.failed += 1
-            self._avg_run_s += 0.1 * (ran_s - self._avg_run_s)
+            late = worker.abandoned
             worker.ticket = None
             worker.deadline = math.inf
-            if len(self._workers) > self._max:
-                self._retire(worker)  # tune() lowered the cap while this worker was busy
-            elif self._backlog:
-                self._assign(worker, self._backlog.pop())
-                if self._space_waiters:
-                    self._space.notify()
-            elif self._closed:
-                self._retire(worker)
+            if late:
+                self._abandoned.discard(worker)
+                worker.exit = True
+                start = self._fill_from_queue()
             else:
-                worker.idle = True
-                self._idle.append(worker)
-            self._notify_drained()
-            return worker.ticket
+                self.running -= 1
+                if outcome.ok:
+                    self.completed += 1
+                else:
+                    self.failed += 1
+                self._avg_run_s += 0.1 * (ran_s - self._avg_run_s)
+                if len(self._workers) > self._max:
+                    self._retire(worker)  # tune() lowered the cap while this worker was busy
+                elif self._backlog:
+                    self._assign(worker, self._backlog.pop())
+                    if self._space_waiters:
+                        self._space.notify()
+                elif self._closed:
+                    self._retire(worker)
+                else:
+                    worker.idle = True
+                    self._idle.append(worker)
+                self._notify_drained()
+            following = worker.ticket
+        self._launch([], start)
+        return late, following
 
     def set_idle_timeout(self, seconds: float) -> None:
         """Idle workers pick the new expiry up at their next wait."""

@@ -1,11 +1,12 @@
 # syntax=docker/dockerfile:1
 #
-# ringpool container image: one image, three processes.
+# ringpool container image: one image, four processes.
 #
 #   docker build -t ringpool/ringpool:0.2.0 .
 #   docker run --rm ringpool/ringpool:0.2.0 ringpool-node --help
 #   docker run --rm ringpool/ringpool:0.2.0 ringpool-coordinator --help
 #   docker run --rm ringpool/ringpool:0.2.0 taskctl --help
+#   docker run --rm ringpool/ringpool:0.2.0 ringpool-dashboard --help
 #
 # Every flag also reads RINGPOOL_<FLAG> from the environment, which is how the
 # Kubernetes manifests in k8s/ configure the processes.
@@ -33,7 +34,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 
-# The three packages of the workspace: client (with its CLI), node, coordinator.
+# The three packages of the workspace: client (with its CLI and dashboard), node, coordinator.
 COPY sdk/ sdk/
 COPY node/ node/
 COPY coordinator/ coordinator/
@@ -45,10 +46,11 @@ COPY coordinator/ coordinator/
 RUN python -m pip wheel --no-deps --wheel-dir /wheels ./sdk ./node ./coordinator \
  && python -m venv /opt/venv \
  && /opt/venv/bin/python -m pip install --only-binary=:all: --find-links /wheels \
-      "ringpool[cli]" ringpool-node ringpool-coordinator \
+      "ringpool[cli,dashboard]" ringpool-node ringpool-coordinator \
  && test -x /opt/venv/bin/ringpool-node \
  && test -x /opt/venv/bin/ringpool-coordinator \
- && test -x /opt/venv/bin/taskctl
+ && test -x /opt/venv/bin/taskctl \
+ && test -x /opt/venv/bin/ringpool-dashboard
 
 # ------------------------------------------------------------------ final ----
 FROM ${PYTHON_IMAGE} AS final
@@ -77,8 +79,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 # Numeric uid so that Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001
 
-# gRPC (node), node metrics, coordinator metrics.
-EXPOSE 7700 9400 9401
+# gRPC (node), node metrics, coordinator metrics, the web dashboard.
+EXPOSE 7700 9400 9401 7780
 
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["ringpool-node"]

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SERVERS := $(VENV)/.servers
-PACKAGES := -e ./sdk[cli] -e ./node -e ./coordinator
+PACKAGES := -e ./sdk[cli,dashboard] -e ./node -e ./coordinator
 
 .PHONY: install servers test demo proto lint bench clean
 
@@ -17,15 +17,16 @@ $(STAMP): pyproject.toml sdk/pyproject.toml node/pyproject.toml coordinator/pypr
 	$(PY) -m pip install --quiet $(PACKAGES) --group dev
 	touch $(STAMP)
 
-# ZooKeeper (Debian's jars, run with java) and redis-server for the local cluster.
+# ZooKeeper (Debian's jars, run with java) and redis-server for the local cluster, and
+# Debian's chromium for the dashboard's browser tests (Playwright drives it).
 $(SERVERS):
-	@if command -v java >/dev/null && [ -f /usr/share/java/zookeeper.jar ] && command -v redis-server >/dev/null; then \
+	@if command -v java >/dev/null && [ -f /usr/share/java/zookeeper.jar ] && command -v redis-server >/dev/null && [ -x /usr/bin/chromium ]; then \
 		touch $(SERVERS); \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper redis-server && touch $(SERVERS); \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper redis-server chromium && touch $(SERVERS); \
 	else \
-		echo "ringpool needs java, ZooKeeper and redis-server. Run as root:"; \
-		echo "    apt-get install -y zookeeper redis-server"; \
+		echo "ringpool needs java, ZooKeeper, redis-server and chromium. Run as root:"; \
+		echo "    apt-get install -y zookeeper redis-server chromium"; \
 		exit 1; \
 	fi
 
@@ -40,7 +41,7 @@ proto: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m mypy sdk/ringpool node/ringpool_node coordinator/ringpool_coordinator
+	$(PY) -m mypy sdk/ringpool sdk/pytest_ringpool.py node/ringpool_node coordinator/ringpool_coordinator
 
 bench: install
 	$(PY) -m pip install --quiet --group bench

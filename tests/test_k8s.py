@@ -35,6 +35,7 @@ import pytest
 import yaml
 
 from ringpool.cli.taskctl import cli as taskctl_cli
+from ringpool.dashboard.cli import main as dashboard_cli
 from ringpool_coordinator.cli import main as coordinator_cli
 from ringpool_node.cli import main as node_cli
 
@@ -56,12 +57,14 @@ CLI_FLAGS: dict[str, set[str]] = {
     "ringpool-node": _flags(node_cli),
     "ringpool-coordinator": _flags(coordinator_cli),
     "taskctl": _flags(taskctl_cli),
+    "ringpool-dashboard": _flags(dashboard_cli),
 }
 # Read by the SDK itself (Cluster.connect), so valid in any ringpool process's environment.
 SDK_ENV = {"RINGPOOL_ZK", "RINGPOOL_REDIS", "RINGPOOL_CLUSTER", "RINGPOOL_TOKEN"}
 NODE_DEFAULT_LISTEN_PORT = 7700
 NODE_DEFAULT_METRICS_PORT = 9400
 COORDINATOR_DEFAULT_METRICS_PORT = 9401
+DASHBOARD_DEFAULT_LISTEN = "127.0.0.1:7780"
 NODE_DEFAULT_DRAIN_TIMEOUT = 30
 # Seconds the grace period must leave beyond preStop + drain timeout.
 GRACE_MARGIN = 10
@@ -473,7 +476,7 @@ def env_flag(name: str) -> str:
 def test_flags_match_the_cli(path: Path) -> None:
     objs = render(path)
     found = {p for _, _, p in ringpool_containers(objs)}
-    assert found == {"ringpool-node", "ringpool-coordinator"}
+    assert found == {"ringpool-node", "ringpool-coordinator", "ringpool-dashboard"}
     assert set(CLI_FLAGS) == set(console_scripts())
     for o, c, proc in ringpool_containers(objs):
         assert "command" not in c, f"{_key(o)}: use args, keep the image's tini entrypoint"
@@ -568,6 +571,29 @@ def test_coordinator(path: Path) -> None:
         assert port_number(c, c[probe]["httpGet"]["port"]) == metrics
     ann = dep["spec"]["template"]["metadata"].get("annotations", {})
     assert int(ann["prometheus.io/port"]) == metrics
+
+
+@pytest.mark.parametrize("path", all_params())
+def test_dashboard(path: Path) -> None:
+    objs = render(path)
+    hits = [(o, c) for o, c, p in ringpool_containers(objs) if p == "ringpool-dashboard"]
+    assert len(hits) == 1
+    dep, c = hits[0]
+    # Replay and purge jobs live in the process: one replica, never two at once.
+    assert dep["kind"] == "Deployment" and dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"]["type"] == "Recreate"
+    env = env_of(c)
+    host, port = host_port(_value(env, "RINGPOOL_LISTEN", DASHBOARD_DEFAULT_LISTEN))
+    assert host == "0.0.0.0", "reachable from the Service"
+    assert port_number(c, "http") == port
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"]["path"] == "/healthz"
+        assert port_number(c, c[probe]["httpGet"]["port"]) == port
+    for secret in ("RINGPOOL_TOKEN", "RINGPOOL_OPERATOR_TOKEN", "RINGPOOL_VIEWER_TOKEN",
+                   "RINGPOOL_SESSION_SECRET"):
+        assert "secretKeyRef" in env[secret]["valueFrom"], f"{secret} from a Secret, never inline"
+    service = by_kind_name(objs, "Service", "ringpool-dashboard")
+    assert selects(service["spec"]["selector"], dep["spec"]["template"]["metadata"]["labels"])
 
 
 @pytest.mark.parametrize("path", all_params())

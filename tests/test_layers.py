@@ -23,6 +23,12 @@ CLIENT_LAYERS: dict[str, set[str]] = {
     "ringpool.store": CORE | {"ringpool.store"},
     "ringpool.pool": MODEL | {"ringpool.pool"},
     "ringpool.client": CORE | {"ringpool.store", "ringpool.client"},
+    # Operator actions shared by taskctl and the dashboard.
+    "ringpool.ops": CORE | {"ringpool.store", "ringpool.client", "ringpool.ops"},
+    # Operator tooling, like ringpool.cli: any layer of the client library but the testing
+    # helpers.
+    "ringpool.dashboard": CORE | {"ringpool.store", "ringpool.pool", "ringpool.client",
+                                  "ringpool.ops", "ringpool.cli", "ringpool.dashboard"},
 }
 
 

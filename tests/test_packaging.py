@@ -21,7 +21,7 @@ from tests.helpers import eventually
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("sdk", "node", "coordinator")
 SERVER_ONLY = {"grpcio-health-checking", "grpcio-reflection", "opentelemetry-sdk"}
-OPERATOR_ONLY = {"click", "rich"}
+OPERATOR_ONLY = {"click", "rich", "starlette", "uvicorn", "jinja2"}
 
 
 def _clean_env() -> dict[str, str]:
@@ -68,6 +68,10 @@ def test_client_install_is_the_client_alone(wheels: Path, tmp_path: Path) -> Non
     check = ("import ringpool, ringpool.client.cluster, ringpool.core.ring, ringpool.store.store\n"
              "print(ringpool.__version__)")
     assert _run([str(python), "-c", check], cwd=tmp_path).stdout.strip() == "0.2.0"
+    plugin = ("from importlib import metadata, util\n"
+              "(entry,) = [e for e in metadata.entry_points(group='pytest11') if e.name == 'ringpool']\n"
+              "print(entry.value, util.find_spec(entry.value) is not None)")
+    assert _run([str(python), "-c", plugin], cwd=tmp_path).stdout.strip() == "pytest_ringpool True"
     for missing in ("ringpool_node", "ringpool_coordinator"):
         probe = subprocess.run([str(python), "-c", f"import {missing}"], cwd=tmp_path,
                                env=_clean_env(), capture_output=True)
@@ -77,7 +81,8 @@ def test_client_install_is_the_client_alone(wheels: Path, tmp_path: Path) -> Non
 @pytest.fixture(scope="module")
 def full_install(wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     where = tmp_path_factory.mktemp("full")
-    return _venv(where / "venv", wheels, "ringpool[cli]", "ringpool-node", "ringpool-coordinator")
+    return _venv(where / "venv", wheels, "ringpool[cli,dashboard]", "ringpool-node",
+                 "ringpool-coordinator")
 
 
 def test_full_install_has_one_namespace(full_install: Path, tmp_path: Path) -> None:
@@ -90,9 +95,15 @@ def test_full_install_has_one_namespace(full_install: Path, tmp_path: Path) -> N
                                env=_clean_env(), capture_output=True, text=True)
         assert probe.returncode != 0, f"`import {generic}` works in an installed environment"
     bin_dir = full_install.parent
-    for script in ("ringpool-node", "ringpool-coordinator", "taskctl"):
+    for script in ("ringpool-node", "ringpool-coordinator", "taskctl", "ringpool-dashboard"):
         version = _run([str(bin_dir / script), "--version"], cwd=tmp_path).stdout
         assert "0.2.0" in version, f"{script} --version said {version!r}"
+    # The dashboard's templates and static files ship in the wheel.
+    shipped = ("from importlib.resources import files; d = files('ringpool.dashboard'); "
+               "assert d.joinpath('templates/base.html').is_file(); "
+               "assert d.joinpath('static/app.js').is_file(); "
+               "import ringpool.dashboard.server")
+    _run([str(full_install), "-c", shipped], cwd=tmp_path)
 
 
 def test_installed_scripts_run_a_task_module_from_a_temp_dir(

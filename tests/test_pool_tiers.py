@@ -25,7 +25,7 @@ from ringpool.pool import (
 )
 from ringpool.pool.autoscaler import Autoscaler
 from ringpool.pool.threads import ThreadTier
-from ringpool.task import current_task
+from ringpool.task import PermanentError, Retry, current_task
 from tests.helpers import eventually
 
 
@@ -165,6 +165,24 @@ def not_json() -> object:
 
 def hog(megabytes: int) -> int:
     return len(bytearray(megabytes * 2**20))
+
+
+def give_up(reason: str) -> None:
+    raise PermanentError(reason)
+
+
+def later(countdown: float) -> None:
+    raise Retry(countdown=countdown, reason="not yet")
+
+
+async def test_cpu_tasks_keep_the_meaning_of_permanent_error_and_retry(pools: Pools) -> None:
+    gave_up = await pools.submit(make_job(give_up, "bad input", kind="cpu"))
+    assert isinstance(gave_up.exception, PermanentError)
+    assert (gave_up.error_type, gave_up.error_message) == ("PermanentError", "bad input")
+    assert "give_up" in gave_up.traceback  # the child's traceback, not the node's
+    retried = await pools.submit(make_job(later, 7.5, kind="cpu"))
+    assert isinstance(retried.exception, Retry) and retried.exception.countdown == 7.5
+    assert retried.error_type == "Retry"
 
 
 async def test_cpu_tasks_run_in_another_process_and_errors_come_back(pools: Pools) -> None:

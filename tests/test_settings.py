@@ -16,6 +16,7 @@ from ringpool.cli.taskctl import cli as taskctl_cli
 from ringpool.cli.taskctl.app import options_of
 from ringpool.client.settings import ClientSettings
 from ringpool.core.settings import ConnectionSettings, env_name
+from ringpool.dashboard.cli import main as dashboard_main
 from ringpool.errors import ConfigError
 from ringpool_coordinator.cli import main as coordinator_main
 from ringpool_coordinator.settings import CoordinatorSettings
@@ -146,7 +147,7 @@ def test_max_crash_recoveries_and_result_ttl_reach_the_node_settings() -> None:
 def test_the_readme_documents_every_flag_and_variable() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     configuration = readme[readme.index("## Configuration"):readme.index("## Deploying")]
-    for command in (node_main, coordinator_main, taskctl_cli):
+    for command in (node_main, coordinator_main, taskctl_cli, dashboard_main):
         for param in command.params:
             if isinstance(param, click.Option) and param.name not in ("help", "version"):
                 flag = next(opt for opt in param.opts if opt.startswith("--"))

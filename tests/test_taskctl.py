@@ -22,9 +22,10 @@ from click.testing import CliRunner, Result
 
 from ringpool import Cluster, Task, TaskState
 from ringpool.cli.taskctl import cli
-from ringpool.cli.taskctl import dlq as dlq_module
 from ringpool.cli.taskctl.app import Options, Session, run
-from ringpool.cli.taskctl.dlq import Tally, replay_entries
+from ringpool.cli.taskctl.dlq import replay_entries
+from ringpool.ops import dlq as dlq_ops
+from ringpool.ops.dlq import Tally
 from ringpool.store.keys import Keys
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
 from tests.helpers import eventually
@@ -222,7 +223,7 @@ def test_a_long_task_shows_running_from_when_it_started(
 def test_dlq_ls_show_stats_in_both_modes(
     local: LocalCluster, client: Cluster, rds: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dlq_module, "DLQ_PAGE", 3)  # seven entries: three pages
+    monkeypatch.setattr(dlq_ops, "DLQ_PAGE", 3)  # seven entries: three pages
     empty_dlq(local)
     flaky = dead_letter(client, rds, local, 6, f"ls{uuid.uuid4().hex[:6]}")
     fail = client.dispatch("ls:fail", Task("demo.fail", args=("nope",)))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import time
 from collections import Counter
@@ -22,12 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ringpool.core import codec
-from ringpool.core.envelope import DEFAULT_MAX_RETRIES
+from ringpool.core.outcomes import INVALID_ARGUMENTS, check_arguments, conclude, retry_policy
 from ringpool.errors import InvalidTask
 from ringpool.pool import Job, Outcome, PoolOverloaded, Pools
 from ringpool.store.store import StateStore, Transition
-from ringpool.task import PermanentError, Retry, RetryPolicy, TaskContext, TaskDefinition
+from ringpool.task import RetryPolicy, TaskDefinition
 from ringpool.v1 import node_pb2 as pb
 from ringpool_node.events import NodeEvents
 from ringpool_node.streams import ClientStream
@@ -36,36 +34,6 @@ log = logging.getLogger(__name__)
 
 MAX_FLUSH = 1000
 MARK_AFTER_S = 0.05  # a task still running after this is marked RUNNING
-MAX_ERROR_CHARS = 16_384  # per error message and traceback kept in the record
-
-
-DECLARED_NOTHING = RetryPolicy()  # what @task gives a task that declares no retry options
-
-
-def max_retries_of(envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any],
-                   policy: RetryPolicy | None = None) -> int:
-    if envelope.max_retries == DEFAULT_MAX_RETRIES:
-        return (policy or definition.retry).max_retries
-    return envelope.max_retries
-
-
-@functools.lru_cache(maxsize=4096)
-def _binding_error(fn: Callable[..., Any], positional: int, keywords: tuple[str, ...]) -> str:
-    """Why this shape of call cannot bind to ``fn`` ('' when it can): depends on shape only."""
-    try:
-        inspect.signature(fn).bind(*range(positional), **dict.fromkeys(keywords))
-    except TypeError as exc:
-        return str(exc)
-    return ""
-
-
-def check_arguments(definition: TaskDefinition[Any, Any], args: list[Any],
-                    kwargs: dict[str, Any]) -> None:
-    """InvalidTask when the arguments cannot bind to the task's signature (permanent)."""
-    error = _binding_error(definition.fn, len(args), tuple(sorted(kwargs)))
-    if error:
-        raise InvalidTask(f"arguments do not match {definition.name}: {error}")
-
 
 @dataclass(slots=True)
 class _Pending:
@@ -103,6 +71,9 @@ class Execution:
         self._waiting_room: set[asyncio.Task[None]] = set()
         # Typical time from start to recorded outcome, by task name (moving average).
         self.typical_s: dict[str, float] = {}
+        # Attempts whose outcome was recorded, and their summed run time (Status RPC).
+        self.runs_finished = 0
+        self.run_seconds_total = 0.0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -126,21 +97,10 @@ class Execution:
         try:
             check_arguments(definition, args, kwargs)
         except InvalidTask as exc:
-            self._finished(envelope, definition, epoch, stream, time.time(), Outcome(
-                ok=False, error_type="InvalidArguments", error_message=str(exc),
-                exception=PermanentError(str(exc))))
+            self._finished(envelope, definition, epoch, stream, time.time(),
+                           Outcome.permanent(INVALID_ARGUMENTS, str(exc)))
             return
-        timeout_s = envelope.timeout_s or definition.timeout
-        context = TaskContext(
-            task_id=envelope.task_id, key=envelope.key, name=envelope.name,
-            attempt=envelope.attempt, deadline=time.monotonic() + timeout_s,
-            headers=dict(envelope.headers), node_id=self.node_id,
-        )
-        job = Job(
-            task_id=envelope.task_id, key=envelope.key, definition=definition, args=args,
-            kwargs=kwargs, timeout_s=timeout_s, context=context, priority=envelope.priority,
-            ordered=envelope.ordered,
-        )
+        job = Job.for_envelope(envelope, definition, args, kwargs, self.node_id)
         started_at = time.time()
         # Marking RUNNING is informational: written late if at all, never retried.
         self._enqueue(_Pending(epoch, Transition.started(envelope.task_id, started_at)))
@@ -197,43 +157,24 @@ class Execution:
     ) -> tuple[Transition, pb.TaskResult | None]:
         """The transition for this outcome and, when it is final, the result to push."""
         task_id = envelope.task_id
-        if outcome.ok:
-            try:
-                payload = codec.encode(outcome.value)
-            except InvalidTask as exc:
-                outcome = Outcome(ok=False, error_type="ResultNotSerializable",
-                                  error_message=str(exc), exception=PermanentError(str(exc)))
-            else:
-                return Transition.succeeded(task_id, payload, started_at, publish), pb.TaskResult(
-                    task_id=task_id, state=pb.SUCCEEDED, result=payload, node_id=self.node_id,
-                    attempt=envelope.attempt,
-                )
-        error = outcome.exception
-        # Whatever a task raised, only text goes into Redis.
-        outcome = Outcome(ok=False, error_type=str(outcome.error_type),
-                          error_message=str(outcome.error_message)[:MAX_ERROR_CHARS],
-                          traceback=str(outcome.traceback)[-MAX_ERROR_CHARS:],
-                          timed_out=outcome.timed_out, exception=error)
-        policy = definition.retry
-        if self.default_retry is not None and policy == DECLARED_NOTHING:
-            policy = self.default_retry
-        retries_left = envelope.attempt <= max_retries_of(envelope, definition, policy)
-        if retries_left and not isinstance(error, PermanentError):
-            if isinstance(error, Retry) and error.countdown is not None:
-                delay = max(0.0, error.countdown)
-            else:
-                delay = policy.delay_s(envelope.attempt)
+        verdict = conclude(envelope, outcome, retry_policy(definition, self.default_retry))
+        if verdict.op == "ok":
+            return Transition.succeeded(task_id, verdict.result, started_at, publish), pb.TaskResult(
+                task_id=task_id, state=pb.SUCCEEDED, result=verdict.result, node_id=self.node_id,
+                attempt=envelope.attempt,
+            )
+        if verdict.op == "retry":
             return Transition.retry(
-                task_id, started_at, retry_in_s=delay, error_type=outcome.error_type,
-                error_message=outcome.error_message, traceback=outcome.traceback,
+                task_id, started_at, retry_in_s=verdict.retry_in_s,
+                error_type=verdict.error_type, error_message=verdict.error_message,
+                traceback=verdict.traceback,
             ), None
-        reason = "permanent" if isinstance(error, PermanentError) else "retries exhausted"
         return Transition.dead(
-            task_id, started_at, dead_reason=reason, error_type=outcome.error_type,
-            error_message=outcome.error_message, traceback=outcome.traceback,
+            task_id, started_at, dead_reason=verdict.dead_reason, error_type=verdict.error_type,
+            error_message=verdict.error_message, traceback=verdict.traceback,
         ), pb.TaskResult(
-            task_id=task_id, state=pb.FAILED, error_type=outcome.error_type,
-            error_message=outcome.error_message, traceback=outcome.traceback,
+            task_id=task_id, state=pb.FAILED, error_type=verdict.error_type,
+            error_message=verdict.error_message, traceback=verdict.traceback,
             node_id=self.node_id, attempt=envelope.attempt,
         )
 
@@ -298,10 +239,13 @@ class Execution:
             log.warning("task %s is no longer ours (recovered elsewhere, or this write was "
                         "already applied before a lost reply); dropping its %s",
                         item.envelope.task_id, item.transition.op)
-        if applied and result is not None:
+        if applied:
             took = time.time() - item.transition.started_at
-            name = item.envelope.name
-            self.typical_s[name] = self.typical_s.get(name, took) * 0.8 + took * 0.2
+            self.runs_finished += 1
+            self.run_seconds_total += took
+            if result is not None:
+                name = item.envelope.name
+                self.typical_s[name] = self.typical_s.get(name, took) * 0.8 + took * 0.2
         pushed = stream is not None and applied and result is not None and stream.push_result(result)
         try:
             if stream is not None and not pushed and applied and result is not None \

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from importlib import metadata
+from typing import Any
 
 from grpc import aio
 
@@ -33,6 +35,7 @@ class NodeService(pb_grpc.NodeServicer):
         self._request_drain = request_drain
         self.credentials = credentials
         self.max_stream_bytes = max_stream_bytes
+        self.version = installed_version()
 
     async def Submit(
         self, request_iterator: AsyncIterator[pb.SubmitRequest], context: aio.ServicerContext
@@ -101,6 +104,10 @@ class NodeService(pb_grpc.NodeServicer):
             node_id=node.node_id, address=self.address, ring_version=node.ring_version,
             in_flight=node.in_flight, queued=node.queued, running=node.running,
             draining=node.draining, started_at=self.started_at, counters=self.metrics.totals(),
+            version=self.version,
+            pools=pool_status(node.pools, self.node.pools.settings.cpu.processes),
+            runs_finished=self.node.execution.runs_finished,
+            run_seconds_total=self.node.execution.run_seconds_total,
         )
 
     async def Drain(
@@ -108,3 +115,25 @@ class NodeService(pb_grpc.NodeServicer):
     ) -> pb.DrainResponse:
         self._request_drain(request.timeout_s)
         return pb.DrainResponse()
+
+
+def installed_version() -> str:
+    try:
+        return metadata.version("ringpool-node")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def pool_status(stats: dict[str, Any], cpu_processes: int) -> list[pb.PoolStatus]:
+    """Each tier's size from ``Pools.stats()`` (cpu processes start on demand)."""
+    io, cpu, aio = stats["io"], stats["cpu"], stats["async"]
+    return [
+        pb.PoolStatus(kind="io", workers=int(io["threads"]), min_workers=int(io["min_workers"]),
+                      max_workers=int(io["max_workers"]), running=int(io["running"]),
+                      queued=int(io["queued"])),
+        pb.PoolStatus(kind="cpu", workers=int(cpu["processes"]), max_workers=cpu_processes,
+                      running=int(cpu["running"]), queued=int(cpu["queued"])),
+        pb.PoolStatus(kind="async", workers=int(aio["limit"]), min_workers=int(aio["limit"]),
+                      max_workers=int(aio["limit"]), running=int(aio["running"]),
+                      queued=int(aio["queued"])),
+    ]

@@ -65,6 +65,11 @@ class Ring:
         index = bisect_right(positions, mmh3.hash64(key, signed=False)[0])
         return self._owners[index if index < len(positions) else 0]
 
+    def points(self) -> list[tuple[int, str]]:
+        """Every virtual node as (position, owner), clockwise: an owner's keys are those
+        after the previous point up to its own."""
+        return list(zip(self._positions, self._owners, strict=True))
+
     def shares(self) -> dict[str, float]:
         """Each member's fraction of the 64-bit key space."""
         shares = dict.fromkeys(self.members, 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,7 +11,8 @@ from typing import Any
 
 from ringpool.pool.errors import TaskTimeout
 from ringpool.pool.middleware import Chain
-from ringpool.task import TaskContext, TaskDefinition, set_current_task
+from ringpool.task import PermanentError, TaskContext, TaskDefinition, set_current_task
+from ringpool.v1 import node_pb2 as pb
 
 log = logging.getLogger("ringpool.pool")
 
@@ -26,6 +28,25 @@ class Job:
     context: TaskContext
     priority: int = 0
     ordered: bool = False
+
+    @classmethod
+    def for_envelope(
+        cls, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], args: list[Any],
+        kwargs: dict[str, Any], node_id: str,
+    ) -> Job:
+        """The job that runs an accepted task on ``node_id``: the envelope's timeout, else
+        the task's declared one, counted from now."""
+        timeout_s = envelope.timeout_s or definition.timeout
+        context = TaskContext(
+            task_id=envelope.task_id, key=envelope.key, name=envelope.name,
+            attempt=envelope.attempt, deadline=time.monotonic() + timeout_s,
+            headers=dict(envelope.headers), node_id=node_id,
+        )
+        return cls(
+            task_id=envelope.task_id, key=envelope.key, definition=definition, args=args,
+            kwargs=kwargs, timeout_s=timeout_s, context=context, priority=envelope.priority,
+            ordered=envelope.ordered,
+        )
 
 
 @dataclass
@@ -56,6 +77,12 @@ class Outcome:
             or "".join(traceback.format_exception(exc)),
             exception=exc,
         )
+
+    @classmethod
+    def permanent(cls, error_type: str, message: str) -> Outcome:
+        """A failure decided before the task ran that retrying cannot fix."""
+        return cls(ok=False, error_type=error_type, error_message=message,
+                   exception=PermanentError(message))
 
     @classmethod
     def timeout(cls, job: Job) -> Outcome:

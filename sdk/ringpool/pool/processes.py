@@ -26,7 +26,7 @@ from ringpool.pool.errors import PoolClosed, PoolOverloaded, TaskTimeout
 from ringpool.pool.job import Job, PanicHandler, Ticket, run_sync
 from ringpool.pool.middleware import Chain
 from ringpool.pool.settings import CpuSettings
-from ringpool.task import TaskContext, set_current_task
+from ringpool.task import PermanentError, Retry, TaskContext, set_current_task
 
 # forkserver: never fork the node's threads; spawn where forkserver does not exist.
 _CONTEXT: Any = multiprocessing.get_context(
@@ -38,9 +38,44 @@ class RemoteTaskError(Exception):
     """A task failed in a worker process; carries the child's error type and traceback."""
 
     def __init__(self, error_type: str, message: str, remote_traceback: str) -> None:
-        super().__init__(message)
+        Exception.__init__(self, message)
         self.error_type = error_type
         self.remote_traceback = remote_traceback
+
+
+class RemotePermanentError(RemoteTaskError, PermanentError):
+    """``PermanentError`` raised by a task in a worker process: straight to the DLQ there too."""
+
+
+class RemoteRetry(RemoteTaskError, Retry):
+    """``Retry`` raised by a task in a worker process, with its countdown."""
+
+    def __init__(self, error_type: str, message: str, remote_traceback: str,
+                 countdown: float | None) -> None:
+        RemoteTaskError.__init__(self, error_type, message, remote_traceback)
+        self.countdown = countdown
+
+
+def _failure_reply(exc: BaseException) -> dict[str, Any]:
+    """What the parent needs to raise the same kind of failure (JSON, never pickled)."""
+    reply: dict[str, Any] = {"ok": False, "type": type(exc).__name__, "message": str(exc),
+                             "traceback": traceback.format_exc()}
+    if isinstance(exc, PermanentError):
+        reply["permanent"] = True
+    elif isinstance(exc, Retry):
+        reply["retry"] = True
+        reply["countdown"] = exc.countdown
+    return reply
+
+
+def _remote_failure(reply: dict[str, Any]) -> RemoteTaskError:
+    args = (reply["type"], reply["message"], reply["traceback"])
+    if reply.get("permanent"):
+        return RemotePermanentError(*args)
+    if reply.get("retry"):
+        countdown = reply.get("countdown")
+        return RemoteRetry(*args, countdown=float(countdown) if countdown is not None else None)
+    return RemoteTaskError(*args)
 
 
 class WorkerCrashed(Exception):
@@ -71,8 +106,7 @@ def _child_main(conn: Connection, memory_limit_bytes: int | None, cpu: int | Non
             set_current_task(TaskContext(**request["context"]))
             reply = json.dumps({"ok": True, "value": fn(*request["args"], **request["kwargs"])})
         except BaseException as exc:  # SystemExit too: the task failed, the process goes on
-            reply = json.dumps({"ok": False, "type": type(exc).__name__, "message": str(exc),
-                                "traceback": traceback.format_exc()})
+            reply = json.dumps(_failure_reply(exc))
         conn.send_bytes(reply.encode())
 
 
@@ -108,7 +142,7 @@ class _Process:
         except (EOFError, OSError) as exc:
             raise WorkerCrashed(f"worker process exited with {self.proc.exitcode}") from exc
         if not reply["ok"]:
-            raise RemoteTaskError(reply["type"], reply["message"], reply["traceback"])
+            raise _remote_failure(reply)
         return reply["value"]
 
     def kill(self) -> None:

@@ -28,8 +28,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ringpool.core.protocol import TaskState
+from ringpool.store import listing
 from ringpool.store.events import StoreEvents
 from ringpool.store.keys import Keys
+from ringpool.store.listing import SCAN_BUDGET, Page, TaskQuery
 from ringpool.store.pubsub import listen_forever
 from ringpool.v1 import node_pb2 as pb
 
@@ -240,6 +242,15 @@ class TaskRecord:
             envelope=envelope,
         )
 
+    def summary(self) -> listing.TaskRecordSummary:
+        """What a listing shows of this record."""
+        return listing.TaskRecordSummary(
+            task_id=self.task_id, state=self.state, name=self.name, key=self.key,
+            node=self.node, attempt=self.attempt, replays=self.replays,
+            error_type=self.error_type, error_message=self.error_message,
+            accepted_at=self.accepted_at, started_at=self.started_at,
+            finished_at=self.finished_at)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (the envelope's payload decoded as text)."""
         data = {k: v for k, v in self.__dict__.items() if k not in ("envelope", "result")}
@@ -277,6 +288,9 @@ class StateStore:
         self._claim = client.register_script(_script("claim"))
         self._purge = client.register_script(_script("purge"))
         self._bury = client.register_script(_script("bury"))
+        # The listing scripts start with the summary code they share.
+        self._zlist = client.register_script(_script("summary") + _script("zlist"))
+        self._hlist = client.register_script(_script("summary") + _script("hlist"))
 
     @classmethod
     def from_url(cls, url: str, cluster: str, **kwargs: Any) -> StateStore:
@@ -459,6 +473,14 @@ class StateStore:
             for task_id, raw in zip(ids, raws, strict=True)
         ]
 
+    async def inflight_count(self) -> int:
+        """Tasks Redis holds in flight (queued or running) on any node."""
+        nodes = sorted(await self.inflight_nodes())
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for node_id in nodes:
+                pipe.hlen(self.keys.inflight(node_id))
+            return sum(int(n) for n in await pipe.execute())
+
     async def states(self, task_ids: Sequence[str]) -> list[TaskState]:
         """Each task's state; UNKNOWN for a task without a record."""
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -502,6 +524,70 @@ class StateStore:
         )
         pairs = cast(list[tuple[bytes, float]], raw)
         return [(_text(task_id), float(score)) for task_id, score in pairs]
+
+    async def dlq_list(
+        self, query: TaskQuery | None = None, cursor: str | None = None, limit: int = 50,
+        newest_first: bool = True, budget: int = SCAN_BUDGET,
+    ) -> Page:
+        """A page of DLQ entries that match ``query``, by dead-letter time (see ``listing``)."""
+        return await self._zset_page(self.keys.dlq, query or TaskQuery(), cursor, limit,
+                                     newest_first, budget)
+
+    async def dlq_count(self, since: float | None = None, until: float | None = None) -> int:
+        """DLQ entries dead-lettered in a time range (both ends inclusive)."""
+        return int(await self._redis.zcount(
+            self.keys.dlq, _bound(since, "-inf"), _bound(until, "+inf")))
+
+    async def retries_list(
+        self, query: TaskQuery | None = None, cursor: str | None = None, limit: int = 50,
+        budget: int = SCAN_BUDGET,
+    ) -> Page:
+        """A page of tasks waiting for a retry that match ``query``, soonest due first."""
+        return await self._zset_page(self.keys.retries, query or TaskQuery(), cursor, limit,
+                                     False, budget)
+
+    async def _zset_page(
+        self, key: str, query: TaskQuery, cursor: str | None, limit: int, descending: bool,
+        budget: int,
+    ) -> Page:
+        after, after_score = listing.parse_zset_cursor(cursor)
+        listing.check_limit(limit)
+        last, last_score, scanned, rows = await self._zlist(keys=[key], args=[
+            self.keys.task_prefix, "desc" if descending else "asc", listing.bound(query.since),
+            listing.bound(query.until), after, after_score, "", *query.patterns(), limit,
+            max(1, budget)])
+        return Page(listing.parse_rows(rows), listing.zset_cursor(last, last_score), int(scanned))
+
+    async def inflight_list(
+        self, query: TaskQuery | None = None, state: TaskState | None = None,
+        cursor: str | None = None, limit: int = 50, budget: int = SCAN_BUDGET,
+    ) -> Page:
+        """A page of tasks in flight on any node (queued or running, or only ``state``),
+        node by node; ``query``'s time range does not apply."""
+        if state not in (None, TaskState.QUEUED, TaskState.RUNNING):
+            raise listing.InvalidQuery(f"tasks in flight are QUEUED or RUNNING, not {state}")
+        node_id, scan_cursor = listing.parse_inflight_cursor(cursor)
+        listing.check_limit(limit)
+        patterns = (query or TaskQuery()).patterns()
+        nodes = [n for n in sorted(await self.inflight_nodes()) if n >= node_id]
+        items: list[listing.Listed] = []
+        scanned = 0
+        for node in nodes:
+            if node != node_id:
+                scan_cursor = "0"
+            scan_cursor, read, rows = await self._hlist(keys=[self.keys.inflight(node)], args=[
+                self.keys.task_prefix, scan_cursor, state.value if state else "",
+                *patterns, limit - len(items), max(1, budget - scanned)])
+            scan_cursor = _text(scan_cursor)
+            scanned += int(read)
+            items += listing.parse_rows(rows)
+            if scan_cursor != "0":
+                return Page(items, listing.inflight_cursor(node, scan_cursor), scanned)
+            if len(items) >= limit or scanned >= budget:
+                later = nodes[nodes.index(node) + 1:]
+                return Page(items, listing.inflight_cursor(later[0], "0") if later else None,
+                            scanned)
+        return Page(items, None, scanned)
 
     async def dlq_times(self, task_ids: Sequence[str]) -> list[float | None]:
         """When each task was dead-lettered; None for one not in the DLQ."""

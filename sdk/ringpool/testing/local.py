@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ringpool.core.naming import Names
@@ -29,10 +29,20 @@ from ringpool.errors import ClusterUnavailable, ConfigError
 if TYPE_CHECKING:
     from kazoo.client import KazooClient
 
+    from ringpool.client.cluster import Cluster
+
 INSTALL_HINT = "apt-get install -y zookeeper redis-server"
 ZOOKEEPER_CLASSPATH = os.environ.get(
     "RINGPOOL_ZOOKEEPER_CLASSPATH", "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
 )
+
+
+def missing_servers() -> list[str]:
+    """What a ``LocalCluster`` needs that this machine lacks ([] when it can start one)."""
+    jar = ZOOKEEPER_CLASSPATH.split(":")[-1]
+    needs = {"java": shutil.which("java") is not None, jar: Path(jar).exists(),
+             "redis-server": shutil.which("redis-server") is not None}
+    return [name for name, found in needs.items() if not found]
 
 
 def free_port() -> int:
@@ -291,6 +301,12 @@ class LocalCluster:
         """Settings that point a ``Cluster.connect()`` or ``taskctl`` at this cluster."""
         return {"RINGPOOL_ZK": self.zk, "RINGPOOL_REDIS": self.redis,
                 "RINGPOOL_CLUSTER": self.cluster}
+
+    def connect(self, **options: Any) -> Cluster:
+        """A ``Cluster`` client of this cluster (``with lc.connect() as cluster:``)."""
+        from ringpool.client.cluster import Cluster
+
+        return Cluster.connect(zk=self.zk, redis=self.redis, cluster=self.cluster, **options)
 
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)

@@ -163,8 +163,24 @@ class StatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class PoolStatus(_message.Message):
+    __slots__ = ("kind", "workers", "min_workers", "max_workers", "running", "queued")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    MIN_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    workers: int
+    min_workers: int
+    max_workers: int
+    running: int
+    queued: int
+    def __init__(self, kind: _Optional[str] = ..., workers: _Optional[int] = ..., min_workers: _Optional[int] = ..., max_workers: _Optional[int] = ..., running: _Optional[int] = ..., queued: _Optional[int] = ...) -> None: ...
+
 class StatusResponse(_message.Message):
-    __slots__ = ("node_id", "address", "ring_version", "in_flight", "queued", "running", "draining", "started_at", "counters")
+    __slots__ = ("node_id", "address", "ring_version", "in_flight", "queued", "running", "draining", "started_at", "counters", "version", "group", "pools", "runs_finished", "run_seconds_total")
     class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +197,11 @@ class StatusResponse(_message.Message):
     DRAINING_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    POOLS_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    RUN_SECONDS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     address: str
     ring_version: int
@@ -190,7 +211,12 @@ class StatusResponse(_message.Message):
     draining: bool
     started_at: float
     counters: _containers.ScalarMap[str, int]
-    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., ring_version: _Optional[int] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., draining: _Optional[bool] = ..., started_at: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    version: str
+    group: str
+    pools: _containers.RepeatedCompositeFieldContainer[PoolStatus]
+    runs_finished: int
+    run_seconds_total: float
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., ring_version: _Optional[int] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., draining: _Optional[bool] = ..., started_at: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ..., version: _Optional[str] = ..., group: _Optional[str] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., runs_finished: _Optional[int] = ..., run_seconds_total: _Optional[float] = ...) -> None: ...
 
 class DrainRequest(_message.Message):
     __slots__ = ("timeout_s",)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ringpool.cli.taskctl import config, dev, dlq, status, task
-from ringpool.cli.taskctl.app import Options, TaskctlGroup, version
+from ringpool.cli.taskctl.app import Options, TaskctlGroup, options_of, version
 from ringpool.cli.taskctl.output import DURATION
 from ringpool.core.naming import check_cluster_name
 from ringpool.core.zkacl import parse_credential
+from ringpool.dashboard.cli import dashboard_options, serve
 from ringpool.errors import ConfigError
 
 
@@ -78,6 +81,21 @@ def completion(shell: str) -> None:
     completer = get_completion_class(shell)
     assert completer is not None
     click.echo(completer(cli, {}, "taskctl", "_TASKCTL_COMPLETE").source())
+
+
+@cli.command()
+@dashboard_options
+@click.pass_context
+def dashboard(ctx: click.Context, **flags: Any) -> None:
+    """Serve the web dashboard of this cluster (as ringpool-dashboard does)."""
+    options = options_of(ctx)
+    client = options.settings()
+    serve("DEBUG" if options.debug else "INFO", {
+        **flags, "zk": client.zk, "redis": client.redis, "cluster": client.cluster,
+        "token": client.token, "zk_auth": client.zk_auth, "tls_ca": client.tls_ca,
+        "tls_cert": client.tls_cert, "tls_key": client.tls_key,
+        "tls_server_name": client.tls_server_name,
+        "zk_operator_auth": options.zk_operator_auth})
 
 
 cli.add_command(status.status)

@@ -1,20 +1,17 @@
 """``dlq ls | show | stats | replay | purge``: the dead-letter queue.
 
-Selection pages through the DLQ (oldest first, ``DLQ_PAGE`` entries a read) and
-reads each page's task records in one pipeline; ``stats`` counts every entry
-this way without holding them. Replay re-sends each record's stored envelope as a replay; the
-node's accept script takes the id out of the DLQ in the same step that accepts
-it, so a replay stopped at any point loses nothing, and running it again skips
-what already went (NOT_REDELIVERABLE) instead of starting a second copy.
+Selection, replay and purge are ``ringpool.ops.dlq``'s (the dashboard uses the same):
+selection reads the DLQ a page at a time, filtered in Redis, oldest first; ``stats``
+counts every entry this way without holding them. A replay stopped at any point loses
+nothing, and running it again skips what already went instead of starting a second copy.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,19 +32,18 @@ from ringpool.cli.taskctl.app import (
     options_of,
     run,
 )
-from ringpool.cli.taskctl.output import DURATION, RATE, ago, console, emit, iso, table
-from ringpool.cli.taskctl.ratelimit import TokenBucket
+from ringpool.cli.taskctl.output import DURATION, RATE, console, emit, table
 from ringpool.cli.taskctl.task import load, print_record
-from ringpool.core.protocol import code_name
-from ringpool.errors import ClusterUnavailable, DispatchError, TaskNotFound
-from ringpool.store.store import DLQ_PAGE, StateStore, TaskRecord
-from ringpool.v1 import node_pb2 as pb
-
-REPLAY_BATCH = 500  # envelopes sent per call when no --rate paces them
+from ringpool.ops import dlq as ops
+from ringpool.ops.dlq import Tally
+from ringpool.ops.units import ago, iso
+from ringpool.store.listing import Listed, TaskQuery
 
 
 @dataclass(frozen=True)
 class Filters:
+    """The selection flags: globs (``*``, ``?``) over task name and error type, an age."""
+
     task: str | None = None
     error: str | None = None
     since_s: float | None = None
@@ -57,70 +53,13 @@ class Filters:
     def any(self) -> bool:
         return bool(self.task or self.error or self.since_s is not None or self.limit)
 
-    def matches(self, record: TaskRecord | None) -> bool:
-        """Whether an entry passes the task and error filters (an expired record passes
-        only when there are none)."""
-        if not (self.task or self.error):
-            return True
-        if record is None:
-            return False
-        if self.task and not fnmatch.fnmatchcase(record.name, self.task):
-            return False
-        return not (self.error and not fnmatch.fnmatchcase(record.error_type, self.error))
+    def query(self) -> TaskQuery:
+        since = time.time() - self.since_s if self.since_s is not None else None
+        return TaskQuery(name=self.task or "", error=self.error or "", since=since)
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One dead-lettered task, as listed."""
-
-    task_id: str
-    dead_at: float
-    record: TaskRecord | None
-
-    def to_dict(self) -> dict[str, Any]:
-        r = self.record
-        return {
-            "task_id": self.task_id, "name": r.name if r else None,
-            "key": r.key if r else None,
-            "error_type": r.error_type if r else None,
-            "error_message": r.error_message if r else None,
-            "attempt": r.attempt if r else None, "replays": r.replays if r else None,
-            "node": r.node if r else None,
-            "dead_lettered_at": self.dead_at, "dead_lettered_at_iso": iso(self.dead_at),
-        }
-
-
-async def matching(store: StateStore, filters: Filters) -> AsyncIterator[Entry]:
-    """Every entry that passes the filters, oldest first (``limit`` is the caller's)."""
-    since = time.time() - filters.since_s if filters.since_s is not None else None
-    async for page in store.dlq_pages(since=since, page_size=DLQ_PAGE):
-        records = await store.records(task_id for task_id, _ in page)
-        for (task_id, dead_at), record in zip(page, records, strict=True):
-            if filters.matches(record):
-                yield Entry(task_id, dead_at, record)
-
-
-async def select(store: StateStore, filters: Filters) -> tuple[list[Entry], int]:
-    """Matching entries (the oldest ``limit`` of them, or all) and the DLQ's total size."""
-    total = await store.dlq_size()
-    chosen: list[Entry] = []
-    async for entry in matching(store, filters):
-        chosen.append(entry)
-        if filters.limit and len(chosen) >= filters.limit:
-            break
-    return chosen, total
-
-
-async def select_ids(store: StateStore, task_ids: Sequence[str]) -> list[Entry]:
-    """Entries for explicit ids; TaskNotFound naming the ids that have no task at all."""
-    records = await store.records(task_ids)
-    times = await store.dlq_times(task_ids)
-    unknown = [i for i, r, t in zip(task_ids, records, times, strict=True)
-               if r is None and t is None]
-    if unknown:
-        raise TaskNotFound(f"no such task: {', '.join(unknown)}")
-    return [Entry(i, t, r) for i, r, t in zip(task_ids, records, times, strict=True)
-            if t is not None]
+def entry_data(item: Listed) -> dict[str, Any]:
+    return {**ops.entry_data(item), "dead_lettered_at_iso": iso(item.at)}
 
 
 def filter_options(limit_default: int | None = None, limit: bool = True) -> Any:
@@ -132,25 +71,24 @@ def filter_options(limit_default: int | None = None, limit: bool = True) -> Any:
         fn = click.option("--since", "since_s", type=DURATION, default=None, metavar="DURATION",
                           help="only entries dead-lettered in the last DURATION (e.g. 2h)")(fn)
         fn = click.option("--error", "error", default=None, metavar="TYPE",
-                          help="only this error type (glob, e.g. 'Conn*')")(fn)
+                          help="only this error type (glob: * and ?, e.g. 'Conn*')")(fn)
         fn = click.option("--task", "task_name", default=None, metavar="NAME",
-                          help="only this task name (glob, e.g. 'billing.*')")(fn)
+                          help="only this task name (glob: * and ?, e.g. 'billing.*')")(fn)
         return fn
     return decorate
 
 
-def entries_table(entries: Sequence[Entry]) -> Any:
+def entries_table(entries: Sequence[Listed]) -> Any:
     t = table("task id", "task", "error", "attempts", "dead-lettered", "node", "key")
     now = time.time()
     for e in entries:
         r = e.record
-        if r is None:
-            t.add_row(e.task_id, "[dim](record expired)[/dim]", "", "", ago(e.dead_at, now), "",
-                      "")
+        if not r.exists:
+            t.add_row(r.task_id, "[dim](record expired)[/dim]", "", "", ago(e.at, now), "", "")
             continue
         message = r.error_message if len(r.error_message) <= 40 else r.error_message[:39] + "…"
-        t.add_row(e.task_id, escape(r.name), escape(f"{r.error_type}: {message}"),
-                  str(r.attempt), ago(e.dead_at, now), r.node, escape(r.key))
+        t.add_row(r.task_id, escape(r.name), escape(f"{r.error_type}: {message}"),
+                  str(r.attempt), ago(e.at, now), r.node, escape(r.key))
     return t
 
 
@@ -168,11 +106,11 @@ def ls(ctx: click.Context, task_name: str | None, error: str | None, since_s: fl
     options = options_of(ctx)
     filters = Filters(task_name, error, since_s, limit or None)
 
-    async def body(session: Session) -> tuple[list[Entry], int]:
-        return await select(await session.store(), filters)
+    async def body(session: Session) -> tuple[list[Listed], int]:
+        return await ops.select(await session.store(), filters.query(), filters.limit)
 
     entries, total = run(options, body)
-    data = {"total": total, "count": len(entries), "entries": [e.to_dict() for e in entries]}
+    data = {"total": total, "count": len(entries), "entries": [entry_data(e) for e in entries]}
 
     def human(out: Console) -> None:
         if not entries:
@@ -208,12 +146,13 @@ class Stats:
     oldest: float | None = None
     newest: float | None = None
 
-    def add(self, entry: Entry) -> None:
+    def add(self, entry: Listed) -> None:
         self.matched += 1
         r = entry.record
-        self.by_pair[(r.name, r.error_type) if r else ("(expired)", "(expired)")] += 1
-        self.oldest = entry.dead_at if self.oldest is None else min(self.oldest, entry.dead_at)
-        self.newest = entry.dead_at if self.newest is None else max(self.newest, entry.dead_at)
+        self.by_pair[(r.name, r.error_type) if r.exists else ("(expired)", "(expired)")] += 1
+        if entry.at is not None:
+            self.oldest = entry.at if self.oldest is None else min(self.oldest, entry.at)
+            self.newest = entry.at if self.newest is None else max(self.newest, entry.at)
 
     def by(self, index: int) -> dict[str, int]:
         counts: Counter[str] = Counter()
@@ -235,7 +174,7 @@ def stats(ctx: click.Context, task_name: str | None, error: str | None,
         store = await session.store()
         total = await store.dlq_size()
         counted = Stats()
-        async for entry in matching(store, filters):
+        async for entry in ops.matching(store, filters.query()):
             counted.add(entry)
         return counted, total
 
@@ -267,96 +206,21 @@ def stats(ctx: click.Context, task_name: str | None, error: str | None,
 # -- replay ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Tally:
-    selected: int = 0
-    replayed: int = 0
-    skipped: int = 0
-    failed: int = 0
-    failures: list[dict[str, str]] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-
-    @property
-    def done(self) -> int:
-        return self.replayed + self.skipped + self.failed
-
-    @property
-    def elapsed_s(self) -> float:
-        return (self.finished or time.monotonic()) - self.started
-
-    def fail(self, task_id: str, code: str, message: str) -> None:
-        self.failed += 1
-        if len(self.failures) < 100:
-            self.failures.append({"task_id": task_id, "code": code, "message": message})
-
-    def to_dict(self) -> dict[str, Any]:
-        elapsed = self.elapsed_s
-        return {"selected": self.selected, "replayed": self.replayed, "skipped": self.skipped,
-                "failed": self.failed, "failures": self.failures,
-                "elapsed_s": round(elapsed, 3),
-                "rate_per_s": round(self.done / elapsed, 1) if elapsed > 0 else None}
-
-    def line(self) -> str:
-        elapsed = self.elapsed_s
-        rate = f" ({self.done / elapsed:.1f}/s)" if elapsed > 0 and self.done else ""
-        return (f"replayed {self.replayed}, skipped {self.skipped}, failed {self.failed} "
-                f"of {self.selected} in {elapsed:.1f}s{rate}")
-
-
-def replay_envelope(record: TaskRecord) -> pb.TaskEnvelope:
-    """A copy of the stored envelope marked as a first attempt of a replay."""
-    envelope = pb.TaskEnvelope()
-    envelope.CopyFrom(record.envelope)
-    envelope.source = pb.SOURCE_REPLAY
-    envelope.attempt = 1
-    return envelope
-
-
 async def replay_entries(
     session: Session, task_ids: Sequence[str], tally: Tally, rate: float | None,
     progress: Progress | None,
 ) -> None:
     store = await session.store()
     cluster = await session.cluster()
-    bucket = TokenBucket(rate) if rate else None
-    batch = bucket.capacity if bucket else REPLAY_BATCH
     progress_task = progress.add_task("replaying", total=len(task_ids)) if progress else None
-    tally.started = time.monotonic()
-    for start in range(0, len(task_ids), batch):
-        chunk = task_ids[start:start + batch]
-        if bucket is not None:
-            await bucket.take(len(chunk))
-        records = await store.records(chunk)
-        envelopes: list[pb.TaskEnvelope] = []
-        for task_id, record in zip(chunk, records, strict=True):
-            if record is None:
-                tally.skipped += 1  # purged (or expired) since it was selected
-            elif not record.envelope.task_id:
-                tally.fail(task_id, "NO_ENVELOPE", "the record holds no envelope to replay")
-            else:
-                envelopes.append(replay_envelope(record))
-        if envelopes:
-            try:
-                acks = await cluster.send(envelopes)
-            except ClusterUnavailable:
-                raise
-            except DispatchError as exc:
-                for envelope in envelopes:
-                    tally.fail(envelope.task_id, type(exc).__name__, str(exc))
-                acks = []
-            for ack in acks:
-                if ack.code == pb.ACCEPTED:
-                    tally.replayed += 1
-                elif ack.code == pb.NOT_REDELIVERABLE:
-                    tally.skipped += 1
-                else:
-                    tally.fail(ack.task_id, code_name(ack.code), ack.message)
+
+    def show(done: Tally) -> None:
         if progress is not None and progress_task is not None:
-            progress.update(progress_task, completed=tally.done,
-                            description=f"replayed {tally.replayed} skipped {tally.skipped} "
-                                        f"failed {tally.failed}")
-    tally.finished = time.monotonic()
+            progress.update(progress_task, completed=done.done,
+                            description=f"replayed {done.replayed} skipped {done.skipped} "
+                                        f"failed {done.failed}")
+
+    await ops.replay(store, cluster, task_ids, tally, rate, show)
 
 
 def _progress_bar(enabled: bool) -> Progress | None:
@@ -400,17 +264,17 @@ def replay(ctx: click.Context, ids: tuple[str, ...], all_: bool, task_name: str 
     filters = Filters(task_name, error, since_s, limit or None)
     _selection_args(ids, all_, filters, "replay")
 
-    async def choose(session: Session) -> list[Entry]:
+    async def choose(session: Session) -> list[Listed]:
         store = await session.store()
         if ids:
-            return await select_ids(store, list(dict.fromkeys(ids)))
-        return (await select(store, filters))[0]
+            return await ops.select_ids(store, list(dict.fromkeys(ids)))
+        return (await ops.select(store, filters.query(), filters.limit))[0]
 
     entries = run(options, choose)
     already = len(set(ids)) - len(entries) if ids else 0
     if dry_run:
         data = {"dry_run": True, "would_replay": len(entries), "not_in_dlq": already,
-                "rate_per_s": rate, "entries": [e.to_dict() for e in entries]}
+                "rate_per_s": rate, "entries": [entry_data(e) for e in entries]}
 
         def human(out: Console) -> None:
             if entries:
@@ -433,10 +297,10 @@ def replay(ctx: click.Context, ids: tuple[str, ...], all_: bool, task_name: str 
 
     async def body(session: Session) -> None:
         if progress is None:
-            await replay_entries(session, [e.task_id for e in entries], tally, rate, None)
+            await replay_entries(session, [e.record.task_id for e in entries], tally, rate, None)
             return
         with progress:
-            await replay_entries(session, [e.task_id for e in entries], tally, rate, progress)
+            await replay_entries(session, [e.record.task_id for e in entries], tally, rate, progress)
 
     try:
         if entries:
@@ -495,7 +359,7 @@ def purge(ctx: click.Context, ids: tuple[str, ...], all_: bool, older_than_s: fl
                                    EXIT_NOT_FOUND)
             return unique
         until = time.time() - older_than_s if older_than_s is not None else None
-        return [task_id async for page in store.dlq_pages(until=until) for task_id, _ in page]
+        return [e.record.task_id async for e in ops.matching(store, TaskQuery(until=until))]
 
     targets = run(options, choose)
     if targets and not yes:
@@ -504,11 +368,7 @@ def purge(ctx: click.Context, ids: tuple[str, ...], all_: bool, older_than_s: fl
                 "aborted: nothing was purged")
 
     async def body(session: Session) -> int:
-        store = await session.store()
-        removed = 0
-        for start in range(0, len(targets), 1000):
-            removed += await store.dlq_purge(targets[start:start + 1000])
-        return removed
+        return await ops.purge(await session.store(), targets)
 
     removed = run(options, body) if targets else 0
     data = {"requested": len(targets), "purged": removed}
@@ -517,4 +377,4 @@ def purge(ctx: click.Context, ids: tuple[str, ...], all_: bool, older_than_s: fl
                                if removed != len(targets) else "")))
 
 
-__all__ = ["Entry", "Filters", "Tally", "dlq", "replay_envelope", "select"]
+__all__ = ["Filters", "dlq"]

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import math
-import re
 import sys
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -16,38 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ringpool.cli.taskctl.app import Options
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|m|min|h))?\s*$")
-_RATE_UNITS_S = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``30s``, ``5m``, ``1h30m``, ``2d`` -> seconds; ValueError otherwise."""
-    value = text.strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", value):
-        return float(value)
-    position, total = 0, 0.0
-    for match in _DURATION_PART.finditer(value):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNITS_S[match.group(2)]
-        position = match.end()
-    if not value or position != len(value):
-        raise ValueError(f"{text!r} is not a duration (use e.g. 90s, 15m, 2h, 1d, 1h30m)")
-    return total
-
-
-def parse_rate(text: str) -> float:
-    """``100/s``, ``600/m``, ``50`` -> tasks per second; ValueError otherwise."""
-    match = _RATE.match(text.lower())
-    if not match:
-        raise ValueError(f"{text!r} is not a rate (use e.g. 100/s, 600/m)")
-    rate = float(match.group(1)) / _RATE_UNITS_S[match.group(2)]
-    if rate <= 0 or not math.isfinite(rate):
-        raise ValueError(f"rate must be > 0, got {text!r}")
-    return rate
+from ringpool.ops.units import parse_duration, parse_rate
 
 
 class Parsed(click.ParamType):
@@ -107,27 +72,6 @@ def table(*columns: str, title: str | None = None) -> Table:
 NO_WRAP = frozenset({"task id", "node", "key", "address", "share", "dead-lettered"})
 NUMERIC = frozenset({"share", "in-flight", "queued", "running", "count", "attempts", "keys",
                      "measured", "replays", "ring v"})
-
-
-def when(ts: float | None) -> str:
-    """A timestamp for people: UTC, to the second."""
-    if not ts:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat() if ts else None
-
-
-def ago(ts: float | None, now: float | None = None) -> str:
-    if not ts:
-        return "-"
-    seconds = max(0.0, (now or time.time()) - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
 
 
 def bar(fraction: float, width: int = 30) -> str:

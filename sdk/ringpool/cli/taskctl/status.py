@@ -14,13 +14,14 @@ from kazoo.exceptions import NoNodeError
 from rich.console import Console
 
 from ringpool.cli.taskctl.app import EXIT_USAGE, Session, fail, options_of, run
-from ringpool.cli.taskctl.output import ago, bar, emit, table, when
+from ringpool.cli.taskctl.output import bar, emit, table
 from ringpool.client.links import call_metadata, open_channel
 from ringpool.client.settings import ClientSettings
 from ringpool.core.envelope import check_key
 from ringpool.core.naming import Names
 from ringpool.core.ring import Member, Ring
 from ringpool.errors import NoNodesAvailable
+from ringpool.ops.units import ago, when
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
 

@@ -9,9 +9,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from ringpool.cli.taskctl.app import Session, options_of, run
-from ringpool.cli.taskctl.output import ago, emit, iso, when
+from ringpool.cli.taskctl.output import emit
 from ringpool.core.protocol import TaskState
 from ringpool.errors import TaskNotFound
+from ringpool.ops.units import ago, iso, when
 from ringpool.store.store import TaskRecord
 
 TIMESTAMPS = ("created_at", "accepted_at", "started_at", "finished_at", "first_failure_at",

@@ -1,0 +1,3 @@
+from ringpool.dashboard.cli import main
+
+main()

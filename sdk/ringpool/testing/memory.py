@@ -1,0 +1,140 @@
+"""``InMemoryCluster``: the blocking face of ``AsyncInMemoryCluster`` (same logic, run on a
+private loop), with the ``Cluster`` API plus the test's controls.
+
+    with InMemoryCluster(tasks=["myapp.tasks"]) as cluster:
+        handle = cluster.dispatch("user:42", add.s(1, 2))
+        assert handle.result() == 3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from ringpool.client.portal import Portal
+from ringpool.core.protocol import TaskState
+from ringpool.core.ring import Ring
+from ringpool.store.store import TaskRecord
+from ringpool.task import Task, current_task
+from ringpool.testing.async_memory import AsyncInMemoryCluster, AsyncInMemoryTaskHandle
+
+
+class InMemoryTaskHandle:
+    """A dispatched task: ``task_id``, ``status()``, ``result(timeout)``, ``accepted()``."""
+
+    def __init__(self, portal: Portal, handle: AsyncInMemoryTaskHandle) -> None:
+        self._portal = portal
+        self._handle = handle
+        self.task_id = handle.task_id
+        self.key = handle.key
+
+    def __repr__(self) -> str:
+        return repr(self._handle)
+
+    def status(self) -> TaskState:
+        """QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in the DLQ) or UNKNOWN."""
+        return self._portal.call(self._handle.status())
+
+    def accepted(self, timeout: float | None = None) -> str:
+        """The task's id, at once: a refusal was raised by ``dispatch()`` itself."""
+        return self.task_id
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), TaskNotFound.
+
+        Waiting lets up to ``timeout`` seconds of cluster time pass (forever when None),
+        running what falls due meanwhile.
+        """
+        return self._portal.call(self._handle.result(timeout))
+
+
+class InMemoryCluster:
+    """``with InMemoryCluster(tasks=["myapp.tasks"], mode="eager") as cluster:``
+
+    Takes the options of ``AsyncInMemoryCluster``: ``nodes``, ``mode``, ``limits``,
+    ``pools``, ``result_ttl_s``, ``fingerprint_ttl_s``.
+    """
+
+    def __init__(self, tasks: Iterable[str] = (), **options: Any) -> None:
+        self._async = AsyncInMemoryCluster(tasks, **options)
+        self._portal = Portal("ringpool-in-memory")
+
+    def __enter__(self) -> InMemoryCluster:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._portal.loop.is_closed():
+            self._portal.call(self._async.close())
+            self._portal.close()
+
+    @property
+    def mode(self) -> str:
+        return self._async.mode
+
+    @property
+    def ring(self) -> Ring:
+        return self._async.ring
+
+    @property
+    def now(self) -> float:
+        """The cluster's clock (seconds since the epoch): moves only as the test lets it."""
+        return self._async.now
+
+    def owner(self, key: str) -> str:
+        """The node id that owns ``key``."""
+        return self._async.owner(key)
+
+    def _wrap(self, handle: AsyncInMemoryTaskHandle) -> InMemoryTaskHandle:
+        return InMemoryTaskHandle(self._portal, handle)
+
+    def dispatch(self, key: str, task: Task, headers: Mapping[str, str] | None = None
+                 ) -> InMemoryTaskHandle:
+        """Accept ``task`` for the owner of ``key`` (and in eager mode run it)."""
+        # Whether we are inside a task is known on this thread only, not on the loop's.
+        handles = self._portal.call(
+            self._async._dispatch([(key, task)], headers, current_task() is not None))
+        return self._wrap(handles[0])
+
+    def dispatch_many(self, items: Iterable[tuple[str, Task]]) -> list[InMemoryTaskHandle]:
+        """Dispatch many tasks; every task is checked before any is accepted."""
+        handles = self._portal.call(
+            self._async._dispatch(list(items), None, current_task() is not None))
+        return [self._wrap(h) for h in handles]
+
+    def handle(self, task_id: str, key: str = "") -> InMemoryTaskHandle:
+        """A handle for a task dispatched elsewhere (e.g. by id from a log)."""
+        return self._wrap(self._async.handle(task_id, key))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Returns at once: every dispatched task was accepted (or refused) by ``dispatch()``."""
+
+    def run_pending(self) -> int:
+        """Run every task due now, and what falls due meanwhile; how many runs ended."""
+        return self._portal.call(self._async.run_pending())
+
+    def advance(self, seconds: float) -> int:
+        """Move the clock ``seconds`` ahead, running what falls due on the way."""
+        return self._portal.call(self._async.advance(seconds))
+
+    def record(self, task_id: str) -> TaskRecord | None:
+        """A copy of the task's record (as ``taskctl task show`` reads it), or None."""
+        return self._portal.call(self._async.record(task_id))
+
+    def dlq(self) -> list[TaskRecord]:
+        """Copies of the dead-lettered tasks' records, oldest first."""
+        return self._portal.call(self._async.dlq())
+
+    def dlq_replay(self, *task_ids: str) -> int:
+        """Re-run dead-lettered tasks (all when no id is given) as fresh first attempts."""
+        return self._portal.call(self._async._replay(task_ids, current_task() is not None))
+
+    def dlq_purge(self, *task_ids: str) -> int:
+        """Delete dead-lettered tasks and their records (all when no id is given)."""
+        return self._portal.call(self._async.dlq_purge(*task_ids))

@@ -1,0 +1,95 @@
+"""Tasks the conformance suite runs on an ``InMemoryCluster`` and on a ``LocalCluster``'s nodes.
+
+What a test must see from inside a task goes through the task's result, or through a
+file the test names (a node is another process on this machine): ``conformance.log``
+appends a line per run, ``conformance.gate`` fails while its file exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from ringpool import PermanentError, Retry, RetryPolicy, current_task, task
+
+FAST = RetryPolicy(max_retries=2, base_s=0.05, factor=2.0, cap_s=0.2)
+
+
+class Flaky(Exception):
+    """A failure a retry may cure."""
+
+
+def _attempt() -> int:
+    ctx = current_task()
+    assert ctx is not None
+    return ctx.attempt
+
+
+@task("conformance.add", timeout=5.0)
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+@task("conformance.async_add", timeout=5.0)
+async def async_add(a: int, b: int) -> int:
+    await asyncio.sleep(0)
+    return a + b
+
+
+@task("conformance.square", timeout=30.0, kind="cpu")
+def square(n: int) -> int:
+    return n * n
+
+
+@task("conformance.where", timeout=5.0)
+def where() -> dict[str, object]:
+    """Where and how this run happened."""
+    ctx = current_task()
+    assert ctx is not None
+    return {"node": ctx.node_id, "key": ctx.key, "attempt": ctx.attempt,
+            "headers": dict(ctx.headers)}
+
+
+@task("conformance.log", timeout=5.0)
+def log(path: str, line: str, sleep_s: float = 0.0) -> str:
+    with open(path, "a") as out:
+        out.write(f"{line}\n")
+    time.sleep(sleep_s)
+    return line
+
+
+@task("conformance.fail_until", timeout=5.0, retry=FAST)
+def fail_until(succeeding_attempt: int) -> int:
+    if _attempt() < succeeding_attempt:
+        raise Flaky(f"attempt {_attempt()} fails")
+    return _attempt()
+
+
+@task("conformance.always_fail", timeout=5.0, retry=FAST)
+def always_fail(message: str) -> None:
+    raise Flaky(message)
+
+
+@task("conformance.permanent", timeout=5.0, retry=FAST)
+def permanent(message: str) -> None:
+    raise PermanentError(message)
+
+
+@task("conformance.retry_later", timeout=5.0, retry=FAST)
+def retry_later(countdown_s: float) -> int:
+    if _attempt() == 1:
+        raise Retry(countdown=countdown_s, reason="not yet")
+    return _attempt()
+
+
+@task("conformance.not_json", timeout=5.0)
+def not_json() -> object:
+    return {1, 2}
+
+
+@task("conformance.gate", timeout=5.0, max_retries=0)
+def gate(path: str) -> str:
+    if os.path.exists(path):
+        raise Flaky(f"gate {path} is closed")
+    return "open"

@@ -92,7 +92,8 @@ def dashboard(ctx: click.Context, **flags: Any) -> None:
     client = options.settings()
     serve("DEBUG" if options.debug else "INFO", {
         **flags, "zk": client.zk, "redis": client.redis, "cluster": client.cluster,
-        "token": client.token, "zk_auth": client.zk_auth, "tls_ca": client.tls_ca,
+        "token": client.token, "operator_token": client.operator_token,
+        "zk_auth": client.zk_auth, "tls_ca": client.tls_ca,
         "tls_cert": client.tls_cert, "tls_key": client.tls_key,
         "tls_server_name": client.tls_server_name,
         "zk_operator_auth": options.zk_operator_auth})

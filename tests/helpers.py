@@ -1,11 +1,15 @@
-"""What the tests share: waiting on a condition with a deadline, reading task records."""
+"""What the tests share: waiting on a condition with a deadline, reading task records,
+a node's ring version."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from ringpool.store.store import StateStore, TaskRecord
 from ringpool.testing.local import LocalCluster
@@ -52,6 +56,21 @@ async def eventually_async(check: Callable[[], T], timeout: float = 30.0,
     while not waiting.done():
         await asyncio.sleep(interval)
     return waiting.value  # type: ignore[return-value]
+
+
+def node_ring_version(local: LocalCluster, node_id: str) -> float:
+    """The ring version ``node_id`` routes by now, from its /metrics endpoint."""
+    url = f"http://127.0.0.1:{local.metrics_ports[node_id]}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "ringpool_ring_version")
+
+
+def nodes_ring_ready(local: LocalCluster, version: int, timeout: float = 30.0) -> None:
+    """Wait until every node has seen ring ``version`` (or a newer one)."""
+    eventually(lambda: all(node_ring_version(local, n) >= version for n in local.nodes),
+               timeout, f"every node to see ring v{version}")
 
 
 def records(local: LocalCluster, task_ids: list[str]) -> list[TaskRecord | None]:

@@ -14,7 +14,7 @@ import ringpool.demo  # noqa: F401 - registers demo.add for the in-process execu
 from ringpool import Cluster, Task, TaskFailed
 from ringpool.core import codec
 from ringpool.core.envelope import build
-from ringpool.errors import ClusterUnavailable, Overloaded
+from ringpool.errors import ClusterUnavailable, Overloaded, RingpoolError
 from ringpool.pool import FixedPolicy, Pools, PoolSettings
 from ringpool.store.keys import Keys
 from ringpool.store.store import StateStore, Transition
@@ -100,15 +100,16 @@ async def test_a_failed_announcement_leaves_nothing_pending(
 
 
 class Refusing:
-    """Stands in for the coordinator's sender: every re-dispatch fails with ``error``."""
+    """Stands in for the coordinator's router: it gives up on every re-dispatch with
+    ``error``, as the router does once its deadline passed."""
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: RingpoolError) -> None:
         self.error = error
         self.sent = 0
 
-    async def send(self, envelopes: list[pb.TaskEnvelope]) -> list[pb.Ack]:
+    async def send(self, envelopes: list[pb.TaskEnvelope]) -> list[pb.Ack | RingpoolError]:
         self.sent += len(envelopes)
-        raise self.error
+        return [self.error] * len(envelopes)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 
-from ringpool.client.async_cluster import AsyncCluster
+from ringpool.client.router import Router
 from ringpool.core.protocol import REFUSALS, code_name
 from ringpool.errors import ClusterUnavailable, NoNodesAvailable, RingpoolError
 from ringpool.store.store import DueTask, StateStore
@@ -36,10 +36,10 @@ NOT_THE_TASKS_FAULT = frozenset({pb.NOT_REDELIVERABLE, pb.PERMISSION_DENIED})
 
 
 class RetryFirer:
-    def __init__(self, store: StateStore, cluster: AsyncCluster, batch: int = 500,
+    def __init__(self, store: StateStore, router: Router, batch: int = 500,
                  events: CoordinatorEvents | None = None) -> None:
         self.store = store
-        self.cluster = cluster
+        self.router = router
         self.batch = batch
         self.events = events or CoordinatorEvents()
         self._wake = asyncio.Event()
@@ -83,47 +83,45 @@ class RetryFirer:
             envelope.source = pb.SOURCE_RETRY
             envelope.attempt = item.attempt
             envelopes.append(envelope)
-        try:
-            acks = await self.cluster.send(envelopes)
-        except (ClusterUnavailable, NoNodesAvailable) as exc:
-            log.warning("could not re-dispatch %d retries (%s); they fire again in %.0fs",
-                        len(envelopes), exc, LEASE_S)
-            return len(due)
-        except RingpoolError as exc:
-            log.warning("nodes refused %d retries (%s); they fire again in %.0fs",
-                        len(envelopes), exc, LEASE_S)
-            self.events.retries_buried(await self._bury_worn_out(due, exc))
-            return len(due)
-        fired = buried = 0
-        for envelope, ack in zip(envelopes, acks, strict=True):
-            if ack.code == pb.ACCEPTED:
+        acks = await self.router.send(envelopes)
+        fired = buried = unsent = 0
+        for item, ack in zip(due, acks, strict=True):
+            if isinstance(ack, RingpoolError):
+                if await self._bury_worn_out(item, ack):
+                    buried += 1
+                else:
+                    unsent += 1
+            elif ack.code == pb.ACCEPTED:
                 fired += 1
             elif ack.code == pb.PERMISSION_DENIED:
                 log.error("retry of %s refused: %s; give the coordinator the nodes' "
-                          "--operator-token", envelope.task_id, ack.message)
+                          "--operator-token", item.task_id, ack.message)
             elif (
                 ack.code in REFUSALS
                 and ack.code not in NOT_THE_TASKS_FAULT
-                and await self.store.bury(envelope.task_id, code_name(ack.code), ack.message)
+                and await self.store.bury(item.task_id, code_name(ack.code), ack.message)
             ):
                 buried += 1
-                log.warning("retry of %s refused (%s); moved to the DLQ", envelope.task_id, ack.message)
+                log.warning("retry of %s refused (%s); moved to the DLQ", item.task_id, ack.message)
+        if unsent:
+            log.warning("could not re-dispatch %d retries; they fire again in %.0fs", unsent,
+                        LEASE_S)
         self.events.retries_fired(fired)
         self.events.retries_buried(buried)
         return len(due)
 
-    async def _bury_worn_out(self, due: list[DueTask], refused: RingpoolError) -> int:
-        """Dead-letter the retries leased ``MAX_CLAIMS`` times that nodes still refuse."""
-        buried = 0
-        for item in due:
-            if item.claims >= MAX_CLAIMS and await self.store.bury(
-                item.task_id, type(refused).__name__,
-                f"refused on {item.claims} re-dispatches: {refused}", "undeliverable",
-            ):
-                buried += 1
-                log.warning("retry of %s refused %d times (%s); moved to the DLQ",
-                            item.task_id, item.claims, refused)
-        return buried
+    async def _bury_worn_out(self, item: DueTask, error: RingpoolError) -> bool:
+        """Dead-letter a retry that nodes answered and kept refusing for a passing reason,
+        once it was leased ``MAX_CLAIMS`` times; one no node could be reached for waits."""
+        if isinstance(error, ClusterUnavailable | NoNodesAvailable) or item.claims < MAX_CLAIMS:
+            return False
+        if not await self.store.bury(item.task_id, type(error).__name__,
+                                     f"refused on {item.claims} re-dispatches: {error}",
+                                     "undeliverable"):
+            return False
+        log.warning("retry of %s refused %d times (%s); moved to the DLQ", item.task_id,
+                    item.claims, error)
+        return True
 
     async def _listen(self) -> None:
         async def wake() -> None:

@@ -1,5 +1,9 @@
 """The node's member znode: claim the node id, register, re-register, step out, leave.
 
+The znode's JSON says where to reach the node (``addr``), its ``weight``, when it
+started, and the task names it serves (``tasks``), so that clients refuse an
+unknown name before sending it.
+
 The epoch is the znode's creation zxid. It changes with every registration, so
 work stamped with an old epoch can be told apart from the live owner's (fencing).
 A lost session clears the epoch at once: the node stops accepting until it is
@@ -21,7 +25,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import NodeExistsError, NoNodeError
@@ -41,6 +45,7 @@ class Registration:
         node_id: str,
         addr: str,
         weight: float,
+        tasks: Iterable[str],
         on_epoch: Callable[[int | None], None],
         takeover_wait_s: float = 30.0,
         on_id_taken: Callable[[], None] = lambda: None,
@@ -52,7 +57,7 @@ class Registration:
         self.cut_off_path = f"{names.cut_off}/{node_id}"
         self.node_id = node_id
         self.data = json.dumps(
-            {"addr": addr, "weight": weight, "started_at": time.time()}
+            {"addr": addr, "weight": weight, "started_at": time.time(), "tasks": sorted(tasks)}
         ).encode()
         self.epoch: int | None = None
         self.takeover_wait_s = takeover_wait_s

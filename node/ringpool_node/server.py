@@ -31,6 +31,7 @@ from ringpool.core.naming import Names, check_node_id
 from ringpool.errors import ConfigError
 from ringpool.pool import Pools
 from ringpool.store.store import StateStore, connect_redis
+from ringpool.task import REGISTRY
 from ringpool.v1 import node_pb2_grpc as pb_grpc
 from ringpool_node.auth import Credentials, TokenAuth
 from ringpool_node.config_watch import ConfigWatch
@@ -161,7 +162,7 @@ async def serve(settings: NodeSettings) -> int:
             # One process per node id: wait for an earlier one's session to end (or give
             # up, saying so); then what it held goes back to the retry set before we join.
             registration = Registration(
-                zk, names, settings.node_id, address, settings.weight, set_epoch,
+                zk, names, settings.node_id, address, settings.weight, REGISTRY, set_epoch,
                 takeover_wait_s=2 * settings.zk_session_timeout_s + 5, on_id_taken=id_taken)
             stack.callback(registration.stop)
             await asyncio.to_thread(registration.claim)

@@ -65,12 +65,14 @@ def parse_member(node_id: str, data: bytes, epoch: int) -> Member | None:
         weight = float(info.get("weight", 1.0))
         if not (math.isfinite(weight) and MIN_WEIGHT <= weight <= MAX_WEIGHT):
             raise ValueError(f"weight {weight} is not in [{MIN_WEIGHT}, {MAX_WEIGHT}]")
+        tasks = info.get("tasks")
         return Member(
             node_id=node_id,
             addr=str(info["addr"]),
             weight=weight,
             started_at=float(info.get("started_at", 0.0)),
             epoch=epoch,
+            tasks=None if tasks is None else frozenset(str(name) for name in tasks),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("ignoring member %s with unreadable data %r (%s)", node_id, data[:200], exc)
@@ -147,6 +149,10 @@ class Membership:
     def subscribe(self, listener: Callable[[Ring], None]) -> None:
         """Call ``listener(ring)`` (from a ZooKeeper thread) on every new ring."""
         self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Callable[[Ring], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     # -- reading -------------------------------------------------------------
 

@@ -102,12 +102,14 @@ class TaskEnvelope(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ..., codec: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., attempt: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., priority: _Optional[int] = ..., ordered: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., ring_version: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("batch_id", "tasks")
+    __slots__ = ("batch_id", "tasks", "responses_seen")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSES_SEEN_FIELD_NUMBER: _ClassVar[int]
     batch_id: int
     tasks: _containers.RepeatedCompositeFieldContainer[TaskEnvelope]
-    def __init__(self, batch_id: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[TaskEnvelope, _Mapping]]] = ...) -> None: ...
+    responses_seen: int
+    def __init__(self, batch_id: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[TaskEnvelope, _Mapping]]] = ..., responses_seen: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("task_id", "code", "original_task_id", "state", "ring_version", "message", "retry_after_s", "node_id")

@@ -127,8 +127,9 @@ async def fire_until(firer: RetryFirer, condition: Any, what: str) -> None:
     try:
         await eventually_async(condition, 30, what)
     finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
+        running.cancel()  # as a demotion does: the firer must stop
+        stopped, _ = await asyncio.wait({running}, timeout=10)
+        assert stopped, "the retry firer did not stop when cancelled"
 
 
 async def test_a_retry_nodes_keep_refusing_goes_to_the_dlq_after_its_leases(

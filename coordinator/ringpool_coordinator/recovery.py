@@ -65,7 +65,8 @@ class Recoverer:
                 log.warning("recovery sweep failed (%s)", exc)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), SWEEP_INTERVAL_S)
+                async with asyncio.timeout(SWEEP_INTERVAL_S):  # not wait_for: see retries.py
+                    await self._wake.wait()
 
     def _dead(self, node_ids: set[str]) -> list[Dead]:
         names = self.names

@@ -63,7 +63,10 @@ class RetryFirer:
                 wait = IDLE_WAIT_S if due_in is None else due_in
                 if wait > 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), min(wait, IDLE_WAIT_S))
+                        # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow the
+                        # cancellation that ends a term, and a demoted leader would fire on.
+                        async with asyncio.timeout(min(wait, IDLE_WAIT_S)):
+                            await self._wake.wait()
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

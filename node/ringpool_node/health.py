@@ -95,7 +95,8 @@ class Health:
 
     async def _ping(self) -> bool:
         try:
-            await asyncio.wait_for(self.probe.ping(), PING_TIMEOUT_S)
+            async with asyncio.timeout(PING_TIMEOUT_S):
+                await self.probe.ping()
         except Exception:
             return False
         return True

@@ -22,10 +22,6 @@ from typing import Any, NamedTuple, cast
 
 import msgpack
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ringpool.core.protocol import TaskState
 from ringpool.store import listing
@@ -33,6 +29,7 @@ from ringpool.store.events import StoreEvents
 from ringpool.store.keys import Keys
 from ringpool.store.listing import SCAN_BUDGET, Page, TaskQuery
 from ringpool.store.pubsub import listen_forever
+from ringpool.store.redis_client import connect_redis
 from ringpool.v1 import node_pb2 as pb
 
 SOURCE_NAMES = {pb.SOURCE_CLIENT: "client", pb.SOURCE_RETRY: "retry", pb.SOURCE_REPLAY: "replay"}
@@ -45,22 +42,6 @@ def _script(name: str) -> str:
     """A script with the shared helpers of ``lua/lib.lua`` in front of it."""
     lua = resources.files(__package__).joinpath("lua")
     return lua.joinpath("lib.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
-
-
-def connect_redis(
-    url: str, connect_timeout_s: float = 5.0, timeout_s: float = 10.0, retries: int = 20,
-    backoff_cap_s: float = 1.0,
-) -> aioredis.Redis:
-    """An asyncio Redis client that rides out restarts: reconnects with backoff, up to
-    ``retries`` times per command."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_connect_timeout=connect_timeout_s,
-        socket_timeout=timeout_s,
-        health_check_interval=15,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=backoff_cap_s), retries=retries),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
 
 
 class AcceptCode(StrEnum):

@@ -166,10 +166,11 @@ def test_a_restarted_node_reclaims_its_tasks_under_its_own_crash_limit(
     zk_hosts: str, redis_url: str
 ) -> None:
     """The node's limit (1) decides, not the coordinator's (100): the second restart finds
-    the task recovered once already and sends it to the DLQ as poison."""
+    the task recovered once already and sends it to the DLQ as poison. Each restart waits
+    for the killed process's session to end, holding the id's restarting znode, which
+    keeps the coordinator away from the id's tasks."""
     with LocalCluster(nodes=1, coordinators=1, zk=zk_hosts, redis=redis_url,
-                      node_args=["--max-crash-recoveries", "1",
-                                 "--zk-session-timeout", "30"],  # the coordinator waits
+                      node_args=["--max-crash-recoveries", "1", "--zk-session-timeout", "4"],
                       coordinator_args=["--max-crash-recoveries", "100"]) as local, \
             Cluster.connect(zk=local.zk, redis=local.redis, cluster=local.cluster) as cluster:
         handle = cluster.dispatch("k", demo.sleep.s(60))

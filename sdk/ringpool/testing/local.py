@@ -482,11 +482,15 @@ class LocalCluster:
         return self
 
     def start_node(
-        self, node_id: str, wait: bool = True, timeout: float = 60.0, extra: Sequence[str] = ()
+        self, node_id: str, wait: bool = True, timeout: float = 60.0, extra: Sequence[str] = (),
+        name: str | None = None,
     ) -> ManagedProcess:
-        port = self.node_ports.get(node_id) or free_port()
-        self.node_ports[node_id] = port
-        metrics_port = self.metrics_ports.setdefault(node_id, free_port())
+        """Start a node process; ``name`` (default: the node id) keys its process, port and
+        log, so that a second process may run under one node id."""
+        name = name or node_id
+        port = self.node_ports.get(name) or free_port()
+        self.node_ports[name] = port
+        metrics_port = self.metrics_ports.setdefault(name, free_port())
         argv = [
             sys.executable, "-m", "ringpool_node", "--node-id", node_id,
             "--listen", f"127.0.0.1:{port}", "--tasks", ",".join(self.tasks),
@@ -494,9 +498,9 @@ class LocalCluster:
             *self.node_args, *extra,
         ]
         process = ManagedProcess(
-            node_id, argv, self.workdir / f"{node_id}.log", self._child_env()
+            name, argv, self.workdir / f"{name}.log", self._child_env()
         ).start()
-        self.nodes[node_id] = process
+        self.nodes[name] = process
         if wait:
             self.wait_for_members({node_id}, timeout)
         return process

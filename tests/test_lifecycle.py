@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kazoo.client import KazooClient
@@ -188,3 +189,24 @@ def test_a_restarted_node_reclaims_its_tasks_under_its_own_crash_limit(
         final = record(local, handle.task_id)
         assert final is not None
         assert (final.state, final.dead_reason, final.recoveries) == ("FAILED", "poison", 2)
+
+
+def test_a_sigterm_during_start_up_drains_instead_of_killing(
+    zk_hosts: str, redis_url: str, cluster_name: str, tmp_path: Path,
+) -> None:
+    # The signal lands while the node is still starting (before it serves): it must
+    # finish starting, leave the ring and exit 0 — never die of the default action.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with open(tmp_path / "node.log", "wb") as log:
+        node = subprocess.Popen(
+            [sys.executable, "-m", "ringpool_node", "--zk", zk_hosts, "--redis", redis_url,
+             "--cluster", cluster_name, "--node-id", "early", "--metrics-port", "0",
+             "--listen", "127.0.0.1:0", "--tasks", "ringpool.demo"],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            eventually(lambda: b"INFO" in (tmp_path / "node.log").read_bytes(), PROMPTLY_S,
+                       "the node to start logging")
+            node.send_signal(signal.SIGTERM)
+            assert node.wait(PROMPTLY_S * 3) == 0, (tmp_path / "node.log").read_text()
+        finally:
+            node.kill()

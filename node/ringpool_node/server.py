@@ -108,6 +108,10 @@ async def serve(settings: NodeSettings) -> int:
         loop.call_soon_threadsafe(drain_requested.set)
 
     async with contextlib.AsyncExitStack() as stack:
+        # From the first moment: a SIGTERM during start-up drains once started, never kills.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, request_drain)
+            stack.callback(loop.remove_signal_handler, sig)
         zk = await stack.enter_async_context(
             zookeeper_session(settings, settings.zk_session_timeout_s))
         store = await stack.enter_async_context(state_store(
@@ -180,9 +184,6 @@ async def serve(settings: NodeSettings) -> int:
 
             # Startup objects live as long as the node: keep them out of every future GC pass.
             gc.freeze()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, request_drain)
-                stack.callback(loop.remove_signal_handler, sig)
             await drain_requested.wait()
 
             log.info("draining (timeout %.1fs)", drain_timeout_s)

@@ -80,6 +80,15 @@ def _import_roots() -> list[str]:
             if os.path.isdir(p or os.curdir) and not os.path.abspath(p or os.curdir).startswith(prefixes)]
 
 
+PORT_CLASH_RETRIES = 3
+
+
+def _lost_its_port(process: ManagedProcess) -> bool:
+    """Whether the process ended because its listening port was taken."""
+    tail = process.log_tail(60).lower()
+    return "address already in use" in tail or "failed to bind" in tail
+
+
 def _tcp_reply(port: int, message: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
         sock.sendall(message)
@@ -428,6 +437,7 @@ class LocalCluster:
         self._zk = zk
         self._redis = redis
         self.nodes: dict[str, ManagedProcess] = {}
+        self._node_starts: dict[str, tuple[str, tuple[str, ...]]] = {}  # name -> (id, extra args)
         self.node_ports: dict[str, int] = {}
         self.metrics_ports: dict[str, int] = {}
         self.coordinators: list[ManagedProcess] = []
@@ -488,6 +498,7 @@ class LocalCluster:
         """Start a node process; ``name`` (default: the node id) keys its process, port and
         log, so that a second process may run under one node id."""
         name = name or node_id
+        self._node_starts[name] = (node_id, tuple(extra))
         port = self.node_ports.get(name) or free_port()
         self.node_ports[name] = port
         metrics_port = self.metrics_ports.setdefault(name, free_port())
@@ -554,13 +565,25 @@ class LocalCluster:
             raise ClusterUnavailable(f"{exc}:\n{tails}") from None
 
     def wait_for_members(self, node_ids: set[str], timeout: float = 60.0) -> None:
+        clashes = 0
+
         def ready() -> bool:
+            nonlocal clashes
             for node_id in node_ids:
                 process = self.nodes[node_id]
-                if not process.alive():
-                    raise ClusterUnavailable(
-                        f"{node_id} exited early; log {process.log_path}:\n{process.log_tail()}"
-                    )
+                if process.alive():
+                    continue
+                if clashes < PORT_CLASH_RETRIES and _lost_its_port(process):
+                    # Another process took the free port we picked before the node bound it.
+                    clashes += 1
+                    self.node_ports.pop(node_id, None)
+                    self.metrics_ports.pop(node_id, None)
+                    started_as, extra = self._node_starts[node_id]
+                    self.start_node(started_as, wait=False, extra=extra, name=node_id)
+                    continue
+                raise ClusterUnavailable(
+                    f"{node_id} exited early; log {process.log_path}:\n{process.log_tail()}"
+                )
             return node_ids <= self.members()
 
         deadline = time.monotonic() + timeout

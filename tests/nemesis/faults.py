@@ -119,6 +119,8 @@ class Nemesis:
     def supervise_once(self) -> None:
         """Start again what exited with no fault holding it down."""
         for node_id, process in list(self.local.nodes.items()):
+            if process.pid not in self.lives:  # started again by the launcher itself
+                self._remember(node_id, process)
             if process.alive() or node_id in self._held:
                 continue
             how = f"exited {process.proc.returncode if process.proc else '?'} unprompted"

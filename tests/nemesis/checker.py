@@ -19,14 +19,17 @@ Each check, precisely (a task is *accepted* once its handle's ``accepted()`` ret
   run's node was paused or cut off from Redis, or ZooKeeper was down, while it
   ran (the cluster rightly took that node for dead and ran the key elsewhere:
   at-least-once); when the later run started on a node so faulted before it was
-  back in the ring (a paused node resuming what it held); or when the later run
-  started after the earlier one had outlived its timeout (a hung run is
-  abandoned, not killed). Overlaps in one process (the node's own per-key order)
+  back in the ring (a paused node resuming what it held); when the earlier run's
+  node was draining and had handed its tasks back at the drain timeout; or when
+  the later run started after the earlier one had outlived its timeout (a hung
+  run is abandoned, not killed). Overlaps in one process (the node's own per-key order)
   and unexplained ones, such as a node that joins the ring running a key while
   its previous owner still runs it, fail the check.
 - **memory**: every node process's resident set stayed under the limit.
 
-Informational, not failures: tasks that ran more than once, and tasks whose
+Informational, not failures: tasks one of whose attempts ran more than once (a
+retry is a new attempt; a rerun after a crash, a pause or a cut is the same one),
+and tasks whose
 outcome is not the one their kind asks for (a ``nemesis.work`` in the DLQ as
 poison, say), each with its reason.
 """
@@ -75,6 +78,7 @@ class Observed:
     rss_limit: int
     faults: list[FaultRun]
     unprompted: list[tuple[float, str]]  # (when, what): processes that exited on their own
+    drain_timeout_s: float
     started: float  # when the workload started: time 0 of the schedule
     read_at: float  # when the final state was read
 
@@ -148,14 +152,20 @@ def _check_task(report: Report, task: Accepted, record: TaskRecord | None, runs:
     conflict = _conflict(observed, task.task_id, record, runs)
     if conflict:
         add(Finding("outcome conflict", task.task_id, record.finished_at or task.at, conflict))
-    if len(runs) > 1:
-        report.info.append(Finding("ran more than once", task.task_id, runs[1].start,
-                                   f"{len(runs)} runs on {', '.join(r.node for r in runs)}"))
+    if rerun_attempts(runs):
+        report.info.append(Finding(
+            "attempt ran twice", task.task_id, runs[1].start,
+            f"attempts {[r.attempt for r in runs]} on {', '.join(r.node for r in runs)}"))
     if record.state is not EXPECTED[task.kind]:
         report.info.append(Finding(
             "unexpected outcome", task.task_id, record.finished_at or task.at,
             f"{task.kind} {record.state} ({record.dead_reason or 'no reason'}: "
             f"{record.error_type} {record.error_message[:80]})"))
+
+
+def rerun_attempts(runs: list[Run]) -> bool:
+    """Whether one attempt ran more than once: a rerun (at-least-once), not a retry."""
+    return len({run.attempt for run in runs}) < len(runs)
 
 
 def _conflict(observed: Observed, task_id: str, record: TaskRecord, runs: list[Run]) -> str:
@@ -219,14 +229,16 @@ def _explained(report: Report, earlier: Run, later: Run, earlier_end: float) -> 
     """Why the cluster rightly ran ``later`` elsewhere while ``earlier`` ran, if it did."""
     for fault in reversed(report.observed.faults):  # the latest explanation first
         kind, target = fault.fault.kind, fault.fault.target
-        if kind not in PRESUMED_DEAD:
-            continue
         everywhere = kind is FaultKind.ZOOKEEPER
-        if (everywhere or target == earlier.node) and fault.began <= earlier_end \
-                and fault.ready >= earlier.start:
+        if kind in PRESUMED_DEAD and (everywhere or target == earlier.node) \
+                and fault.began <= earlier_end and fault.ready >= earlier.start:
             return f"the earlier run's node was taken for dead: {fault.describe}"
-        if (everywhere or target == later.node) and fault.began <= later.start <= fault.ready:
+        if kind in PRESUMED_DEAD and (everywhere or target == later.node) \
+                and fault.began <= later.start <= fault.ready:
             return f"the later run's node ran it before it was back in the ring: {fault.describe}"
+        if kind is FaultKind.TERM and target == earlier.node \
+                and earlier.start < fault.began + report.observed.drain_timeout_s <= later.start:
+            return f"the earlier run's node handed it back, draining past its timeout: {fault.describe}"
     timeout = TASKS[report.observed.accepted[earlier.task_id].kind].timeout
     if later.start >= earlier.start + timeout:
         return f"the earlier run had outlived its {timeout:g}s timeout (abandoned)"
@@ -277,7 +289,7 @@ def render(report: Report, title: str, max_listed: int = 15) -> str:
          "yes" if not report.count("memory") else "**NO**"],
         ["ordered overlaps explained: a node taken for dead, an abandoned run (info)",
          info["explained ordered overlap"], "-"],
-        ["tasks run more than once (info: at-least-once)", info["ran more than once"], "-"],
+        ["tasks with an attempt run twice (info: at-least-once)", info["attempt ran twice"], "-"],
         ["unexpected outcomes (info)", info["unexpected outcome"], "-"],
     ])]
     for name in (*FAILING_CHECKS, "unexpected outcome", "explained ordered overlap"):
@@ -306,7 +318,9 @@ def _spread(sorted_s: list[float]) -> str:
 
 def _task_table(report: Report) -> str:
     observed = report.observed
-    runs = Counter(run.task_id for run in observed.runs)
+    runs: dict[str, list[Run]] = {}
+    for run in observed.runs:
+        runs.setdefault(run.task_id, []).append(run)
     rows: list[list[object]] = []
     totals = [0] * 7
     for kind in TASKS:
@@ -315,9 +329,9 @@ def _task_table(report: Report) -> str:
         counts = [len(tasks), sum(t.ordered for t in tasks),
                   states[TaskState.SUCCEEDED], states[TaskState.FAILED],
                   len(tasks) - states[TaskState.SUCCEEDED] - states[TaskState.FAILED],
-                  sum(runs[t.task_id] for t in tasks),
-                  sum(1 for t in tasks if runs[t.task_id] > 1)]
+                  sum(len(runs.get(t.task_id, [])) for t in tasks),
+                  sum(1 for t in tasks if rerun_attempts(runs.get(t.task_id, [])))]
         totals = [a + b for a, b in zip(totals, counts, strict=True)]
         rows.append([kind, *counts])
     return table(["task", "accepted", "ordered", "succeeded", "in DLQ", "not final", "runs",
-                  "ran 2+ times"], [*rows, ["all", *totals]])
+                  "an attempt ran twice"], [*rows, ["all", *totals]])

@@ -183,6 +183,7 @@ def _observe(local: LocalCluster, history: History, nemesis: Nemesis, sampler: R
         accepted=accepted, refusals=history.refusals(), runs=history.runs(), records=records,
         dlq=dlq, retrying=retrying, inflight=inflight, lives=list(nemesis.lives.values()),
         rss_peaks=sampler.peaks(), rss_limit=options.rss_limit_mib * 2**20, faults=faults,
-        unprompted=nemesis.unprompted, started=started, read_at=read_at,
+        unprompted=nemesis.unprompted, drain_timeout_s=options.drain_timeout_s,
+        started=started, read_at=read_at,
     )
 

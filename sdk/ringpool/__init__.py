@@ -10,11 +10,13 @@
 from ringpool.client.async_cluster import AsyncCluster, AsyncTaskHandle
 from ringpool.client.cluster import Cluster, TaskHandle
 from ringpool.core.protocol import TaskState
+from ringpool.core.schedule import periodic
 from ringpool.errors import (
     ClusterUnavailable,
     ConfigError,
     DispatchError,
     InvalidKey,
+    InvalidSchedule,
     InvalidTask,
     NoNodesAvailable,
     NotRedeliverable,
@@ -22,12 +24,16 @@ from ringpool.errors import (
     PayloadTooLarge,
     ResultTimeout,
     RingpoolError,
+    ScheduleNotFound,
+    TaskAlreadyFinished,
+    TaskCancelled,
     TaskFailed,
     TaskNotFound,
     TooManyHops,
     Unauthenticated,
     UnknownTask,
 )
+from ringpool.store.schedules import StoredSchedule
 from ringpool.task import PermanentError, Retry, RetryPolicy, Task, TaskContext, current_task, task
 
 __version__ = "0.2.0"
@@ -40,6 +46,7 @@ __all__ = [
     "ConfigError",
     "DispatchError",
     "InvalidKey",
+    "InvalidSchedule",
     "InvalidTask",
     "NoNodesAvailable",
     "NotRedeliverable",
@@ -50,7 +57,11 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "RingpoolError",
+    "ScheduleNotFound",
+    "StoredSchedule",
     "Task",
+    "TaskAlreadyFinished",
+    "TaskCancelled",
     "TaskContext",
     "TaskFailed",
     "TaskHandle",
@@ -60,5 +71,6 @@ __all__ = [
     "Unauthenticated",
     "UnknownTask",
     "current_task",
+    "periodic",
     "task",
 ]

@@ -1,8 +1,8 @@
 """The async tier: ``async def`` handlers on the node's event loop, at most ``limit`` at once.
 
 Beyond the limit, jobs wait in a bounded priority heap. A handler past its timeout is
-really cancelled (``asyncio.timeout``) and ``ctx.cancelled`` is set. Everything here
-runs on the event loop, so there is no lock.
+really cancelled (``asyncio.timeout``) and ``ctx.cancelled`` is set; so is a cancelled
+one (``cancel``). Everything here runs on the event loop, so there is no lock.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 
 from ringpool.pool.backlog import Backlog
 from ringpool.pool.errors import PoolClosed, PoolOverloaded
-from ringpool.pool.job import Outcome, PanicHandler, Ticket, report_panic
+from ringpool.pool.job import Job, Outcome, PanicHandler, Ticket, report_panic
 from ringpool.pool.middleware import Chain
 from ringpool.task import set_current_task
 
@@ -28,6 +28,7 @@ class AsyncTier:
         self._panic = panic_handler
         self._backlog = Backlog()
         self._tasks: dict[asyncio.Task[None], Ticket] = {}
+        self._cancelling: set[Ticket] = set()
         self._quiet: asyncio.Event | None = None
         self._closed = False
         self.submitted = 0
@@ -64,6 +65,11 @@ class AsyncTier:
                 )
             outcome = Outcome(ok=True, value=value)
             self.completed += 1
+        except asyncio.CancelledError:
+            if ticket not in self._cancelling:
+                raise  # a release: the ticket is handed back, not finished
+            self._cancelling.discard(ticket)
+            outcome = Outcome.cancelled_run(job)
         except TimeoutError as exc:
             if not scope.expired():
                 outcome = self._failed(ticket, exc)
@@ -74,6 +80,21 @@ class AsyncTier:
         except Exception as exc:
             outcome = self._failed(ticket, exc)
         ticket.finish(outcome)
+
+    def cancel(self, job: Job) -> bool:
+        """Withdraw ``job`` if it waits, or cancel its coroutine if it runs; False when it
+        is not here."""
+        ticket = self._backlog.remove(job)
+        if ticket is not None:
+            ticket.finish(Outcome.cancelled_run(job))
+            return True
+        for task, running in self._tasks.items():
+            if running.job is job:
+                job.context.cancelled.set()
+                self._cancelling.add(running)
+                task.cancel()
+                return True
+        return False
 
     def _failed(self, ticket: Ticket, exc: Exception) -> Outcome:
         self.failed += 1

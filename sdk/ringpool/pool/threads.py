@@ -21,7 +21,7 @@ from functools import partial
 
 from ringpool.pool.backlog import Backlog
 from ringpool.pool.errors import PoolClosed, PoolOverloaded
-from ringpool.pool.job import Outcome, PanicHandler, Ticket, run_sync
+from ringpool.pool.job import Job, Outcome, PanicHandler, Ticket, run_sync
 from ringpool.pool.middleware import Chain
 from ringpool.pool.settings import check_workers
 
@@ -319,6 +319,29 @@ class ThreadTier:
             worker.wake.release()
         for worker in start:
             self._start(worker)
+
+    def cancel(self, job: Job) -> bool:
+        """Withdraw ``job`` if it waits; if it runs, set ``ctx.cancelled`` and give its
+        outcome now, as a deadline does (the thread overruns until it returns, and what it
+        returns is dropped). False when it is not here."""
+        with self._lock:
+            ticket = self._backlog.remove(job)
+            if ticket is None:
+                for worker in self._workers:
+                    if worker.ticket is not None and worker.ticket.job is job \
+                            and not worker.timed_out:
+                        ticket = worker.ticket
+                        worker.deadline = math.inf
+                        worker.timed_out = True
+                        self.running -= 1
+                        self.overrunning += 1
+                        self._notify_drained()
+                        break
+        if ticket is None:
+            return False
+        job.context.cancelled.set()
+        ticket.finish(Outcome.cancelled_run(job))
+        return True
 
     def release(self, timeout_s: float) -> list[Ticket]:
         """Accept nothing more, run what is queued and running for up to ``timeout_s``.

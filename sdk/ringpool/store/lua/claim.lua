@@ -1,7 +1,8 @@
--- Claim due retries for one lease: push their due time to lease_until (so a crash of
--- the claimer only delays them) and return what is needed to re-dispatch them. The
--- accept script removes an entry when its re-dispatch is accepted.
--- KEYS[1] retry zset. ARGV: now, lease_until, limit, record prefix.
+-- Claim due tasks of one zset (the retry zset, or the scheduled zset of delayed tasks and
+-- schedule ticks) for one lease: push their due time to lease_until (so a crash of the
+-- claimer only delays them) and return what is needed to re-dispatch them. The accept
+-- script removes an entry when its re-dispatch is accepted.
+-- KEYS[1] the zset. ARGV: now, lease_until, limit, record prefix.
 -- Returns id, envelope, attempt triples.
 local out = {}
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))

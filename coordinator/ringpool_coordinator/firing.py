@@ -1,9 +1,11 @@
-"""Fire due retries: re-dispatch each to its key's current owner, on time, without polling.
+"""Fire due tasks of a waiting set to their keys' current owners, on time, without polling.
 
-The loop sleeps until the earliest due time, or until a node announces a new
-retry on the wake channel. Claimed entries get a lease (their due time moves to
-the lease's end), so a coordinator that dies mid-dispatch only delays them; the
-node's accept removes an entry in the same step that makes it live again.
+One ``DueFirer`` fires due retries (the retry set), another delayed tasks and schedule
+ticks (the scheduled set): the same loop. It sleeps until the earliest due time, or
+until a new entry is announced on the set's wake channel. Claimed entries get a lease
+(their due time moves to the lease's end), so a coordinator that dies mid-dispatch
+only delays them; the node's accept removes an entry in the same step that makes it
+live again, so a task is never fired twice.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from ringpool.client.router import Router
 from ringpool.core.protocol import REFUSALS, code_name
 from ringpool.errors import RingpoolError
-from ringpool.store.store import StateStore
+from ringpool.store.store import StateStore, Waiting
 from ringpool.v1 import node_pb2 as pb
 from ringpool_coordinator.events import CoordinatorEvents
 
@@ -25,11 +27,12 @@ IDLE_WAIT_S = 5.0
 LEASE_S = 10.0
 
 
-class RetryFirer:
-    def __init__(self, store: StateStore, router: Router, batch: int = 500,
-                 events: CoordinatorEvents | None = None) -> None:
+class DueFirer:
+    def __init__(self, store: StateStore, router: Router, waiting: Waiting = Waiting.RETRY,
+                 batch: int = 500, events: CoordinatorEvents | None = None) -> None:
         self.store = store
         self.router = router
+        self.waiting = waiting
         self.batch = batch
         self.events = events or CoordinatorEvents()
         self._wake = asyncio.Event()
@@ -38,16 +41,17 @@ class RetryFirer:
         listener = asyncio.create_task(self._listen())
         try:
             while True:
-                # Clear before reading the retry set, not after: a node's wake that lands
-                # between the read and the wait must cut the wait short, not be wiped out.
+                # Clear before reading the set, not after: a wake that lands between the
+                # read and the wait must cut the wait short, not be wiped out.
                 self._wake.clear()
                 try:
-                    next_due = await self.store.next_due()
+                    next_due = await self.store.next_due(self.waiting)
                     if next_due is not None and next_due <= time.time():
                         await self.fire_due(next_due)
                         continue  # more may be due right now
-                except Exception as exc:  # Redis away: the leases keep every retry safe
-                    log.warning("retry firing failed (%s); trying again shortly", exc)
+                except Exception as exc:  # Redis away: the leases keep every task safe
+                    log.warning("firing due %s tasks failed (%s); trying again shortly",
+                                self.waiting, exc)
                     await asyncio.sleep(0.5)
                     continue
                 wait = IDLE_WAIT_S if next_due is None else next_due - time.time()
@@ -60,24 +64,24 @@ class RetryFirer:
                 await listener
 
     async def fire_due(self, oldest_due: float) -> int:
-        """Re-dispatch one batch of due retries, the oldest due at ``oldest_due``; how many
-        were claimed."""
-        due = await self.store.claim_due(LEASE_S, self.batch)
+        """Dispatch one batch of due tasks, the oldest due at ``oldest_due``; how many were
+        claimed."""
+        due = await self.store.claim_due(LEASE_S, self.batch, self.waiting)
         if not due:
             return 0
-        self.events.retries_claimed(max(0.0, time.time() - oldest_due))
+        self.events.due_claimed(self.waiting, max(0.0, time.time() - oldest_due))
         envelopes = []
         for item in due:
             envelope = pb.TaskEnvelope()
             envelope.CopyFrom(item.envelope)
-            envelope.source = pb.SOURCE_RETRY
+            envelope.source = self.waiting.source
             envelope.attempt = item.attempt
             envelopes.append(envelope)
         acks = await self.router.send(envelopes)
         unsent = sum(isinstance(ack, RingpoolError) for ack in acks)
         if unsent:
-            log.warning("could not re-dispatch %d retries; they fire again in %.0fs", unsent,
-                        LEASE_S)
+            log.warning("could not dispatch %d due %s tasks; they fire again in %.0fs", unsent,
+                        self.waiting, LEASE_S)
         fired = buried = 0
         for envelope, ack in zip(envelopes, acks, strict=True):
             if isinstance(ack, RingpoolError):
@@ -87,16 +91,18 @@ class RetryFirer:
             elif (
                 ack.code in REFUSALS
                 and ack.code != pb.NOT_REDELIVERABLE
-                and await self.store.bury(envelope.task_id, code_name(ack.code), ack.message)
+                and await self.store.bury(envelope.task_id, code_name(ack.code), ack.message,
+                                          self.waiting)
             ):
                 buried += 1
-                log.warning("retry of %s refused (%s); moved to the DLQ", envelope.task_id, ack.message)
-        self.events.retries_fired(fired)
-        self.events.retries_buried(buried)
+                log.warning("due %s task %s refused (%s); moved to the DLQ", self.waiting,
+                            envelope.task_id, ack.message)
+        self.events.due_fired(self.waiting, fired)
+        self.events.due_buried(self.waiting, buried)
         return len(due)
 
     async def _listen(self) -> None:
         async def wake() -> None:
             self._wake.set()
 
-        await self.store.watch_retry_wakes(wake)
+        await self.store.watch_wakes(self.waiting, wake)

@@ -1,5 +1,5 @@
 """What the tests share: waiting on a condition with a deadline, reading task records,
-a node's ring version."""
+a process's metrics and a node's ring version."""
 
 from __future__ import annotations
 
@@ -58,13 +58,19 @@ async def eventually_async(check: Callable[[], T], timeout: float = 30.0,
     return waiting.value  # type: ignore[return-value]
 
 
-def node_ring_version(local: LocalCluster, node_id: str) -> float:
-    """The ring version ``node_id`` routes by now, from its /metrics endpoint."""
-    url = f"http://127.0.0.1:{local.metrics_ports[node_id]}/metrics"
+def metric_value(local: LocalCluster, process: str, name: str, **labels: str) -> float:
+    """A sample of ``process``'s /metrics endpoint (a node id or ``coordinator-N``); 0.0
+    when it has none (yet)."""
+    url = f"http://127.0.0.1:{local.metrics_ports[process]}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
-    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                if s.name == "ringpool_ring_version")
+    return next((s.value for f in text_string_to_metric_families(text) for s in f.samples
+                 if s.name == name and s.labels == labels), 0.0)
+
+
+def node_ring_version(local: LocalCluster, node_id: str) -> float:
+    """The ring version ``node_id`` routes by now, from its /metrics endpoint."""
+    return metric_value(local, node_id, "ringpool_ring_version")
 
 
 def nodes_ring_ready(local: LocalCluster, version: int, timeout: float = 30.0) -> None:

@@ -24,6 +24,7 @@ from kazoo.client import KazooClient
 from ringpool.client.metrics import CallTimer, client_metrics
 from ringpool.client.results import ResultWaiter, unwrap
 from ringpool.client.router import Router
+from ringpool.client.schedules import publish
 from ringpool.client.settings import ClientSettings
 from ringpool.client.tickets import Ticket
 from ringpool.core import envelope as envelopes
@@ -307,14 +308,7 @@ class AsyncCluster:
         task itself would get (UnknownTask, InvalidTask, InvalidKey).
         """
         spec = Schedule(name, key, task, timing(cron, every, tz))
-        template = spec.template(self.settings.limits)
-        names = self.ring.task_names
-        if names is not None and task.name not in names:
-            raise UnknownTask(f"no node serves a task named {task.name!r}")
-        await self.store.schedules.put(name, key, template, spec.timing, origin="api")
-        stored = await self.store.schedules.get(name)
-        if stored is None:
-            raise ScheduleNotFound(f"schedule {name!r} was removed as it was written")
+        _, stored = await publish(self.store, self.ring, spec, "api", self.settings.limits)
         return stored
 
     async def unschedule(self, name: str) -> None:

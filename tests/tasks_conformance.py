@@ -128,3 +128,13 @@ def linger_cpu(path: str, seconds: float) -> int:
         out.write(str(os.getpid()))
     time.sleep(seconds)
     return os.getpid()
+
+
+@task("conformance.tick", timeout=5.0)
+def tick(path: str) -> float:
+    """Appends the tick's due time and its task id to ``path``."""
+    ctx = current_task()
+    assert ctx is not None
+    with open(path, "a") as out:
+        out.write(f"{ctx.eta!r} {ctx.task_id}\n")
+    return ctx.eta

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from ringpool.store.store import StateStore
 from ringpool_coordinator.events import CoordinatorEvents
@@ -24,9 +25,13 @@ BATCH = 100
 
 
 class ScheduleTicker:
-    def __init__(self, store: StateStore, events: CoordinatorEvents | None = None) -> None:
+    """``clock`` tells the time (unix seconds): tests pass a fixed one."""
+
+    def __init__(self, store: StateStore, events: CoordinatorEvents | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.events = events or CoordinatorEvents()
+        self.clock = clock
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -41,7 +46,7 @@ class ScheduleTicker:
                     log.warning("ticking schedules failed (%s); trying again shortly", exc)
                     await asyncio.sleep(0.5)
                     continue
-                wait = IDLE_WAIT_S if next_at is None else next_at - time.time()
+                wait = IDLE_WAIT_S if next_at is None else next_at - self.clock()
                 if wait > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), min(wait, IDLE_WAIT_S))
@@ -56,7 +61,7 @@ class ScheduleTicker:
     async def tick_due(self) -> int:
         """Claim the due tick of every schedule whose next tick has come; how many."""
         claimed = 0
-        now = time.time()
+        now = self.clock()
         for schedule in await self.store.schedules.due(now, BATCH):
             assert schedule.next_at is not None
             catch_up = schedule.timing.catch_up(schedule.next_at, now)

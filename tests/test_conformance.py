@@ -2,8 +2,9 @@
 
 Every test runs against both (``backend`` is parametrized): results, typed errors,
 retries with the task's policy, the DLQ and its replay, idempotency, per-key order,
-key affinity, delayed tasks and cancels. The in-memory side gets a fresh cluster per test; the real side is one
-local cluster for the module (3 nodes named as the in-memory ones, a coordinator).
+key affinity, delayed tasks and cancels. The in-memory side gets a fresh cluster per
+test; the real side is one local cluster for the module (3 nodes named as the in-memory
+ones, a coordinator).
 """
 
 from __future__ import annotations

@@ -339,7 +339,7 @@ def test_taskctl_schedule_commands_in_both_modes(local: LocalCluster) -> None:
     row = next(line for line in listed.output.splitlines() if line.startswith("ctl-report"))
     assert "conformance.add" in row and "report:1" in row and "operator" in row
     paused = ctl(local, "schedule", "pause", "ctl-report")
-    assert paused.exit_code == 0 and "paused; next tick paused" in paused.output
+    assert paused.exit_code == 0 and "schedule ctl-report paused\n" in paused.output
     assert json.loads(ctl(local, "--json", "schedule", "ls").output)[0]["paused"] in (True, False)
     resumed = ctl(local, "--json", "schedule", "resume", "ctl-report")
     assert resumed.exit_code == 0 and json.loads(resumed.output)["paused"] is False

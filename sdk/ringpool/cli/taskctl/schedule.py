@@ -115,8 +115,8 @@ def _change(ctx: click.Context, name: str,
         return await change(await session.store(), name)
 
     stored = run(options, body)
-    emit(options, stored.to_dict(), lambda out: out.print(
-        f"schedule {escape(name)} {verb}; next tick {_next(stored)}"))
+    then = "" if stored.paused else f"; next tick {_next(stored)}"
+    emit(options, stored.to_dict(), lambda out: out.print(f"schedule {escape(name)} {verb}{then}"))
 
 
 @schedule.command("rm")

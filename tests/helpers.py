@@ -1,5 +1,6 @@
 """What the tests share: waiting on a condition with a deadline, reading task records,
-a process's metrics and a node's ring version."""
+a process's metrics (its unlabelled samples, or one sample by labels) and a node's ring
+version."""
 
 from __future__ import annotations
 
@@ -58,19 +59,9 @@ async def eventually_async(check: Callable[[], T], timeout: float = 30.0,
     return waiting.value  # type: ignore[return-value]
 
 
-def metric_value(local: LocalCluster, process: str, name: str, **labels: str) -> float:
-    """A sample of ``process``'s /metrics endpoint (a node id or ``coordinator-N``); 0.0
-    when it has none (yet)."""
-    url = f"http://127.0.0.1:{local.metrics_ports[process]}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    return next((s.value for f in text_string_to_metric_families(text) for s in f.samples
-                 if s.name == name and s.labels == labels), 0.0)
-
-
 def node_ring_version(local: LocalCluster, node_id: str) -> float:
     """The ring version ``node_id`` routes by now, from its /metrics endpoint."""
-    return metric_value(local, node_id, "ringpool_ring_version")
+    return gauges(local.metrics_ports[node_id])["ringpool_ring_version"]
 
 
 def nodes_ring_ready(local: LocalCluster, version: int, timeout: float = 30.0) -> None:
@@ -89,3 +80,21 @@ def records(local: LocalCluster, task_ids: list[str]) -> list[TaskRecord | None]
             await store.close()
 
     return asyncio.run(read())
+
+
+def gauges(port: int) -> dict[str, float]:
+    """The unlabelled samples a process serves on its metrics ``port`` now, by name."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {s.name: s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if not s.labels}
+
+
+def metric_value(local: LocalCluster, process: str, name: str, **labels: str) -> float:
+    """The sample ``name`` with exactly ``labels`` that ``process`` (a node id or
+    ``coordinator-N``) serves on its metrics endpoint now; 0.0 when it has none (yet)."""
+    url = f"http://127.0.0.1:{local.metrics_ports[process]}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return next((s.value for f in text_string_to_metric_families(text) for s in f.samples
+                 if s.name == name and s.labels == labels), 0.0)

@@ -126,7 +126,8 @@ class Timing:
     def _cron(self, after: float) -> datetime:
         assert self.cron is not None
         zone = ZoneInfo(self.tz)
-        # cronsim steps from whole seconds: a start within a second would return that second.
+        # cronsim drops a start's microseconds; ticks fall on whole minutes, so the first
+        # tick after the whole second is also the first after ``after``.
         start = datetime.fromtimestamp(math.floor(after), zone)
         return next(CronSim(self.cron, start))
 

@@ -183,7 +183,11 @@ def test_ticks_across_dst_changes_with_a_fixed_clock(
 ) -> None:
     async def body(store: StateStore) -> list[list[float]]:
         now = [0.0]
-        ticker = ScheduleTicker(store, clock=lambda: now[0])
+
+        async def clock() -> float:
+            return now[0]
+
+        ticker = ScheduleTicker(store, clock=clock)
         walks = []
         for name, timing, start, end in [
             ("spring", Timing(cron="30 2 * * *", tz="Europe/Berlin"), berlin(2026, 3, 27, 12),
@@ -220,7 +224,9 @@ def test_a_tick_is_claimed_once_by_racing_leaders_and_an_outage_is_coalesced(
         other = StateStore.from_url(redis_url, cluster_name)
         try:
             await put(store, "race", Timing(every_s=60), 600.0, redis_client)
-            clock = lambda: 1234.5  # noqa: E731 - ticks 600..1200 were missed
+            async def clock() -> float:
+                return 1234.5  # ticks 600..1200 were missed
+
             first, second = ScheduleTicker(store, clock=clock), ScheduleTicker(other, clock=clock)
             claims = await asyncio.gather(*(t.tick_due() for t in (first, second, first, second)))
             stored = await store.schedules.get("race")

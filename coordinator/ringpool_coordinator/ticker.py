@@ -6,6 +6,8 @@ tick fires once and the earlier ones are counted as skipped), and claims each ti
 in Redis. A tick is claimed only while its schedule still names it as its next, so
 a second leader, or a pass that races a change, claims nothing. A claimed tick is a
 task held SCHEDULED, due at the tick: the delay firer sends it to its key's owner.
+Ticks are worked out on Redis' clock, the one the delay firer reads due times with
+(and the one ``ScheduleStore`` works out a new or resumed schedule's next tick from).
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ringpool.store.store import StateStore
 from ringpool_coordinator.events import CoordinatorEvents
@@ -25,13 +26,14 @@ BATCH = 100
 
 
 class ScheduleTicker:
-    """``clock`` tells the time (unix seconds): tests pass a fixed one."""
+    """``clock`` tells the time (unix seconds), Redis' (``StateStore.now``) unless given:
+    tests pass a fixed one."""
 
     def __init__(self, store: StateStore, events: CoordinatorEvents | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], Awaitable[float]] | None = None) -> None:
         self.store = store
         self.events = events or CoordinatorEvents()
-        self.clock = clock
+        self.clock = clock or store.now
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -42,14 +44,17 @@ class ScheduleTicker:
                 try:
                     await self.tick_due()
                     next_at = await self.store.schedules.next_tick()
+                    wait = IDLE_WAIT_S if next_at is None else next_at - await self.clock()
                 except Exception as exc:  # Redis away: the ticks wait in Redis
                     log.warning("ticking schedules failed (%s); trying again shortly", exc)
                     await asyncio.sleep(0.5)
                     continue
-                wait = IDLE_WAIT_S if next_at is None else next_at - self.clock()
                 if wait > 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), min(wait, IDLE_WAIT_S))
+                        # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow the
+                        # cancellation that ends a term, and a demoted leader would tick on.
+                        async with asyncio.timeout(min(wait, IDLE_WAIT_S)):
+                            await self._wake.wait()
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -61,7 +66,7 @@ class ScheduleTicker:
     async def tick_due(self) -> int:
         """Claim the due tick of every schedule whose next tick has come; how many."""
         claimed = 0
-        now = self.clock()
+        now = await self.clock()
         for schedule in await self.store.schedules.due(now, BATCH):
             assert schedule.next_at is not None
             catch_up = schedule.timing.catch_up(schedule.next_at, now)

@@ -27,8 +27,10 @@ from ringpool.errors import (
     InvalidTask,
     NotRedeliverable,
     PayloadTooLarge,
+    PermissionDenied,
     RingpoolError,
     TaskAlreadyFinished,
+    TaskIdTaken,
     TaskNotFound,
     UnknownTask,
 )
@@ -96,6 +98,8 @@ REFUSALS: Mapping[int, type[DispatchError]] = MappingProxyType({
     pb.PAYLOAD_TOO_LARGE: PayloadTooLarge,
     pb.INVALID_KEY: InvalidKey,
     pb.NOT_REDELIVERABLE: NotRedeliverable,
+    pb.ID_TAKEN: TaskIdTaken,
+    pb.PERMISSION_DENIED: PermissionDenied,
 })
 _CODES: dict[type[DispatchError], int] = {kind: code for code, kind in REFUSALS.items()}
 

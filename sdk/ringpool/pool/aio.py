@@ -1,8 +1,12 @@
 """The async tier: ``async def`` handlers on the node's event loop, at most ``limit`` at once.
 
 Beyond the limit, jobs wait in a bounded priority heap. A handler past its timeout is
-really cancelled (``asyncio.timeout``) and ``ctx.cancelled`` is set; so is a cancelled
-one (``cancel``). Everything here runs on the event loop, so there is no lock.
+really cancelled (``asyncio.timeout``) and ``ctx.cancelled`` is set; so is one whose
+task was cancelled (``cancel``): its outcome says cancelled. Every other way out of a
+handler is its failure: an exception, ``SystemExit`` or ``KeyboardInterrupt`` it
+raises, and a ``CancelledError`` that escapes it without anyone having cancelled its
+task (only ``cancel()`` and ``release()`` do). Everything here runs on the event loop,
+so there is no lock.
 """
 
 from __future__ import annotations
@@ -65,11 +69,6 @@ class AsyncTier:
                 )
             outcome = Outcome(ok=True, value=value)
             self.completed += 1
-        except asyncio.CancelledError:
-            if ticket not in self._cancelling:
-                raise  # a release: the ticket is handed back, not finished
-            self._cancelling.discard(ticket)
-            outcome = Outcome.cancelled_run(job)
         except TimeoutError as exc:
             if not scope.expired():
                 outcome = self._failed(ticket, exc)
@@ -77,8 +76,18 @@ class AsyncTier:
                 job.context.cancelled.set()
                 outcome = Outcome.timeout(job)
                 self.timed_out += 1
-        except Exception as exc:
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if ticket in self._cancelling:  # cancel() asked for it: the run is cancelled
+                outcome = Outcome.cancelled_run(job)
+            elif task is not None and task.cancelling():
+                raise  # release() cancelled it: it is handed back, not finished
+            else:  # nobody asked: the handler's own doing, so its failure
+                outcome = self._failed(ticket, exc)
+        except BaseException as exc:
             outcome = self._failed(ticket, exc)
+        finally:
+            self._cancelling.discard(ticket)
         ticket.finish(outcome)
 
     def cancel(self, job: Job) -> bool:
@@ -96,7 +105,7 @@ class AsyncTier:
                 return True
         return False
 
-    def _failed(self, ticket: Ticket, exc: Exception) -> Outcome:
+    def _failed(self, ticket: Ticket, exc: BaseException) -> Outcome:
         self.failed += 1
         report_panic(self._panic, ticket.job, exc)
         return Outcome.failure(exc)

@@ -4,14 +4,15 @@ A schedule is a hash (``Keys.schedule(name)``) and its entry in the ``schedules`
 zset (name -> next tick, ``inf`` while paused), so the leader finds what is due with
 one range read. ``lua/tick.lua`` claims a tick exactly once, only while the schedule
 still names that tick as its next, and turns it into a task held SCHEDULED in the
-scheduled set: the delay firer then sends it like any delayed task.
+scheduled set: the delay firer then sends it like any delayed task. Ticks are worked
+out from Redis' clock (``clock``, the state store's ``now``), the one the delay firer
+reads them with.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -119,11 +120,13 @@ def digest(key: str, envelope: pb.TaskEnvelope, timing: Timing) -> str:
 
 
 class ScheduleStore:
-    """The schedules of one cluster (``StateStore.schedules``)."""
+    """The schedules of one cluster (``StateStore.schedules``); ``clock`` reads Redis'."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keys,
+                 clock: Callable[[], Awaitable[float]]) -> None:
         self._redis = client
         self.keys = keys
+        self._clock = clock
         self._put = script(client, "schedule_put")
         self._pause = script(client, "schedule_pause")
         self._tick = script(client, "tick")
@@ -135,7 +138,6 @@ class ScheduleStore:
         template.CopyFrom(envelope)
         template.task_id = ""
         template.ring_version = 0
-        now = time.time()
         fields: list[Any] = ["key", key, "envelope", template.SerializeToString(),
                              "cron", timing.cron or "", "every_s",
                              "" if timing.every_s is None else repr(timing.every_s),
@@ -143,7 +145,7 @@ class ScheduleStore:
         keys = self.keys
         code = await self._put(
             keys=[keys.schedule(name), keys.schedules],
-            args=[name, digest(key, template, timing), now, timing.next_tick(now),
+            args=[name, digest(key, template, timing), timing.next_tick(await self._clock()),
                   keys.schedule_channel, *fields])
         return PutResult(_text(code))
 
@@ -192,7 +194,7 @@ class ScheduleStore:
         """Resume a schedule from its next tick after now (ticks missed while paused are
         not caught up); False if it is gone."""
         keys = self.keys
-        next_at = schedule.timing.next_tick(time.time())
+        next_at = schedule.timing.next_tick(await self._clock())
         return bool(await self._pause(keys=[keys.schedule(schedule.name), keys.schedules],
                                       args=[schedule.name, "0", next_at, keys.schedule_channel]))
 
@@ -206,7 +208,7 @@ class ScheduleStore:
                   keys.task(envelope.task_id)],
             args=[schedule.name, repr(due), repr(catch_up.fire_at), catch_up.skipped,
                   repr(catch_up.next_at), envelope.task_id, envelope.SerializeToString(),
-                  time.time(), keys.delay_channel])
+                  keys.delay_channel])
         return envelope.task_id if claimed else ""
 
     async def next_tick(self) -> float | None:

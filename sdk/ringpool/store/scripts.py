@@ -9,8 +9,9 @@ from redis.commands.core import AsyncScript
 
 
 def script(client: aioredis.Redis, *names: str) -> AsyncScript:
-    """The scripts ``names`` (``lua/<name>.lua``) joined into one, registered on ``client``:
-    a script may start with shared code (``summary`` for the listings)."""
-    text = "".join(resources.files(__package__).joinpath(f"lua/{name}.lua").read_text()
-                   for name in names)
+    """The scripts ``names`` (``lua/<name>.lua``) joined into one, registered on ``client``,
+    with the helpers every script shares (``lua/lib.lua``: Redis' clock) in front. A script
+    may start with more shared code (``summary`` for the listings)."""
+    lua = resources.files(__package__).joinpath("lua")
+    text = "".join(lua.joinpath(f"{name}.lua").read_text() for name in ("lib", *names))
     return client.register_script(text)

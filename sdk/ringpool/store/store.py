@@ -4,6 +4,12 @@ and the DLQ (and, through ``schedules``, periodic schedules).
 Every multi-key change is one Lua script (``lua/``), so each is atomic and one
 round trip per batch. Nodes, the coordinator, the client and ``taskctl`` all go
 through ``StateStore``; the key layout lives in ``keys.py`` and nowhere else.
+
+Every time the scripts write (due times, leases, accept and finish times, when a task
+was dead-lettered) is Redis' own clock (``TIME``), and so is every "now" the store
+compares them with (``due_in``, ``now``): hosts whose clocks disagree still agree on
+when a retry is due or a dead letter is old. Only ``started_at``, when a run began,
+is the node's clock.
 """
 
 from __future__ import annotations
@@ -16,10 +22,6 @@ from typing import Any, NamedTuple, cast
 
 import msgpack
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ringpool.core.protocol import TaskState, cancel_refusal
 from ringpool.errors import ClusterUnavailable
@@ -28,6 +30,7 @@ from ringpool.store.events import StoreEvents
 from ringpool.store.keys import Keys
 from ringpool.store.listing import SCAN_BUDGET, Page, TaskQuery
 from ringpool.store.pubsub import listen_forever
+from ringpool.store.redis_client import connect_redis
 from ringpool.store.schedules import ScheduleStore
 from ringpool.store.scripts import script
 from ringpool.v1 import node_pb2 as pb
@@ -39,20 +42,6 @@ DEFAULT_RESULT_TTL_S = 24 * 3600
 DLQ_PAGE = 500
 
 
-def connect_redis(
-    url: str, connect_timeout_s: float = 5.0, timeout_s: float = 10.0, retries: int = 20,
-    backoff_cap_s: float = 1.0,
-) -> aioredis.Redis:
-    """An asyncio Redis client that rides out restarts: reconnects with backoff, up to
-    ``retries`` times per command."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_connect_timeout=connect_timeout_s,
-        socket_timeout=timeout_s,
-        health_check_interval=15,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=backoff_cap_s), retries=retries),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
 
 
 class Waiting(StrEnum):
@@ -84,6 +73,8 @@ class AcceptCode(StrEnum):
     ACCEPTED = "A"
     #: Its fingerprint is held by an earlier task; ``task_id`` names that task.
     DUPLICATE = "D"
+    #: A client task whose id another task's record already has: refused, nothing written.
+    ID_TAKEN = "X"
     #: A retry, replay or fired delayed task that no longer waits in its set.
     NOT_REDELIVERABLE = "N"
 
@@ -102,7 +93,7 @@ class TransitionOp(StrEnum):
     START = "start"
     #: -> SUCCEEDED with its result; the record expires after the result TTL.
     SUCCEED = "ok"
-    #: -> RETRY_SCHEDULED: into the retry set, due at ``retry_at``.
+    #: -> RETRY_SCHEDULED: into the retry set, due ``retry_in_s`` from now (Redis' clock).
     RETRY = "retry"
     #: -> FAILED: into the dead-letter queue, with its ``dead_reason``.
     DEAD = "dead"
@@ -123,7 +114,7 @@ class Transition:
     error_type: str = ""
     error_message: str = ""
     traceback: str = ""
-    retry_at: float = 0.0
+    retry_in_s: float = 0.0
     dead_reason: str = ""
     publish: bool = False  # a success is announced on the done channel (no stream to push to)
 
@@ -139,11 +130,11 @@ class Transition:
 
     @classmethod
     def retry(
-        cls, task_id: str, started_at: float, retry_at: float, error_type: str,
+        cls, task_id: str, started_at: float, retry_in_s: float, error_type: str,
         error_message: str, traceback: str,
     ) -> Transition:
         return cls(TransitionOp.RETRY, task_id, started_at, error_type=error_type,
-                   error_message=error_message, traceback=traceback, retry_at=retry_at)
+                   error_message=error_message, traceback=traceback, retry_in_s=retry_in_s)
 
     @classmethod
     def dead(
@@ -156,7 +147,7 @@ class Transition:
     def packed(self) -> tuple[Any, ...]:
         """The op as ``lua/transition.lua`` reads it."""
         return (self.op.value, self.task_id, self.started_at, self.result, self.error_type,
-                self.error_message, self.traceback, self.retry_at, self.dead_reason,
+                self.error_message, self.traceback, self.retry_in_s, self.dead_reason,
                 int(self.publish))
 
 
@@ -165,6 +156,15 @@ class DueTask:
     task_id: str
     envelope: pb.TaskEnvelope
     attempt: int
+    claims: int  # leases taken on it since it last went out (this one included)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One claim of due retries, and how late the oldest of them was (Redis' clock)."""
+
+    tasks: list[DueTask]
+    late_s: float
 
 
 @dataclass(frozen=True)
@@ -298,7 +298,7 @@ class StateStore:
         self.keys = Keys(cluster)
         self.fingerprint_ttl_s = fingerprint_ttl_s
         self.result_ttl_s = result_ttl_s
-        self.schedules = ScheduleStore(client, self.keys)
+        self.schedules = ScheduleStore(client, self.keys, self.now)
         self._accept = script(client, "accept")
         self._transition = script(client, "transition")
         self._recover = script(client, "recover")
@@ -340,7 +340,7 @@ class StateStore:
         raw = await self._accept(
             keys=[keys.inflight(node_id), keys.retries, keys.dlq, keys.inflight_nodes,
                   keys.scheduled],
-            args=[node_id, epoch, time.time(), self.fingerprint_ttl_s, keys.task_prefix, tasks,
+            args=[node_id, epoch, self.fingerprint_ttl_s, keys.task_prefix, tasks,
                   keys.delay_channel],
         )
         self.events.round_trip("accept", time.perf_counter() - started)
@@ -357,7 +357,7 @@ class StateStore:
         started = time.perf_counter()
         raw = await self._transition(
             keys=[keys.inflight(node_id), keys.retries, keys.dlq],
-            args=[epoch, time.time(), self.result_ttl_s, keys.task_prefix, keys.done_channel,
+            args=[epoch, self.result_ttl_s, keys.task_prefix, keys.done_channel,
                   keys.retry_channel, _pack([op.packed() for op in ops])],
         )
         self.events.round_trip("transition", time.perf_counter() - started)
@@ -368,27 +368,31 @@ class StateStore:
         await self._redis.publish(self.keys.done_channel, task_id)
 
     async def recover(
-        self, node_id: str, keep_epoch: int | None, max_recoveries: int, limit: int = 1000
+        self, node_id: str, max_epoch: int | None, max_recoveries: int, limit: int = 1000
     ) -> Recovery:
-        """Move ``node_id``'s in-flight tasks (except ``keep_epoch``'s) to the retry set."""
+        """Move ``node_id``'s in-flight tasks of owner epochs up to ``max_epoch`` (None: all)
+        to the retry set, due now. ``max_recoveries`` > 0 counts this as a crash recovery
+        of each task and dead-letters one recovered more often than that (poison); 0 does
+        not count it."""
         keys = self.keys
         total = Recovery(0, 0, 0)
         while True:
             recovered, poisoned, left = await self._recover(
                 keys=[keys.inflight(node_id), keys.retries, keys.dlq],
-                args=[time.time(), "" if keep_epoch is None else keep_epoch, max_recoveries,
+                args=["" if max_epoch is None else max_epoch, max_recoveries,
                       keys.task_prefix, keys.done_channel, keys.retry_channel, limit],
             )
             total = Recovery(total.recovered + recovered, total.poisoned + poisoned, left)
             if not left:
                 return total
 
-    async def hand_back(self, node_id: str, task_ids: Iterable[str]) -> int:
-        """Move these in-flight tasks of ``node_id`` to the retry set (no attempt used)."""
+    async def hand_back(self, node_id: str, task_ids: Iterable[str], max_epoch: int) -> int:
+        """Move these in-flight tasks of ``node_id`` (of owner epochs up to ``max_epoch``) to
+        the retry set, due now; no attempt used, no recovery counted."""
         keys = self.keys
         recovered, _, _ = await self._recover(
             keys=[keys.inflight(node_id), keys.retries, keys.dlq],
-            args=[time.time(), "", 0, keys.task_prefix, keys.done_channel,
+            args=[max_epoch, 0, keys.task_prefix, keys.done_channel,
                   keys.retry_channel, 1_000_000, _pack(list(task_ids))],
         )
         return int(recovered)
@@ -415,7 +419,7 @@ class StateStore:
         for _ in range(5):  # the owner read can go stale only while the task moves on
             code, detail = await self._cancel(
                 keys=[keys.task(task_id), keys.retries, keys.scheduled, keys.inflight(node)],
-                args=[task_id, node, time.time(), self.result_ttl_s, keys.done_channel,
+                args=[task_id, node, self.result_ttl_s, keys.done_channel,
                       keys.cancel_channel_prefix])
             code, detail = _text(code), _text(detail)
             if code == "C":
@@ -441,31 +445,43 @@ class StateStore:
     # -- retries and delayed tasks -------------------------------------------------
 
     async def claim_due(self, lease_s: float, limit: int = 500,
-                        waiting: Waiting = Waiting.RETRY) -> list[DueTask]:
-        """Claim due tasks of ``waiting`` for ``lease_s`` (see ``lua/claim.lua``)."""
-        now = time.time()
+                        waiting: Waiting = Waiting.RETRY) -> Claimed:
+        """Lease up to ``limit`` due tasks of ``waiting`` for ``lease_s`` seconds (Redis'
+        clock; see ``lua/claim.lua``)."""
         raw = await self._claim(
-            keys=[waiting.key(self.keys)], args=[now, now + lease_s, limit, self.keys.task_prefix]
+            keys=[waiting.key(self.keys)], args=[lease_s, limit, self.keys.task_prefix]
         )
         due = []
-        for i in range(0, len(raw), 3):
+        for i in range(0, len(raw) - 1, 4):
             envelope = pb.TaskEnvelope()
             envelope.ParseFromString(raw[i + 1])
-            due.append(DueTask(_text(raw[i]), envelope, int(raw[i + 2])))
-        return due
+            due.append(DueTask(_text(raw[i]), envelope, int(raw[i + 2]), int(raw[i + 3])))
+        return Claimed(due, float(raw[-1]))
 
-    async def bury(self, task_id: str, error_type: str, message: str,
-                   waiting: Waiting = Waiting.RETRY) -> bool:
+    async def bury(
+        self, task_id: str, error_type: str, message: str, dead_reason: str = "permanent",
+        waiting: Waiting = Waiting.RETRY,
+    ) -> bool:
         """Move a task waiting in ``waiting`` straight to the DLQ (its dispatch was refused)."""
         keys = self.keys
         return bool(await self._bury(
             keys=[waiting.key(keys), keys.dlq, keys.task(task_id)],
-            args=[task_id, time.time(), error_type, message, keys.done_channel],
+            args=[task_id, error_type, message, dead_reason, keys.done_channel],
         ))
 
-    async def next_due(self, waiting: Waiting = Waiting.RETRY) -> float | None:
-        first = await self._redis.zrange(waiting.key(self.keys), 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
+    async def due_in(self, waiting: Waiting = Waiting.RETRY) -> float | None:
+        """Seconds until the earliest task of ``waiting`` is due by Redis' clock (<= 0: due
+        now); None when the set is empty."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrange(waiting.key(self.keys), 0, 0, withscores=True)
+            pipe.time()
+            first, (seconds, micros) = await pipe.execute()
+        return float(first[0][1]) - (seconds + micros / 1e6) if first else None
+
+    async def now(self) -> float:
+        """Redis' clock, in unix seconds: the one clock of every time the store keeps."""
+        seconds, micros = await self._redis.time()
+        return float(seconds + micros / 1e6)
 
     async def queue_sizes(self) -> QueueSizes:
         """How many tasks wait in the retry set, the DLQ and the scheduled set (one round

@@ -10,11 +10,13 @@
 from ringpool.client.async_cluster import AsyncCluster, AsyncTaskHandle
 from ringpool.client.cluster import Cluster, TaskHandle
 from ringpool.core.protocol import TaskState
+from ringpool.core.schedule import periodic
 from ringpool.errors import (
     ClusterUnavailable,
     ConfigError,
     DispatchError,
     InvalidKey,
+    InvalidSchedule,
     InvalidTask,
     NoNodesAvailable,
     NotRedeliverable,
@@ -23,6 +25,9 @@ from ringpool.errors import (
     PermissionDenied,
     ResultTimeout,
     RingpoolError,
+    ScheduleNotFound,
+    TaskAlreadyFinished,
+    TaskCancelled,
     TaskFailed,
     TaskIdTaken,
     TaskNotFound,
@@ -30,6 +35,7 @@ from ringpool.errors import (
     Unauthenticated,
     UnknownTask,
 )
+from ringpool.store.schedules import StoredSchedule
 from ringpool.task import PermanentError, Retry, RetryPolicy, Task, TaskContext, current_task, task
 
 __version__ = "0.2.0"
@@ -42,6 +48,7 @@ __all__ = [
     "ConfigError",
     "DispatchError",
     "InvalidKey",
+    "InvalidSchedule",
     "InvalidTask",
     "NoNodesAvailable",
     "NotRedeliverable",
@@ -53,7 +60,11 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "RingpoolError",
+    "ScheduleNotFound",
+    "StoredSchedule",
     "Task",
+    "TaskAlreadyFinished",
+    "TaskCancelled",
     "TaskContext",
     "TaskFailed",
     "TaskHandle",
@@ -64,5 +75,6 @@ __all__ = [
     "Unauthenticated",
     "UnknownTask",
     "current_task",
+    "periodic",
     "task",
 ]

@@ -257,6 +257,8 @@ def table(headers: Sequence[object], rows: Sequence[Sequence[object]]) -> str:
 
 
 def render(report: Report, title: str, max_listed: int = 15) -> str:
+    """The printout: the schedule, the tables, every failure and up to ``max_listed`` of
+    each kind of note."""
     observed = report.observed
     t0 = observed.started
     parts = [title, "", "Fault schedule:", table(
@@ -297,10 +299,11 @@ def render(report: Report, title: str, max_listed: int = 15) -> str:
                         key=lambda f: f.at)
         if listed:
             parts += ["", f"{name} ({len(listed)}):"]
+            shown = listed if name in FAILING_CHECKS else listed[:max_listed]  # failures: all
             parts += [f"  {f.task_id} at +{f.at - t0:.1f}s: {f.detail}; fault before: "
-                      f"{report.fault_before(f.at)}" for f in listed[:max_listed]]
-            if len(listed) > max_listed:
-                parts.append(f"  ... and {len(listed) - max_listed} more")
+                      f"{report.fault_before(f.at)}" for f in shown]
+            if len(listed) > len(shown):
+                parts.append(f"  ... and {len(listed) - len(shown)} more")
     if observed.unprompted:
         parts += ["", "Processes that exited with no fault on them:"]
         parts += [f"  +{when - t0:.1f}s {what}" for when, what in observed.unprompted]

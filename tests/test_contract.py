@@ -22,11 +22,12 @@ def test_ringpool_exports_exactly_the_documented_api() -> None:
     contract = {"Cluster", "AsyncCluster", "Task", "task", "TaskHandle", "RetryPolicy"}
     extensions = {
         "AsyncTaskHandle", "Retry", "PermanentError", "TaskContext", "current_task", "TaskState",
+        "TaskProgress",
         # the error tree (ringpool/errors.py)
         "RingpoolError", "DispatchError", "UnknownTask", "InvalidKey", "InvalidTask",
         "PayloadTooLarge", "NoNodesAvailable", "Overloaded", "TooManyHops", "NotRedeliverable",
         "ClusterUnavailable", "Unauthenticated", "ResultTimeout", "TaskNotFound", "TaskFailed",
-        "ConfigError",
+        "ConfigError", "InvalidProgress",
     }
     assert set(ringpool.__all__) == contract | extensions
     for name in ringpool.__all__:

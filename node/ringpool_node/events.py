@@ -28,6 +28,10 @@ class NodeEvents(StoreEvents):
     def recorded(self, outcomes: Iterable[tuple[str, TransitionOp]]) -> None:
         """Outcomes were written: (task name, op), op SUCCEED, RETRY or DEAD."""
 
+    def progress_passed(self, pushed: int, recorded: int) -> None:
+        """Progress reports went out: ``pushed`` on submitters' streams, ``recorded`` in
+        task records."""
+
     def fenced(self, name: str) -> None:
         """An outcome of task ``name`` was dropped: the task is no longer this node's."""
 

@@ -28,6 +28,7 @@ from ringpool.store.store import StateStore, Transition
 from ringpool.task import RetryPolicy, TaskDefinition
 from ringpool.v1 import node_pb2 as pb
 from ringpool_node.events import NodeEvents
+from ringpool_node.progress import ProgressRelay
 from ringpool_node.streams import ClientStream
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class Execution:
         # stale run of the same id), and their total, kept as a count for the hot path.
         self.active: Counter[str] = Counter()
         self.pending = 0
+        self.progress = ProgressRelay(node_id, store, self.active, self.events)
         # Two lanes, each with one flusher: RUNNING marks never hold up completions.
         self._lanes: dict[bool, _Lane] = {True: _Lane(delay_s=MARK_AFTER_S), False: _Lane()}
         self._waiting_room: set[asyncio.Task[None]] = set()
@@ -101,6 +103,7 @@ class Execution:
                            Outcome.permanent(INVALID_ARGUMENTS, str(exc)))
             return
         job = Job.for_envelope(envelope, definition, args, kwargs, self.node_id)
+        job.context.on_progress = self.progress.hook(envelope.task_id, epoch, stream)
         started_at = time.time()
         # Marking RUNNING is informational: written late if at all, never retried.
         self._enqueue(_Pending(epoch, Transition.started(envelope.task_id, started_at)))
@@ -159,7 +162,9 @@ class Execution:
         task_id = envelope.task_id
         verdict = conclude(envelope, outcome, retry_policy(definition, self.default_retry))
         if verdict.op == "ok":
-            return Transition.succeeded(task_id, verdict.result, started_at, publish), pb.TaskResult(
+            ttl_s = envelope.result_ttl_s or definition.result_ttl_s or 0
+            return Transition.succeeded(task_id, verdict.result, started_at, publish,
+                                        ttl_s), pb.TaskResult(
                 task_id=task_id, state=pb.SUCCEEDED, result=verdict.result, node_id=self.node_id,
                 attempt=envelope.attempt,
             )
@@ -258,6 +263,7 @@ class Execution:
         self.active[task_id] -= 1
         if not self.active[task_id]:
             del self.active[task_id]
+            self.progress.forget(task_id)
         if stream is not None:
             stream.outstanding -= 1
             stream.wake()

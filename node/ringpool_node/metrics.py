@@ -86,6 +86,10 @@ class NodeMetrics(NodeEvents):
         self.zookeeper = Histogram("ringpool_zookeeper_round_trip_seconds",
                                    "ZooKeeper round trips (a periodic probe and ring reads).",
                                    ["op"], buckets=ROUND_TRIP_BUCKETS_S, registry=registry)
+        self.progress_reports = counter(
+            "ringpool_progress_reports",
+            "Progress reports of running tasks passed on (the latest per task, throttled), by "
+            "where they went: the submitter's stream or the task record.", ("via",))
         self.config_reloads = counter("ringpool_config_reloads",
                                       "Cluster configs applied from the config znode.", ())
         self.config_errors = counter("ringpool_config_errors",
@@ -153,6 +157,12 @@ class NodeMetrics(NodeEvents):
             self._child(counter, op, label).inc(n)
             if op is not TransitionOp.SUCCEED:
                 self._child(self.failed, "failed", label).inc(n)
+
+    def progress_passed(self, pushed: int, recorded: int) -> None:
+        if pushed:
+            self._child(self.progress_reports, "progress", "stream").inc(pushed)
+        if recorded:
+            self._child(self.progress_reports, "progress", "record").inc(recorded)
 
     def fenced(self, name: str) -> None:
         self._child(self.stale_outcomes, "fenced", task_label(name)).inc()
@@ -253,8 +263,15 @@ class NodeCollector(Collector):
                                 value=node.ring_members)
         yield GaugeMetricFamily("ringpool_node_draining", "1 while the node drains.",
                                 value=int(node.draining))
-        info = GaugeMetricFamily("ringpool_node_info", "This node's id.", labels=["node_id"])
-        info.add_metric([node.node_id], 1)
+        members = GaugeMetricFamily("ringpool_group_members",
+                                    "Members of each task group on the ring seen by this node.",
+                                    labels=["group"])
+        for group, count in sorted(node.group_members.items()):
+            members.add_metric([group], count)
+        yield members
+        info = GaugeMetricFamily("ringpool_node_info", "This node's id and task group ('' : the "
+                                 "default group).", labels=["node_id", "group"])
+        info.add_metric([node.node_id, node.group], 1)
         yield info
 
 

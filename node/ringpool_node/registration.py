@@ -1,8 +1,9 @@
 """The node's member znode: register, re-register after a lost session, leave.
 
 The znode's JSON says where to reach the node (``addr``), its ``weight``, when it
-started, and the task names it serves (``tasks``), so that clients refuse an
-unknown name before sending it.
+started, its task ``group`` and the task names it serves (``tasks``), so that
+clients route each task on its group's ring and refuse an unknown name before
+sending it.
 
 The epoch is the znode's creation zxid. It changes with every registration, so
 work stamped with an old epoch can be told apart from the live owner's (fencing).
@@ -37,13 +38,15 @@ class Registration:
         weight: float,
         tasks: Iterable[str],
         on_epoch: Callable[[int | None], None],
+        group: str = "",
     ) -> None:
         self.client = client
         self.path = names.member(node_id)
         self.draining_path = f"{names.draining}/{node_id}"
         self.node_id = node_id
         self.data = json.dumps(
-            {"addr": addr, "weight": weight, "started_at": time.time(), "tasks": sorted(tasks)}
+            {"addr": addr, "weight": weight, "started_at": time.time(), "tasks": sorted(tasks),
+             "group": group}
         ).encode()
         self.epoch: int | None = None
         self._on_epoch = on_epoch

@@ -29,7 +29,7 @@ from ringpool.core.membership import Membership
 from ringpool.core.naming import Names, check_node_id
 from ringpool.errors import ConfigError
 from ringpool.pool import Pools
-from ringpool.task import REGISTRY
+from ringpool.task import REGISTRY, check_group
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
 from ringpool_node.auth import TokenAuth
@@ -44,12 +44,18 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Node"].full_name
 
 
-def load_task_modules(modules: tuple[str, ...]) -> None:
+def load_task_modules(modules: tuple[str, ...], group: str = "") -> None:
+    """Import the task modules; ConfigError when one cannot be imported, or when a node of a
+    named ``group`` would serve nothing (none of their tasks declares that group)."""
     for module in modules:
         try:
             importlib.import_module(module)
         except ImportError as exc:
             raise ConfigError(f"cannot import task module {module!r}: {exc}") from None
+    if group and not any(d.group == group for d in REGISTRY.values()):
+        declared = sorted({d.group for d in REGISTRY.values() if d.group})
+        raise ConfigError(f"no task in {', '.join(modules) or 'the task modules'} declares "
+                          f"group={group!r} (groups declared: {', '.join(declared) or 'none'})")
 
 
 def server_credentials(settings: NodeSettings) -> grpc.ServerCredentials | None:
@@ -88,7 +94,8 @@ async def serve(settings: NodeSettings) -> int:
     order, the member znode with the session), and no loop outlives the node.
     """
     check_node_id(settings.node_id)
-    load_task_modules(settings.tasks)
+    check_group(settings.group)
+    load_task_modules(settings.tasks, settings.group)
     credentials = server_credentials(settings)
     names = Names(settings.cluster)
     loop = asyncio.get_running_loop()
@@ -114,7 +121,8 @@ async def serve(settings: NodeSettings) -> int:
         stack.push_async_callback(pools.release, 0.0)
         node = Node(settings.node_id, store, membership, pools, settings.limits,
                     max_crash_recoveries=settings.max_crash_recoveries,
-                    max_stream_pending=settings.max_stream_pending, events=metrics)
+                    max_stream_pending=settings.max_stream_pending, events=metrics,
+                    group=settings.group)
         instrument(node, metrics)
 
         server, port = grpc_server(settings, credentials)
@@ -148,7 +156,7 @@ async def serve(settings: NodeSettings) -> int:
             # Our own in-flight tasks from an earlier life go back to the retry set first.
             await node.reclaim()
             registration = Registration(zk, names, settings.node_id, address, settings.weight,
-                                        REGISTRY, set_epoch)
+                                        node.tasks, set_epoch, settings.group)
             stack.callback(registration.stop)
             await asyncio.to_thread(registration.register)
             await asyncio.to_thread(

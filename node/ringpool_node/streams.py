@@ -96,6 +96,7 @@ class ClientStream:
         self.fences = KeyFences()
         self._acks: list[pb.Ack] = []
         self._results: list[pb.TaskResult] = []
+        self._progress: list[pb.TaskProgress] = []
         self._ready = asyncio.Event()
         self._hold_until = 0.0  # loop time until which queued acks wait for a result
 
@@ -115,6 +116,12 @@ class ClientStream:
         self._results.append(result)
         self._ready.set()
         return True
+
+    def push_progress(self, progress: pb.TaskProgress) -> None:
+        """Queue a running task's progress for the client (dropped once the stream is gone)."""
+        if self.open:
+            self._progress.append(progress)
+            self._ready.set()
 
     def room(self, limit: int) -> int:
         """How many more tasks this stream may have pending under ``limit``."""
@@ -136,12 +143,13 @@ class ClientStream:
             self._ready.clear()
             if self._hold_until:
                 await self._wait_for_a_result()
-            if self._acks or self._results:
+            if self._acks or self._results or self._progress:
                 self._hold_until = 0.0
                 self.responses_sent += 1
                 acks, self._acks = self._acks, []
                 results, self._results = self._results, []
-                yield pb.SubmitResponse(acks=acks, results=results)
+                progress, self._progress = self._progress, []
+                yield pb.SubmitResponse(acks=acks, results=results, progress=progress)
             if self._finished():
                 return
 

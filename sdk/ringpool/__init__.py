@@ -15,6 +15,7 @@ from ringpool.errors import (
     ConfigError,
     DispatchError,
     InvalidKey,
+    InvalidProgress,
     InvalidTask,
     NoNodesAvailable,
     NotRedeliverable,
@@ -28,7 +29,16 @@ from ringpool.errors import (
     Unauthenticated,
     UnknownTask,
 )
-from ringpool.task import PermanentError, Retry, RetryPolicy, Task, TaskContext, current_task, task
+from ringpool.task import (
+    PermanentError,
+    Retry,
+    RetryPolicy,
+    Task,
+    TaskContext,
+    TaskProgress,
+    current_task,
+    task,
+)
 
 __version__ = "0.2.0"
 
@@ -40,6 +50,7 @@ __all__ = [
     "ConfigError",
     "DispatchError",
     "InvalidKey",
+    "InvalidProgress",
     "InvalidTask",
     "NoNodesAvailable",
     "NotRedeliverable",
@@ -55,6 +66,7 @@ __all__ = [
     "TaskFailed",
     "TaskHandle",
     "TaskNotFound",
+    "TaskProgress",
     "TaskState",
     "TooManyHops",
     "Unauthenticated",

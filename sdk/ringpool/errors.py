@@ -15,6 +15,8 @@
     ├── TaskFailed               the task ended in the dead-letter queue
     ├── ResultTimeout            no result within the wait's timeout
     ├── TaskNotFound             no record for that task id
+    ├── InvalidProgress          a running task reported progress that is not a number
+    │                            (or meta that is not a small JSON object)
     └── ConfigError              invalid configuration or settings
 
 ``ResultTimeout`` also derives from the builtin ``TimeoutError`` so that
@@ -81,6 +83,10 @@ class TaskNotFound(RingpoolError):
 
 
 class ConfigError(RingpoolError):
+    pass
+
+
+class InvalidProgress(RingpoolError, ValueError):
     pass
 
 

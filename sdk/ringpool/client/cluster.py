@@ -22,7 +22,7 @@ from ringpool.client.tickets import Ticket
 from ringpool.core import telemetry
 from ringpool.core.protocol import TaskState
 from ringpool.core.ring import Ring
-from ringpool.task import Task
+from ringpool.task import DEFAULT_GROUP, Task, TaskProgress
 
 
 class TaskHandle:
@@ -61,6 +61,14 @@ class TaskHandle:
         for the accept first."""
         self.accepted()
         return self._cluster._portal.call(AsyncTaskHandle(self._cluster._async, self._ticket).status())
+
+    def progress(self) -> TaskProgress | None:
+        """The latest progress the task reported (``current_task().progress``): pushed on
+        this client's stream while it is open, else read from the task's record; None
+        before any. Waits for the accept first."""
+        self.accepted()
+        return self._cluster._portal.call(
+            AsyncTaskHandle(self._cluster._async, self._ticket).progress())
 
     def result(self, timeout: float | None = None) -> Any:
         """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), or the
@@ -116,8 +124,9 @@ class Cluster:
     def ring(self) -> Ring:
         return self._async.ring
 
-    def owner(self, key: str) -> str:
-        return self._async.owner(key)
+    def owner(self, key: str, group: str = DEFAULT_GROUP) -> str:
+        """The node id that owns ``key`` on the current ring (of task group ``group``)."""
+        return self._async.owner(key, group)
 
     def dispatch(self, key: str, task: Task, headers: Mapping[str, str] | None = None) -> TaskHandle:
         """Check ``task`` and queue it for the owner of ``key``; returns its handle at once

@@ -11,8 +11,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ringpool.core import codec
-from ringpool.errors import InvalidKey, InvalidTask, PayloadTooLarge
-from ringpool.task import MAX_RETRIES_LIMIT, MAX_TIMEOUT_S, PRIORITY_LIMIT, Task
+from ringpool.errors import ConfigError, InvalidKey, InvalidTask, PayloadTooLarge
+from ringpool.task import (
+    DEFAULT_GROUP,
+    MAX_RESULT_TTL_S,
+    MAX_RETRIES_LIMIT,
+    MAX_TIMEOUT_S,
+    PRIORITY_LIMIT,
+    Task,
+    check_result_ttl,
+    valid_group,
+)
 from ringpool.v1 import node_pb2 as pb
 
 MIB = 1024 * 1024
@@ -60,8 +69,10 @@ def build(
     ring_version: int,
     headers: Mapping[str, str] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    group: str = DEFAULT_GROUP,
 ) -> pb.TaskEnvelope:
-    """A validated envelope for a new task; raises the DispatchError a node would answer.
+    """A validated envelope for a new task, for nodes of ``group``; raises the DispatchError
+    a node would answer.
 
     Each field is checked as the Python value it is made from, with the rules
     ``validate`` applies to it at the node.
@@ -83,6 +94,8 @@ def build(
         priority=int(_in_range("priority", task.priority, -PRIORITY_LIMIT, PRIORITY_LIMIT, 0)),
         ordered=bool(task.ordered),
         ring_version=ring_version,
+        group=check_group(group),
+        result_ttl_s=0 if task.result_ttl is None else check_ttl(task.result_ttl),
     )
     if headers:
         envelope.headers.update(check_headers(headers, limits))
@@ -93,6 +106,19 @@ def check_name(name: object, limits: Limits = DEFAULT_LIMITS) -> str:
     if not isinstance(name, str) or not name or len(name.encode()) > limits.max_name_bytes:
         raise InvalidTask(f"task name must be 1-{limits.max_name_bytes} bytes")
     return name
+
+
+def check_group(group: object) -> str:
+    if not valid_group(group):
+        raise InvalidTask(f"invalid group {group!r}: use 1-64 of [A-Za-z0-9_.-]")
+    return str(group)
+
+
+def check_ttl(result_ttl: object) -> int:
+    try:
+        return check_result_ttl(result_ttl)
+    except ConfigError as exc:
+        raise InvalidTask(str(exc)) from None
 
 
 def check_payload(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> bytes:
@@ -149,6 +175,9 @@ def validate(
         raise InvalidTask(f"priority must be in [-{PRIORITY_LIMIT}, {PRIORITY_LIMIT}]")
     if envelope.headers:
         check_headers(envelope.headers, limits)
+    check_group(envelope.group)
+    if envelope.result_ttl_s > MAX_RESULT_TTL_S:
+        raise InvalidTask(f"result_ttl must be at most {MAX_RESULT_TTL_S} seconds")
     if decode_payload:
         codec.decode_call(envelope.payload)
 

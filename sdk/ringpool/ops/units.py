@@ -3,15 +3,15 @@ and times as they read them."""
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from datetime import UTC, datetime
 
+from ringpool.errors import ConfigError
+from ringpool.task import parse_rate as parse_rate_strictly
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|m|min|h))?\s*$")
-_RATE_UNITS_S = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
 def parse_duration(text: str) -> float:
@@ -32,13 +32,19 @@ def parse_duration(text: str) -> float:
 
 def parse_rate(text: str) -> float:
     """``100/s``, ``600/m``, ``50`` -> tasks per second; ValueError otherwise."""
-    match = _RATE.match(text.lower())
-    if not match:
-        raise ValueError(f"{text!r} is not a rate (use e.g. 100/s, 600/m)")
-    rate = float(match.group(1)) / _RATE_UNITS_S[match.group(2)]
-    if rate <= 0 or not math.isfinite(rate):
-        raise ValueError(f"rate must be > 0, got {text!r}")
-    return rate
+    try:
+        return parse_rate_strictly(text)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def show_rate(per_s: float) -> str:
+    """A rate as operators write it: ``100/s``, ``30/m``, ``2/h``."""
+    for unit, seconds in (("s", 1), ("m", 60), ("h", 3600)):
+        count = per_s * seconds
+        if count >= 1 or unit == "h":
+            return f"{count:g}/{unit}"
+    raise AssertionError("unreachable")
 
 
 def when(ts: float | None) -> str:
@@ -55,8 +61,18 @@ def iso(ts: float | None) -> str | None:
 def ago(ts: float | None, now: float | None = None) -> str:
     if not ts:
         return "-"
-    seconds = max(0.0, (now or time.time()) - ts)
+    return f"{_span(max(0.0, (now or time.time()) - ts))} ago"
+
+
+def until(ts: float | None, now: float | None = None) -> str:
+    """How far ahead a time is: ``in 23h``."""
+    if not ts:
+        return "-"
+    return f"in {_span(max(0.0, ts - (now or time.time())))}"
+
+
+def _span(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"

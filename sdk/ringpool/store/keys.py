@@ -21,7 +21,8 @@ cluster's keys in one slot and each script may touch all of them in one call.
 Task record fields: ``state`` (a ``TaskState``), ``envelope`` (the protobuf), ``attempt``,
 ``redeliver_attempt`` (the attempt a retry fires as), ``node`` and ``epoch`` (the owner
 that accepted it), ``recoveries``, ``replays``, ``completions``, ``result`` (JSON) or
-``error_type``, ``error_message``, ``traceback``, ``dead_reason``, and the times
+``error_type``, ``error_message``, ``traceback``, ``dead_reason``, the running task's
+latest ``progress``, ``progress_meta`` (JSON) and ``progress_at``, and the times
 ``created_at``, ``accepted_at``, ``started_at``, ``finished_at``, ``first_failure_at``,
 ``last_failure_at`` (unix seconds). The scripts in ``lua/`` write them; ``TaskRecord``
 reads them.

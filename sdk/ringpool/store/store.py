@@ -21,12 +21,14 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ringpool.core import progress as progress_fields
 from ringpool.core.protocol import TaskState
 from ringpool.store import listing
 from ringpool.store.events import StoreEvents
 from ringpool.store.keys import Keys
 from ringpool.store.listing import SCAN_BUDGET, Page, TaskQuery
 from ringpool.store.pubsub import listen_forever
+from ringpool.task import TaskProgress
 from ringpool.v1 import node_pb2 as pb
 
 SOURCE_NAMES = {pb.SOURCE_CLIENT: "client", pb.SOURCE_RETRY: "retry", pb.SOURCE_REPLAY: "replay"}
@@ -104,6 +106,7 @@ class Transition:
     retry_at: float = 0.0
     dead_reason: str = ""
     publish: bool = False  # a success is announced on the done channel (no stream to push to)
+    result_ttl_s: int = 0  # a success's own result TTL; 0: the store's
 
     @classmethod
     def started(cls, task_id: str, started_at: float) -> Transition:
@@ -111,9 +114,11 @@ class Transition:
 
     @classmethod
     def succeeded(
-        cls, task_id: str, result: bytes, started_at: float, publish: bool = False
+        cls, task_id: str, result: bytes, started_at: float, publish: bool = False,
+        result_ttl_s: int = 0,
     ) -> Transition:
-        return cls(TransitionOp.SUCCEED, task_id, started_at, result=result, publish=publish)
+        return cls(TransitionOp.SUCCEED, task_id, started_at, result=result, publish=publish,
+                   result_ttl_s=result_ttl_s)
 
     @classmethod
     def retry(
@@ -135,7 +140,7 @@ class Transition:
         """The op as ``lua/transition.lua`` reads it."""
         return (self.op.value, self.task_id, self.started_at, self.result, self.error_type,
                 self.error_message, self.traceback, self.retry_at, self.dead_reason,
-                int(self.publish))
+                int(self.publish), self.result_ttl_s)
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,8 @@ class TaskRecord:
     finished_at: float | None = None
     first_failure_at: float | None = None
     last_failure_at: float | None = None
+    progress: TaskProgress | None = None  # the latest the running task reported
+    expires_at: float | None = None  # when a finished task's record goes (if read)
     envelope: pb.TaskEnvelope = field(default_factory=pb.TaskEnvelope)
 
     @classmethod
@@ -220,6 +227,8 @@ class TaskRecord:
             finished_at=_float(get(b"finished_at")),
             first_failure_at=_float(get(b"first_failure_at")),
             last_failure_at=_float(get(b"last_failure_at")),
+            progress=progress_fields.from_record(
+                get(b"progress"), get(b"progress_meta"), get(b"progress_at")),
             envelope=envelope,
         )
 
@@ -234,8 +243,14 @@ class TaskRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (the envelope's payload decoded as text)."""
-        data = {k: v for k, v in self.__dict__.items() if k not in ("envelope", "result")}
+        data = {k: v for k, v in self.__dict__.items()
+                if k not in ("envelope", "result", "progress")}
         data["result"] = self.result.decode(errors="replace") if self.result is not None else None
+        progress = self.progress
+        data["progress"] = None if progress is None else {
+            "value": progress.value, "meta": progress.meta, "at": progress.at}
+        data["group"] = self.envelope.group
+        data["result_ttl_s"] = self.envelope.result_ttl_s or None
         data["args"] = self.envelope.payload.decode(errors="replace")
         data["headers"] = dict(self.envelope.headers)
         data["idempotency_key"] = self.envelope.idempotency_key
@@ -269,6 +284,7 @@ class StateStore:
         self._claim = client.register_script(_script("claim"))
         self._purge = client.register_script(_script("purge"))
         self._bury = client.register_script(_script("bury"))
+        self._progress = client.register_script(_script("progress"))
         # The listing scripts start with the summary code they share.
         self._zlist = client.register_script(_script("summary") + _script("zlist"))
         self._hlist = client.register_script(_script("summary") + _script("hlist"))
@@ -323,6 +339,23 @@ class StateStore:
         )
         self.events.round_trip("transition", time.perf_counter() - started)
         return [code == ord("K") for code in raw]
+
+    async def record_progress(
+        self, node_id: str, epoch: int, reports: Sequence[tuple[str, TaskProgress]]
+    ) -> int:
+        """Write the latest progress of tasks ``node_id`` runs under ``epoch`` (one call);
+        how many were still its to write."""
+        if not reports:
+            return 0
+        keys = self.keys
+        started = time.perf_counter()
+        written = await self._progress(
+            keys=[keys.inflight(node_id), *(keys.task(task_id) for task_id, _ in reports)],
+            args=[epoch, _pack([(task_id, *progress_fields.record_fields(report))
+                                for task_id, report in reports])],
+        )
+        self.events.round_trip("progress", time.perf_counter() - started)
+        return int(written)
 
     async def publish_done(self, task_id: str) -> None:
         """Announce that ``task_id`` has its outcome, for a submitter waiting on Redis."""
@@ -424,8 +457,23 @@ class StateStore:
     # -- records -------------------------------------------------------------------
 
     async def record(self, task_id: str) -> TaskRecord | None:
-        raw = await self._redis.hgetall(self.keys.task(task_id))
-        return TaskRecord.from_hash(task_id, raw) if raw else None
+        """The task's record, with when it expires (a finished task's), in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.task(task_id))
+            pipe.pttl(self.keys.task(task_id))
+            raw, ttl_ms = await pipe.execute()
+        if not raw:
+            return None
+        record = TaskRecord.from_hash(task_id, raw)
+        if ttl_ms > 0:
+            record.expires_at = time.time() + ttl_ms / 1000
+        return record
+
+    async def progress(self, task_id: str) -> TaskProgress | None:
+        """The latest progress the task's record holds."""
+        value, meta, at = await self._redis.hmget(
+            self.keys.task(task_id), "progress", "progress_meta", "progress_at")
+        return progress_fields.from_record(value, meta, at)
 
     async def records(self, task_ids: Iterable[str]) -> list[TaskRecord | None]:
         ids = list(task_ids)

@@ -54,6 +54,7 @@ class NodeSnapshot:
     draining: bool
     in_flight: int  # accepted tasks not yet finished and recorded
     pools: dict[str, Any]  # Pools.stats()
+    rate_waiting: dict[str, int]  # starts waiting for a rate-limit token, by task name
 
     @property
     def queued(self) -> int:
@@ -273,7 +274,8 @@ class Node:
                             ring_members=len(ring),
                             group_members={name: len(r) for name, r in ring.groups.items()},
                             draining=self.draining,
-                            in_flight=self.execution.pending, pools=self.pools.stats())
+                            in_flight=self.execution.pending, pools=self.pools.stats(),
+                            rate_waiting=self.execution.rates.waiting)
 
     async def reconcile_forever(self, interval_s: float = RECONCILE_INTERVAL_S) -> None:
         """Hand back tasks Redis holds in flight for us that we are not running.
@@ -309,13 +311,15 @@ class Node:
     async def drain(self, timeout: float) -> None:
         """Stop accepting, finish what we can within ``timeout``, hand back the rest.
 
-        Queued work is withdrawn from the pools first so it cannot start after it was
-        handed back; handed-back tasks go to the retry set, due now, without using an
-        attempt, and the coordinator re-dispatches them.
+        Queued work is withdrawn (from the pools, and starts waiting under a rate limit)
+        first so it cannot start after it was handed back; handed-back tasks go to the
+        retry set, due now, without using an attempt, and the coordinator re-dispatches
+        them.
         """
         self.draining = True
         before = self.execution.pending
         await self.execution.wait_idle(timeout)
+        self.execution.withdraw()
         await self.pools.release(0.0)
         handed_back = 0
         if self.epoch is not None:

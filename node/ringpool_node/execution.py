@@ -29,6 +29,7 @@ from ringpool.task import RetryPolicy, TaskDefinition
 from ringpool.v1 import node_pb2 as pb
 from ringpool_node.events import NodeEvents
 from ringpool_node.progress import ProgressRelay
+from ringpool_node.ratelimit import Held, RateGate
 from ringpool_node.streams import ClientStream
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Execution:
         self.active: Counter[str] = Counter()
         self.pending = 0
         self.progress = ProgressRelay(node_id, store, self.active, self.events)
+        self.rates = RateGate(store)
         # Two lanes, each with one flusher: RUNNING marks never hold up completions.
         self._lanes: dict[bool, _Lane] = {True: _Lane(delay_s=MARK_AFTER_S), False: _Lane()}
         self._waiting_room: set[asyncio.Task[None]] = set()
@@ -102,12 +104,25 @@ class Execution:
             self._finished(envelope, definition, epoch, stream, time.time(),
                            Outcome.permanent(INVALID_ARGUMENTS, str(exc)))
             return
+        self.events.queued(envelope.task_id)
+        launch = functools.partial(self._launch, envelope, definition, args, kwargs, epoch,
+                                   stream)
+        if self.rates.limit_of(definition) is None and not self.rates.holds(definition.name):
+            launch()
+        else:  # waits, QUEUED, for its turn under the cluster-wide limit
+            self.rates.admit(definition, Held(launch, functools.partial(
+                self._withdrawn, envelope.task_id, stream)))
+
+    def _launch(
+        self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], args: list[Any],
+        kwargs: dict[str, Any], epoch: int, stream: ClientStream | None,
+    ) -> None:
+        """Hand a task to the pools: its timeout counts from now."""
         job = Job.for_envelope(envelope, definition, args, kwargs, self.node_id)
         job.context.on_progress = self.progress.hook(envelope.task_id, epoch, stream)
         started_at = time.time()
         # Marking RUNNING is informational: written late if at all, never retried.
         self._enqueue(_Pending(epoch, Transition.started(envelope.task_id, started_at)))
-        self.events.queued(envelope.task_id)
         done = functools.partial(self._on_done, envelope, definition, epoch, stream, started_at)
         try:
             self.pools.submit(job).add_done_callback(done)
@@ -115,6 +130,15 @@ class Execution:
             waiter = asyncio.create_task(self._submit_when_room(job, exc.retry_after_s, done))
             self._waiting_room.add(waiter)
             waiter.add_done_callback(self._waiting_room.discard)
+
+    def _withdrawn(self, task_id: str, stream: ClientStream | None) -> None:
+        # Never launched (a drain): it stays in flight until the hand-back moves it.
+        self.events.handed_back(task_id)
+        self._forget(task_id, stream)
+
+    def withdraw(self) -> int:
+        """Give up the starts still waiting under a rate limit; how many there were."""
+        return self.rates.withdraw()
 
     async def _submit_when_room(
         self, job: Job, delay_s: float, done: Callable[[asyncio.Future[Outcome]], None]

@@ -254,6 +254,13 @@ class NodeCollector(Collector):
         yield CounterMetricFamily("ringpool_pool_autoscaler_changes",
                                   "Times the autoscaler moved the io target.",
                                   value=stats["autoscaler_changes"])
+        waiting = GaugeMetricFamily(
+            "ringpool_rate_limit_waiting",
+            "Accepted tasks waiting for a cluster-wide rate-limit token, by task.",
+            labels=["task"])
+        for name, count in sorted(node.rate_waiting.items()):
+            waiting.add_metric([task_label(name)], count)
+        yield waiting
         yield GaugeMetricFamily("ringpool_tasks_in_flight",
                                 "Accepted tasks not yet finished and recorded.",
                                 value=node.in_flight)

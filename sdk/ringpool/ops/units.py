@@ -7,6 +7,7 @@ import re
 import time
 from datetime import UTC, datetime
 
+from ringpool.core.config import DECLARED, UNLIMITED
 from ringpool.errors import ConfigError
 from ringpool.task import parse_rate as parse_rate_strictly
 
@@ -45,6 +46,13 @@ def show_rate(per_s: float) -> str:
         if count >= 1 or unit == "h":
             return f"{count:g}/{unit}"
     raise AssertionError("unreachable")
+
+
+def show_rate_limit(value: float | None) -> str:
+    """A rate limit of the cluster config: ``100/s``, ``unlimited`` (0), ``declared`` (none)."""
+    if value is None:
+        return DECLARED
+    return show_rate(value) if value else UNLIMITED
 
 
 def when(ts: float | None) -> str:

@@ -14,6 +14,8 @@ cluster's keys in one slot and each script may touch all of them in one call.
     ringpool:{C}:retry               zset     task id -> due time (unix s): failed attempts,
                                               and tasks recovered or handed back (due now)
     ringpool:{C}:dlq                 zset     task id -> when it was dead-lettered
+    ringpool:{C}:rate:<name>         hash     the cluster-wide token bucket of a rate-limited
+                                              task name (tokens, at); expires once full
     ringpool:{C}:done                channel  ids of tasks that finished away from an open
                                               stream of their submitter
     ringpool:{C}:retry-wake          channel  a new retry's due time: wakes the retry firer
@@ -74,6 +76,10 @@ class Keys:
     @property
     def dlq(self) -> str:
         return f"{self.prefix}:dlq"
+
+    def rate_bucket(self, name: str) -> str:
+        """The token bucket of rate-limited task ``name``."""
+        return f"{self.prefix}:rate:{name}"
 
     @property
     def done_channel(self) -> str:

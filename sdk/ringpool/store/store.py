@@ -143,6 +143,19 @@ class Transition:
                 int(self.publish), self.result_ttl_s)
 
 
+class TokenAsk(NamedTuple):
+    """Starts of one rate-limited task name that wait, and its bucket's shape."""
+
+    wanted: int
+    rate_per_s: float
+    burst: float
+
+
+class TokenGrant(NamedTuple):
+    granted: int
+    wait_s: float  # until asking again is worth it (0: all granted)
+
+
 @dataclass(frozen=True)
 class DueTask:
     task_id: str
@@ -285,6 +298,7 @@ class StateStore:
         self._purge = client.register_script(_script("purge"))
         self._bury = client.register_script(_script("bury"))
         self._progress = client.register_script(_script("progress"))
+        self._tokens = client.register_script(_script("tokens"))
         # The listing scripts start with the summary code they share.
         self._zlist = client.register_script(_script("summary") + _script("zlist"))
         self._hlist = client.register_script(_script("summary") + _script("hlist"))
@@ -356,6 +370,21 @@ class StateStore:
         )
         self.events.round_trip("progress", time.perf_counter() - started)
         return int(written)
+
+    async def take_tokens(self, asks: Mapping[str, TokenAsk]) -> dict[str, TokenGrant]:
+        """Take tokens from the cluster-wide buckets of these task names, in one call."""
+        if not asks:
+            return {}
+        names = list(asks)
+        started = time.perf_counter()
+        raw = await self._tokens(
+            keys=[self.keys.rate_bucket(name) for name in names],
+            args=[_pack([(asks[n].wanted, repr(asks[n].rate_per_s), repr(asks[n].burst))
+                         for n in names])],
+        )
+        self.events.round_trip("tokens", time.perf_counter() - started)
+        return {name: TokenGrant(int(granted), float(wait))
+                for name, (granted, wait) in zip(names, msgpack.unpackb(raw), strict=True)}
 
     async def publish_done(self, task_id: str) -> None:
         """Announce that ``task_id`` has its outcome, for a submitter waiting on Redis."""

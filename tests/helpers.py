@@ -1,20 +1,23 @@
 """What the tests share: waiting on a condition with a deadline, reading task records,
-a node's ring version."""
+a node's metrics and ring version."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from ringpool.store.store import StateStore, TaskRecord
 from ringpool.testing.local import LocalCluster
 
 T = TypeVar("T")
+# The nodes of the feature tests' cluster (the ``features_cluster`` fixture).
+FEATURE_NODES = ("node-0", "node-1", "gpu-0")
 
 
 class _Waiting(Generic[T]):
@@ -58,13 +61,23 @@ async def eventually_async(check: Callable[[], T], timeout: float = 30.0,
     return waiting.value  # type: ignore[return-value]
 
 
-def node_ring_version(local: LocalCluster, node_id: str) -> float:
-    """The ring version ``node_id`` routes by now, from its /metrics endpoint."""
+def scrape(local: LocalCluster, node_id: str) -> list[Sample]:
+    """Every sample ``node_id``'s /metrics endpoint shows now."""
     url = f"http://127.0.0.1:{local.metrics_ports[node_id]}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
-    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                if s.name == "ringpool_ring_version")
+    return [s for f in text_string_to_metric_families(text) for s in f.samples]
+
+
+def metric_sum(local: LocalCluster, node_ids: Iterable[str], name: str, **labels: str) -> float:
+    """A sample summed over nodes (and over the labels not given)."""
+    return sum(s.value for node_id in node_ids for s in scrape(local, node_id)
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def node_ring_version(local: LocalCluster, node_id: str) -> float:
+    """The ring version ``node_id`` routes by now, from its /metrics endpoint."""
+    return next(s.value for s in scrape(local, node_id) if s.name == "ringpool_ring_version")
 
 
 def nodes_ring_ready(local: LocalCluster, version: int, timeout: float = 30.0) -> None:

@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from ringpool import InvalidProgress, current_task, task
+from ringpool import InvalidProgress, Retry, current_task, task
 
 GATE_WAIT_S = 20.0
 
@@ -60,9 +60,10 @@ def steps_cpu(gate: str) -> str:
     return "cpu done"
 
 
-@task("features.bad_progress", timeout=10.0)
-def bad_progress() -> list[str]:
-    """Each bad report raises InvalidProgress and changes nothing; then a good one."""
+@task("features.bad_progress", timeout=30.0)
+def bad_progress(gate: str) -> list[str]:
+    """Each bad report raises InvalidProgress and changes nothing; then a good one, and the
+    task waits at the gate."""
     ctx = _context()
     refused = []
     for value, meta in ((math.nan, None), ("half", None), (True, None), (0.5, ["a list"]),
@@ -72,6 +73,7 @@ def bad_progress() -> list[str]:
         except InvalidProgress as exc:
             refused.append(str(exc))
     ctx.progress(0.25, {"ok": True})
+    _wait_while(gate)
     return refused
 
 
@@ -91,6 +93,12 @@ def limited(index: int) -> float:
     return time.time()
 
 
+@task("features.burst", timeout=30.0, max_retries=0)
+def burst(index: int) -> float:
+    """When it started (unix seconds); no declared limit (the tests set one live)."""
+    return time.time()
+
+
 @task("features.short_lived", timeout=10.0, result_ttl=2)
 def short_lived(value: int) -> int:
     return value
@@ -99,3 +107,9 @@ def short_lived(value: int) -> int:
 @task("features.echo", timeout=10.0)
 def echo(value: Any) -> Any:
     return value
+
+
+@task("features.later", timeout=10.0, max_retries=3)
+def later(message: str, countdown_s: float = 600.0) -> None:
+    """Fails its first attempt and asks to run again ``countdown_s`` later."""
+    raise Retry(countdown=countdown_s, reason=message)

@@ -252,7 +252,8 @@ class TaskRecord:
             node=self.node, attempt=self.attempt, replays=self.replays,
             error_type=self.error_type, error_message=self.error_message,
             accepted_at=self.accepted_at, started_at=self.started_at,
-            finished_at=self.finished_at)
+            finished_at=self.finished_at,
+            progress=self.progress.value if self.progress is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (the envelope's payload decoded as text)."""
@@ -610,8 +611,11 @@ class StateStore:
             raise listing.InvalidQuery(f"tasks in flight are QUEUED or RUNNING, not {state}")
         node_id, scan_cursor = listing.parse_inflight_cursor(cursor)
         listing.check_limit(limit)
-        patterns = (query or TaskQuery()).patterns()
+        query = query or TaskQuery()
+        patterns = query.patterns()
         nodes = [n for n in sorted(await self.inflight_nodes()) if n >= node_id]
+        if query.node and listing.is_literal(query.node):  # one node's hash is all to read
+            nodes = [n for n in nodes if n == listing.unescape(query.node)]
         items: list[listing.Listed] = []
         scanned = 0
         for node in nodes:

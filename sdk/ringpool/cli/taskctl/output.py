@@ -81,7 +81,7 @@ def table(*columns: str, title: str | None = None) -> Table:
 
 NO_WRAP = frozenset({"task id", "node", "key", "address", "share", "dead-lettered"})
 NUMERIC = frozenset({"share", "in-flight", "queued", "running", "count", "attempts", "keys",
-                     "measured", "replays", "ring v"})
+                     "measured", "replays", "ring v", "attempt", "progress"})
 
 
 def bar(fraction: float, width: int = 30) -> str:

@@ -116,7 +116,7 @@ def status(ctx: click.Context) -> None:
         grouped = set(data["groups"]) != {""} and bool(data["groups"])
         if grouped:
             out.print("groups  " + "  ".join(
-                f"{group_label(name)}: {g['members']} members, {g['serving']} serving, "
+                f"{group_label(name)}: {g['serving']}/{g['members']} serving, "
                 f"{g['in_flight']} in flight" for name, g in data["groups"].items()))
         t = table("node", *(["group"] if grouped else []), "address", "share", "state",
                   "in-flight", "queued", "running", "started")

@@ -93,3 +93,15 @@ def gate(path: str) -> str:
     if os.path.exists(path):
         raise Flaky(f"gate {path} is closed")
     return "open"
+
+
+@task("conformance.brief", timeout=5.0, result_ttl=1)
+def brief(value: int) -> int:
+    """Its result is kept for one second."""
+    return value
+
+
+@task("conformance.gpu_only", timeout=5.0, group="gpu")
+def gpu_only() -> str:
+    """Declared for group gpu, which the conformance clusters do not have."""
+    return "gpu"

@@ -75,6 +75,5 @@ def features_cluster(zookeeper: ZooKeeperServer, redis_server: RedisServer
     a coordinator, the tasks of ``tests.tasks_features``. Tests tell their tasks apart
     by key or task name."""
     with LocalCluster(nodes=2, coordinators=1, tasks=["tests.tasks_features"],
-                      zk=zookeeper.address, redis=redis_server.url) as local:
-        local.start_node("gpu-0", extra=["--group", "gpu"])
+                      groups={"gpu": 1}, zk=zookeeper.address, redis=redis_server.url) as local:
         yield local

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -253,6 +253,7 @@ class LocalCluster:
     ``lc.redis`` and ``lc.cluster`` to pass to ``Cluster.connect``. ``start()`` returns
     once every node is registered in the ring and, with coordinators, once one of them
     holds the leader lock (so retries fire and ``taskctl status`` names a leader).
+    ``groups={"gpu": 2}`` adds nodes ``gpu-0`` and ``gpu-1`` started with ``--group gpu``.
     """
 
     def __init__(
@@ -268,8 +269,10 @@ class LocalCluster:
         coordinator_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         appendonly: bool = False,
+        groups: Mapping[str, int] | None = None,
     ) -> None:
         self.node_count = nodes
+        self.groups = dict(groups or {})
         self.tasks = list(tasks)
         self.coordinator_count = coordinators
         self.cluster = cluster or f"c{uuid.uuid4().hex[:10]}"
@@ -329,6 +332,9 @@ class LocalCluster:
                 self.start_coordinator()
             for index in range(self.node_count):
                 self.start_node(f"node-{index}", wait=False)
+            for group, count in self.groups.items():
+                for index in range(count):
+                    self.start_node(f"{group}-{index}", wait=False, extra=["--group", group])
             self.wait_for_members(set(self.nodes), timeout)
             if self.coordinators:
                 self.wait_for_leader(timeout)

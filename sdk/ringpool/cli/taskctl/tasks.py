@@ -52,7 +52,9 @@ def listing_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--key", default="", metavar="KEY",
                      help="only this key (glob: * and ?; \\ before either for itself)"),
         click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=DEFAULT_LIMIT,
-                     show_default=True, help="tasks per page"),
+                     show_default=True,
+                     help="tasks per page (a page of queued or running tasks may hold more: "
+                          "each node's are read a batch at a time)"),
         click.option("--cursor", default=None, metavar="CURSOR",
                      help="the page to show: the cursor the previous page ended with"),
     )):

@@ -1,6 +1,8 @@
 """Shared fixtures: one real ZooKeeper and one real Redis per test session.
 
 Each test gets a fresh cluster name, so tests never see each other's state.
+``zookeeper`` is a standalone server, or with ``--zookeeper ensemble`` a 3-server
+ensemble (``zookeeper_ensemble``, which ``tests/test_ensemble.py`` always uses).
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ import pytest
 import redis
 
 from ringpool.core.membership import connect_zookeeper
-from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
+from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperEnsemble, ZooKeeperServer
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--zookeeper", choices=("standalone", "ensemble"), default="standalone",
+        help="run the suite against one ZooKeeper server or a 3-server ensemble")
 
 
 @pytest.fixture(scope="session")
@@ -24,10 +32,23 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def zookeeper(workdir: Path) -> Iterator[ZooKeeperServer]:
+def zookeeper(
+    request: pytest.FixtureRequest, workdir: Path
+) -> Iterator[ZooKeeperServer | ZooKeeperEnsemble]:
+    if request.config.getoption("--zookeeper") == "ensemble":
+        yield request.getfixturevalue("zookeeper_ensemble")
+        return
     server = ZooKeeperServer(workdir).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def zookeeper_ensemble(workdir: Path) -> Iterator[ZooKeeperEnsemble]:
+    """Three servers in one quorum, small heaps (tests that stop servers start them again)."""
+    ensemble = ZooKeeperEnsemble(workdir / "ensemble").start()
+    yield ensemble
+    ensemble.stop()
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +59,7 @@ def redis_server(workdir: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def zk_hosts(zookeeper: ZooKeeperServer) -> str:
+def zk_hosts(zookeeper: ZooKeeperServer | ZooKeeperEnsemble) -> str:
     return zookeeper.address
 
 

@@ -1,5 +1,5 @@
 """What the tests share: waiting on a condition with a deadline, reading task records,
-a node's metrics and ring version."""
+a process's metrics and a node's ring version."""
 
 from __future__ import annotations
 
@@ -61,23 +61,15 @@ async def eventually_async(check: Callable[[], T], timeout: float = 30.0,
     return waiting.value  # type: ignore[return-value]
 
 
-def scrape(local: LocalCluster, node_id: str) -> list[Sample]:
-    """Every sample ``node_id``'s /metrics endpoint shows now."""
-    url = f"http://127.0.0.1:{local.metrics_ports[node_id]}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    return [s for f in text_string_to_metric_families(text) for s in f.samples]
-
-
 def metric_sum(local: LocalCluster, node_ids: Iterable[str], name: str, **labels: str) -> float:
     """A sample summed over nodes (and over the labels not given)."""
-    return sum(s.value for node_id in node_ids for s in scrape(local, node_id)
+    return sum(s.value for node_id in node_ids for s in samples(local.metrics_ports[node_id])
                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def node_ring_version(local: LocalCluster, node_id: str) -> float:
     """The ring version ``node_id`` routes by now, from its /metrics endpoint."""
-    return next(s.value for s in scrape(local, node_id) if s.name == "ringpool_ring_version")
+    return gauges(local.metrics_ports[node_id])["ringpool_ring_version"]
 
 
 def nodes_ring_ready(local: LocalCluster, version: int, timeout: float = 30.0) -> None:
@@ -96,3 +88,15 @@ def records(local: LocalCluster, task_ids: list[str]) -> list[TaskRecord | None]
             await store.close()
 
     return asyncio.run(read())
+
+
+def samples(port: int) -> list[Sample]:
+    """Every sample a process serves on its metrics ``port`` now."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return [s for f in text_string_to_metric_families(text) for s in f.samples]
+
+
+def gauges(port: int) -> dict[str, float]:
+    """The unlabelled samples a process serves on its metrics ``port`` now, by name."""
+    return {s.name: s.value for s in samples(port) if not s.labels}

@@ -21,7 +21,7 @@ from ringpool.testing.local import LocalCluster
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
 from tests import tasks_features as tasks
-from tests.helpers import eventually, scrape
+from tests.helpers import eventually, samples
 
 DEFAULT_NODES = {"node-0", "node-1"}
 
@@ -113,10 +113,10 @@ def test_each_node_reports_its_group_in_status_and_metrics(features_cluster: Loc
 
     assert asyncio.run(group_of("gpu-0")) == "gpu"
     assert asyncio.run(group_of("node-0")) == ""
-    samples = scrape(features_cluster, "gpu-0")
-    (info,) = [s for s in samples if s.name == "ringpool_node_info"]
+    served = samples(features_cluster.metrics_ports["gpu-0"])
+    (info,) = [s for s in served if s.name == "ringpool_node_info"]
     assert info.labels == {"node_id": "gpu-0", "group": "gpu"}
-    members = {s.labels["group"]: s.value for s in samples if s.name == "ringpool_group_members"}
+    members = {s.labels["group"]: s.value for s in served if s.name == "ringpool_group_members"}
     assert members == {"": 2.0, "gpu": 1.0}
 
 

@@ -6,27 +6,18 @@ Observed from outside, through the node's /metrics endpoint.
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner, Result
-from prometheus_client.parser import text_string_to_metric_families
 
 from ringpool.cli.taskctl import cli
 from ringpool.core.membership import connect_zookeeper
 from ringpool.core.naming import Names
 from ringpool.testing.local import LocalCluster
-from tests.helpers import eventually
+from tests.helpers import eventually, gauges
 
 APPLY_WITHIN_S = 10.0  # usually well under a second; room for a loaded CI machine
-
-
-def gauges(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {s.name: s.value for f in text_string_to_metric_families(text)
-            for s in f.samples if not s.labels}
 
 
 def wait_for(port: int, name: str, expected: float, within_s: float) -> float:

@@ -55,6 +55,8 @@ class NodeSnapshot:
     in_flight: int  # accepted tasks not yet finished and recorded
     pools: dict[str, Any]  # Pools.stats()
     rate_waiting: dict[str, int]  # starts waiting for a rate-limit token, by task name
+    zookeeper_state: str  # CONNECTED, SUSPENDED or LOST (kazoo's names)
+    ring_stale_s: float  # seconds without ZooKeeper, serving on the last ring
 
     @property
     def queued(self) -> int:
@@ -275,7 +277,9 @@ class Node:
                             group_members={name: len(r) for name, r in ring.groups.items()},
                             draining=self.draining,
                             in_flight=self.execution.pending, pools=self.pools.stats(),
-                            rate_waiting=self.execution.rates.waiting)
+                            rate_waiting=self.execution.rates.waiting,
+                            zookeeper_state=self.membership.state,
+                            ring_stale_s=self.membership.stale_s)
 
     async def reconcile_forever(self, interval_s: float = RECONCILE_INTERVAL_S) -> None:
         """Hand back tasks Redis holds in flight for us that we are not running.

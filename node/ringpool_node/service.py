@@ -101,6 +101,7 @@ class NodeService(pb_grpc.NodeServicer):
             pools=pool_status(node.pools, self.node.pools.settings.cpu.processes),
             runs_finished=self.node.execution.runs_finished,
             run_seconds_total=self.node.execution.run_seconds_total,
+            zookeeper_state=node.zookeeper_state, ring_stale_s=node.ring_stale_s,
         )
 
     async def Drain(

@@ -196,7 +196,7 @@ class PoolStatus(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., workers: _Optional[int] = ..., min_workers: _Optional[int] = ..., max_workers: _Optional[int] = ..., running: _Optional[int] = ..., queued: _Optional[int] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("node_id", "address", "ring_version", "in_flight", "queued", "running", "draining", "started_at", "counters", "version", "group", "pools", "runs_finished", "run_seconds_total")
+    __slots__ = ("node_id", "address", "ring_version", "in_flight", "queued", "running", "draining", "started_at", "counters", "version", "group", "pools", "runs_finished", "run_seconds_total", "zookeeper_state", "ring_stale_s")
     class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +218,8 @@ class StatusResponse(_message.Message):
     POOLS_FIELD_NUMBER: _ClassVar[int]
     RUNS_FINISHED_FIELD_NUMBER: _ClassVar[int]
     RUN_SECONDS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ZOOKEEPER_STATE_FIELD_NUMBER: _ClassVar[int]
+    RING_STALE_S_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     address: str
     ring_version: int
@@ -232,7 +234,9 @@ class StatusResponse(_message.Message):
     pools: _containers.RepeatedCompositeFieldContainer[PoolStatus]
     runs_finished: int
     run_seconds_total: float
-    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., ring_version: _Optional[int] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., draining: _Optional[bool] = ..., started_at: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ..., version: _Optional[str] = ..., group: _Optional[str] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., runs_finished: _Optional[int] = ..., run_seconds_total: _Optional[float] = ...) -> None: ...
+    zookeeper_state: str
+    ring_stale_s: float
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., ring_version: _Optional[int] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., draining: _Optional[bool] = ..., started_at: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ..., version: _Optional[str] = ..., group: _Optional[str] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., runs_finished: _Optional[int] = ..., run_seconds_total: _Optional[float] = ..., zookeeper_state: _Optional[str] = ..., ring_stale_s: _Optional[float] = ...) -> None: ...
 
 class DrainRequest(_message.Message):
     __slots__ = ("timeout_s",)

@@ -105,13 +105,12 @@ class Execution:
                            Outcome.permanent(INVALID_ARGUMENTS, str(exc)))
             return
         self.events.queued(envelope.task_id)
-        launch = functools.partial(self._launch, envelope, definition, args, kwargs, epoch,
-                                   stream)
         if self.rates.limit_of(definition) is None and not self.rates.holds(definition.name):
-            launch()
+            self._launch(envelope, definition, args, kwargs, epoch, stream)
         else:  # waits, QUEUED, for its turn under the cluster-wide limit
-            self.rates.admit(definition, Held(launch, functools.partial(
-                self._withdrawn, envelope.task_id, stream)))
+            self.rates.admit(definition, Held(
+                functools.partial(self._launch, envelope, definition, args, kwargs, epoch, stream),
+                functools.partial(self._withdrawn, envelope.task_id, stream)))
 
     def _launch(
         self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], args: list[Any],

@@ -263,16 +263,19 @@ class Router:
         for ticket in tickets:
             if ticket.done:
                 continue
-            if not len(ring.group(ticket.envelope.group)):
+            group = ticket.envelope.group
+            members = ring.group(group)
+            if not len(members):
                 homeless.append(ticket)
             elif ticket.ordered:
                 ordered.setdefault(ticket.key, []).append(ticket)
             else:
-                sends.setdefault(self._owner(ring, ticket), []).append(ticket)
+                sends.setdefault(self._owner(members, group, ticket.key), []).append(ticket)
         for key, chained in ordered.items():
             if self._chains.admit(key, chained):
                 for ticket in chained:
-                    sends.setdefault(self._owner(ring, ticket), []).append(ticket)
+                    group = ticket.envelope.group
+                    sends.setdefault(self._owner(ring.group(group), group, key), []).append(ticket)
         for node_id, bound in sends.items():
             link = self._links.get(node_id)
             if link is None:
@@ -286,13 +289,12 @@ class Router:
         if homeless:
             self._wait_for_members(homeless, ring, since or {})
 
-    def _owner(self, ring: Ring, ticket: Ticket) -> str:
-        """The owner of the ticket's key on its group's ring (a route cache per group)."""
-        group = ticket.envelope.group
+    def _owner(self, members: Ring, group: str, key: str) -> str:
+        """The owner of ``key`` on the ring of ``group``'s ``members`` (a route cache per group)."""
         routes = self._routes.get(group)
         if routes is None:
             routes = self._routes[group] = RouteCache()
-        return routes.owner(ring.group(group), ticket.key)
+        return routes.owner(members, key)
 
     def _check_links(self, ring: Ring) -> None:
         """Drop links to members whose address changed; their tickets come back by on_down."""

@@ -87,6 +87,15 @@ def gpu_where() -> str:
     return _context().node_id
 
 
+@task("features.gpu_retry", timeout=10.0, group="gpu", max_retries=2)
+def gpu_retry() -> dict[str, object]:
+    """Fails its first attempt (fired again by the coordinator), then says where it ran."""
+    ctx = _context()
+    if ctx.attempt == 1:
+        raise Retry(countdown=0.1, reason="once more")
+    return {"node": ctx.node_id, "attempt": ctx.attempt}
+
+
 @task("features.limited", timeout=30.0, rate_limit="20/s", max_retries=0)
 def limited(index: int) -> float:
     """When it started (unix seconds)."""

@@ -48,6 +48,11 @@ def test_a_groups_tasks_run_only_on_its_nodes_and_the_rest_never_there(client: C
     assert ran_on <= DEFAULT_NODES and len(ran_on) == 2  # both default nodes share the keys
 
 
+def test_a_retry_is_fired_to_its_groups_ring(client: Cluster) -> None:
+    handles = client.dispatch_many([(f"retry:{i}", tasks.gpu_retry.s()) for i in range(5)])
+    assert [h.result(timeout=60) for h in handles] == [{"node": "gpu-0", "attempt": 2}] * 5
+
+
 def test_owner_and_route_answer_per_group(client: Cluster, features_cluster: LocalCluster) -> None:
     keys = [f"order:{i}" for i in range(50)]
     assert {client.owner(k, "gpu") for k in keys} == {"gpu-0"}

@@ -115,7 +115,8 @@ class RateGate:
                 except Exception as exc:
                     log.warning("taking rate-limit tokens failed (%s); the starts wait", exc)
                     for name in due:
-                        self._next_ask[name] = loop.time() + RETRY_S
+                        if name in self._waiting:
+                            self._next_ask[name] = loop.time() + RETRY_S
             if not self._next_ask:
                 return
             sleep_s = min(self._next_ask.values()) - loop.time()

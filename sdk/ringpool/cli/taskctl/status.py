@@ -157,6 +157,9 @@ def status(ctx: click.Context) -> None:
     emit(options, data, human)
 
 
+SERVING = ("serving", "no-zookeeper")  # states of a member that serves (the latter on its last ring)
+
+
 def group_label(group: str) -> str:
     return group or "default"
 
@@ -174,7 +177,7 @@ def group_totals(members: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     for m in members:
         group = totals.setdefault(m["group"], {"members": 0, "serving": 0, "in_flight": 0})
         group["members"] += 1
-        group["serving"] += m["state"] == "serving"
+        group["serving"] += m["state"] in SERVING
         group["in_flight"] += m["in_flight"] if m["in_flight"] is not None \
             else m["in_flight_recorded"]
     return dict(sorted(totals.items()))

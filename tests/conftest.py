@@ -31,6 +31,16 @@ def workdir() -> Iterator[Path]:
         yield Path(path)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def temp_dirs_go_with_the_session(workdir: Path) -> Iterator[None]:
+    """Temp dirs made during the run (each LocalCluster's logs) live under the session's
+    work dir, which goes at the end: runs leave nothing behind in /tmp."""
+    before = tempfile.tempdir
+    tempfile.tempdir = str(workdir)
+    yield
+    tempfile.tempdir = before
+
+
 @pytest.fixture(scope="session")
 def zookeeper(
     request: pytest.FixtureRequest, workdir: Path

@@ -26,6 +26,7 @@ def test_ringpool_exports_exactly_the_documented_api() -> None:
         # the error tree (ringpool/errors.py)
         "RingpoolError", "DispatchError", "UnknownTask", "InvalidKey", "InvalidTask",
         "PayloadTooLarge", "NoNodesAvailable", "Overloaded", "TooManyHops", "NotRedeliverable",
+        "TaskIdTaken", "PermissionDenied",
         "ClusterUnavailable", "Unauthenticated", "ResultTimeout", "TaskNotFound", "TaskFailed",
         "ConfigError", "InvalidProgress",
     }

@@ -193,7 +193,7 @@ class Execution:
             )
         if verdict.op == "retry":
             return Transition.retry(
-                task_id, started_at, retry_at=time.time() + verdict.retry_in_s,
+                task_id, started_at, retry_in_s=verdict.retry_in_s,
                 error_type=verdict.error_type, error_message=verdict.error_message,
                 traceback=verdict.traceback,
             ), None
@@ -275,11 +275,16 @@ class Execution:
                 name = item.envelope.name
                 self.typical_s[name] = self.typical_s.get(name, took) * 0.8 + took * 0.2
         pushed = stream is not None and applied and result is not None and stream.push_result(result)
-        if stream is not None and not pushed and applied and result is not None \
-                and not item.transition.publish:
-            # The stream went away after we chose it: announce the result instead.
-            await self.store.publish_done(item.envelope.task_id)
-        self._forget(item.envelope.task_id, None if pushed else stream)
+        try:
+            if stream is not None and not pushed and applied and result is not None \
+                    and not item.transition.publish:
+                # The stream went away (or is full) after we chose it: announce the result.
+                await self.store.publish_done(item.envelope.task_id)
+        except Exception as exc:
+            # The record holds the outcome: a waiting submitter finds it when it polls.
+            log.warning("could not announce the outcome of %s: %s", item.envelope.task_id, exc)
+        finally:
+            self._forget(item.envelope.task_id, None if pushed else stream)
 
     def _forget(self, task_id: str, stream: ClientStream | None) -> None:
         """A task is off our hands: count it out of the node and of its stream."""

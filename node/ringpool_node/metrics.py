@@ -238,7 +238,7 @@ class NodeCollector(Collector):
             figures = stats[tier]
             depth.add_metric([tier], figures["queued"])
             timed_out.add_metric([tier], figures["timed_out"])
-            for state in ("running", "idle", "overrunning"):
+            for state in ("running", "idle", "abandoned"):
                 if state in figures:
                     workers.add_metric([tier, state], figures[state])
         depth.add_metric(["ordered"], stats["ordered_waiting"])

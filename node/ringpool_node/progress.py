@@ -125,9 +125,10 @@ class ProgressRelay:
             streaming = stream is not None and stream.open
             if streaming and progress is not sent.pushed:
                 assert stream is not None
-                stream.push_progress(wire.to_wire(task_id, progress))
-                sent.pushed = progress
-                pushed += 1
+                streaming = stream.push_progress(wire.to_wire(task_id, progress))
+                if streaming:
+                    sent.pushed = progress
+                    pushed += 1
             if progress is not sent.recorded and (
                     not streaming or now - sent.recorded_at >= self.record_interval_s):
                 to_record.setdefault(report.epoch, []).append((task_id, progress))

@@ -9,7 +9,9 @@
     │   ├── NoNodesAvailable     the ring is empty
     │   ├── Overloaded           the owner kept refusing for lack of capacity
     │   ├── TooManyHops          ownership kept moving while resending
-    │   └── NotRedeliverable     a retry or replay of a task that is no longer waiting
+    │   ├── NotRedeliverable     a retry or replay of a task that is no longer waiting
+    │   ├── TaskIdTaken          a new task whose id another task already has
+    │   └── PermissionDenied     a retry or replay sent without the operator credential
     ├── ClusterUnavailable       ZooKeeper, Redis or the owner cannot be reached
     │   └── Unauthenticated      the node refused our token or certificate
     ├── TaskFailed               the task ended in the dead-letter queue
@@ -63,6 +65,14 @@ class TooManyHops(DispatchError):
 
 
 class NotRedeliverable(DispatchError):
+    pass
+
+
+class TaskIdTaken(DispatchError):
+    pass
+
+
+class PermissionDenied(DispatchError):
     pass
 
 

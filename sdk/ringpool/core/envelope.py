@@ -7,6 +7,7 @@ refuse, and a node still refuses it when the client is not ours.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ from ringpool.v1 import node_pb2 as pb
 MIB = 1024 * 1024
 # max_retries travels as uint32; this value means "the task's declared default".
 DEFAULT_MAX_RETRIES = 2**32 - 1
+# Task ids reach logs and terminals: printable ASCII only, no spaces or control characters.
+_TASK_ID = re.compile(r"[!-~]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,12 @@ DEFAULT_LIMITS = Limits()
 def new_task_id() -> str:
     """128 random bits as hex: as unique as a uuid4, a fifth of the cost."""
     return os.urandom(16).hex()
+
+
+def check_task_id(task_id: str) -> str:
+    if not _TASK_ID.fullmatch(task_id):
+        raise InvalidTask("task_id must be 1-64 printable ASCII characters, no spaces")
+    return task_id
 
 
 def check_key(key: object, limits: Limits = DEFAULT_LIMITS) -> str:
@@ -157,8 +166,7 @@ def validate(
     envelope: pb.TaskEnvelope, limits: Limits = DEFAULT_LIMITS, decode_payload: bool = True
 ) -> None:
     """Raise the matching DispatchError for any field a node must refuse."""
-    if not envelope.task_id or len(envelope.task_id) > 64 or not envelope.task_id.isascii():
-        raise InvalidTask("task_id must be 1-64 ASCII characters")
+    check_task_id(envelope.task_id)
     check_key(envelope.key, limits)
     check_name(envelope.name, limits)
     if envelope.codec != codec.CODEC:

@@ -24,6 +24,8 @@ from ringpool.errors import (
     InvalidTask,
     NotRedeliverable,
     PayloadTooLarge,
+    PermissionDenied,
+    TaskIdTaken,
     UnknownTask,
 )
 from ringpool.v1 import node_pb2 as pb
@@ -84,6 +86,8 @@ REFUSALS: Mapping[int, type[DispatchError]] = MappingProxyType({
     pb.PAYLOAD_TOO_LARGE: PayloadTooLarge,
     pb.INVALID_KEY: InvalidKey,
     pb.NOT_REDELIVERABLE: NotRedeliverable,
+    pb.ID_TAKEN: TaskIdTaken,
+    pb.PERMISSION_DENIED: PermissionDenied,
 })
 _CODES: dict[type[DispatchError], int] = {kind: code for code, kind in REFUSALS.items()}
 

@@ -22,6 +22,7 @@ from ringpool.errors import NoNodesAvailable
 from ringpool.task import DEFAULT_GROUP
 
 DEFAULT_VNODES = 128
+MIN_WEIGHT, MAX_WEIGHT = 0.01, 100.0  # a member's share, relative to the others
 
 
 def key_position(key: str) -> int:

@@ -1,8 +1,11 @@
 """The async tier: ``async def`` handlers on the node's event loop, at most ``limit`` at once.
 
 Beyond the limit, jobs wait in a bounded priority heap. A handler past its timeout is
-really cancelled (``asyncio.timeout``) and ``ctx.cancelled`` is set. Everything here
-runs on the event loop, so there is no lock.
+really cancelled (``asyncio.timeout``) and ``ctx.cancelled`` is set. Every other way
+out of a handler is its failure: an exception, ``SystemExit`` or ``KeyboardInterrupt``
+it raises, and a ``CancelledError`` that escapes it without anyone having cancelled its
+task (only ``release()`` does). Everything here runs on the event loop, so there is no
+lock.
 """
 
 from __future__ import annotations
@@ -71,11 +74,16 @@ class AsyncTier:
                 job.context.cancelled.set()
                 outcome = Outcome.timeout(job)
                 self.timed_out += 1
-        except Exception as exc:
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # release() cancelled it: it is handed back, not finished
+            outcome = self._failed(ticket, exc)
+        except BaseException as exc:
             outcome = self._failed(ticket, exc)
         ticket.finish(outcome)
 
-    def _failed(self, ticket: Ticket, exc: Exception) -> Outcome:
+    def _failed(self, ticket: Ticket, exc: BaseException) -> Outcome:
         self.failed += 1
         report_panic(self._panic, ticket.job, exc)
         return Outcome.failure(exc)

@@ -64,7 +64,7 @@ class RemoteRetry(RemoteTaskError, Retry):
         self.countdown = countdown
 
 
-def _failure_reply(exc: Exception) -> dict[str, Any]:
+def _failure_reply(exc: BaseException) -> dict[str, Any]:
     """What the parent needs to raise the same kind of failure (JSON, never pickled)."""
     reply: dict[str, Any] = {"ok": False, "type": type(exc).__name__, "message": str(exc),
                              "traceback": traceback.format_exc()}
@@ -153,7 +153,7 @@ def _child_main(conn: Connection, memory_limit_bytes: int | None, cpu: int | Non
             fn = _resolve(request["module"], request["qualname"])
             set_current_task(TaskContext(**request["context"], on_progress=sender))
             reply = json.dumps({"ok": True, "value": fn(*request["args"], **request["kwargs"])})
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: the task failed, the process goes on
             reply = json.dumps(_failure_reply(exc))
         sender.flush()
         conn.send_bytes(reply.encode())

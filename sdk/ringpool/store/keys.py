@@ -6,28 +6,34 @@ cluster's keys in one slot and each script may touch all of them in one call.
 
     ringpool:{C}:task:<id>           hash     the task record (fields below); expires the
                                               result TTL after it succeeded
-    ringpool:{C}:fp:t:<id>           string   fingerprint of a task without an idempotency key:
-    ringpool:{C}:fp:k:<name>:<ikey>  string   ... or with one: the task id that holds it (TTL)
+    ringpool:{C}:fp:t:<id>           string   fingerprint of a task without an idempotency key,
+    ringpool:{C}:fp:k:<n>:<name>:<ikey>       or with one (string; ``<n>`` is the name's length,
+                                              so no two (name, key) pairs share one): the task
+                                              id that holds it (TTL)
     ringpool:{C}:inflight:<node>     hash     task id -> owner epoch: accepted by <node>, not
                                               finished (the fence of every transition)
     ringpool:{C}:inflight-nodes      set      nodes that ever held in-flight tasks (recovery)
-    ringpool:{C}:retry               zset     task id -> due time (unix s): failed attempts,
-                                              and tasks recovered or handed back (due now)
-    ringpool:{C}:dlq                 zset     task id -> when it was dead-lettered
+    ringpool:{C}:retry               zset     task id -> due time (unix s, Redis' clock):
+                                              failed attempts, and tasks recovered or handed
+                                              back (due now)
+    ringpool:{C}:dlq                 zset     task id -> when it was dead-lettered (Redis' clock)
     ringpool:{C}:rate:<name>         hash     the cluster-wide token bucket of a rate-limited
-                                              task name (tokens, at); expires once full
+                                              task name (tokens, at: Redis' clock); expires
+                                              once full
     ringpool:{C}:done                channel  ids of tasks that finished away from an open
                                               stream of their submitter
     ringpool:{C}:retry-wake          channel  a new retry's due time: wakes the retry firer
 
 Task record fields: ``state`` (a ``TaskState``), ``envelope`` (the protobuf), ``attempt``,
-``redeliver_attempt`` (the attempt a retry fires as), ``node`` and ``epoch`` (the owner
-that accepted it), ``recoveries``, ``replays``, ``completions``, ``result`` (JSON) or
+``redeliver_attempt`` (the attempt a retry fires as), ``claims`` (leases the retry firer
+took on it since it last went out), ``node`` and ``epoch`` (the owner that accepted it),
+``recoveries`` (crash recoveries), ``replays``, ``completions``, ``result`` (JSON) or
 ``error_type``, ``error_message``, ``traceback``, ``dead_reason``, the running task's
-latest ``progress``, ``progress_meta`` (JSON) and ``progress_at``, and the times
+latest ``progress``, ``progress_meta`` (JSON) and ``progress_at`` (the node's clock), and
+the times
 ``created_at``, ``accepted_at``, ``started_at``, ``finished_at``, ``first_failure_at``,
-``last_failure_at`` (unix seconds). The scripts in ``lua/`` write them; ``TaskRecord``
-reads them.
+``last_failure_at`` (unix seconds: Redis' clock, but ``started_at``, the node's). The
+scripts in ``lua/`` write them; ``TaskRecord`` reads them.
 """
 
 from __future__ import annotations
@@ -57,9 +63,13 @@ class Keys:
         return f"{self.task_prefix}{task_id}"
 
     def fingerprint(self, name: str, idempotency_key: str, task_id: str) -> str:
-        """The caller's idempotency key scoped by task name, else the task id itself."""
+        """The caller's idempotency key scoped by task name, else the task id itself.
+
+        The name's length goes first, so that every (name, key) pair has its own
+        fingerprint: ``a`` + ``b:c`` and ``a:b`` + ``c`` no longer meet.
+        """
         if idempotency_key:
-            return f"{self.prefix}:fp:k:{name}:{idempotency_key}"
+            return f"{self.prefix}:fp:k:{len(name)}:{name}:{idempotency_key}"
         return f"{self.prefix}:fp:t:{task_id}"
 
     def inflight(self, node_id: str) -> str:

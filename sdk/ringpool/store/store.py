@@ -3,6 +3,12 @@
 Every multi-key change is one Lua script (``lua/``), so each is atomic and one
 round trip per batch. Nodes, the coordinator, the client and ``taskctl`` all go
 through ``StateStore``; the key layout lives in ``keys.py`` and nowhere else.
+
+Every time the scripts write (due times, leases, accept and finish times, when a task
+was dead-lettered) is Redis' own clock (``TIME``), and so is every "now" the store
+compares them with (``due_in``, ``now``): hosts whose clocks disagree still agree on
+when a retry is due or a dead letter is old. Only ``started_at``, when a run began,
+is the node's clock.
 """
 
 from __future__ import annotations
@@ -16,10 +22,6 @@ from typing import Any, NamedTuple, cast
 
 import msgpack
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ringpool.core import progress as progress_fields
 from ringpool.core.protocol import TaskState
@@ -28,6 +30,7 @@ from ringpool.store.events import StoreEvents
 from ringpool.store.keys import Keys
 from ringpool.store.listing import SCAN_BUDGET, Page, TaskQuery
 from ringpool.store.pubsub import listen_forever
+from ringpool.store.redis_client import connect_redis
 from ringpool.task import TaskProgress
 from ringpool.v1 import node_pb2 as pb
 
@@ -38,23 +41,9 @@ DLQ_PAGE = 500
 
 
 def _script(name: str) -> str:
-    return resources.files(__package__).joinpath(f"lua/{name}.lua").read_text()
-
-
-def connect_redis(
-    url: str, connect_timeout_s: float = 5.0, timeout_s: float = 10.0, retries: int = 20,
-    backoff_cap_s: float = 1.0,
-) -> aioredis.Redis:
-    """An asyncio Redis client that rides out restarts: reconnects with backoff, up to
-    ``retries`` times per command."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_connect_timeout=connect_timeout_s,
-        socket_timeout=timeout_s,
-        health_check_interval=15,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=backoff_cap_s), retries=retries),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
+    """A script with the shared helpers of ``lua/lib.lua`` in front of it."""
+    lua = resources.files(__package__).joinpath("lua")
+    return lua.joinpath("lib.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
 
 
 class AcceptCode(StrEnum):
@@ -64,6 +53,8 @@ class AcceptCode(StrEnum):
     ACCEPTED = "A"
     #: Its fingerprint is held by an earlier task; ``task_id`` names that task.
     DUPLICATE = "D"
+    #: A client task whose id another task's record already has: refused, nothing written.
+    ID_TAKEN = "X"
     #: A retry or replay of a task that no longer waits in the retry set or the DLQ.
     NOT_REDELIVERABLE = "N"
 
@@ -82,7 +73,7 @@ class TransitionOp(StrEnum):
     START = "start"
     #: -> SUCCEEDED with its result; the record expires after the result TTL.
     SUCCEED = "ok"
-    #: -> RETRY_SCHEDULED: into the retry set, due at ``retry_at``.
+    #: -> RETRY_SCHEDULED: into the retry set, due ``retry_in_s`` from now (Redis' clock).
     RETRY = "retry"
     #: -> FAILED: into the dead-letter queue, with its ``dead_reason``.
     DEAD = "dead"
@@ -103,7 +94,7 @@ class Transition:
     error_type: str = ""
     error_message: str = ""
     traceback: str = ""
-    retry_at: float = 0.0
+    retry_in_s: float = 0.0
     dead_reason: str = ""
     publish: bool = False  # a success is announced on the done channel (no stream to push to)
     result_ttl_s: int = 0  # a success's own result TTL; 0: the store's
@@ -122,11 +113,11 @@ class Transition:
 
     @classmethod
     def retry(
-        cls, task_id: str, started_at: float, retry_at: float, error_type: str,
+        cls, task_id: str, started_at: float, retry_in_s: float, error_type: str,
         error_message: str, traceback: str,
     ) -> Transition:
         return cls(TransitionOp.RETRY, task_id, started_at, error_type=error_type,
-                   error_message=error_message, traceback=traceback, retry_at=retry_at)
+                   error_message=error_message, traceback=traceback, retry_in_s=retry_in_s)
 
     @classmethod
     def dead(
@@ -139,7 +130,7 @@ class Transition:
     def packed(self) -> tuple[Any, ...]:
         """The op as ``lua/transition.lua`` reads it."""
         return (self.op.value, self.task_id, self.started_at, self.result, self.error_type,
-                self.error_message, self.traceback, self.retry_at, self.dead_reason,
+                self.error_message, self.traceback, self.retry_in_s, self.dead_reason,
                 int(self.publish), self.result_ttl_s)
 
 
@@ -161,6 +152,15 @@ class DueTask:
     task_id: str
     envelope: pb.TaskEnvelope
     attempt: int
+    claims: int  # leases taken on it since it last went out (this one included)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One claim of due retries, and how late the oldest of them was (Redis' clock)."""
+
+    tasks: list[DueTask]
+    late_s: float
 
 
 @dataclass(frozen=True)
@@ -333,7 +333,7 @@ class StateStore:
         started = time.perf_counter()
         raw = await self._accept(
             keys=[keys.inflight(node_id), keys.retries, keys.dlq, keys.inflight_nodes],
-            args=[node_id, epoch, time.time(), self.fingerprint_ttl_s, keys.task_prefix, tasks],
+            args=[node_id, epoch, self.fingerprint_ttl_s, keys.task_prefix, tasks],
         )
         self.events.round_trip("accept", time.perf_counter() - started)
         return [
@@ -349,7 +349,7 @@ class StateStore:
         started = time.perf_counter()
         raw = await self._transition(
             keys=[keys.inflight(node_id), keys.retries, keys.dlq],
-            args=[epoch, time.time(), self.result_ttl_s, keys.task_prefix, keys.done_channel,
+            args=[epoch, self.result_ttl_s, keys.task_prefix, keys.done_channel,
                   keys.retry_channel, _pack([op.packed() for op in ops])],
         )
         self.events.round_trip("transition", time.perf_counter() - started)
@@ -392,27 +392,31 @@ class StateStore:
         await self._redis.publish(self.keys.done_channel, task_id)
 
     async def recover(
-        self, node_id: str, keep_epoch: int | None, max_recoveries: int, limit: int = 1000
+        self, node_id: str, max_epoch: int | None, max_recoveries: int, limit: int = 1000
     ) -> Recovery:
-        """Move ``node_id``'s in-flight tasks (except ``keep_epoch``'s) to the retry set."""
+        """Move ``node_id``'s in-flight tasks of owner epochs up to ``max_epoch`` (None: all)
+        to the retry set, due now. ``max_recoveries`` > 0 counts this as a crash recovery
+        of each task and dead-letters one recovered more often than that (poison); 0 does
+        not count it."""
         keys = self.keys
         total = Recovery(0, 0, 0)
         while True:
             recovered, poisoned, left = await self._recover(
                 keys=[keys.inflight(node_id), keys.retries, keys.dlq],
-                args=[time.time(), "" if keep_epoch is None else keep_epoch, max_recoveries,
+                args=["" if max_epoch is None else max_epoch, max_recoveries,
                       keys.task_prefix, keys.done_channel, keys.retry_channel, limit],
             )
             total = Recovery(total.recovered + recovered, total.poisoned + poisoned, left)
             if not left:
                 return total
 
-    async def hand_back(self, node_id: str, task_ids: Iterable[str]) -> int:
-        """Move these in-flight tasks of ``node_id`` to the retry set (no attempt used)."""
+    async def hand_back(self, node_id: str, task_ids: Iterable[str], max_epoch: int) -> int:
+        """Move these in-flight tasks of ``node_id`` (of owner epochs up to ``max_epoch``) to
+        the retry set, due now; no attempt used, no recovery counted."""
         keys = self.keys
         recovered, _, _ = await self._recover(
             keys=[keys.inflight(node_id), keys.retries, keys.dlq],
-            args=[time.time(), "", 0, keys.task_prefix, keys.done_channel,
+            args=[max_epoch, 0, keys.task_prefix, keys.done_channel,
                   keys.retry_channel, 1_000_000, _pack(list(task_ids))],
         )
         return int(recovered)
@@ -428,29 +432,41 @@ class StateStore:
 
     # -- retries -------------------------------------------------------------------
 
-    async def claim_due(self, lease_s: float, limit: int = 500) -> list[DueTask]:
-        now = time.time()
+    async def claim_due(self, lease_s: float, limit: int = 500) -> Claimed:
+        """Lease up to ``limit`` due retries for ``lease_s`` seconds (Redis' clock)."""
         raw = await self._claim(
-            keys=[self.keys.retries], args=[now, now + lease_s, limit, self.keys.task_prefix]
+            keys=[self.keys.retries], args=[lease_s, limit, self.keys.task_prefix]
         )
         due = []
-        for i in range(0, len(raw), 3):
+        for i in range(0, len(raw) - 1, 4):
             envelope = pb.TaskEnvelope()
             envelope.ParseFromString(raw[i + 1])
-            due.append(DueTask(_text(raw[i]), envelope, int(raw[i + 2])))
-        return due
+            due.append(DueTask(_text(raw[i]), envelope, int(raw[i + 2]), int(raw[i + 3])))
+        return Claimed(due, float(raw[-1]))
 
-    async def bury(self, task_id: str, error_type: str, message: str) -> bool:
+    async def bury(
+        self, task_id: str, error_type: str, message: str, dead_reason: str = "permanent"
+    ) -> bool:
         """Move a waiting retry straight to the DLQ (its re-dispatch was refused)."""
         keys = self.keys
         return bool(await self._bury(
             keys=[keys.retries, keys.dlq, keys.task(task_id)],
-            args=[task_id, time.time(), error_type, message, keys.done_channel],
+            args=[task_id, error_type, message, dead_reason, keys.done_channel],
         ))
 
-    async def next_due(self) -> float | None:
-        first = await self._redis.zrange(self.keys.retries, 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
+    async def due_in(self) -> float | None:
+        """Seconds until the earliest retry is due by Redis' clock (<= 0: due now); None
+        when the retry set is empty."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrange(self.keys.retries, 0, 0, withscores=True)
+            pipe.time()
+            first, (seconds, micros) = await pipe.execute()
+        return float(first[0][1]) - (seconds + micros / 1e6) if first else None
+
+    async def now(self) -> float:
+        """Redis' clock, in unix seconds: the one clock of every time the store keeps."""
+        seconds, micros = await self._redis.time()
+        return float(seconds + micros / 1e6)
 
     async def queue_sizes(self) -> QueueSizes:
         """How many tasks wait in the retry set and in the DLQ (one round trip)."""

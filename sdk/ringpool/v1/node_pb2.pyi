@@ -27,6 +27,8 @@ class AckCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INVALID_KEY: _ClassVar[AckCode]
     NOT_REDELIVERABLE: _ClassVar[AckCode]
     INTERNAL: _ClassVar[AckCode]
+    ID_TAKEN: _ClassVar[AckCode]
+    PERMISSION_DENIED: _ClassVar[AckCode]
 
 class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -51,6 +53,8 @@ PAYLOAD_TOO_LARGE: AckCode
 INVALID_KEY: AckCode
 NOT_REDELIVERABLE: AckCode
 INTERNAL: AckCode
+ID_TAKEN: AckCode
+PERMISSION_DENIED: AckCode
 STATE_UNSPECIFIED: TaskState
 QUEUED: TaskState
 RUNNING: TaskState

@@ -95,6 +95,7 @@ class Options:
     json: bool
     debug: bool
     timeout_s: float
+    operator_token: str = ""  # for replays and status on nodes with an operator token
     zk_auth: str = ""  # member identity, when the cluster uses ZooKeeper ACLs
     zk_operator_auth: str = ""  # operator identity: the config znode is written with its ACL
 
@@ -105,7 +106,7 @@ class Options:
                 self.zk, self.redis, self.cluster, self.token,
                 connect_timeout_s=self.timeout_s,
                 dispatch_timeout_s=max(self.timeout_s, 30.0),
-                zk_auth=self.zk_auth,
+                operator_token=self.operator_token, zk_auth=self.zk_auth,
             )
         except ConfigError as exc:
             raise CommandError(str(exc), EXIT_USAGE) from None

@@ -7,6 +7,7 @@ ensemble (``zookeeper_ensemble``, which ``tests/test_ensemble.py`` always uses).
 
 from __future__ import annotations
 
+import multiprocessing.util
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -35,6 +36,9 @@ def workdir() -> Iterator[Path]:
 def temp_dirs_go_with_the_session(workdir: Path) -> Iterator[None]:
     """Temp dirs made during the run (each LocalCluster's logs) live under the session's
     work dir, which goes at the end: runs leave nothing behind in /tmp."""
+    # multiprocessing removes its own temp dir at interpreter exit, after this session's
+    # work dir is gone: it makes that dir in the usual place, before the switch.
+    multiprocessing.util.get_temp_dir()
     before = tempfile.tempdir
     tempfile.tempdir = str(workdir)
     yield

@@ -1,5 +1,6 @@
 """What the tests share: waiting on a condition with a deadline, reading task records,
-a process's metrics and a node's ring version."""
+a process's metrics (every sample, its unlabelled ones, or one by labels) and a node's
+ring version."""
 
 from __future__ import annotations
 
@@ -100,3 +101,10 @@ def samples(port: int) -> list[Sample]:
 def gauges(port: int) -> dict[str, float]:
     """The unlabelled samples a process serves on its metrics ``port`` now, by name."""
     return {s.name: s.value for s in samples(port) if not s.labels}
+
+
+def metric_value(local: LocalCluster, process: str, name: str, **labels: str) -> float:
+    """The sample ``name`` with exactly ``labels`` that ``process`` (a node id or
+    ``coordinator-N``) serves on its metrics endpoint now; 0.0 when it has none (yet)."""
+    return next((s.value for s in samples(local.metrics_ports[process])
+                 if s.name == name and s.labels == labels), 0.0)

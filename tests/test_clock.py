@@ -1,5 +1,6 @@
-"""One clock: due times, leases and dead-letter ages are Redis' own, whatever the clocks of
-the hosts that write and read them say. Node-side writes run here under a skewed clock."""
+"""One clock: due times, leases, dead-letter ages, etas and schedule ticks are Redis' own,
+whatever the clocks of the hosts that write and read them say. Writes run here under a
+skewed clock."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import pytest
 
 from ringpool import Task
 from ringpool.core.envelope import build
-from ringpool.store.store import StateStore, Transition
+from ringpool.core.protocol import TaskState
+from ringpool.core.schedule import Timing
+from ringpool.store.store import StateStore, Transition, Waiting
 from ringpool_coordinator.retention import DlqRetention
+from ringpool_coordinator.ticker import ScheduleTicker
 
 HOUR = 3600.0
 
@@ -80,3 +84,44 @@ async def test_a_retry_is_due_after_its_delay_by_redis_clock(
     assert time.monotonic() - written >= due_in - 0.1
     assert [t.task_id for t in claimed.tasks] == [failed.task_id]
     assert claimed.tasks[0].claims == 1
+
+
+async def test_a_delayed_task_waits_for_its_eta_by_redis_clock(
+    stores: tuple[StateStore, StateStore], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    node, coordinator = stores
+    later = build("k", Task("demo.add", args=(1, 1)), 1, eta=await node.now() + 60)
+    with clock_off_by(HOUR, monkeypatch):  # a node an hour ahead: its "now" is past the eta
+        (accepted,) = await node.accept("n1", 1, [later])
+    assert accepted.state is TaskState.SCHEDULED
+    assert (await coordinator.claim_due(10.0, 10, Waiting.SCHEDULED)).tasks == []
+    due_in = await coordinator.due_in(Waiting.SCHEDULED)
+    assert due_in is not None and 50 < due_in <= 60
+    with clock_off_by(-HOUR, monkeypatch):  # cancelled from a host an hour behind
+        assert await node.cancel(later.task_id) is TaskState.SCHEDULED
+    (record,) = await coordinator.records([later.task_id])
+    assert record is not None and record.finished_at is not None
+    assert abs(record.finished_at - await coordinator.now()) < 60
+
+
+async def test_schedule_ticks_are_worked_out_and_claimed_by_redis_clock(
+    stores: tuple[StateStore, StateStore], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    node, coordinator = stores
+    with clock_off_by(HOUR, monkeypatch):  # published by a node an hour ahead
+        await node.schedules.put("skewed", "k", build("k", Task("demo.add", args=(1, 1)), 1),
+                                 Timing(every_s=1), "test")
+    stored = await coordinator.schedules.get("skewed")
+    assert stored is not None and stored.next_at is not None
+    assert 0 < stored.next_at - await coordinator.now() <= 1
+    with clock_off_by(-HOUR, monkeypatch):  # a leader an hour behind still ticks on time
+        ticker = ScheduleTicker(coordinator)
+        started = time.monotonic()
+        while not await ticker.tick_due():
+            assert time.monotonic() - started < 10, "the tick never came due"
+            await asyncio.sleep(0.05)
+    ticked = await coordinator.schedules.get("skewed")
+    assert ticked is not None and (ticked.fired, ticked.skipped) == (1, 0)
+    claimed = await coordinator.claim_due(10.0, 10, Waiting.SCHEDULED)
+    assert [t.task_id for t in claimed.tasks] == [ticked.last_task_id]
+    await coordinator.schedules.remove("skewed")

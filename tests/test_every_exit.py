@@ -1,5 +1,6 @@
 """Every way a task leaves is an outcome on a real node; a result that cannot be announced
-still leaves the node's books; a retry nodes keep refusing is not leased forever."""
+still leaves the node's books; a retry or a delayed task nodes keep refusing is not leased
+forever."""
 
 from __future__ import annotations
 
@@ -14,15 +15,16 @@ import ringpool.demo  # noqa: F401 - registers demo.add for the in-process execu
 from ringpool import Cluster, Task, TaskFailed
 from ringpool.core import codec
 from ringpool.core.envelope import build
+from ringpool.core.protocol import TaskState
 from ringpool.errors import ClusterUnavailable, Overloaded, RingpoolError
 from ringpool.pool import FixedPolicy, Pools, PoolSettings
 from ringpool.store.keys import Keys
-from ringpool.store.store import StateStore, Transition
+from ringpool.store.store import StateStore, Transition, Waiting
 from ringpool.task import REGISTRY
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
 from ringpool.v1 import node_pb2 as pb
-from ringpool_coordinator import retries
-from ringpool_coordinator.retries import RetryFirer
+from ringpool_coordinator import firing
+from ringpool_coordinator.firing import DueFirer
 from ringpool_node.execution import Execution
 from ringpool_node.streams import ClientStream
 from tests.helpers import eventually_async
@@ -122,7 +124,7 @@ async def waiting_retry(redis_url: str, cluster_name: str) -> AsyncIterator[tupl
     await store.close()
 
 
-async def fire_until(firer: RetryFirer, condition: Any, what: str) -> None:
+async def fire_until(firer: DueFirer, condition: Any, what: str) -> None:
     running = asyncio.create_task(firer.run())
     try:
         await eventually_async(condition, 30, what)
@@ -137,11 +139,11 @@ async def test_a_retry_nodes_keep_refusing_goes_to_the_dlq_after_its_leases(
     redis_client: redis.Redis, cluster_name: str,
 ) -> None:
     store, task_id = waiting_retry
-    monkeypatch.setattr(retries, "LEASE_S", 0.05)
-    monkeypatch.setattr(retries, "MAX_CLAIMS", 3, raising=False)
+    monkeypatch.setattr(firing, "LEASE_S", 0.05)
+    monkeypatch.setattr(firing, "MAX_CLAIMS", 3, raising=False)
     sender = Refusing(Overloaded("owners stayed overloaded for 30s"))
     record_key = Keys(cluster_name).task(task_id)
-    await fire_until(RetryFirer(store, sender),  # type: ignore[arg-type]
+    await fire_until(DueFirer(store, sender),  # type: ignore[arg-type]
                      lambda: redis_client.hget(record_key, "state") == b"FAILED",
                      "the refused retry to reach the DLQ")
     (record,) = await store.records([task_id])
@@ -156,12 +158,36 @@ async def test_a_retry_waits_for_unreachable_nodes_without_end(
     redis_client: redis.Redis, cluster_name: str,
 ) -> None:
     store, task_id = waiting_retry
-    monkeypatch.setattr(retries, "LEASE_S", 0.05)
-    monkeypatch.setattr(retries, "MAX_CLAIMS", 3, raising=False)
+    monkeypatch.setattr(firing, "LEASE_S", 0.05)
+    monkeypatch.setattr(firing, "MAX_CLAIMS", 3, raising=False)
     sender = Refusing(ClusterUnavailable("owners unreachable for 30s"))
-    await fire_until(RetryFirer(store, sender),  # type: ignore[arg-type]
+    await fire_until(DueFirer(store, sender),  # type: ignore[arg-type]
                      lambda: sender.sent >= 8, "eight leases")
     (record,) = await store.records([task_id])
     assert record is not None and record.state == "RETRY_SCHEDULED"  # it waits: not buried
     assert int(redis_client.hget(Keys(cluster_name).task(task_id), "claims") or 0) >= 8
 
+
+
+async def test_a_delayed_task_nodes_keep_refusing_goes_to_the_dlq_after_its_leases(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis,
+    cluster_name: str,
+) -> None:
+    store = StateStore.from_url(redis_url, cluster_name)
+    try:
+        envelope = build("k", Task("demo.add", args=(1, 2)), 1, eta=await store.now() + 0.2)
+        (accepted,) = await store.accept("n1", 7, [envelope])
+        assert accepted.state is TaskState.SCHEDULED
+        monkeypatch.setattr(firing, "LEASE_S", 0.05)
+        monkeypatch.setattr(firing, "MAX_CLAIMS", 3, raising=False)
+        sender = Refusing(Overloaded("owners stayed overloaded for 30s"))
+        record_key = Keys(cluster_name).task(envelope.task_id)
+        await fire_until(DueFirer(store, sender, Waiting.SCHEDULED),  # type: ignore[arg-type]
+                         lambda: redis_client.hget(record_key, "state") == b"FAILED",
+                         "the refused delayed task to reach the DLQ")
+        (record,) = await store.records([envelope.task_id])
+        assert record is not None and record.dead_reason == "undeliverable"
+        assert sender.sent == 3
+        assert (await store.scheduled_list()).items == []
+    finally:
+        await store.close()

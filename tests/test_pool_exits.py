@@ -95,3 +95,27 @@ async def test_every_exit_of_a_task_is_its_failure(
     assert stats[kind]["failed"] == 1
     if kind == "cpu":
         assert stats["cpu"]["restarts"] == 0
+
+
+async def test_an_async_task_cancelled_on_purpose_is_cancelled_not_failed(pools: Pools) -> None:
+    """``cancel()`` asks for the CancelledError: the outcome says cancelled. One nobody
+    asked for, in the same tier, is still the task's failure."""
+    started = asyncio.Event()
+
+    async def waits() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    job = make_job(waits, kind="async", key="k", ordered=True)
+    running = pools.submit(job)
+    following = pools.submit(make_job(async_worker, kind="async", key="k", ordered=True))
+    await asyncio.wait_for(started.wait(), 10)
+    assert pools.cancel(job)
+    outcome = await asyncio.wait_for(running, 10)
+    assert outcome.cancelled and outcome.error_type == "TaskCancelled"
+    assert job.context.cancelled.is_set()
+    assert (await asyncio.wait_for(following, 10)).value == PARENT
+    unasked = await asyncio.wait_for(pools.submit(make_job(cancelled_elsewhere, kind="async")), 10)
+    assert not unasked.cancelled and unasked.error_type == "CancelledError"
+    stats = pools.stats()
+    assert (stats["running"], stats["inflight"], stats["async"]["failed"]) == (0, 0, 1)

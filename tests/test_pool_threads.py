@@ -193,6 +193,43 @@ async def test_an_ordered_key_waits_for_its_abandoned_run_to_really_end(
     assert log == ["first starts", "first ends", "second starts"]
 
 
+async def test_a_cancelled_run_is_abandoned_like_a_timed_out_one(
+    make_pools: PoolFactory,
+) -> None:
+    pools = make_pools(min_workers=0, max_workers=1)
+    release = threading.Event()
+    started = threading.Event()
+    log: list[str] = []
+
+    def first() -> str:
+        started.set()
+        release.wait(10)  # ignores ctx.cancelled: a thread cannot be stopped
+        log.append("first ends")
+        return "dropped"
+
+    def second() -> str:
+        log.append("second starts")
+        return "second"
+
+    job = make_job(first, key="k", ordered=True)
+    running = pools.submit(job)
+    follow = pools.submit(make_job(second, key="k", ordered=True))
+    assert await asyncio.to_thread(started.wait, 5)
+    assert pools.cancel(job)
+    outcome = await asyncio.wait_for(running, 5)
+    assert outcome.cancelled and not outcome.ok and job.context.cancelled.is_set()
+    stats = io_stats(pools)
+    assert (stats["running"], stats["abandoned"]) == (0, 1)
+    # A fresh thread takes its place, but its key's next job waits for the thread's end.
+    assert (await asyncio.wait_for(pools.submit(make_job(lambda: "other")), 5)).value == "other"
+    await asyncio.sleep(0.3)
+    assert not follow.done() and log == []
+    release.set()
+    assert (await asyncio.wait_for(follow, 5)).value == "second"
+    assert log == ["first ends", "second starts"]
+    assert not pools.cancel(job)  # over: nothing left to cancel
+
+
 async def test_an_exception_never_kills_the_worker(make_pools: PoolFactory) -> None:
     panics: list[tuple[str, BaseException]] = []
     pools = Pools(PoolSettings(min_workers=0, max_workers=1), policy=FixedPolicy(0),

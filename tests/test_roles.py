@@ -72,7 +72,15 @@ def test_an_app_dispatches_and_the_coordinator_retries_with_the_operator_token(
     assert app.dispatch("roles:retry", probe_fail_times.s("roles", 1)).result(timeout=60) == 2
 
 
-def test_an_app_token_cannot_send_retries_or_replays(
+def test_the_coordinator_fires_an_apps_delayed_task_with_the_operator_token(
+    app: Cluster,
+) -> None:
+    handle = app.dispatch("roles:delay", Task("demo.add", args=(1, 2)), countdown=2)
+    assert handle.status() == "SCHEDULED"
+    assert handle.result(timeout=60) == 3
+
+
+def test_an_app_token_cannot_send_retries_replays_or_due_delayed_tasks(
     local: LocalCluster, app: Cluster, stub: pb_grpc.NodeStub, redis_client: redis.Redis,
 ) -> None:
     handle = app.dispatch("roles:dead", Task("demo.fail", args=("dead on purpose",)))
@@ -80,7 +88,7 @@ def test_an_app_token_cannot_send_retries_or_replays(
         handle.result(timeout=30)
     (before,) = records(local, [handle.task_id])
     assert before is not None
-    for source in (pb.SOURCE_RETRY, pb.SOURCE_REPLAY):
+    for source in (pb.SOURCE_RETRY, pb.SOURCE_REPLAY, pb.SOURCE_SCHEDULED):
         reply = stub.SubmitBatch(
             pb.SubmitRequest(tasks=[redelivery(before.envelope, source)]), timeout=10,
             metadata=bearer(APP))

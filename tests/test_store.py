@@ -75,12 +75,13 @@ def test_queue_sizes_and_dead_letter_times(
     keys = Keys(cluster_name)
     redis_client.zadd(keys.dlq, {"x": 7.5, "y": 8.0})
     redis_client.zadd(keys.retries, {"r": 1.0})
+    redis_client.zadd(keys.scheduled, {"s1": 9.0, "s2": 9.5, "s3": 10.0})
 
     async def read(store: StateStore) -> tuple[QueueSizes, list[float | None]]:
         return await store.queue_sizes(), await store.dlq_times(["y", "nope", "x"])
 
-    assert with_store(redis_url, cluster_name, read) == (QueueSizes(retries=1, dlq=2),
-                                                         [8.0, None, 7.5])
+    assert with_store(redis_url, cluster_name, read) == (
+        QueueSizes(retries=1, dlq=2, scheduled=3), [8.0, None, 7.5])
 
 
 def test_accept_codes_and_each_transition_land_in_the_record(

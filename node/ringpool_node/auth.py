@@ -2,8 +2,9 @@
 
 An **app** token (``--token``) may submit new tasks and read their results on the
 stream. The **operator** token (``--operator-token``, held by the coordinator and
-``taskctl``) may do that and more: send retries and replays (``source`` RETRY or
-REPLAY, checked per envelope by the node) and call ``Status`` and ``Drain``. A node
+``taskctl``) may do that and more: send retries, replays and due delayed tasks
+(``source`` RETRY, REPLAY or SCHEDULED, checked per envelope by the node) and call
+``Status`` and ``Drain``. A node
 has both tokens or neither; with neither, every caller is an operator. The gRPC
 health check is always open, so probes need no secret.
 """
@@ -25,7 +26,8 @@ OPERATOR_METHODS = frozenset({"/ringpool.v1.Node/Status", "/ringpool.v1.Node/Dra
 class Role(Enum):
     #: May submit new tasks and read their results.
     APP = "app"
-    #: May also send retries and replays, read a node's status and drain it.
+    #: May also send retries, replays and due delayed tasks, read a node's status and
+    #: drain it.
     OPERATOR = "operator"
 
 

@@ -3,7 +3,9 @@
 Nothing is written to Redis for a task that is refused here. Admission reserves its
 room before the durable accept, so batches accepted at once never overrun the node's
 pending limit; a client's far-ahead ring version syncs our ring at most once per
-``RING_SYNC_INTERVAL_S``.
+``RING_SYNC_INTERVAL_S``. A task accepted with an eta still ahead is only recorded
+(SCHEDULED): the coordinator fires it to its key's owner at its time. Cancels of tasks
+in flight here stop their runs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, NamedTuple
 from ringpool.core import codec, telemetry
 from ringpool.core.envelope import Limits, validate
 from ringpool.core.membership import Membership
-from ringpool.core.protocol import ack_code_for
+from ringpool.core.protocol import TaskState, ack_code_for
 from ringpool.core.ring import Ring, RouteCache
 from ringpool.errors import DispatchError
 from ringpool.pool import Pools
@@ -148,8 +150,8 @@ class Node:
         self, envelopes: list[pb.TaskEnvelope], stream: ClientStream | None,
         operator: bool = True,
     ) -> list[pb.Ack]:
-        """Acks for a batch; ``operator`` says whether the caller may send retries and
-        replays (else they are refused with PERMISSION_DENIED)."""
+        """Acks for a batch; ``operator`` says whether the caller may send retries, replays
+        and due delayed tasks (else they are refused with PERMISSION_DENIED)."""
         started_ns = time.time_ns()
         acks = await self._decide(envelopes, stream, operator)
         self.events.answered(envelopes, acks)
@@ -162,7 +164,7 @@ class Node:
         """True when every task was accepted and its kind typically finishes (recorded)
         within ``within_s``."""
         typical = self.execution.typical_s
-        return all(ack.code == pb.ACCEPTED for ack in acks) and all(
+        return all(ack.code == pb.ACCEPTED and ack.state == pb.QUEUED for ack in acks) and all(
             typical.get(e.name, math.inf) < within_s for e in envelopes)
 
     async def _decide(
@@ -236,7 +238,7 @@ class Node:
             return self._ack(envelope, ack_code_for(exc), str(exc))
         if envelope.source != pb.SOURCE_CLIENT and not operator:
             return self._ack(envelope, pb.PERMISSION_DENIED,
-                             "retries and replays need the operator token")
+                             "retries, replays and due delayed tasks need the operator token")
         if envelope.group != self.group:
             # Routed on a ring where this node was in another group: the sender's is stale.
             return self._ack(envelope, pb.WRONG_OWNER,
@@ -263,6 +265,8 @@ class Node:
         stream: ClientStream | None,
     ) -> pb.Ack:
         state = result.state.wire
+        if result.code is AcceptCode.ACCEPTED and result.state is TaskState.SCHEDULED:
+            return self._ack(envelope, pb.ACCEPTED, state=state)
         if result.code is AcceptCode.ACCEPTED:
             self.execution.start(envelope, call.definition, call.args, call.kwargs, epoch, stream)
             return self._ack(envelope, pb.ACCEPTED, state=pb.QUEUED)
@@ -327,15 +331,30 @@ class Node:
                             zookeeper_state=self.membership.state,
                             ring_stale_s=self.membership.stale_s)
 
+    async def cancel_forever(self) -> None:
+        """Stop the runs of tasks cancelled while in flight here, as the cancels come.
+
+        A cancel announced while the subscription was down is caught by the
+        reconciliation sweep instead (the task is no longer in flight for us).
+        """
+        async def cancelled(task_id: str) -> None:
+            self.execution.stop(task_id, cancelled=True)
+
+        await self.store.watch_cancels(self.node_id, cancelled)
+
     async def reconcile_forever(self, interval_s: float = RECONCILE_INTERVAL_S) -> None:
-        """Hand back tasks Redis holds in flight for us that we are not running.
+        """Hand back tasks Redis holds in flight for us that we are not running, and stop
+        the runs of tasks it no longer holds in flight for us.
 
         An accept whose reply was lost (Redis restarting mid-call) leaves such a task:
         durably accepted, acknowledged as a duplicate when resent, yet never started.
         One seen orphaned on two sweeps in a row goes to the retry set and runs again.
         Tasks of an earlier epoch still here (their reclaim failed) are reclaimed.
+        A run whose task left our in-flight hash (cancelled, and the cancel not heard)
+        and is still here on the next sweep is stopped.
         """
         suspects: set[str] = set()
+        strays: set[str] = set()
         while True:
             await asyncio.sleep(interval_s)
             epoch = self.epoch
@@ -355,6 +374,12 @@ class Node:
                 if confirmed:
                     handed = await self.store.hand_back(self.node_id, confirmed, epoch)
                     log.warning("handed back %d accepted tasks this node was not running", handed)
+                gone = {task_id for task_id in self.execution.active
+                        if inflight.get(task_id) != epoch}
+                lost, strays = gone & strays, gone - strays
+                for task_id in lost:
+                    if self.execution.stop(task_id, cancelled=False):
+                        log.warning("stopped task %s: it is no longer in flight here", task_id)
             except Exception as exc:
                 log.warning("in-flight reconciliation failed: %s", exc)
 

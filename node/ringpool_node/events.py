@@ -32,6 +32,10 @@ class NodeEvents(StoreEvents):
         """Progress reports went out: ``pushed`` on submitters' streams, ``recorded`` in
         task records."""
 
+    def stopped(self, name: str, cancelled: bool) -> None:
+        """A run of task ``name`` was stopped here: its task was cancelled (True), or Redis
+        no longer held it in flight for this node (False)."""
+
     def fenced(self, name: str) -> None:
         """An outcome of task ``name`` was dropped: the task is no longer this node's."""
 

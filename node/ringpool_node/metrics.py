@@ -63,6 +63,11 @@ class NodeMetrics(NodeEvents):
                               "Task attempts that failed (each is then retried or dead-lettered).")
         self.retried = counter("ringpool_tasks_retried", "Failed attempts scheduled for a retry.")
         self.dead_lettered = counter("ringpool_tasks_dead_lettered", "Tasks moved to the DLQ.")
+        self.stopped_runs = counter(
+            "ringpool_runs_stopped",
+            "Runs stopped on this node, by reason: cancelled (the task was cancelled) or "
+            "not_ours (Redis no longer held the task in flight for this node).",
+            ("task", "reason"))
         self.stale_outcomes = counter(
             "ringpool_outcomes_fenced",
             "Outcomes not written: the task was no longer this node's (fenced by its epoch).")
@@ -107,7 +112,7 @@ class NodeMetrics(NodeEvents):
         self._totals = {"accepted": self.accepted, "duplicate": self.duplicated,
                         "rejected": self.rejected, "succeeded": self.succeeded,
                         "retried": self.retried, "dead": self.dead_lettered,
-                        "stale": self.stale_outcomes}
+                        "stale": self.stale_outcomes, "stopped": self.stopped_runs}
         # Accept times by task id, popped by the timing middleware when the run starts.
         self._queued_at: dict[str, float] = {}
 
@@ -163,6 +168,9 @@ class NodeMetrics(NodeEvents):
             self._child(self.progress_reports, "progress", "stream").inc(pushed)
         if recorded:
             self._child(self.progress_reports, "progress", "record").inc(recorded)
+
+    def stopped(self, name: str, cancelled: bool) -> None:
+        self.stopped_runs.labels(task_label(name), "cancelled" if cancelled else "not_ours").inc()
 
     def fenced(self, name: str) -> None:
         self._child(self.stale_outcomes, "fenced", task_label(name)).inc()

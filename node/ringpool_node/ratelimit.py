@@ -39,10 +39,13 @@ def burst_of(rate_per_s: float) -> float:
 
 @dataclass(slots=True)
 class Held:
-    """A start waiting for a token: what launches it, and what to do if it never will."""
+    """A start waiting for a token: what launches it, and what to do if it never will
+    (``withdrawn`` by a drain, ``stopped`` by a cancel)."""
 
+    task_id: str
     launch: Callable[[], None]
     withdrawn: Callable[[], None]
+    stopped: Callable[[], None]
 
 
 class RateGate:
@@ -89,6 +92,17 @@ class RateGate:
         """Limits or waiting names changed: look again now."""
         if self._wake is not None:
             self._wake.set()
+
+    def drop(self, task_id: str) -> Held | None:
+        """Take ``task_id``'s start out of the line (a cancel); None when it is not in it."""
+        for name, queue in self._waiting.items():
+            for held in queue:
+                if held.task_id == task_id:
+                    queue.remove(held)
+                    if not queue:
+                        del self._waiting[name], self._next_ask[name], self._definitions[name]
+                    return held
+        return None
 
     def withdraw(self) -> int:
         """Give up every waiting start (a drain hands them back); how many there were."""

@@ -28,8 +28,10 @@ from ringpool.cli.process import (
 )
 from ringpool.core.membership import Membership
 from ringpool.core.naming import Names, check_node_id
+from ringpool.core.schedule import DECLARED
 from ringpool.errors import ConfigError
 from ringpool.pool import Pools
+from ringpool.store.schedules import PutResult
 from ringpool.store.store import StateStore, connect_redis
 from ringpool.task import REGISTRY, check_group
 from ringpool.v1 import node_pb2_grpc as pb_grpc
@@ -58,6 +60,24 @@ def load_task_modules(modules: tuple[str, ...], group: str = "") -> None:
         declared = sorted({d.group for d in REGISTRY.values() if d.group})
         raise ConfigError(f"no task in {', '.join(modules) or 'the task modules'} declares "
                           f"group={group!r} (groups declared: {', '.join(declared) or 'none'})")
+    for schedule in DECLARED.values():
+        if schedule.task.name not in REGISTRY:
+            raise ConfigError(f"schedule {schedule.name!r} runs task {schedule.task.name!r}, "
+                              "which no loaded task module registers")
+
+
+async def publish_schedules(store: StateStore, settings: NodeSettings) -> None:
+    """Publish the schedules the task modules declare; unchanged ones stay as they are
+    (their next tick, their counts, paused or not)."""
+    for schedule in DECLARED.values():
+        declared = schedule.task.group
+        group = REGISTRY[schedule.task.name].group if declared is None else declared
+        result = await store.schedules.put(
+            schedule.name, schedule.key, schedule.template(settings.limits, group),
+            schedule.timing, origin=f"node:{settings.node_id}")
+        if result is not PutResult.UNCHANGED:
+            log.info("schedule %s %s (%s)", schedule.name, result.name.lower(),
+                     schedule.timing.describe())
 
 
 def server_credentials(settings: NodeSettings) -> grpc.ServerCredentials | None:
@@ -170,6 +190,7 @@ async def serve(settings: NodeSettings) -> int:
         async with asyncio.TaskGroup() as tasks:
             loops = [tasks.create_task(probe_zookeeper(zk, names.zk_root, metrics)),
                      tasks.create_task(node.reconcile_forever()),
+                     tasks.create_task(node.cancel_forever()),
                      tasks.create_task(reclaim_when(reregistered, node))]
             # One process per node id: wait for an earlier one's session to end (or give
             # up, saying so); then what it held goes back to the retry set before we join.
@@ -180,6 +201,7 @@ async def serve(settings: NodeSettings) -> int:
             stack.callback(registration.stop)
             await asyncio.to_thread(registration.claim)
             await node.reclaim()
+            await publish_schedules(store, settings)
             await asyncio.to_thread(registration.register)
             await asyncio.to_thread(
                 membership.wait_for, lambda ring: settings.node_id in ring.members,

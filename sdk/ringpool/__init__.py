@@ -10,12 +10,14 @@
 from ringpool.client.async_cluster import AsyncCluster, AsyncTaskHandle
 from ringpool.client.cluster import Cluster, TaskHandle
 from ringpool.core.protocol import TaskState
+from ringpool.core.schedule import periodic
 from ringpool.errors import (
     ClusterUnavailable,
     ConfigError,
     DispatchError,
     InvalidKey,
     InvalidProgress,
+    InvalidSchedule,
     InvalidTask,
     NoNodesAvailable,
     NotRedeliverable,
@@ -24,6 +26,9 @@ from ringpool.errors import (
     PermissionDenied,
     ResultTimeout,
     RingpoolError,
+    ScheduleNotFound,
+    TaskAlreadyFinished,
+    TaskCancelled,
     TaskFailed,
     TaskIdTaken,
     TaskNotFound,
@@ -31,6 +36,7 @@ from ringpool.errors import (
     Unauthenticated,
     UnknownTask,
 )
+from ringpool.store.schedules import StoredSchedule
 from ringpool.task import (
     PermanentError,
     Retry,
@@ -53,6 +59,7 @@ __all__ = [
     "DispatchError",
     "InvalidKey",
     "InvalidProgress",
+    "InvalidSchedule",
     "InvalidTask",
     "NoNodesAvailable",
     "NotRedeliverable",
@@ -64,7 +71,11 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "RingpoolError",
+    "ScheduleNotFound",
+    "StoredSchedule",
     "Task",
+    "TaskAlreadyFinished",
+    "TaskCancelled",
     "TaskContext",
     "TaskFailed",
     "TaskHandle",
@@ -76,5 +87,6 @@ __all__ = [
     "Unauthenticated",
     "UnknownTask",
     "current_task",
+    "periodic",
     "task",
 ]

@@ -15,10 +15,14 @@
     ├── ClusterUnavailable       ZooKeeper, Redis or the owner cannot be reached
     │   └── Unauthenticated      the node refused our token or certificate
     ├── TaskFailed               the task ended in the dead-letter queue
+    ├── TaskCancelled            the task was cancelled before it finished
+    ├── TaskAlreadyFinished      a cancel came after the task had its outcome
     ├── ResultTimeout            no result within the wait's timeout
     ├── TaskNotFound             no record for that task id
     ├── InvalidProgress          a running task reported progress that is not a number
     │                            (or meta that is not a small JSON object)
+    ├── InvalidSchedule          a schedule's name, cron, interval, time zone or task is bad
+    ├── ScheduleNotFound         no schedule by that name
     └── ConfigError              invalid configuration or settings
 
 ``ResultTimeout`` also derives from the builtin ``TimeoutError`` so that
@@ -98,6 +102,31 @@ class ConfigError(RingpoolError):
 
 class InvalidProgress(RingpoolError, ValueError):
     pass
+
+
+class InvalidSchedule(RingpoolError):
+    pass
+
+
+class ScheduleNotFound(RingpoolError):
+    pass
+
+
+class TaskCancelled(RingpoolError):
+    """The task was cancelled (``handle.cancel()``, ``taskctl task cancel``): it has no result."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id} was cancelled")
+        self.task_id = task_id
+
+
+class TaskAlreadyFinished(RingpoolError):
+    """A cancel came too late: the task already has its outcome, ``state``."""
+
+    def __init__(self, task_id: str, state: str) -> None:
+        super().__init__(f"task {task_id} already finished ({state}); nothing was cancelled")
+        self.task_id = task_id
+        self.state = state
 
 
 class TaskFailed(RingpoolError):

@@ -166,7 +166,12 @@ class TaskProgress:
 
 @dataclass
 class TaskContext:
-    """What a running task may ask about itself; ``cancelled`` is set at its deadline."""
+    """What a running task may ask about itself.
+
+    ``cancelled`` is set at its deadline and when the task is cancelled; ``eta`` is the
+    unix time a delayed task or a schedule's tick was due (0.0 for a task sent to run
+    at once).
+    """
 
     task_id: str
     key: str
@@ -176,6 +181,7 @@ class TaskContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     headers: Mapping[str, str] = field(default_factory=dict)
     node_id: str = ""
+    eta: float = 0.0
     #: Where ``progress()`` reports go, set by what runs the task (None: nowhere).
     on_progress: Callable[[TaskProgress], None] | None = field(
         default=None, repr=False, compare=False)

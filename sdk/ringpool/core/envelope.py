@@ -6,10 +6,13 @@ refuse, and a node still refuses it when the client is not ours.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from ringpool.core import codec
 from ringpool.errors import ConfigError, InvalidKey, InvalidTask, PayloadTooLarge
@@ -28,6 +31,8 @@ from ringpool.v1 import node_pb2 as pb
 MIB = 1024 * 1024
 # max_retries travels as uint32; this value means "the task's declared default".
 DEFAULT_MAX_RETRIES = 2**32 - 1
+MAX_DELAY_S = 366 * 24 * 3600.0  # the furthest ahead a countdown or an eta may be
+CLOCK_SKEW_S = 3600.0  # a node allows a sender's clock this far ahead of its own
 # Task ids reach logs and terminals: printable ASCII only, no spaces or control characters.
 _TASK_ID = re.compile(r"[!-~]{1,64}")
 
@@ -72,19 +77,50 @@ def check_key(key: object, limits: Limits = DEFAULT_LIMITS) -> str:
     return key
 
 
+def eta_of(countdown: object = None, eta: object = None, now: float | None = None) -> float:
+    """The unix time a task may run from, for ``dispatch(countdown=...)`` or ``eta=...``:
+    0.0 (at once) when neither is given. An eta in the past means at once too.
+
+    A countdown is a number of seconds in [0, ``MAX_DELAY_S``]; an eta a timezone-aware
+    ``datetime`` at most that far ahead (a naive one is ambiguous: refused).
+    """
+    if countdown is not None and eta is not None:
+        raise InvalidTask("give a countdown or an eta, not both")
+    now = time.time() if now is None else now
+    if countdown is not None:
+        if isinstance(countdown, bool) or not isinstance(countdown, int | float) \
+                or not 0 <= countdown <= MAX_DELAY_S:  # also refuses NaN
+            raise InvalidTask(f"countdown must be a number of seconds in [0, {MAX_DELAY_S:g}], "
+                              f"got {countdown!r}")
+        return now + countdown if countdown else 0.0
+    if eta is None:
+        return 0.0
+    if not isinstance(eta, datetime):
+        raise InvalidTask(f"eta must be a timezone-aware datetime, got {type(eta).__name__}")
+    if eta.tzinfo is None or eta.utcoffset() is None:
+        raise InvalidTask("eta must be timezone-aware (e.g. datetime.now(UTC) + timedelta(...)): "
+                          f"a naive datetime ({eta.isoformat()}) names no single moment")
+    at = eta.timestamp()
+    if at > now + MAX_DELAY_S:
+        raise InvalidTask(f"eta {eta.isoformat()} is more than {MAX_DELAY_S / 86400:g} days ahead")
+    return at
+
+
 def build(
     key: str,
     task: Task,
     ring_version: int,
     headers: Mapping[str, str] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    *,
     group: str = DEFAULT_GROUP,
+    eta: float = 0.0,
 ) -> pb.TaskEnvelope:
     """A validated envelope for a new task, for nodes of ``group``; raises the DispatchError
     a node would answer.
 
     Each field is checked as the Python value it is made from, with the rules
-    ``validate`` applies to it at the node.
+    ``validate`` applies to it at the node. ``eta`` comes from ``eta_of``.
     """
     if not isinstance(task, Task):
         raise InvalidTask(f"expected a Task, got {type(task).__name__}")
@@ -105,6 +141,7 @@ def build(
         ring_version=ring_version,
         group=check_group(group),
         result_ttl_s=0 if task.result_ttl is None else check_ttl(task.result_ttl),
+        eta=eta,
     )
     if headers:
         envelope.headers.update(check_headers(headers, limits))
@@ -186,6 +223,11 @@ def validate(
     check_group(envelope.group)
     if envelope.result_ttl_s > MAX_RESULT_TTL_S:
         raise InvalidTask(f"result_ttl must be at most {MAX_RESULT_TTL_S} seconds")
+    if envelope.eta and not (math.isfinite(envelope.eta)
+                             and 0 < envelope.eta <= time.time() + MAX_DELAY_S + CLOCK_SKEW_S):
+        raise InvalidTask(f"eta must be a unix time at most {MAX_DELAY_S / 86400:g} days ahead")
+    if len(envelope.schedule.encode()) > limits.max_name_bytes:
+        raise InvalidTask(f"schedule name is over {limits.max_name_bytes} bytes")
     if decode_payload:
         codec.decode_call(envelope.payload)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import mmh3
 
-from ringpool.errors import NoNodesAvailable
+from ringpool.errors import NoNodesAvailable, UnknownTask
 from ringpool.task import DEFAULT_GROUP
 
 DEFAULT_VNODES = 128
@@ -105,6 +105,18 @@ class Ring:
         if len(self._groups) == 1:
             return next(iter(self._groups))
         return self._task_groups.get(task_name, DEFAULT_GROUP)
+
+    def check_served(self, group: str, task_name: str) -> None:
+        """UnknownTask when the ring has members and none of ``group`` serves ``task_name``
+        (as far as their znodes say); an empty ring says nothing yet."""
+        if not len(self):
+            return
+        members = self.group(group)
+        served = members.task_names
+        if len(members) and (served is None or task_name in served):
+            return
+        in_group = f" of group {group!r}" if group or len(self._groups) > 1 else ""
+        raise UnknownTask(f"no node{in_group} serves a task named {task_name!r}")
 
     def points(self) -> list[tuple[int, str]]:
         """Every virtual node as (position, owner), clockwise: an owner's keys are those

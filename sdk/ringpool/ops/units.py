@@ -67,20 +67,12 @@ def iso(ts: float | None) -> str | None:
 
 
 def ago(ts: float | None, now: float | None = None) -> str:
+    """How long ago ``ts`` was (``5m ago``), or how soon it comes (``in 5m``)."""
     if not ts:
         return "-"
-    return f"{_span(max(0.0, (now or time.time()) - ts))} ago"
-
-
-def until(ts: float | None, now: float | None = None) -> str:
-    """How far ahead a time is: ``in 23h``."""
-    if not ts:
-        return "-"
-    return f"in {_span(max(0.0, ts - (now or time.time())))}"
-
-
-def _span(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
+    seconds = (now or time.time()) - ts
+    span = abs(seconds)
+    unit, size = next(((u, n) for u, n in (("d", 86400), ("h", 3600), ("m", 60)) if span >= n),
+                      ("s", 1))
+    amount = f"{span / size:.0f}{unit}"
+    return f"{amount} ago" if seconds >= -0.5 else f"in {amount}"

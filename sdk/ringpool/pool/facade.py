@@ -143,6 +143,23 @@ class Pools:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._space.wait(), remaining)
 
+    def cancel(self, job: Job) -> bool:
+        """Stop ``job``; its future resolves to a cancelled outcome. A queued job never
+        runs; a running one gets ``ctx.cancelled``, and an async one is cancelled, a cpu
+        one's process killed, an io one's outcome given at once (its thread cannot be
+        stopped: what it returns is dropped). False when it is not here (finished)."""
+        job.context.cancelled.set()
+        waiting = self._order.remove(job) if job.ordered else None
+        if waiting is not None:  # never reached a tier: nothing follows it in its key's line
+            self._inflight -= 1
+            waiting.token.set_result(Outcome.cancelled_run(job))
+            if self._quiet is not None and self._inflight == 0:
+                self._quiet.set()
+            return True
+        kind = job.definition.kind
+        tier = self._threads if kind == "io" else self._cpu if kind == "cpu" else self._aio
+        return tier.cancel(job)
+
     def _route(self, ticket: Ticket, *, force: bool) -> None:
         kind = ticket.job.definition.kind
         if kind == "io":

@@ -40,7 +40,7 @@ class Job:
         context = TaskContext(
             task_id=envelope.task_id, key=envelope.key, name=envelope.name,
             attempt=envelope.attempt, deadline=time.monotonic() + timeout_s,
-            headers=dict(envelope.headers), node_id=node_id,
+            headers=dict(envelope.headers), node_id=node_id, eta=envelope.eta,
         )
         return cls(
             task_id=envelope.task_id, key=envelope.key, definition=definition, args=args,
@@ -57,6 +57,7 @@ class Outcome:
     error_message: str = ""
     traceback: str = ""
     timed_out: bool = False
+    cancelled: bool = False
     exception: BaseException | None = field(default=None, repr=False)
 
     @classmethod
@@ -83,6 +84,12 @@ class Outcome:
         """A failure decided before the task ran that retrying cannot fix."""
         return cls(ok=False, error_type=error_type, error_message=message,
                    exception=PermanentError(message))
+
+    @classmethod
+    def cancelled_run(cls, job: Job) -> Outcome:
+        """The job was cancelled: withdrawn before it ran, or stopped while running."""
+        return cls(ok=False, error_type="TaskCancelled", cancelled=True,
+                   error_message=f"task {job.task_id} was cancelled")
 
     @classmethod
     def timeout(cls, job: Job) -> Outcome:

@@ -26,7 +26,7 @@ from functools import partial
 
 from ringpool.pool.backlog import Backlog
 from ringpool.pool.errors import PoolClosed, PoolOverloaded
-from ringpool.pool.job import Outcome, PanicHandler, Ticket, run_sync
+from ringpool.pool.job import Job, Outcome, PanicHandler, Ticket, run_sync
 from ringpool.pool.middleware import Chain
 from ringpool.pool.settings import check_workers
 
@@ -361,6 +361,30 @@ class ThreadTier:
             worker.wake.release()
         for worker in start:
             self._start(worker)
+
+    def cancel(self, job: Job) -> bool:
+        """Withdraw ``job`` if it waits; if it runs, set ``ctx.cancelled`` and give its
+        outcome now, as a deadline does: its thread is abandoned (it runs on until it
+        returns, what it returns is dropped, and its ordered key stays held until then).
+        False when it is not here."""
+        start: list[_Worker] = []
+        with self._lock:
+            ticket = self._backlog.remove(job)
+            if ticket is None:
+                for worker in self._workers:
+                    if worker.ticket is not None and worker.ticket.job is job:
+                        ticket = worker.ticket
+                        ticket.holds = 2
+                        self._abandon(worker)
+                        start = self._fill_from_queue()
+                        self._notify_drained()
+                        break
+        if ticket is None:
+            return False
+        self._launch([], start)
+        job.context.cancelled.set()
+        ticket.finish(Outcome.cancelled_run(job))
+        return True
 
     def release(self, timeout_s: float) -> list[Ticket]:
         """Accept nothing more, run what is queued and running for up to ``timeout_s``.

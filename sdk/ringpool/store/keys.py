@@ -16,13 +16,22 @@ cluster's keys in one slot and each script may touch all of them in one call.
     ringpool:{C}:retry               zset     task id -> due time (unix s, Redis' clock):
                                               failed attempts, and tasks recovered or handed
                                               back (due now)
+    ringpool:{C}:scheduled           zset     task id -> eta (unix s, read against Redis'
+                                              clock): delayed tasks and schedule ticks, held
+                                              SCHEDULED until then
     ringpool:{C}:dlq                 zset     task id -> when it was dead-lettered (Redis' clock)
+    ringpool:{C}:schedules           zset     schedule name -> its next tick (unix s, Redis'
+                                              clock; inf while paused)
+    ringpool:{C}:schedule:<name>     hash     a schedule (fields below)
     ringpool:{C}:rate:<name>         hash     the cluster-wide token bucket of a rate-limited
                                               task name (tokens, at: Redis' clock); expires
                                               once full
     ringpool:{C}:done                channel  ids of tasks that finished away from an open
-                                              stream of their submitter
+                                              stream of their submitter (or were cancelled)
     ringpool:{C}:retry-wake          channel  a new retry's due time: wakes the retry firer
+    ringpool:{C}:delay-wake          channel  a new delayed task's eta: wakes the delay firer
+    ringpool:{C}:schedule-wake       channel  a schedule added or resumed: wakes the ticker
+    ringpool:{C}:cancel:<node>       channel  ids of tasks in flight on <node> just cancelled
 
 Task record fields: ``state`` (a ``TaskState``), ``envelope`` (the protobuf), ``attempt``,
 ``redeliver_attempt`` (the attempt a retry fires as), ``claims`` (leases the retry firer
@@ -33,7 +42,12 @@ latest ``progress``, ``progress_meta`` (JSON) and ``progress_at`` (the node's cl
 the times
 ``created_at``, ``accepted_at``, ``started_at``, ``finished_at``, ``first_failure_at``,
 ``last_failure_at`` (unix seconds: Redis' clock, but ``started_at``, the node's). The
-scripts in ``lua/`` write them; ``TaskRecord`` reads them.
+scripts in ``lua/`` write them; ``TaskRecord`` reads them. A task's eta is in its envelope.
+
+Schedule fields: ``key``, ``envelope`` (the task, without an id), ``cron``, ``every_s``,
+``tz``, ``origin`` (who published it), ``digest`` (of the definition), ``paused``,
+``fired``, ``skipped``, ``last_tick_at``, ``last_task_id``, ``created_at``, ``updated_at``
+(unix seconds, Redis' clock). ``ScheduleStore`` reads and writes them.
 """
 
 from __future__ import annotations
@@ -84,6 +98,10 @@ class Keys:
         return f"{self.prefix}:retry"
 
     @property
+    def scheduled(self) -> str:
+        return f"{self.prefix}:scheduled"
+
+    @property
     def dlq(self) -> str:
         return f"{self.prefix}:dlq"
 
@@ -92,9 +110,32 @@ class Keys:
         return f"{self.prefix}:rate:{name}"
 
     @property
+    def schedules(self) -> str:
+        return f"{self.prefix}:schedules"
+
+    def schedule(self, name: str) -> str:
+        return f"{self.prefix}:schedule:{name}"
+
+    @property
     def done_channel(self) -> str:
         return f"{self.prefix}:done"
 
     @property
     def retry_channel(self) -> str:
         return f"{self.prefix}:retry-wake"
+
+    @property
+    def delay_channel(self) -> str:
+        return f"{self.prefix}:delay-wake"
+
+    @property
+    def schedule_channel(self) -> str:
+        return f"{self.prefix}:schedule-wake"
+
+    @property
+    def cancel_channel_prefix(self) -> str:
+        """``cancel_channel(node)`` is this plus the node id (the cancel script builds it)."""
+        return f"{self.prefix}:cancel:"
+
+    def cancel_channel(self, node_id: str) -> str:
+        return f"{self.cancel_channel_prefix}{node_id}"

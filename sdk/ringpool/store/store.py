@@ -1,4 +1,5 @@
-"""The Redis state layer: durable accept, transitions, retries, recovery and the DLQ.
+"""The Redis state layer: durable accept, transitions, retries, delays, cancels, recovery
+and the DLQ (and, through ``schedules``, periodic schedules).
 
 Every multi-key change is one Lua script (``lua/``), so each is atomic and one
 round trip per batch. Nodes, the coordinator, the client and ``taskctl`` all go
@@ -17,45 +18,66 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from importlib import resources
 from typing import Any, NamedTuple, cast
 
 import msgpack
 import redis.asyncio as aioredis
 
 from ringpool.core import progress as progress_fields
-from ringpool.core.protocol import TaskState
+from ringpool.core.protocol import TaskState, cancel_refusal
+from ringpool.errors import ClusterUnavailable
 from ringpool.store import listing
 from ringpool.store.events import StoreEvents
 from ringpool.store.keys import Keys
 from ringpool.store.listing import SCAN_BUDGET, Page, TaskQuery
 from ringpool.store.pubsub import listen_forever
 from ringpool.store.redis_client import connect_redis
+from ringpool.store.schedules import ScheduleStore
+from ringpool.store.scripts import script
 from ringpool.task import TaskProgress
 from ringpool.v1 import node_pb2 as pb
 
-SOURCE_NAMES = {pb.SOURCE_CLIENT: "client", pb.SOURCE_RETRY: "retry", pb.SOURCE_REPLAY: "replay"}
+SOURCE_NAMES = {pb.SOURCE_CLIENT: "client", pb.SOURCE_RETRY: "retry", pb.SOURCE_REPLAY: "replay",
+                pb.SOURCE_SCHEDULED: "scheduled"}
 DEFAULT_FINGERPRINT_TTL_S = 24 * 3600
 DEFAULT_RESULT_TTL_S = 24 * 3600
 DLQ_PAGE = 500
 
 
-def _script(name: str) -> str:
-    """A script with the shared helpers of ``lua/lib.lua`` in front of it."""
-    lua = resources.files(__package__).joinpath("lua")
-    return lua.joinpath("lib.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
+
+
+class Waiting(StrEnum):
+    """The sorted sets of tasks the leader sends to their keys' owners when due."""
+
+    #: Failed attempts, and tasks recovered or handed back (RETRY_SCHEDULED).
+    RETRY = "retry"
+    #: Delayed tasks and schedule ticks (SCHEDULED), due at their eta.
+    SCHEDULED = "scheduled"
+
+    @property
+    def source(self) -> pb.Source:
+        """How an envelope fired from this set is marked."""
+        return pb.SOURCE_RETRY if self is Waiting.RETRY else pb.SOURCE_SCHEDULED
+
+    def key(self, keys: Keys) -> str:
+        return keys.retries if self is Waiting.RETRY else keys.scheduled
+
+    def channel(self, keys: Keys) -> str:
+        """Where a new entry's due time is announced (wakes its firer)."""
+        return keys.retry_channel if self is Waiting.RETRY else keys.delay_channel
 
 
 class AcceptCode(StrEnum):
     """How the accept script answered for one task (its one-letter reply, ``lua/accept.lua``)."""
 
-    #: New, or a retry or replay still waiting: recorded QUEUED and in flight on this node.
+    #: New, or a retry, replay or fired delayed task still waiting: recorded QUEUED and in
+    #: flight on this node; or new with an eta still ahead: recorded SCHEDULED.
     ACCEPTED = "A"
     #: Its fingerprint is held by an earlier task; ``task_id`` names that task.
     DUPLICATE = "D"
     #: A client task whose id another task's record already has: refused, nothing written.
     ID_TAKEN = "X"
-    #: A retry or replay of a task that no longer waits in the retry set or the DLQ.
+    #: A retry, replay or fired delayed task that no longer waits in its set.
     NOT_REDELIVERABLE = "N"
 
 
@@ -213,6 +235,16 @@ class TaskRecord:
     expires_at: float | None = None  # when a finished task's record goes (if read)
     envelope: pb.TaskEnvelope = field(default_factory=pb.TaskEnvelope)
 
+    @property
+    def eta(self) -> float | None:
+        """When a delayed task or a schedule's tick was due; None for one sent to run at once."""
+        return self.envelope.eta or None
+
+    @property
+    def schedule(self) -> str:
+        """The schedule whose tick made this task ('' for none)."""
+        return self.envelope.schedule
+
     @classmethod
     def from_hash(cls, task_id: str, raw: Mapping[Any, Any]) -> TaskRecord:
         get = raw.get
@@ -268,12 +300,15 @@ class TaskRecord:
         data["args"] = self.envelope.payload.decode(errors="replace")
         data["headers"] = dict(self.envelope.headers)
         data["idempotency_key"] = self.envelope.idempotency_key
+        data["eta"] = self.eta
+        data["schedule"] = self.schedule
         return data
 
 
 class QueueSizes(NamedTuple):
     retries: int  # tasks waiting in the retry set, due or not
     dlq: int  # tasks in the dead-letter queue
+    scheduled: int  # delayed tasks and schedule ticks waiting for their eta
 
 
 class StateStore:
@@ -292,17 +327,19 @@ class StateStore:
         self.keys = Keys(cluster)
         self.fingerprint_ttl_s = fingerprint_ttl_s
         self.result_ttl_s = result_ttl_s
-        self._accept = client.register_script(_script("accept"))
-        self._transition = client.register_script(_script("transition"))
-        self._recover = client.register_script(_script("recover"))
-        self._claim = client.register_script(_script("claim"))
-        self._purge = client.register_script(_script("purge"))
-        self._bury = client.register_script(_script("bury"))
-        self._progress = client.register_script(_script("progress"))
-        self._tokens = client.register_script(_script("tokens"))
+        self.schedules = ScheduleStore(client, self.keys, self.now)
+        self._accept = script(client, "accept")
+        self._transition = script(client, "transition")
+        self._recover = script(client, "recover")
+        self._claim = script(client, "claim")
+        self._purge = script(client, "purge")
+        self._bury = script(client, "bury")
+        self._cancel = script(client, "cancel")
+        self._progress = script(client, "progress")
+        self._tokens = script(client, "tokens")
         # The listing scripts start with the summary code they share.
-        self._zlist = client.register_script(_script("summary") + _script("zlist"))
-        self._hlist = client.register_script(_script("summary") + _script("hlist"))
+        self._zlist = script(client, "summary", "zlist")
+        self._hlist = script(client, "summary", "hlist")
 
     @classmethod
     def from_url(cls, url: str, cluster: str, **kwargs: Any) -> StateStore:
@@ -327,13 +364,15 @@ class StateStore:
         keys = self.keys
         tasks = _pack([
             (env.task_id, SOURCE_NAMES[env.source], env.SerializeToString(), env.attempt,
-             keys.fingerprint(env.name, env.idempotency_key, env.task_id))
+             keys.fingerprint(env.name, env.idempotency_key, env.task_id), env.eta)
             for env in envelopes
         ])
         started = time.perf_counter()
         raw = await self._accept(
-            keys=[keys.inflight(node_id), keys.retries, keys.dlq, keys.inflight_nodes],
-            args=[node_id, epoch, self.fingerprint_ttl_s, keys.task_prefix, tasks],
+            keys=[keys.inflight(node_id), keys.retries, keys.dlq, keys.inflight_nodes,
+                  keys.scheduled],
+            args=[node_id, epoch, self.fingerprint_ttl_s, keys.task_prefix, tasks,
+                  keys.delay_channel],
         )
         self.events.round_trip("accept", time.perf_counter() - started)
         return [
@@ -430,12 +469,50 @@ class StateStore:
         """Every node that ever held tasks in flight (the recovery's candidates)."""
         return {_text(n) for n in await self._redis.smembers(self.keys.inflight_nodes)}
 
-    # -- retries -------------------------------------------------------------------
+    # -- cancelling ------------------------------------------------------------------
 
-    async def claim_due(self, lease_s: float, limit: int = 500) -> Claimed:
-        """Lease up to ``limit`` due retries for ``lease_s`` seconds (Redis' clock)."""
+    async def cancel(self, task_id: str) -> TaskState:
+        """Cancel a task that has not finished; the state it was in. A waiting task never
+        runs; a queued or running one is fenced off and its node told to stop it.
+
+        Raises TaskAlreadyFinished for a task with its outcome, TaskNotFound for no record.
+        """
+        keys = self.keys
+        node = ""
+        for _ in range(5):  # the owner read can go stale only while the task moves on
+            code, detail = await self._cancel(
+                keys=[keys.task(task_id), keys.retries, keys.scheduled, keys.inflight(node)],
+                args=[task_id, node, self.result_ttl_s, keys.done_channel,
+                      keys.cancel_channel_prefix])
+            code, detail = _text(code), _text(detail)
+            if code == "C":
+                return TaskState.parse(detail)
+            if code != "M":
+                state = TaskState.UNKNOWN if code == "N" else TaskState.parse(detail)
+                refused = cancel_refusal(task_id, state)
+                assert refused is not None
+                raise refused
+            node = detail
+        raise ClusterUnavailable(f"task {task_id} kept moving between nodes; try again")
+
+    async def watch_cancels(self, node_id: str, on_cancel: Callable[[str], Awaitable[None]],
+                            on_subscribed: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Call ``on_cancel(task_id)`` for each task in flight on ``node_id`` that was just
+        cancelled; ends when cancelled."""
+        async def decoded(data: bytes) -> None:
+            await on_cancel(_text(data))
+
+        await listen_forever(self._redis, self.keys.cancel_channel(node_id), decoded,
+                             on_subscribed)
+
+    # -- retries and delayed tasks -------------------------------------------------
+
+    async def claim_due(self, lease_s: float, limit: int = 500,
+                        waiting: Waiting = Waiting.RETRY) -> Claimed:
+        """Lease up to ``limit`` due tasks of ``waiting`` for ``lease_s`` seconds (Redis'
+        clock; see ``lua/claim.lua``)."""
         raw = await self._claim(
-            keys=[self.keys.retries], args=[lease_s, limit, self.keys.task_prefix]
+            keys=[waiting.key(self.keys)], args=[lease_s, limit, self.keys.task_prefix]
         )
         due = []
         for i in range(0, len(raw) - 1, 4):
@@ -445,20 +522,21 @@ class StateStore:
         return Claimed(due, float(raw[-1]))
 
     async def bury(
-        self, task_id: str, error_type: str, message: str, dead_reason: str = "permanent"
+        self, task_id: str, error_type: str, message: str, dead_reason: str = "permanent",
+        waiting: Waiting = Waiting.RETRY,
     ) -> bool:
-        """Move a waiting retry straight to the DLQ (its re-dispatch was refused)."""
+        """Move a task waiting in ``waiting`` straight to the DLQ (its dispatch was refused)."""
         keys = self.keys
         return bool(await self._bury(
-            keys=[keys.retries, keys.dlq, keys.task(task_id)],
+            keys=[waiting.key(keys), keys.dlq, keys.task(task_id)],
             args=[task_id, error_type, message, dead_reason, keys.done_channel],
         ))
 
-    async def due_in(self) -> float | None:
-        """Seconds until the earliest retry is due by Redis' clock (<= 0: due now); None
-        when the retry set is empty."""
+    async def due_in(self, waiting: Waiting = Waiting.RETRY) -> float | None:
+        """Seconds until the earliest task of ``waiting`` is due by Redis' clock (<= 0: due
+        now); None when the set is empty."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrange(self.keys.retries, 0, 0, withscores=True)
+            pipe.zrange(waiting.key(self.keys), 0, 0, withscores=True)
             pipe.time()
             first, (seconds, micros) = await pipe.execute()
         return float(first[0][1]) - (seconds + micros / 1e6) if first else None
@@ -469,12 +547,14 @@ class StateStore:
         return float(seconds + micros / 1e6)
 
     async def queue_sizes(self) -> QueueSizes:
-        """How many tasks wait in the retry set and in the DLQ (one round trip)."""
+        """How many tasks wait in the retry set, the DLQ and the scheduled set (one round
+        trip)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zcard(self.keys.retries)
             pipe.zcard(self.keys.dlq)
-            retries, dlq = await pipe.execute()
-        return QueueSizes(int(retries), int(dlq))
+            pipe.zcard(self.keys.scheduled)
+            retries, dlq, scheduled = await pipe.execute()
+        return QueueSizes(int(retries), int(dlq), int(scheduled))
 
     # -- watching ------------------------------------------------------------------
 
@@ -492,13 +572,13 @@ class StateStore:
 
         await listen_forever(self._redis, self.keys.done_channel, decoded, on_subscribed)
 
-    async def watch_retry_wakes(self, on_wake: Callable[[], Awaitable[None]]) -> None:
-        """Call ``on_wake()`` when a node schedules a retry, and after every (re)subscription
+    async def watch_wakes(self, waiting: Waiting, on_wake: Callable[[], Awaitable[None]]) -> None:
+        """Call ``on_wake()`` when a task joins ``waiting``, and after every (re)subscription
         (a wake sent while nobody listened is lost); ends when cancelled."""
         async def woken(_: bytes) -> None:
             await on_wake()
 
-        await listen_forever(self._redis, self.keys.retry_channel, woken, on_wake)
+        await listen_forever(self._redis, waiting.channel(self.keys), woken, on_wake)
 
     # -- records -------------------------------------------------------------------
 
@@ -603,6 +683,15 @@ class StateStore:
     ) -> Page:
         """A page of tasks waiting for a retry that match ``query``, soonest due first."""
         return await self._zset_page(self.keys.retries, query or TaskQuery(), cursor, limit,
+                                     False, budget)
+
+    async def scheduled_list(
+        self, query: TaskQuery | None = None, cursor: str | None = None, limit: int = 50,
+        budget: int = SCAN_BUDGET,
+    ) -> Page:
+        """A page of delayed tasks and schedule ticks (SCHEDULED) that match ``query``,
+        soonest eta first (the time range is over the eta)."""
+        return await self._zset_page(self.keys.scheduled, query or TaskQuery(), cursor, limit,
                                      False, budget)
 
     async def _zset_page(

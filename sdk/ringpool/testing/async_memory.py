@@ -19,10 +19,11 @@ falls due meanwhile, before it returns; a dispatch made from inside a running ta
 only queues, and runs as soon as the tasks running now have finished. ``queued``:
 ``dispatch()`` only accepts; ``run_pending()`` or ``advance()`` runs.
 
-Time is the test's: a retry waits on the cluster's clock, which moves with
-``advance(seconds)``, or while ``result(timeout)`` waits: that lets up to ``timeout``
-seconds of cluster time pass, running what falls due, as waiting on a real cluster
-would. The clock starts at the wall-clock time of construction.
+Time is the test's: a retry, or a task dispatched with a ``countdown`` or an ``eta``,
+waits on the cluster's clock, which moves with ``advance(seconds)``, or while
+``result(timeout)`` waits: that lets up to ``timeout`` seconds of cluster time pass,
+running what falls due, as waiting on a real cluster would. The clock starts at the
+wall-clock time of construction. ``cancel()`` stops a task as a real cluster does.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import importlib
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
 
@@ -114,12 +116,17 @@ class AsyncInMemoryTaskHandle:
         return f"<TaskHandle {self.task_id} key={self.key!r}>"
 
     async def status(self) -> TaskState:
-        """QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in the DLQ) or UNKNOWN."""
+        """SCHEDULED, QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in the DLQ),
+        CANCELLED or UNKNOWN."""
         return self._cluster._status(self.task_id)
 
     async def progress(self) -> TaskProgress | None:
         """The latest progress the task reported; None before any (or without a record)."""
         return self._cluster._progress_of(self.task_id)
+
+    async def cancel(self) -> TaskState:
+        """Cancel the task (see ``AsyncInMemoryCluster.cancel``)."""
+        return await self._cluster.cancel(self.task_id)
 
     async def accepted(self, timeout: float | None = None) -> str:
         """The task's id, at once: a task is accepted when ``dispatch()`` returns its
@@ -127,7 +134,8 @@ class AsyncInMemoryTaskHandle:
         return self.task_id
 
     async def result(self, timeout: float | None = None) -> Any:
-        """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), TaskNotFound.
+        """The return value; raises TaskFailed, TaskCancelled, ResultTimeout (a
+        TimeoutError), TaskNotFound.
 
         Waiting lets up to ``timeout`` seconds of cluster time pass (forever when None),
         running what falls due meanwhile.
@@ -175,6 +183,7 @@ class AsyncInMemoryCluster:
                          version=1)
         self._state = MemoryState(time.time(), result_ttl_s, fingerprint_ttl_s)
         self._pools = Pools(pools or pools_for_tests())
+        self._jobs: dict[str, Job] = {}  # the running ones, to cancel them
         self._progress = asyncio.Event()  # set (and replaced) each time a run ends
 
     async def __aenter__(self) -> AsyncInMemoryCluster:
@@ -203,11 +212,18 @@ class AsyncInMemoryCluster:
     # -- dispatching ------------------------------------------------------------------
 
     async def dispatch(
-        self, key: str, task: Task, headers: Mapping[str, str] | None = None
+        self, key: str, task: Task, headers: Mapping[str, str] | None = None, *,
+        countdown: float | None = None, eta: datetime | None = None,
     ) -> AsyncInMemoryTaskHandle:
-        """Accept ``task`` for the owner of ``key`` (and in eager mode run it)."""
-        (handle,) = await self._dispatch([(key, task)], headers, current_task() is not None)
+        """Accept ``task`` for the owner of ``key`` (and in eager mode run it). With a
+        ``countdown`` or an ``eta`` it is SCHEDULED until the cluster's clock gets there."""
+        (handle,) = await self._dispatch([(key, task)], headers, current_task() is not None,
+                                         self.eta_of(countdown, eta))
         return handle
+
+    def eta_of(self, countdown: float | None, eta: datetime | None) -> float:
+        """A dispatch's eta on the cluster's clock (checked as a real client checks it)."""
+        return envelopes.eta_of(countdown, eta, now=self._state.now)
 
     async def dispatch_many(
         self, items: Iterable[tuple[str, Task]]
@@ -217,9 +233,9 @@ class AsyncInMemoryCluster:
 
     async def _dispatch(
         self, items: Sequence[tuple[str, Task]], headers: Mapping[str, str] | None,
-        from_task: bool,
+        from_task: bool, eta: float = 0.0,
     ) -> list[AsyncInMemoryTaskHandle]:
-        checked = [self._check(key, task, headers) for key, task in items]
+        checked = [self._check(key, task, headers, eta) for key, task in items]
         handles = [
             AsyncInMemoryTaskHandle(self, self._state.accept(*call), call.envelope.key)
             for call in checked
@@ -227,14 +243,16 @@ class AsyncInMemoryCluster:
         await self._run_if_eager(from_task)
         return handles
 
-    def _check(self, key: str, task: Task, headers: Mapping[str, str] | None) -> _Checked:
+    def _check(self, key: str, task: Task, headers: Mapping[str, str] | None,
+               eta: float = 0.0) -> _Checked:
         if not isinstance(task, Task):
             raise InvalidTask(f"expected a Task, got {type(task).__name__}")
         definition = REGISTRY.get(task.name)
         # Where a real client would look at what the nodes publish, look at the registry.
         group = self.ring.group_for(task.name, task.group if task.group is not None
                                     else definition.group if definition else None)
-        envelope = envelopes.build(key, task, self.ring.version, headers, self.limits, group)
+        envelope = envelopes.build(key, task, self.ring.version, headers, self.limits,
+                                   group=group, eta=eta)
         members = self.ring.group(group)
         if definition is None or definition.group != group or not len(members):
             in_group = f" of group {group!r}" if len(self.ring.groups) > 1 or group else ""
@@ -247,6 +265,16 @@ class AsyncInMemoryCluster:
 
     async def flush(self, timeout: float | None = None) -> None:
         """Returns at once: every dispatched task was accepted (or refused) by ``dispatch()``."""
+
+    async def cancel(self, task_id: str) -> TaskState:
+        """Cancel a task that has not finished; the state it was in. A waiting task never
+        runs; a running one is stopped as on a node (``ctx.cancelled``; async: cancelled;
+        cpu: its process killed). Raises TaskAlreadyFinished or TaskNotFound."""
+        before = self._state.cancel(task_id)
+        job = self._jobs.get(task_id)
+        if before is TaskState.RUNNING and job is not None:
+            self._pools.cancel(job)
+        return before
 
     async def _run_if_eager(self, from_task: bool) -> None:
         # From inside a task, running now could wait on that very task (per-key order).
@@ -292,17 +320,21 @@ class AsyncInMemoryCluster:
             return None
         job = Job.for_envelope(envelope, entry.definition, args, kwargs, entry.record.node)
         job.context.on_progress = functools.partial(_keep_progress, entry.record)
+        self._jobs[envelope.task_id] = job
         return entry, await self._pools.submit_wait(job, SUBMIT_WAIT_S)
 
     async def _finish_when_done(self, entry: Entry, run: asyncio.Future[Outcome]) -> None:
         await asyncio.wait({run})
+        self._jobs.pop(entry.record.task_id, None)
         if run.cancelled():
             return  # the pools were released under it: the cluster is closing
         error = run.exception()
         self._finish(entry, run.result() if error is None else Outcome.failure(error))
 
     def _finish(self, entry: Entry, outcome: Outcome) -> None:
-        self._state.finish(entry, conclude(entry.record.envelope, outcome, entry.definition.retry))
+        if not outcome.cancelled:
+            self._state.finish(entry, conclude(entry.record.envelope, outcome,
+                                               entry.definition.retry))
         self._progress.set()
         self._progress = asyncio.Event()
 

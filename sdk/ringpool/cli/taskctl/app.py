@@ -36,6 +36,7 @@ from ringpool.errors import (
     DispatchError,
     NoNodesAvailable,
     RingpoolError,
+    ScheduleNotFound,
     TaskNotFound,
 )
 from ringpool.store.store import StateStore, connect_redis
@@ -64,7 +65,7 @@ class Interrupted(Exception):
 
 
 def exit_code_for(exc: BaseException) -> int:
-    if isinstance(exc, TaskNotFound | NoNodeError):
+    if isinstance(exc, TaskNotFound | ScheduleNotFound | NoNodeError):
         return EXIT_NOT_FOUND
     if isinstance(exc, NoNodesAvailable):
         return EXIT_UNAVAILABLE

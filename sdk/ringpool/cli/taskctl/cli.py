@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ringpool.cli.taskctl import config, dev, dlq, status, task, tasks
+from ringpool.cli.taskctl import config, dev, dlq, schedule, status, task, tasks
 from ringpool.cli.taskctl.app import Options, TaskctlGroup, options_of, version
 from ringpool.cli.taskctl.output import DURATION
 from ringpool.core.naming import check_cluster_name
@@ -53,7 +53,7 @@ def cli(ctx: click.Context, zk: str | None, redis: str | None, cluster: str, tok
         operator_token: str, zk_auth: str, zk_operator_auth: str, as_json: bool, debug: bool,
         timeout_s: float) -> None:
     """Operate a ringpool cluster: status, ring, routes, tasks, retries, the dead-letter queue,
-    config.
+    schedules, config.
 
     \b
     Exit codes: 0 ok, 1 aborted, 2 usage, 3 not found, 4 cluster unreachable,
@@ -107,6 +107,7 @@ cli.add_command(task.task)
 cli.add_command(tasks.tasks)
 cli.add_command(tasks.retries)
 cli.add_command(dlq.dlq)
+cli.add_command(schedule.schedule)
 cli.add_command(config.config)
 cli.add_command(dev.dev)
 

@@ -2,7 +2,8 @@
 
 Both read one page per call through ``ringpool.ops.tasks`` (as the dashboard does):
 queued and running tasks from the nodes' in-flight hashes, retrying ones from the retry
-set, soonest due first. A page ends with the cursor of the next (``--cursor``); a
+set and scheduled ones (delayed tasks, schedule ticks) from the scheduled set, soonest
+due first. A page ends with the cursor of the next (``--cursor``); a
 narrow filter may come back with fewer tasks than ``--limit`` and still a cursor, as
 each call reads a bounded number of entries.
 """
@@ -21,11 +22,11 @@ from rich.markup import escape
 from ringpool.cli.taskctl.app import EXIT_USAGE, CommandError, Session, options_of, run
 from ringpool.cli.taskctl.output import emit, table
 from ringpool.ops import tasks as ops
-from ringpool.ops.units import ago, iso, until
+from ringpool.ops.units import ago, iso, when
 from ringpool.store.listing import MAX_PAGE, InvalidQuery, Listed, Page, TaskQuery
 
 #: What ``--state`` lists (``ringpool.ops.tasks`` lists them).
-STATES = ("running", "queued", "retrying")
+STATES = ("running", "queued", "scheduled", "retrying")
 DEFAULT_LIMIT = 50
 
 
@@ -100,7 +101,7 @@ def print_next(out: Console, page: Page, command: str, **flags: str | int | None
 
 @click.group()
 def tasks() -> None:
-    """List tasks by state: running, queued, retrying."""
+    """List tasks by state: running, queued, scheduled, retrying."""
 
 
 @tasks.command("ls")
@@ -110,7 +111,8 @@ def tasks() -> None:
 @click.pass_context
 def tasks_ls(ctx: click.Context, state: str | None, node: str, name: str, key: str,
              limit: int, cursor: str | None) -> None:
-    """Tasks queued or running on the nodes, or waiting for a retry, a page at a time."""
+    """Tasks queued or running on the nodes, or waiting for their time or a retry, a page
+    at a time."""
     options = options_of(ctx)
     listed = state or ops.IN_FLIGHT
     page = read_page(ctx, listed, query_of(name, key, node), cursor, limit)
@@ -123,6 +125,8 @@ def tasks_ls(ctx: click.Context, state: str | None, node: str, name: str, key: s
                       + (" on this page's read" if page.next else ""))
         elif listed == "retrying":
             out.print(retries_table(page))
+        elif listed == "scheduled":
+            out.print(scheduled_table(page))
         else:
             out.print(in_flight_table(page))
         print_next(out, page, "taskctl tasks ls", state=state, name=name, key=key, node=node,
@@ -147,16 +151,27 @@ def in_flight_table(page: Page) -> Any:
     return t
 
 
+def scheduled_table(page: Page) -> Any:
+    t = table("task id", "task", "key", "due", "accepted")
+    now = time.time()
+    for item in page.items:
+        r = item.record
+        t.add_row(r.task_id, escape(r.name) if r.exists else "[dim](record gone)[/dim]",
+                  escape(r.key), f"{when(item.at)} ({ago(item.at, now)})",
+                  ago(r.accepted_at, now) if r.accepted_at else "-")
+    return t
+
+
 def retries_table(page: Page) -> Any:
     t = table("task id", "task", "key", "attempts", "due", "last node", "last error")
     now = time.time()
     for item in page.items:
         r = item.record
         if not r.exists:
-            t.add_row(r.task_id, "[dim](record gone)[/dim]", "", "", until(item.at, now), "", "")
+            t.add_row(r.task_id, "[dim](record gone)[/dim]", "", "", ago(item.at, now), "", "")
             continue
         message = r.error_message if len(r.error_message) <= 40 else r.error_message[:39] + "…"
-        due = until(item.at, now) if item.at and item.at > now else "now"
+        due = ago(item.at, now) if item.at and item.at > now else "now"
         t.add_row(r.task_id, escape(r.name), escape(r.key), str(r.attempt), due, r.node,
                   escape(f"{r.error_type}: {message}") if r.error_type else "-")
     return t

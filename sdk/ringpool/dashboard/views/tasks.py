@@ -2,7 +2,7 @@
 
 Each page is one listing of ``ringpool.ops.tasks`` (shared with ``taskctl tasks ls``):
 queued and running tasks from the nodes' in-flight hashes, retrying ones from the
-retry set.
+retry set, delayed tasks and schedule ticks from the scheduled set.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from ringpool.core.protocol import CANCELLABLE
 from ringpool.dashboard.forms import BadInput, Filters, page_size
 from ringpool.dashboard.pages import dashboard_of, render
 from ringpool.errors import NoNodesAvailable, TaskNotFound
@@ -22,7 +23,8 @@ from ringpool.store.store import TaskRecord
 
 #: The tabs: each state ``ringpool.ops.tasks`` lists, and its title.
 STATES: dict[str, str] = {ops.IN_FLIGHT: "In flight", "queued": "Queued",
-                          "running": "Running", "retrying": "Retrying"}
+                          "running": "Running", "retrying": "Retrying",
+                          "scheduled": "Scheduled"}
 TRACEPARENT = "traceparent"
 
 
@@ -42,7 +44,7 @@ async def listing(request: Request) -> Response:
         raise BadInput(str(exc)) from None
     return render(request, "tasks.html", tab=tab, states=STATES, filters=filters, page=page,
                   limit=limit, cursor=cursor, counts=await ops.counts(store),
-                  owner=key_owner(request, filters.key))
+                  owner=key_owner(request, filters.key), by_due=tab in ops.BY_DUE)
 
 
 def key_owner(request: Request, key_glob: str) -> dict[str, str] | None:
@@ -85,7 +87,8 @@ async def task_page(request: Request) -> Response:
                            + (" (its id is in the DLQ but its record is gone)" if dead_at else ""))
     details: dict[str, Any] = record.to_dict()
     return render(request, "task.html", record=record, data=details, dead_at=dead_at,
-                  trace_id=trace_id(record), owner=key_owner(request, literal(record.key)))
+                  trace_id=trace_id(record), owner=key_owner(request, literal(record.key)),
+                  cancellable=record.state in CANCELLABLE)
 
 
 routes = [

@@ -1,7 +1,7 @@
--- Dead-letter a task that waits in the retry set but can no longer be re-dispatched
--- (its task name is gone, its envelope is refused, nodes kept refusing it). Leaves it
--- alone if it moved on.
--- KEYS[1] retry zset, KEYS[2] dlq zset, KEYS[3] the task's record.
+-- Dead-letter a task that waits in the retry or scheduled zset but can no longer be
+-- dispatched (its task name is gone, its envelope is refused, nodes kept refusing it).
+-- Leaves it alone if it moved on.
+-- KEYS[1] the zset it waits in, KEYS[2] dlq zset, KEYS[3] the task's record.
 -- ARGV: id, error type, message, dead reason, done channel. Returns 1 when buried.
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 local at = now()

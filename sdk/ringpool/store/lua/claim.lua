@@ -1,8 +1,9 @@
--- Claim due retries for one lease: push their due time to the lease's end (so a crash of
+-- Claim due tasks of one zset (the retry zset, or the scheduled zset of delayed tasks and
+-- schedule ticks) for one lease: push their due time to the lease's end (so a crash of
 -- the claimer only delays them), count the claim in the record, and return what is
 -- needed to re-dispatch them. The accept script removes an entry when its re-dispatch is
 -- accepted (and clears its claim count).
--- KEYS[1] retry zset. ARGV: lease (s), limit, record prefix.
+-- KEYS[1] the zset. ARGV: lease (s), limit, record prefix.
 -- Returns {id, envelope, attempt, claims} per task, flattened, then how late (s) the
 -- oldest of them was by Redis' clock.
 local at = now()

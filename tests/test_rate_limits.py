@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from ringpool import Cluster, Task, task
+from ringpool import Cluster, Task, TaskCancelled, TaskState, task
 from ringpool.cli.taskctl import cli
 from ringpool.errors import ConfigError
 from ringpool.testing.local import LocalCluster
@@ -115,6 +115,21 @@ def test_a_draining_node_hands_back_the_starts_that_wait(
     assert len(starts) == len(keys)
     ran_on = {r.node for r in records(features_cluster, [h.task_id for h in handles]) if r}
     assert ran_on <= {"node-0", "node-1", "drainer"} and ran_on & {"node-0", "node-1"}
+
+
+def test_a_start_cancelled_while_it_waits_for_a_token_never_runs(
+    client: Cluster, features_cluster: LocalCluster,
+) -> None:
+    handles = client.dispatch_many([(f"cancel:{i}", tasks.limited.s(i)) for i in range(80)])
+    last = handles[-1]
+    assert last.status() is TaskState.QUEUED  # 20/s: the last waits about 4 s for its token
+    assert last.cancel() is TaskState.QUEUED  # the state it was in
+    with pytest.raises(TaskCancelled):
+        last.result(timeout=30)
+    assert len([h.result(timeout=60) for h in handles[:-1]]) == 79
+    (record,) = records(features_cluster, [last.task_id])
+    assert record is not None and record.state is TaskState.CANCELLED
+    assert record.started_at is None  # it never ran
 
 
 @pytest.mark.parametrize("rate", ["fast", "0/s", "-5/s", 0, -1, float("inf"), True, "5/d"])

@@ -20,7 +20,7 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from ringpool import Cluster, Task, TaskState
+from ringpool import Cluster, Task, TaskFailed, TaskState
 from ringpool.cli.taskctl import cli
 from ringpool.cli.taskctl.app import Options, Session, run
 from ringpool.cli.taskctl.dlq import replay_entries
@@ -520,3 +520,18 @@ def test_dev_up_prints_settings_serves_and_tears_down(
         if process.poll() is None:
             process.kill()
             process.communicate(timeout=30)
+
+
+def test_a_handle_made_after_a_replay_sees_the_new_run(
+    local: LocalCluster, client: Cluster, rds: redis.Redis
+) -> None:
+    gate = f"again{uuid.uuid4().hex[:6]}"
+    rds.set(gate_key(gate), 1)
+    first = client.dispatch(f"{gate}:0", Task("flaky.gate", args=(gate,)))
+    with pytest.raises(TaskFailed):
+        first.result(timeout=30)
+    rds.delete(gate_key(gate))
+    ok(ctl(local, "dlq", "replay", first.task_id, "--yes"))
+    # The first handle still lives (and holds the failure it saw); a new one follows the
+    # task as it is now.
+    assert client.handle(first.task_id).result(timeout=30) == "ok"

@@ -79,7 +79,9 @@ class ResultWaiter:
     def watch(self, task_id: str, latch: Latch[pb.TaskResult]) -> None:
         """Set ``latch`` with ``task_id``'s result too (on the loop)."""
         known = self._latches.get(task_id)
-        if known is None:
+        if known is None or known.done:
+            # A result already in is history (the task may have been replayed since):
+            # a new watcher follows the task as it is now, from its record if need be.
             self._latches[task_id] = latch
         elif known is not latch:
             known.follow(latch)  # e.g. a duplicate of a task this client waits for already

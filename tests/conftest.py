@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from ringpool.core.membership import connect_zookeeper
-from ringpool.testing.local import RedisServer, ZooKeeperEnsemble, ZooKeeperServer
+from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperEnsemble, ZooKeeperServer
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -100,3 +100,15 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def features_cluster(zookeeper: ZooKeeperServer, redis_server: RedisServer
+                     ) -> Iterator[LocalCluster]:
+    """One cluster for the feature tests (progress, groups, rate limits, result expiry,
+    inspection): nodes node-0 and node-1 in the default group, gpu-0 in group ``gpu``,
+    a coordinator, the tasks of ``tests.tasks_features``. Tests tell their tasks apart
+    by key or task name."""
+    with LocalCluster(nodes=2, coordinators=1, tasks=["tests.tasks_features"],
+                      groups={"gpu": 1}, zk=zookeeper.address, redis=redis_server.url) as local:
+        yield local

@@ -1,21 +1,24 @@
 """What the tests share: waiting on a condition with a deadline, reading task records,
-a process's metrics (its unlabelled samples, or one sample by labels) and a node's ring
-version."""
+a process's metrics (every sample, its unlabelled ones, or one by labels) and a node's
+ring version."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from ringpool.store.store import StateStore, TaskRecord
 from ringpool.testing.local import LocalCluster
 
 T = TypeVar("T")
+# The nodes of the feature tests' cluster (the ``features_cluster`` fixture).
+FEATURE_NODES = ("node-0", "node-1", "gpu-0")
 
 
 class _Waiting(Generic[T]):
@@ -59,6 +62,12 @@ async def eventually_async(check: Callable[[], T], timeout: float = 30.0,
     return waiting.value  # type: ignore[return-value]
 
 
+def metric_sum(local: LocalCluster, node_ids: Iterable[str], name: str, **labels: str) -> float:
+    """A sample summed over nodes (and over the labels not given)."""
+    return sum(s.value for node_id in node_ids for s in samples(local.metrics_ports[node_id])
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
 def node_ring_version(local: LocalCluster, node_id: str) -> float:
     """The ring version ``node_id`` routes by now, from its /metrics endpoint."""
     return gauges(local.metrics_ports[node_id])["ringpool_ring_version"]
@@ -82,19 +91,20 @@ def records(local: LocalCluster, task_ids: list[str]) -> list[TaskRecord | None]
     return asyncio.run(read())
 
 
-def gauges(port: int) -> dict[str, float]:
-    """The unlabelled samples a process serves on its metrics ``port`` now, by name."""
+def samples(port: int) -> list[Sample]:
+    """Every sample a process serves on its metrics ``port`` now."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    return {s.name: s.value for f in text_string_to_metric_families(text)
-            for s in f.samples if not s.labels}
+    return [s for f in text_string_to_metric_families(text) for s in f.samples]
+
+
+def gauges(port: int) -> dict[str, float]:
+    """The unlabelled samples a process serves on its metrics ``port`` now, by name."""
+    return {s.name: s.value for s in samples(port) if not s.labels}
 
 
 def metric_value(local: LocalCluster, process: str, name: str, **labels: str) -> float:
     """The sample ``name`` with exactly ``labels`` that ``process`` (a node id or
     ``coordinator-N``) serves on its metrics endpoint now; 0.0 when it has none (yet)."""
-    url = f"http://127.0.0.1:{local.metrics_ports[process]}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    return next((s.value for f in text_string_to_metric_families(text) for s in f.samples
+    return next((s.value for s in samples(local.metrics_ports[process])
                  if s.name == name and s.labels == labels), 0.0)

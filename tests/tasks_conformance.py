@@ -95,6 +95,16 @@ def gate(path: str) -> str:
     return "open"
 
 
+@task("conformance.brief", timeout=5.0, result_ttl=1)
+def brief(value: int) -> int:
+    """Its result is kept for one second."""
+    return value
+
+
+@task("conformance.gpu_only", timeout=5.0, group="gpu")
+def gpu_only() -> str:
+    """Declared for group gpu, which the conformance clusters do not have."""
+    return "gpu"
 @task("conformance.linger", timeout=60.0, max_retries=0)
 def linger(path: str, seconds: float) -> str:
     """Runs until cancelled (or ``seconds``); writes ``<path>.started``, then

@@ -50,6 +50,10 @@ class InMemoryBackend:
     def __init__(self, cluster: InMemoryCluster) -> None:
         self.cluster = cluster
 
+    def let_pass(self, seconds: float) -> None:
+        """Let ``seconds`` of cluster time pass."""
+        self.cluster.advance(seconds)
+
     def in_dlq(self, task_id: str) -> bool:
         return task_id in [record.task_id for record in self.cluster.dlq()]
 
@@ -68,6 +72,9 @@ class LocalBackend:
     def __init__(self, local: LocalCluster, cluster: Cluster) -> None:
         self.local = local
         self.cluster = cluster
+
+    def let_pass(self, seconds: float) -> None:
+        """Real time passes on its own: the caller waits for what it brings."""
 
     def in_dlq(self, task_id: str) -> bool:
         async def read() -> list[float | None]:
@@ -175,12 +182,16 @@ BAD_INPUT = [
     ("k", Task("conformance.add", args=(1, 1), timeout=-1), InvalidTask),
     ("k", Task("conformance.add", args=(float("nan"), 1)), InvalidTask),
     ("k", Task("conformance.add", args=(1, 1), max_retries=1000), InvalidTask),
+    ("k", Task("conformance.add", args=(1, 1), result_ttl=0), InvalidTask),
+    ("k", Task("conformance.add", args=(1, 1), group="no spaces"), InvalidTask),
+    ("k", Task("conformance.add", args=(1, 1), group="gpu"), UnknownTask),
+    ("k", tasks.gpu_only.s(), UnknownTask),
 ]
 
 
 @pytest.mark.parametrize(("key", "task", "error"), BAD_INPUT, ids=[
     "unknown-task", "non-json", "oversized", "empty-key", "long-key", "bad-timeout", "nan",
-    "too-many-retries"])
+    "too-many-retries", "bad-result-ttl", "bad-group", "no-such-group", "group-not-served"])
 def test_bad_input_raises_the_same_typed_error(
     backend: Backend, key: str, task: Task, error: type[Exception]
 ) -> None:
@@ -195,6 +206,22 @@ def test_bad_input_raises_the_same_typed_error(
 def test_owner_of_a_bad_key_is_refused(backend: Backend, key: str) -> None:
     with pytest.raises(InvalidKey):
         backend.cluster.owner(key)
+
+
+# -- result expiry --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", [tasks.brief.s(5), tasks.add.s(2, 3).with_options(result_ttl=1)],
+                         ids=["declared", "dispatched"])
+def test_a_result_with_its_own_ttl_is_gone_after_it(backend: Backend, task: Task) -> None:
+    handle = backend.cluster.dispatch("ttl:1", task)
+    assert handle.result(timeout=WAIT_S) == 5
+    kept = backend.cluster.dispatch("ttl:1", tasks.add.s(1, 1))
+    kept.result(timeout=WAIT_S)
+    backend.let_pass(1.5)
+    eventually(lambda: backend.record(handle.task_id) is None, timeout=WAIT_S,
+               what="the record to expire")
+    assert backend.record(kept.task_id) is not None  # the cluster's TTL: a day
 
 
 # -- retries and the DLQ --------------------------------------------------------------

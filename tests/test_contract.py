@@ -22,12 +22,13 @@ def test_ringpool_exports_exactly_the_documented_api() -> None:
     contract = {"Cluster", "AsyncCluster", "Task", "task", "TaskHandle", "RetryPolicy"}
     extensions = {
         "AsyncTaskHandle", "Retry", "PermanentError", "TaskContext", "current_task", "TaskState",
+        "TaskProgress",
         # the error tree (ringpool/errors.py)
         "RingpoolError", "DispatchError", "UnknownTask", "InvalidKey", "InvalidTask",
         "PayloadTooLarge", "NoNodesAvailable", "Overloaded", "TooManyHops", "NotRedeliverable",
         "TaskIdTaken", "PermissionDenied",
         "ClusterUnavailable", "Unauthenticated", "ResultTimeout", "TaskNotFound", "TaskFailed",
-        "ConfigError", "TaskCancelled", "TaskAlreadyFinished", "InvalidSchedule",
+        "ConfigError", "InvalidProgress", "TaskCancelled", "TaskAlreadyFinished", "InvalidSchedule",
         "ScheduleNotFound",
         # periodic schedules: declared in task modules, as cluster.schedule() returns them
         "periodic", "StoredSchedule",

@@ -553,3 +553,32 @@ def test_a_delayed_task_is_listed_and_cancelled_from_its_page(
     assert state(rds, local, task_id) == "CANCELLED"
     again = page.request.post(f"{url}/tasks/cancel", form={"csrf": csrf_of(page), "ids": task_id})
     assert again.status == 400 and "already finished (CANCELLED)" in again.text()
+# -- progress and groups ------------------------------------------------------------------------
+
+
+def test_a_tasks_progress_and_each_nodes_group_are_shown(
+    operator: Page, url: str, local: LocalCluster, client: Cluster
+) -> None:
+    page = operator
+    counting = client.dispatch("progress:dash", Task("demo.count", args=(300, 0.1)))
+    report = eventually(counting.progress, 30, "the task's first progress report")
+    page.goto(f"{url}/tasks/{counting.task_id}")
+    expect(page.locator("dd.progress meter")).to_have_count(1)
+    expect(page.locator("dd.progress")).to_contain_text('"of": 300')
+    node = client.owner("progress:dash")
+    page.goto(f"{url}/tasks?state=running&node={node}&name=demo.count")
+    row = page.locator("table.grid tbody tr", has=page.locator(
+        f"a[href='/tasks/{counting.task_id}']"))
+    expect(row).to_contain_text(node)
+    assert float(row.locator("td").last.inner_text()) >= report.value
+    other = next(n for n in ("node-0", "node-1") if n != node)
+    page.goto(f"{url}/tasks?state=running&node={other}&name=demo.count")
+    expect(page.locator(f"a[href='/tasks/{counting.task_id}']")).to_have_count(0)
+
+    page.goto(f"{url}/")
+    local.start_node("gpu-0", extra=["--group", "gpu"])
+    try:
+        expect(page.locator("#nodes tr[data-node='gpu-0']")).to_contain_text("gpu", timeout=30_000)
+        expect(page.locator("#nodes tr[data-node='node-0']")).to_contain_text("default")
+    finally:
+        local.stop_node("gpu-0")

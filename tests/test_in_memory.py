@@ -28,6 +28,7 @@ from ringpool import (
 from ringpool.core.ring import Member, Ring
 from ringpool.testing import AsyncInMemoryCluster, InMemoryCluster
 from tests import tasks_conformance as tasks
+from tests import tasks_features as features
 
 TASKS = ["tests.tasks_conformance"]
 SLOW = RetryPolicy(max_retries=2, base_s=10.0, factor=2.0, jitter=False)  # waits 10 s, then 20 s
@@ -265,8 +266,9 @@ def test_nodes_are_named_as_a_local_cluster_names_them(cluster: InMemoryCluster)
 @pytest.mark.parametrize("options", [
     {"mode": "lazy"}, {"nodes": 0}, {"nodes": []}, {"nodes": ["a", "a"]}, {"nodes": "abc"},
     {"nodes": [""]}, {"nodes": True}, {"result_ttl_s": 0}, {"fingerprint_ttl_s": -1},
+    {"nodes": {}}, {"nodes": {"a": "bad group"}}, {"nodes": {"": "gpu"}},
 ], ids=["mode", "no-nodes", "empty-list", "twice", "string", "empty-name", "bool", "result-ttl",
-        "fingerprint-ttl"])
+        "fingerprint-ttl", "empty-mapping", "bad-group", "empty-name-in-a-group"])
 def test_bad_settings_are_refused_typed(options: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         InMemoryCluster(TASKS, **options)
@@ -285,6 +287,54 @@ def test_accepted_flush_and_close_return(cluster: InMemoryCluster) -> None:
     assert repr(handle) == f"<TaskHandle {handle.task_id} key='k'>"
     cluster.close()
     cluster.close()
+
+
+# -- groups, progress, a task's own result TTL ------------------------------------------
+
+
+def test_nodes_in_groups_run_their_groups_tasks() -> None:
+    nodes = {"node-0": "", "node-1": "", "gpu-0": "gpu", "gpu-1": "gpu"}
+    with InMemoryCluster(["tests.tasks_features"], nodes=nodes) as cluster:
+        keys = [f"user:{i}" for i in range(30)]
+        ran = {cluster.dispatch(k, features.gpu_where.s()).result() for k in keys}
+        by_name = {cluster.dispatch(k, Task("features.gpu_where")).result() for k in keys}
+        plain = {cluster.dispatch(k, features.where.s()).result() for k in keys}
+        assert ran == by_name == {"gpu-0", "gpu-1"} and plain == {"node-0", "node-1"}
+        expected = Ring({n: Member(n, "", group="gpu") for n in ("gpu-0", "gpu-1")})
+        assert [cluster.owner(k, "gpu") for k in keys] == [expected.owner(k) for k in keys]
+        for wrong in (Task("features.where", group="gpu"), Task("features.gpu_where", group=""),
+                      Task("features.where", group="tpu")):
+            with pytest.raises(UnknownTask, match="group"):
+                cluster.dispatch("k", wrong)
+    with InMemoryCluster(["tests.tasks_features"]) as plain_cluster, \
+            pytest.raises(UnknownTask, match="gpu_where"):
+        plain_cluster.dispatch("k", features.gpu_where.s())  # no node of group gpu
+
+
+def test_progress_reaches_the_handle_and_the_record_keeps_the_last(tmp_path: Path) -> None:
+    with InMemoryCluster(["tests.tasks_features"]) as cluster:
+        handle = cluster.dispatch("k", features.steps.s(str(tmp_path / "open")))
+        assert handle.result() == 4
+        report = handle.progress()
+        assert report is not None and (report.value, report.meta) == (1.0, {"step": 4})
+        assert cluster.record(handle.task_id).progress == report  # type: ignore[union-attr]
+        assert cluster.dispatch("k", features.echo.s(1)).progress() is None
+        refused = cluster.dispatch("k", features.bad_progress.s(str(tmp_path / "open")))
+        assert len(refused.result()) == 6
+
+
+def test_a_tasks_own_result_ttl_holds() -> None:
+    with InMemoryCluster(["tests.tasks_features"], result_ttl_s=3600) as cluster:
+        declared = cluster.dispatch("k", features.short_lived.s(1))  # result_ttl=2
+        own = cluster.dispatch("k", features.echo.s(1).with_options(result_ttl=10))
+        plain = cluster.dispatch("k", features.echo.s(2))
+        cluster.advance(2)
+        assert [h.status() for h in (declared, own, plain)] == ["UNKNOWN", "SUCCEEDED",
+                                                                "SUCCEEDED"]
+        cluster.advance(8)
+        assert [h.status() for h in (own, plain)] == ["UNKNOWN", "SUCCEEDED"]
+        cluster.advance(3600)
+        assert plain.status() == "UNKNOWN"
 
 
 # -- the plugin's fixture ---------------------------------------------------------------

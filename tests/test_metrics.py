@@ -28,7 +28,7 @@ from tests.helpers import eventually
 DASHBOARD = Path(__file__).resolve().parents[1] / "k8s" / "dashboards" / "ringpool.json"
 DEFAULT_PREFIXES = ("python_", "process_")  # prometheus_client's own collectors
 FORBIDDEN_LABELS = {"key", "task_id", "id", "idempotency_key"}
-BOUNDED_LABELS = {"task", "reason", "state", "tier", "op", "node_id"}
+BOUNDED_LABELS = {"task", "reason", "state", "tier", "op", "node_id", "group", "via"}
 NON_BASE_UNITS = re.compile(r"_(ms|milliseconds|microseconds|minutes|hours|kb|mb|kilobytes|megabytes)(_|$)")
 SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
 

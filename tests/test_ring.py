@@ -124,3 +124,46 @@ def test_route_cache_is_bounded() -> None:
     for i in range(1000):
         assert cache.owner(ring, f"k{i}") == ring.owner(f"k{i}")
     assert len(cache._entries) <= 100
+
+
+# -- task groups ----------------------------------------------------------------------------
+
+
+def grouped(members: dict[str, tuple[str, set[str] | None]], version: int = 7) -> Ring:
+    """A ring of node id -> (group, task names it serves)."""
+    return Ring({n: Member(n, f"{n}:1", group=g, tasks=None if t is None else frozenset(t))
+                 for n, (g, t) in members.items()}, version=version)
+
+
+def test_without_groups_the_default_groups_ring_is_the_ring() -> None:
+    ring = ring_of(["a", "b", "c"])
+    assert ring.group("") is ring
+    assert list(ring.groups) == [""]
+    assert ring.group_for("any.task") == ""
+    assert len(ring.group("gpu")) == 0 and ring.group("gpu").version == ring.version
+
+
+def test_each_group_has_its_own_ring_at_the_same_version() -> None:
+    ring = grouped({"a": ("", {"t.cpu"}), "b": ("", {"t.cpu"}), "g1": ("gpu", {"t.gpu"}),
+                    "g2": ("gpu", {"t.gpu"})})
+    assert sorted(ring.groups) == ["", "gpu"]
+    gpu, default = ring.group("gpu"), ring.group("")
+    assert set(gpu.members) == {"g1", "g2"} and set(default.members) == {"a", "b"}
+    assert gpu.version == default.version == ring.version
+    assert {gpu.owner(k) for k in SAMPLE[:2000]} == {"g1", "g2"}
+    assert {default.owner(k) for k in SAMPLE[:2000]} == {"a", "b"}
+    # A group's ring is the ring those members alone would make: keys stay put across groups.
+    alone = Ring({n: ring.members[n] for n in ("g1", "g2")}, version=1)
+    assert all(gpu.owner(k) == alone.owner(k) for k in SAMPLE[:2000])
+
+
+def test_a_task_goes_to_the_group_it_declares_else_the_one_that_serves_it() -> None:
+    ring = grouped({"a": ("", {"shared", "plain"}), "g": ("gpu", {"shared", "infer"}),
+                    "t": ("tpu", {"train"})})
+    assert ring.group_for("infer") == "gpu"
+    assert ring.group_for("train") == "tpu"
+    assert ring.group_for("shared") == ""  # served by two groups: the default one first
+    assert ring.group_for("unknown") == ""
+    assert ring.group_for("plain", declared="gpu") == "gpu"
+    only_gpu = grouped({"g": ("gpu", None)})
+    assert only_gpu.group_for("anything") == "gpu"  # the only group there is

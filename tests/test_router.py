@@ -130,8 +130,9 @@ class Harness:
         link = self.links[node_id] = FakeLink(node_id, addr, events)
         return link
 
-    def dispatch(self, key: str, name: str = "t", **options: Any) -> Ticket:
-        envelope = envelopes.build(key, Task(name, **options), self.source.ring.version)
+    def dispatch(self, key: str, name: str = "t", group: str = "", **options: Any) -> Ticket:
+        envelope = envelopes.build(key, Task(name, **options), self.source.ring.version,
+                                   group=group)
         ticket = Ticket(envelope, key, Task(name, **options))
         assert self.router.window.try_take(ticket.size)
         self.router.submit((ticket,))
@@ -309,6 +310,46 @@ async def test_an_empty_ring_waits_for_members_then_gives_up() -> None:
     alone = h.dispatch("k")
     with pytest.raises(NoNodesAvailable):
         (await settled(alone)).accepted.get()
+
+
+def grouped_ring(members: dict[str, str], version: int = 1) -> Ring:
+    """A ring of node id -> task group."""
+    return Ring({n: Member(n, f"{n}:1", group=g) for n, g in members.items()}, version=version)
+
+
+async def test_each_ticket_goes_to_the_owner_on_its_groups_ring() -> None:
+    ring = grouped_ring({"a": "", "b": "", "g1": "gpu", "g2": "gpu"})
+    h = Harness(ring)
+    keys = [f"key:{i}" for i in range(40)]
+    gpu = [h.dispatch(k, group="gpu") for k in keys]
+    plain = [h.dispatch(k) for k in keys]
+    await eventually_async(lambda: sum(len(link.waiting) for link in h.links.values()) == 80,
+                           WAIT_S, "every ticket queued")
+    on = {n: {t.task_id for t in link.waiting} for n, link in h.links.items()}
+    for ticket in gpu:
+        assert ticket.task_id in on[ring.group("gpu").owner(ticket.key)]
+    for ticket in plain:
+        assert ticket.task_id in on[ring.group("").owner(ticket.key)]
+    assert {n for n, ids in on.items() if ids & {t.task_id for t in gpu}} == {"g1", "g2"}
+
+
+async def test_a_group_without_members_waits_for_one_then_gives_up_naming_it() -> None:
+    h = Harness(grouped_ring({"a": ""}), connect_timeout_s=0.3)
+    waits = h.dispatch("k", group="gpu")
+    await asyncio.sleep(0.05)
+    h.source.publish(grouped_ring({"a": "", "g": "gpu"}, version=2))
+    (await h.queued_on("g")).answer(pb.ACCEPTED)
+    await settled(waits)
+
+    h.source.publish(grouped_ring({"a": ""}, version=3))
+    started = time.monotonic()
+    alone = h.dispatch("k", group="gpu")
+    for version in range(4, 9):  # rings without the group keep coming: the wait still ends
+        await asyncio.sleep(0.05)
+        h.source.publish(grouped_ring({"a": "", f"b{version}": ""}, version=version))
+    with pytest.raises(NoNodesAvailable, match="group 'gpu'"):
+        (await settled(alone)).accepted.get()
+    assert time.monotonic() - started < WAIT_S
 
 
 # -- per-key order of ordered tasks ----------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The state store against a real Redis: the DLQ in pages, sizes, accept codes, transitions."""
+"""The state store against a real Redis: the DLQ in pages, sizes, accept codes, transitions,
+rate-limit tokens and progress."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import TypeVar
 
 import redis
 
-from ringpool import Task, TaskState
+from ringpool import Task, TaskProgress, TaskState
 from ringpool.core.envelope import build
 from ringpool.store.keys import Keys
-from ringpool.store.store import AcceptCode, QueueSizes, StateStore, Transition
+from ringpool.store.store import AcceptCode, QueueSizes, StateStore, TokenAsk, Transition
 
 T = TypeVar("T")
 
@@ -180,3 +181,42 @@ def test_recovery_is_fenced_by_epoch_and_counts_only_when_asked(
     assert (r_old.state, r_old.recoveries) == (TaskState.RETRY_SCHEDULED, 1)
     assert (r_new.state, r_new.recoveries) == (TaskState.RETRY_SCHEDULED, 0)
     assert (r_blip.state, r_blip.recoveries) == (TaskState.RETRY_SCHEDULED, 0)
+
+
+# -- rate-limit tokens and progress ------------------------------------------------------
+
+
+def test_a_bucket_grants_its_burst_then_its_rate_and_says_when_to_ask_again(
+    redis_url: str, cluster_name: str
+) -> None:
+    async def body(store: StateStore) -> None:
+        first = await store.take_tokens({"t.fast": TokenAsk(100, 50.0, 10.0),
+                                         "t.slow": TokenAsk(3, 1.0, 1.0)})
+        assert first["t.fast"].granted == 10  # a missing bucket is a full one
+        assert 0.09 <= first["t.fast"].wait_s <= 0.11  # until half a burst is back: 5 / 50
+        assert first["t.slow"].granted == 1 and 0.9 <= first["t.slow"].wait_s <= 1.0
+        again = await store.take_tokens({"t.fast": TokenAsk(100, 50.0, 10.0)})
+        assert again["t.fast"].granted == 0  # the other caller (here: us) took them
+        await asyncio.sleep(first["t.fast"].wait_s)
+        later = await store.take_tokens({"t.fast": TokenAsk(3, 50.0, 10.0)})
+        assert later["t.fast"].granted == 3 and later["t.fast"].wait_s == 0.0
+
+    with_store(redis_url, cluster_name, body)
+
+
+def test_progress_is_written_only_for_tasks_still_in_flight_under_the_epoch(
+    redis_url: str, redis_client: redis.Redis, cluster_name: str
+) -> None:
+    keys = Keys(cluster_name)
+    redis_client.hset(keys.inflight("n1"), mapping={"live": 7, "other-epoch": 6})
+    redis_client.hset(keys.task("live"), "state", "RUNNING")
+    report = TaskProgress(0.5, {"step": 2}, 1234.5)
+
+    async def body(store: StateStore) -> tuple[int, TaskProgress | None]:
+        written = await store.record_progress("n1", 7, [("live", report), ("other-epoch", report),
+                                                        ("finished", report)])
+        return written, await store.progress("live")
+
+    assert with_store(redis_url, cluster_name, body) == (1, report)
+    assert not redis_client.exists(keys.task("finished"))  # never creates a record
+    assert not redis_client.hexists(keys.task("other-epoch"), "progress")

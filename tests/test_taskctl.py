@@ -443,6 +443,11 @@ def test_purge_with_and_without_confirmation(
         (("dlq", "stats", "--limit", "5"), 2, "No such option '--limit'"),
         (("config", "set", "pool.max_workers=0"), 5, "pool.max_workers must be in [1, 10000]"),
         (("route", ""), 5, "routing key must be a non-empty string"),
+        (("route", "--group", "a b", "k"), 2, "invalid group 'a b'"),
+        (("route", "--group", "tpu", "k"), 4, "no nodes of group 'tpu'"),
+        (("dev", "up", "--group", "gpu"), 2, "expected NAME=COUNT"),
+        (("dev", "up", "--group", "gpu=0"), 2, "expected NAME=COUNT"),
+        (("dev", "up", "--group", "a/b=1"), 2, "invalid group"),
         (("no-such-command",), 2, "No such command"),
     ],
 )

@@ -47,6 +47,9 @@ def check_server_certificate(settings: NodeSettings, environ: Mapping[str, str])
 @option("--advertise", default="", help="Address clients dial (default: the listen address).")
 @option("--tasks", default="", callback=_modules, metavar="MODULE[,MODULE]",
         help="Task modules to import (each importable on every node), comma-separated.")
+@option("--group", default="", metavar="NAME",
+        help="Serve the tasks declared with group=NAME, on that group's ring (default: the "
+             "tasks that declare no group).")
 @option("--metrics-port", default=9400, type=click.IntRange(0, 65535),
         help="Prometheus /metrics port (0: off).")
 @option("--drain-timeout", "drain_timeout_s", default=30.0, type=click.FloatRange(0, 3600),

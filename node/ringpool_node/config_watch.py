@@ -3,9 +3,10 @@
 kazoo calls the watch on its own thread; the watch only hands the bytes to the
 event loop, which parses them with ``ringpool.core.config`` and applies them: io pool
 bounds (``Pools.tune``), autoscaler weights, retry defaults for tasks that declare
-none, the payload limit and the fingerprint TTL. A config that does not parse is
-logged, counted in ``ringpool_config_errors_total`` and ignored: the last good one
-stays. A missing znode changes nothing (the node's own flags stay in force).
+none, the payload limit, the fingerprint TTL and tasks' cluster-wide rate limits. A
+config that does not parse is logged, counted in ``ringpool_config_errors_total`` and
+ignored: the last good one stays. A missing znode changes nothing (the node's own
+flags stay in force).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def apply_config(node: Node, config: ClusterConfig) -> None:
     )
     node.limits = dataclasses.replace(node.limits, max_payload_bytes=config.limits.max_payload_bytes)
     node.store.fingerprint_ttl_s = config.fingerprint_ttl_s
+    node.execution.rates.overrides = dict(config.rate_limits)
+    node.execution.rates.changed()
 
 
 class ConfigWatch:

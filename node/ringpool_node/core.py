@@ -25,7 +25,7 @@ from ringpool.core.ring import Ring, RouteCache
 from ringpool.errors import DispatchError
 from ringpool.pool import Pools
 from ringpool.store.store import AcceptCode, AcceptResult, StateStore
-from ringpool.task import REGISTRY, TaskDefinition
+from ringpool.task import DEFAULT_GROUP, TaskDefinition, tasks_of_group
 from ringpool.v1 import node_pb2 as pb
 from ringpool_node.batching import GroupCommit
 from ringpool_node.events import NodeEvents
@@ -53,11 +53,14 @@ class NodeSnapshot:
     """The node's state at one moment, for a scrape or a Status call."""
 
     node_id: str
+    group: str
     ring_version: int
     ring_members: int
+    group_members: dict[str, int]  # members of each task group on the ring
     draining: bool
     in_flight: int  # accepted tasks not yet finished and recorded
     pools: dict[str, Any]  # Pools.stats()
+    rate_waiting: dict[str, int]  # starts waiting for a rate-limit token, by task name
     zookeeper_state: str  # CONNECTED, SUSPENDED or LOST (kazoo's names)
     ring_stale_s: float  # seconds without ZooKeeper, serving on the last ring
 
@@ -82,9 +85,13 @@ class Node:
         max_crash_recoveries: int = 3,
         max_stream_pending: int = 10_000,
         events: NodeEvents | None = None,
+        group: str = DEFAULT_GROUP,
     ) -> None:
         self.max_crash_recoveries = max_crash_recoveries
         self.node_id = node_id
+        self.group = group
+        # The tasks this node serves: those registered for its group.
+        self.tasks: dict[str, TaskDefinition[Any, Any]] = tasks_of_group(group)
         self.store = store
         self.membership = membership
         self.pools = pools
@@ -232,10 +239,18 @@ class Node:
         if envelope.source != pb.SOURCE_CLIENT and not operator:
             return self._ack(envelope, pb.PERMISSION_DENIED,
                              "retries, replays and due delayed tasks need the operator token")
-        definition = REGISTRY.get(envelope.name)
+        if envelope.group != self.group:
+            # Routed on a ring where this node was in another group: the sender's is stale.
+            return self._ack(envelope, pb.WRONG_OWNER,
+                             f"{self.node_id} serves group {self.group!r}, not {envelope.group!r}",
+                             ring_version=ring.version)
+        definition = self.tasks.get(envelope.name)
         if definition is None:
-            return self._ack(envelope, pb.UNKNOWN_TASK, f"unknown task {envelope.name!r}")
-        owner = self._routes.owner(ring, envelope.key) if len(ring) else None
+            in_group = f" in group {self.group!r}" if self.group else ""
+            return self._ack(envelope, pb.UNKNOWN_TASK,
+                             f"unknown task {envelope.name!r}{in_group}")
+        members = ring.group(self.group)
+        owner = self._routes.owner(members, envelope.key) if len(members) else None
         if owner != self.node_id:
             return self._ack(envelope, pb.WRONG_OWNER, f"owner at v{ring.version} is {owner}",
                              ring_version=ring.version)
@@ -307,9 +322,12 @@ class Node:
 
     def snapshot(self) -> NodeSnapshot:
         ring = self.membership.ring
-        return NodeSnapshot(node_id=self.node_id, ring_version=ring.version,
-                            ring_members=len(ring), draining=self.draining,
+        return NodeSnapshot(node_id=self.node_id, group=self.group, ring_version=ring.version,
+                            ring_members=len(ring),
+                            group_members={name: len(r) for name, r in ring.groups.items()},
+                            draining=self.draining,
                             in_flight=self.execution.pending, pools=self.pools.stats(),
+                            rate_waiting=self.execution.rates.waiting,
                             zookeeper_state=self.membership.state,
                             ring_stale_s=self.membership.stale_s)
 
@@ -368,13 +386,15 @@ class Node:
     async def drain(self, timeout: float) -> None:
         """Stop accepting, finish what we can within ``timeout``, hand back the rest.
 
-        Queued work is withdrawn from the pools first so it cannot start after it was
-        handed back; handed-back tasks go to the retry set, due now, without using an
-        attempt, and the coordinator re-dispatches them.
+        Queued work is withdrawn (from the pools, and starts waiting under a rate limit)
+        first so it cannot start after it was handed back; handed-back tasks go to the
+        retry set, due now, without using an attempt, and the coordinator re-dispatches
+        them.
         """
         self.draining = True
         before = self.execution.pending
         await self.execution.wait_idle(timeout)
+        self.execution.withdraw()
         await self.pools.release(0.0)
         handed_back = 0
         if self.last_epoch is not None:

@@ -28,6 +28,10 @@ class NodeEvents(StoreEvents):
     def recorded(self, outcomes: Iterable[tuple[str, TransitionOp]]) -> None:
         """Outcomes were written: (task name, op), op SUCCEED, RETRY or DEAD."""
 
+    def progress_passed(self, pushed: int, recorded: int) -> None:
+        """Progress reports went out: ``pushed`` on submitters' streams, ``recorded`` in
+        task records."""
+
     def stopped(self, name: str, cancelled: bool) -> None:
         """A run of task ``name`` was stopped here: its task was cancelled (True), or Redis
         no longer held it in flight for this node (False)."""

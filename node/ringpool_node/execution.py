@@ -32,6 +32,8 @@ from ringpool.store.store import StateStore, Transition
 from ringpool.task import RetryPolicy, TaskDefinition
 from ringpool.v1 import node_pb2 as pb
 from ringpool_node.events import NodeEvents
+from ringpool_node.progress import ProgressRelay
+from ringpool_node.ratelimit import Held, RateGate
 from ringpool_node.streams import ClientStream
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,8 @@ class Execution:
         self._jobs: dict[str, Job] = {}  # the latest run of each active task, to stop it
         self._stopped: dict[str, bool] = {}  # stopped runs -> whether it was a cancel
         self.pending = 0
+        self.progress = ProgressRelay(node_id, store, self.active, self.events)
+        self.rates = RateGate(store)
         # Two lanes, each with one flusher: RUNNING marks never hold up completions.
         self._lanes: dict[bool, _Lane] = {True: _Lane(delay_s=MARK_AFTER_S), False: _Lane()}
         self._waiting_room: set[asyncio.Task[None]] = set()
@@ -106,12 +110,27 @@ class Execution:
             self._finished(envelope, definition, epoch, stream, time.time(),
                            Outcome.permanent(INVALID_ARGUMENTS, str(exc)))
             return
+        self.events.queued(envelope.task_id)
+        if self.rates.limit_of(definition) is None and not self.rates.holds(definition.name):
+            self._launch(envelope, definition, args, kwargs, epoch, stream)
+        else:  # waits, QUEUED, for its turn under the cluster-wide limit
+            self.rates.admit(definition, Held(
+                envelope.task_id,
+                functools.partial(self._launch, envelope, definition, args, kwargs, epoch, stream),
+                functools.partial(self._withdrawn, envelope.task_id, stream),
+                functools.partial(self._was_stopped, envelope, stream)))
+
+    def _launch(
+        self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], args: list[Any],
+        kwargs: dict[str, Any], epoch: int, stream: ClientStream | None,
+    ) -> None:
+        """Hand a task to the pools: its timeout counts from now."""
         job = Job.for_envelope(envelope, definition, args, kwargs, self.node_id)
+        job.context.on_progress = self.progress.hook(envelope.task_id, epoch, stream)
         self._jobs[envelope.task_id] = job
         started_at = time.time()
         # Marking RUNNING is informational: written late if at all, never retried.
         self._enqueue(_Pending(epoch, Transition.started(envelope.task_id, started_at)))
-        self.events.queued(envelope.task_id)
         done = functools.partial(self._on_done, envelope, definition, epoch, stream, started_at)
         try:
             self.pools.submit(job).add_done_callback(done)
@@ -119,6 +138,15 @@ class Execution:
             waiter = asyncio.create_task(self._submit_when_room(job, exc.retry_after_s, done))
             self._waiting_room.add(waiter)
             waiter.add_done_callback(self._waiting_room.discard)
+
+    def _withdrawn(self, task_id: str, stream: ClientStream | None) -> None:
+        # Never launched (a drain): it stays in flight until the hand-back moves it.
+        self.events.handed_back(task_id)
+        self._forget(task_id, stream)
+
+    def withdraw(self) -> int:
+        """Give up the starts still waiting under a rate limit; how many there were."""
+        return self.rates.withdraw()
 
     async def _submit_when_room(
         self, job: Job, delay_s: float, done: Callable[[asyncio.Future[Outcome]], None]
@@ -138,11 +166,19 @@ class Execution:
                 delay_s = exc.retry_after_s
 
     def stop(self, task_id: str, cancelled: bool) -> bool:
-        """Stop the run of ``task_id`` here (queued: it never runs; running: see
-        ``Pools.cancel``); nothing is recorded for it. False when it is not running here."""
-        job = self._jobs.get(task_id)
-        if job is None or task_id in self._stopped:
+        """Stop the run of ``task_id`` here (queued, in the pools or for a rate-limit
+        token: it never runs; running: see ``Pools.cancel``); nothing is recorded for it.
+        False when it is not running here."""
+        if task_id in self._stopped:
             return False
+        job = self._jobs.get(task_id)
+        if job is None:  # not launched yet: waiting for a rate-limit token, if anywhere
+            held = self.rates.drop(task_id)
+            if held is None:
+                return False
+            self._stopped[task_id] = cancelled
+            held.stopped()
+            return True
         self._stopped[task_id] = cancelled
         if not self.pools.cancel(job):
             # Waiting for room in the pools (it is dropped when it gets some), or finished
@@ -187,7 +223,9 @@ class Execution:
         task_id = envelope.task_id
         verdict = conclude(envelope, outcome, retry_policy(definition, self.default_retry))
         if verdict.op == "ok":
-            return Transition.succeeded(task_id, verdict.result, started_at, publish), pb.TaskResult(
+            ttl_s = envelope.result_ttl_s or definition.result_ttl_s or 0
+            return Transition.succeeded(task_id, verdict.result, started_at, publish,
+                                        ttl_s), pb.TaskResult(
                 task_id=task_id, state=pb.SUCCEEDED, result=verdict.result, node_id=self.node_id,
                 attempt=envelope.attempt,
             )
@@ -299,6 +337,7 @@ class Execution:
         self.active[task_id] -= 1
         if not self.active[task_id]:
             del self.active[task_id]
+            self.progress.forget(task_id)
             self._jobs.pop(task_id, None)
             self._stopped.pop(task_id, None)
         if stream is not None:

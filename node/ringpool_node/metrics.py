@@ -91,6 +91,10 @@ class NodeMetrics(NodeEvents):
         self.zookeeper = Histogram("ringpool_zookeeper_round_trip_seconds",
                                    "ZooKeeper round trips (a periodic probe and ring reads).",
                                    ["op"], buckets=ROUND_TRIP_BUCKETS_S, registry=registry)
+        self.progress_reports = counter(
+            "ringpool_progress_reports",
+            "Progress reports of running tasks passed on (the latest per task, throttled), by "
+            "where they went: the submitter's stream or the task record.", ("via",))
         self.config_reloads = counter("ringpool_config_reloads",
                                       "Cluster configs applied from the config znode.", ())
         self.config_errors = counter("ringpool_config_errors",
@@ -158,6 +162,12 @@ class NodeMetrics(NodeEvents):
             self._child(counter, op, label).inc(n)
             if op is not TransitionOp.SUCCEED:
                 self._child(self.failed, "failed", label).inc(n)
+
+    def progress_passed(self, pushed: int, recorded: int) -> None:
+        if pushed:
+            self._child(self.progress_reports, "progress", "stream").inc(pushed)
+        if recorded:
+            self._child(self.progress_reports, "progress", "record").inc(recorded)
 
     def stopped(self, name: str, cancelled: bool) -> None:
         self.stopped_runs.labels(task_label(name), "cancelled" if cancelled else "not_ours").inc()
@@ -252,6 +262,13 @@ class NodeCollector(Collector):
         yield CounterMetricFamily("ringpool_pool_autoscaler_changes",
                                   "Times the autoscaler moved the io target.",
                                   value=stats["autoscaler_changes"])
+        waiting = GaugeMetricFamily(
+            "ringpool_rate_limit_waiting",
+            "Accepted tasks waiting for a cluster-wide rate-limit token, by task.",
+            labels=["task"])
+        for name, count in sorted(node.rate_waiting.items()):
+            waiting.add_metric([task_label(name)], count)
+        yield waiting
         yield GaugeMetricFamily("ringpool_tasks_in_flight",
                                 "Accepted tasks not yet finished and recorded.",
                                 value=node.in_flight)
@@ -270,8 +287,15 @@ class NodeCollector(Collector):
             "ringpool_ring_stale_seconds",
             "Seconds the node has been without ZooKeeper, routing on its last ring "
             "(0 when connected).", value=node.ring_stale_s)
-        info = GaugeMetricFamily("ringpool_node_info", "This node's id.", labels=["node_id"])
-        info.add_metric([node.node_id], 1)
+        members = GaugeMetricFamily("ringpool_group_members",
+                                    "Members of each task group on the ring seen by this node.",
+                                    labels=["group"])
+        for group, count in sorted(node.group_members.items()):
+            members.add_metric([group], count)
+        yield members
+        info = GaugeMetricFamily("ringpool_node_info", "This node's id and task group ('' : the "
+                                 "default group).", labels=["node_id", "group"])
+        info.add_metric([node.node_id, node.group], 1)
         yield info
 
 

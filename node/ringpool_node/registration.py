@@ -1,8 +1,9 @@
 """The node's member znode: claim the node id, register, re-register, step out, leave.
 
 The znode's JSON says where to reach the node (``addr``), its ``weight``, when it
-started, and the task names it serves (``tasks``), so that clients refuse an
-unknown name before sending it.
+started, its task ``group`` and the task names it serves (``tasks``), so that
+clients route each task on its group's ring and refuse an unknown name before
+sending it.
 
 The epoch is the znode's creation zxid. It changes with every registration, so
 work stamped with an old epoch can be told apart from the live owner's (fencing).
@@ -49,6 +50,7 @@ class Registration:
         on_epoch: Callable[[int | None], None],
         takeover_wait_s: float = 30.0,
         on_id_taken: Callable[[], None] = lambda: None,
+        group: str = "",
     ) -> None:
         self.client = client
         self.path = names.member(node_id)
@@ -57,7 +59,8 @@ class Registration:
         self.cut_off_path = f"{names.cut_off}/{node_id}"
         self.node_id = node_id
         self.data = json.dumps(
-            {"addr": addr, "weight": weight, "started_at": time.time(), "tasks": sorted(tasks)}
+            {"addr": addr, "weight": weight, "started_at": time.time(), "tasks": sorted(tasks),
+             "group": group}
         ).encode()
         self.epoch: int | None = None
         self.takeover_wait_s = takeover_wait_s

@@ -33,7 +33,7 @@ from ringpool.errors import ConfigError
 from ringpool.pool import Pools
 from ringpool.store.schedules import PutResult
 from ringpool.store.store import StateStore, connect_redis
-from ringpool.task import REGISTRY
+from ringpool.task import REGISTRY, check_group
 from ringpool.v1 import node_pb2_grpc as pb_grpc
 from ringpool_node.auth import Credentials, TokenAuth
 from ringpool_node.config_watch import ConfigWatch
@@ -48,12 +48,18 @@ log = logging.getLogger(__name__)
 EXIT_ID_TAKEN = 2  # another process registered our node id while our session was gone
 
 
-def load_task_modules(modules: tuple[str, ...]) -> None:
+def load_task_modules(modules: tuple[str, ...], group: str = "") -> None:
+    """Import the task modules; ConfigError when one cannot be imported, or when a node of a
+    named ``group`` would serve nothing (none of their tasks declares that group)."""
     for module in modules:
         try:
             importlib.import_module(module)
         except ImportError as exc:
             raise ConfigError(f"cannot import task module {module!r}: {exc}") from None
+    if group and not any(d.group == group for d in REGISTRY.values()):
+        declared = sorted({d.group for d in REGISTRY.values() if d.group})
+        raise ConfigError(f"no task in {', '.join(modules) or 'the task modules'} declares "
+                          f"group={group!r} (groups declared: {', '.join(declared) or 'none'})")
     for schedule in DECLARED.values():
         if schedule.task.name not in REGISTRY:
             raise ConfigError(f"schedule {schedule.name!r} runs task {schedule.task.name!r}, "
@@ -64,9 +70,11 @@ async def publish_schedules(store: StateStore, settings: NodeSettings) -> None:
     """Publish the schedules the task modules declare; unchanged ones stay as they are
     (their next tick, their counts, paused or not)."""
     for schedule in DECLARED.values():
+        declared = schedule.task.group
+        group = REGISTRY[schedule.task.name].group if declared is None else declared
         result = await store.schedules.put(
-            schedule.name, schedule.key, schedule.template(settings.limits), schedule.timing,
-            origin=f"node:{settings.node_id}")
+            schedule.name, schedule.key, schedule.template(settings.limits, group),
+            schedule.timing, origin=f"node:{settings.node_id}")
         if result is not PutResult.UNCHANGED:
             log.info("schedule %s %s (%s)", schedule.name, result.name.lower(),
                      schedule.timing.describe())
@@ -108,7 +116,8 @@ async def serve(settings: NodeSettings) -> int:
     order, the member znode with the session), and no loop outlives the node.
     """
     check_node_id(settings.node_id)
-    load_task_modules(settings.tasks)
+    check_group(settings.group)
+    load_task_modules(settings.tasks, settings.group)
     credentials = server_credentials(settings)
     tokens = Credentials(settings.token, settings.operator_token)
     names = Names(settings.cluster)
@@ -146,7 +155,8 @@ async def serve(settings: NodeSettings) -> int:
         node = Node(settings.node_id, store, membership, pools, settings.limits,
                     max_pending=settings.max_pending,
                     max_crash_recoveries=settings.max_crash_recoveries,
-                    max_stream_pending=settings.max_stream_pending, events=metrics)
+                    max_stream_pending=settings.max_stream_pending, events=metrics,
+                    group=settings.group)
         instrument(node, metrics)
 
         server, port = grpc_server(settings, credentials, tokens)
@@ -185,8 +195,9 @@ async def serve(settings: NodeSettings) -> int:
             # One process per node id: wait for an earlier one's session to end (or give
             # up, saying so); then what it held goes back to the retry set before we join.
             registration = Registration(
-                zk, names, settings.node_id, address, settings.weight, REGISTRY, set_epoch,
-                takeover_wait_s=2 * settings.zk_session_timeout_s + 5, on_id_taken=id_taken)
+                zk, names, settings.node_id, address, settings.weight, node.tasks, set_epoch,
+                takeover_wait_s=2 * settings.zk_session_timeout_s + 5, on_id_taken=id_taken,
+                group=settings.group)
             stack.callback(registration.stop)
             await asyncio.to_thread(registration.claim)
             await node.reclaim()

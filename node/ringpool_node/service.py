@@ -110,7 +110,7 @@ class NodeService(pb_grpc.NodeServicer):
             node_id=node.node_id, address=self.address, ring_version=node.ring_version,
             in_flight=node.in_flight, queued=node.queued, running=node.running,
             draining=node.draining, started_at=self.started_at, counters=self.metrics.totals(),
-            version=self.version,
+            version=self.version, group=node.group,
             pools=pool_status(node.pools, self.node.pools.settings.cpu.processes),
             runs_finished=self.node.execution.runs_finished,
             run_seconds_total=self.node.execution.run_seconds_total,

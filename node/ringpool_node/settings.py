@@ -18,6 +18,7 @@ class NodeSettings(ConnectionSettings):
     listen: str = "0.0.0.0:7700"
     advertise: str = ""  # defaults to the listen address (with the bound port)
     tasks: tuple[str, ...] = ()
+    group: str = ""  # the task group it serves ('' : the default group)
     metrics_port: int = 9400  # 0 turns the endpoint off
     drain_timeout_s: float = 30.0
     # The node's own certificate; a client CA makes clients show certificates (mTLS).

@@ -85,8 +85,9 @@ class ClientStream:
     (``Node.max_stream_pending``): tasks over it are answered OVERLOADED.
 
     What waits here to be sent is bounded by bytes, for a client that does not read
-    its stream: past ``max_buffer_bytes`` a result is not queued (``push_result`` says
-    False, and the node announces it through Redis instead), and the reader stops
+    its stream: past ``max_buffer_bytes`` a result or a progress report is not queued
+    (``push_result`` and ``push_progress`` say False, and the node goes through Redis
+    instead), and the reader stops
     taking batches (``wait_for_room``) until the client reads, so HTTP/2 flow control
     holds the client back. Results count as done only once they are queued here.
     """
@@ -105,6 +106,7 @@ class ClientStream:
         self.fences = KeyFences()
         self._acks: list[pb.Ack] = []
         self._results: list[pb.TaskResult] = []
+        self._progress: list[pb.TaskProgress] = []
         self._ready = asyncio.Event()
         self._sent = asyncio.Event()  # set whenever queued bytes went out
         self._hold_until = 0.0  # loop time until which queued acks wait for a result
@@ -131,6 +133,16 @@ class ClientStream:
         self.outstanding -= 1
         self._results.append(result)
         self.buffered_bytes += result.ByteSize()
+        self._ready.set()
+        return True
+
+    def push_progress(self, progress: pb.TaskProgress) -> bool:
+        """Queue a running task's progress for the client; False when the stream is gone or
+        full (the caller writes it to the record instead)."""
+        if not self.open or self.full:
+            return False
+        self._progress.append(progress)
+        self.buffered_bytes += progress.ByteSize()
         self._ready.set()
         return True
 
@@ -161,14 +173,15 @@ class ClientStream:
             self._ready.clear()
             if self._hold_until:
                 await self._wait_for_a_result()
-            if self._acks or self._results:
+            if self._acks or self._results or self._progress:
                 self._hold_until = 0.0
                 self.responses_sent += 1
                 acks, self._acks = self._acks, []
                 results, self._results = self._results, []
+                progress, self._progress = self._progress, []
                 sending = self.buffered_bytes  # all of it goes in this message
                 # Returns once gRPC took the message: a client that does not read stalls it.
-                yield pb.SubmitResponse(acks=acks, results=results)
+                yield pb.SubmitResponse(acks=acks, results=results, progress=progress)
                 self.buffered_bytes -= sending
                 self._sent.set()
             if self._finished():

@@ -16,6 +16,7 @@ from ringpool.errors import (
     ConfigError,
     DispatchError,
     InvalidKey,
+    InvalidProgress,
     InvalidSchedule,
     InvalidTask,
     NoNodesAvailable,
@@ -36,7 +37,16 @@ from ringpool.errors import (
     UnknownTask,
 )
 from ringpool.store.schedules import StoredSchedule
-from ringpool.task import PermanentError, Retry, RetryPolicy, Task, TaskContext, current_task, task
+from ringpool.task import (
+    PermanentError,
+    Retry,
+    RetryPolicy,
+    Task,
+    TaskContext,
+    TaskProgress,
+    current_task,
+    task,
+)
 
 __version__ = "0.2.0"
 
@@ -48,6 +58,7 @@ __all__ = [
     "ConfigError",
     "DispatchError",
     "InvalidKey",
+    "InvalidProgress",
     "InvalidSchedule",
     "InvalidTask",
     "NoNodesAvailable",
@@ -70,6 +81,7 @@ __all__ = [
     "TaskHandle",
     "TaskIdTaken",
     "TaskNotFound",
+    "TaskProgress",
     "TaskState",
     "TooManyHops",
     "Unauthenticated",

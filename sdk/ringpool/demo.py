@@ -1,4 +1,8 @@
-"""Tasks to try a cluster with: `taskctl dev up` and `make demo` load them (``--tasks ringpool.demo``)."""
+"""Tasks to try a cluster with: `taskctl dev up` and `make demo` load them (``--tasks ringpool.demo``).
+
+``demo.render`` runs in group ``gpu`` only: on nodes started with ``--group gpu``
+(``taskctl dev up --group gpu=1``).
+"""
 
 from __future__ import annotations
 
@@ -47,3 +51,27 @@ def permanent(message: str = "cannot ever work") -> None:
 @task("demo.cpu", timeout=30.0, kind="cpu")
 def fib(n: int) -> int:
     return n if n < 2 else fib.fn(n - 1) + fib.fn(n - 2)
+
+
+@task("demo.count", timeout=300.0)
+def count(to: int, step_s: float = 0.5) -> int:
+    """Count slowly, reporting progress at each step."""
+    ctx = current_task()
+    for done in range(1, to + 1):
+        time.sleep(step_s)
+        if ctx is not None:
+            ctx.progress(done / to, {"done": done, "of": to})
+    return to
+
+
+@task("demo.limited", timeout=5.0, rate_limit="10/s")
+def limited(value: object = None) -> object:
+    """At most 10 starts a second, cluster-wide."""
+    return value
+
+
+@task("demo.render", timeout=60.0, group="gpu", result_ttl=3600)
+def render(scene: str) -> str:
+    """Runs on the nodes of group gpu; its result is kept for an hour."""
+    ctx = current_task()
+    return f"{scene} rendered on {ctx.node_id if ctx else '?'}"

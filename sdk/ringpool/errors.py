@@ -19,6 +19,8 @@
     ├── TaskAlreadyFinished      a cancel came after the task had its outcome
     ├── ResultTimeout            no result within the wait's timeout
     ├── TaskNotFound             no record for that task id
+    ├── InvalidProgress          a running task reported progress that is not a number
+    │                            (or meta that is not a small JSON object)
     ├── InvalidSchedule          a schedule's name, cron, interval, time zone or task is bad
     ├── ScheduleNotFound         no schedule by that name
     └── ConfigError              invalid configuration or settings
@@ -95,6 +97,10 @@ class TaskNotFound(RingpoolError):
 
 
 class ConfigError(RingpoolError):
+    pass
+
+
+class InvalidProgress(RingpoolError, ValueError):
     pass
 
 

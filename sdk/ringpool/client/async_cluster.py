@@ -28,23 +28,23 @@ from ringpool.client.schedules import publish
 from ringpool.client.settings import ClientSettings
 from ringpool.client.tickets import Ticket
 from ringpool.core import envelope as envelopes
-from ringpool.core import telemetry
+from ringpool.core import progress, telemetry
 from ringpool.core.membership import Membership, connect_zookeeper
 from ringpool.core.protocol import TaskState
 from ringpool.core.ring import Ring
 from ringpool.core.schedule import Schedule, check_schedule_name, timing
 from ringpool.errors import (
     ClusterUnavailable,
+    InvalidTask,
     ResultTimeout,
     RingpoolError,
     ScheduleNotFound,
     TaskAlreadyFinished,
     TaskNotFound,
-    UnknownTask,
 )
 from ringpool.store.schedules import StoredSchedule
 from ringpool.store.store import StateStore
-from ringpool.task import Task
+from ringpool.task import DEFAULT_GROUP, Task, TaskProgress
 from ringpool.v1 import node_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,15 @@ class AsyncTaskHandle:
         (state,) = await self._cluster.store.states([self.task_id])
         return state
 
+    async def progress(self) -> TaskProgress | None:
+        """The latest progress the task reported (``current_task().progress``): pushed on
+        this client's stream while it is open, else read from the task's record; None
+        before any. Waits for the accept first; raises the refusal of a task that was
+        not accepted."""
+        await self.accepted()
+        recorded = await self._cluster.store.progress(self.task_id)
+        return progress.newest(self._ticket.progress, recorded)
+
     async def result(self, timeout: float | None = None) -> Any:
         """The return value; raises TaskFailed, TaskCancelled, ResultTimeout (a
         TimeoutError), TaskNotFound, or the refusal of a task that was not accepted."""
@@ -132,6 +141,8 @@ class AsyncCluster:
         self._zk: KazooClient | None = None
         self.membership: Membership | None = None
         self._router: Router | None = None
+        # Accepted tickets a handle holds, by task id: where pushed progress goes.
+        self._held: weakref.WeakValueDictionary[str, Ticket] = weakref.WeakValueDictionary()
 
     @classmethod
     def connect(
@@ -157,7 +168,8 @@ class AsyncCluster:
         )
         self._router = Router(
             settings, self.membership, self.metrics, on_result=self._results.deliver,
-            on_accepted=self._expect_result, on_refused=self._report_refusal,
+            on_progress=self._progressed, on_accepted=self._expect_result,
+            on_refused=self._report_refusal,
         ).start()
         return self
 
@@ -200,10 +212,10 @@ class AsyncCluster:
     def ring(self) -> Ring:
         return self.router.ring
 
-    def owner(self, key: str) -> str:
-        """The node id that owns ``key`` on the current ring."""
+    def owner(self, key: str, group: str = DEFAULT_GROUP) -> str:
+        """The node id that owns ``key`` on the current ring (of task group ``group``)."""
         envelopes.check_key(key, self.settings.limits)
-        return self.ring.owner(key)
+        return self.ring.group(envelopes.check_group(group)).owner(key)
 
     # -- dispatching ---------------------------------------------------------------
     # ``_ticket`` is the whole of a dispatch that does not wait: both faces call it on
@@ -213,14 +225,17 @@ class AsyncCluster:
         self, key: str, task: Task, headers: Mapping[str, str] | None, timer: CallTimer | None,
         eta: float = 0.0,
     ) -> Ticket:
-        """A checked ticket; raises the DispatchError a node would answer."""
+        """A checked ticket for the ring of the task's group; raises the DispatchError a
+        node would answer."""
         ring = self.ring
-        envelope = envelopes.build(key, task, ring.version, headers, self.settings.limits, eta)
+        if not isinstance(task, Task):
+            raise InvalidTask(f"expected a Task, got {type(task).__name__}")
+        group = ring.group_for(task.name, task.group)
+        envelope = envelopes.build(key, task, ring.version, headers, self.settings.limits,
+                                   group=group, eta=eta)
+        ring.check_served(group, task.name)
         if eta:
             self.metrics.delayed.inc()
-        names = ring.task_names
-        if names is not None and task.name not in names:
-            raise UnknownTask(f"no node serves a task named {task.name!r}")
         return Ticket(envelope, key, task, timer)
 
     def _tickets(self, items: list[tuple[str, Task]], traced: Mapping[str, str] | None
@@ -323,6 +338,12 @@ class AsyncCluster:
     def _expect_result(self, ticket: Ticket) -> None:
         if not ticket.unheld:
             self._results.watch(ticket.task_id, ticket.result)
+            self._held[ticket.task_id] = ticket
+
+    def _progressed(self, message: pb.TaskProgress) -> None:
+        ticket = self._held.get(message.task_id)
+        if ticket is not None:
+            ticket.progress = progress.newest(ticket.progress, progress.from_wire(message))
 
     def _report_refusal(self, ticket: Ticket) -> None:
         task, error = ticket.task, ticket.accepted.error

@@ -25,7 +25,7 @@ from ringpool.core import telemetry
 from ringpool.core.protocol import TaskState
 from ringpool.core.ring import Ring
 from ringpool.store.schedules import StoredSchedule
-from ringpool.task import Task
+from ringpool.task import DEFAULT_GROUP, Task, TaskProgress
 
 
 class TaskHandle:
@@ -64,6 +64,14 @@ class TaskHandle:
         for the accept first."""
         self.accepted()
         return self._cluster._portal.call(AsyncTaskHandle(self._cluster._async, self._ticket).status())
+
+    def progress(self) -> TaskProgress | None:
+        """The latest progress the task reported (``current_task().progress``): pushed on
+        this client's stream while it is open, else read from the task's record; None
+        before any. Waits for the accept first."""
+        self.accepted()
+        return self._cluster._portal.call(
+            AsyncTaskHandle(self._cluster._async, self._ticket).progress())
 
     def cancel(self) -> TaskState:
         """Cancel the task (see ``Cluster.cancel``); waits for its accept first."""
@@ -123,8 +131,9 @@ class Cluster:
     def ring(self) -> Ring:
         return self._async.ring
 
-    def owner(self, key: str) -> str:
-        return self._async.owner(key)
+    def owner(self, key: str, group: str = DEFAULT_GROUP) -> str:
+        """The node id that owns ``key`` on the current ring (of task group ``group``)."""
+        return self._async.owner(key, group)
 
     def dispatch(
         self, key: str, task: Task, headers: Mapping[str, str] | None = None, *,

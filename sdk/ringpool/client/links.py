@@ -46,6 +46,8 @@ class LinkEvents(Protocol):
 
     def on_result(self, result: pb.TaskResult) -> None: ...
 
+    def on_progress(self, progress: pb.TaskProgress) -> None: ...
+
     def on_idle(self, link: Link) -> None:
         """Everything the link sent is answered: what is queued goes out at once."""
 
@@ -198,6 +200,8 @@ class NodeLink:
                         self._events.on_answers(self, answers)
                 for result in response.results:
                     self._events.on_result(result)
+                for progress in response.progress:
+                    self._events.on_progress(progress)
                 if not in_flight and response.acks:
                     self._events.on_idle(self)
                     if self._outbox:

@@ -76,7 +76,7 @@ class Router:
 
     ``on_accepted(ticket)`` runs when a ticket is accepted, before anyone waiting on
     it wakes; ``on_refused(ticket)`` when one is refused; ``on_result`` gets every
-    result a node pushes.
+    result a node pushes, ``on_progress`` every progress report.
     """
 
     def __init__(
@@ -86,6 +86,7 @@ class Router:
         metrics: ClientMetrics,
         *,
         on_result: Callable[[pb.TaskResult], None] = lambda result: None,
+        on_progress: Callable[[pb.TaskProgress], None] = lambda progress: None,
         on_accepted: Settled = lambda ticket: None,
         on_refused: Settled = lambda ticket: None,
         link_factory: LinkFactory | None = None,
@@ -95,11 +96,12 @@ class Router:
         self.metrics = metrics
         self.window = Window(settings.max_outstanding, settings.max_outstanding_bytes)
         self._on_result = on_result
+        self._on_progress = on_progress
         self._on_accepted = on_accepted
         self._on_refused = on_refused
         self._new_link: LinkFactory = link_factory or (
             lambda node_id, addr, events: NodeLink(node_id, addr, settings, events))
-        self._routes = RouteCache()
+        self._routes: dict[str, RouteCache] = {}  # by task group
         self._links: dict[str, Link] = {}
         self._links_version = -1
         self._chains = KeyChains()
@@ -107,7 +109,8 @@ class Router:
         self._wake_pending = False  # True: the loop takes the inbox soon, no wake-up needed
         self._deferred: asyncio.TimerHandle | None = None
         self._outstanding: dict[Ticket, None] = {}  # taken and unsettled, oldest first
-        self._homeless: list[tuple[float, Ticket]] = []  # waiting for the ring to have members
+        # Tickets waiting for their group's ring to have members, and since when.
+        self._homeless: dict[Ticket, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiry: asyncio.TimerHandle | None = None
         self._homeless_timer: asyncio.TimerHandle | None = None
@@ -247,37 +250,51 @@ class Router:
 
     # -- routing -------------------------------------------------------------------
 
-    def _route(self, tickets: Iterable[Ticket]) -> None:
+    def _route(self, tickets: Iterable[Ticket], since: dict[Ticket, float] | None = None) -> None:
+        """Send each ticket to its key's owner on the ring of its group; one whose group has
+        no members waits for some (``since``: when each began to wait, if it did)."""
         ring = self.ring
-        if not len(ring):
-            self._wait_for_members(tickets)
-            return
         if ring.version != self._links_version:
             self._check_links(ring)
         version = ring.version
-        owner = self._routes.owner
         sends: dict[str, list[Ticket]] = {}
         ordered: dict[str, list[Ticket]] = {}
+        homeless: list[Ticket] = []
         for ticket in tickets:
             if ticket.done:
                 continue
-            if ticket.ordered:
+            group = ticket.envelope.group
+            members = ring.group(group)
+            if not len(members):
+                homeless.append(ticket)
+            elif ticket.ordered:
                 ordered.setdefault(ticket.key, []).append(ticket)
             else:
-                sends.setdefault(owner(ring, ticket.key), []).append(ticket)
+                sends.setdefault(self._owner(members, group, ticket.key), []).append(ticket)
         for key, chained in ordered.items():
             if self._chains.admit(key, chained):
-                sends.setdefault(owner(ring, key), []).extend(chained)
-        for node_id, group in sends.items():
+                for ticket in chained:
+                    group = ticket.envelope.group
+                    sends.setdefault(self._owner(ring.group(group), group, key), []).append(ticket)
+        for node_id, bound in sends.items():
             link = self._links.get(node_id)
             if link is None:
                 link = self._links[node_id] = self._new_link(
                     node_id, ring.members[node_id].addr, self)
-            for ticket in group:
+            for ticket in bound:
                 ticket.envelope.ring_version = version
                 ticket.sent_version = version
                 ticket.link = link
-            link.queue(group)
+            link.queue(bound)
+        if homeless:
+            self._wait_for_members(homeless, ring, since or {})
+
+    def _owner(self, members: Ring, group: str, key: str) -> str:
+        """The owner of ``key`` on the ring of ``group``'s ``members`` (a route cache per group)."""
+        routes = self._routes.get(group)
+        if routes is None:
+            routes = self._routes[group] = RouteCache()
+        return routes.owner(members, key)
 
     def _check_links(self, ring: Ring) -> None:
         """Drop links to members whose address changed; their tickets come back by on_down."""
@@ -347,6 +364,9 @@ class Router:
 
     def on_result(self, result: pb.TaskResult) -> None:
         self._on_result(result)
+
+    def on_progress(self, progress: pb.TaskProgress) -> None:
+        self._on_progress(progress)
 
     def _answered(self, ticket: Ticket) -> None:
         """The ticket is off its link for good; an ordered one lets its chain go on."""
@@ -460,17 +480,20 @@ class Router:
 
     # -- an empty ring -------------------------------------------------------------
 
-    def _wait_for_members(self, tickets: Iterable[Ticket]) -> None:
+    def _wait_for_members(self, tickets: list[Ticket], ring: Ring,
+                          since: dict[Ticket, float]) -> None:
+        """Park tickets routed on ``ring`` whose group had no members there."""
         now = time.monotonic()
-        self._homeless += [(now, ticket) for ticket in tickets if not ticket.done]
-        if len(self.ring):  # members arrived while we looked: no wake-up is coming
+        for ticket in tickets:
+            self._homeless[ticket] = since.get(ticket, now)
+        if self.ring is not ring:  # the ring changed while we looked: no wake-up is coming
             self._rehome()
         elif self._homeless_timer is None:
             self._arm_homeless_timer()
 
     def _arm_homeless_timer(self) -> None:
         """Refuse each waiting ticket ``connect_timeout_s`` after it began to wait."""
-        first = self._homeless[0][0]
+        first = min(self._homeless.values())
         self._homeless_timer = asyncio.get_running_loop().call_later(
             max(0.0, first + self.settings.connect_timeout_s - time.monotonic()),
             self._homeless_timeout)
@@ -483,21 +506,25 @@ class Router:
     def _rehome(self) -> None:
         if not self._homeless or not len(self.ring):
             return
-        homeless, self._homeless = self._homeless, []
+        homeless, self._homeless = self._homeless, {}
         if self._homeless_timer is not None:
             self._homeless_timer.cancel()
             self._homeless_timer = None
-        self._route(ticket for _, ticket in homeless)
+        self._route(list(homeless), homeless)
 
     def _homeless_timeout(self) -> None:
         self._homeless_timer = None
         cutoff = time.monotonic() - self.settings.connect_timeout_s
-        waiting = []
-        for since, ticket in self._homeless:
+        waiting = {}
+        for ticket, since in self._homeless.items():
+            if ticket.done:
+                continue
             if since <= cutoff:
-                self._settle(ticket, error=NoNodesAvailable("no nodes in the ring"))
+                group = ticket.envelope.group
+                self._settle(ticket, error=NoNodesAvailable(
+                    f"no nodes of group {group!r} in the ring" if group else "no nodes in the ring"))
             else:
-                waiting.append((since, ticket))
+                waiting[ticket] = since
         self._homeless = waiting
         if waiting:
             self._arm_homeless_timer()

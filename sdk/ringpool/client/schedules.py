@@ -9,7 +9,7 @@ from __future__ import annotations
 from ringpool.core.envelope import DEFAULT_LIMITS, Limits
 from ringpool.core.ring import Ring
 from ringpool.core.schedule import Schedule
-from ringpool.errors import ScheduleNotFound, UnknownTask
+from ringpool.errors import ScheduleNotFound
 from ringpool.store.schedules import PutResult, StoredSchedule
 from ringpool.store.store import StateStore
 
@@ -19,10 +19,9 @@ async def publish(store: StateStore, ring: Ring, schedule: Schedule, origin: str
     """Create or replace ``schedule`` (unchanged: left as it is); what happened, and the
     schedule as stored. Raises what a dispatch of its task would (UnknownTask when no node
     serves the task's name, InvalidTask, InvalidKey)."""
-    template = schedule.template(limits)
-    names = ring.task_names
-    if names is not None and schedule.task.name not in names:
-        raise UnknownTask(f"no node serves a task named {schedule.task.name!r}")
+    group = ring.group_for(schedule.task.name, schedule.task.group)
+    template = schedule.template(limits, group)
+    ring.check_served(group, schedule.task.name)
     result = await store.schedules.put(schedule.name, schedule.key, template, schedule.timing,
                                        origin)
     stored = await store.schedules.get(schedule.name)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ringpool.client.latch import Latch
 from ringpool.errors import RingpoolError
-from ringpool.task import Task
+from ringpool.task import Task, TaskProgress
 from ringpool.v1 import node_pb2 as pb
 
 if TYPE_CHECKING:
@@ -31,9 +31,9 @@ _sequence = itertools.count(1)  # next() on a count is atomic: callers on any th
 
 class Ticket:
     __slots__ = (
-        "accepted", "ack", "backoff_s", "deadline", "envelope", "holder", "hops", "key",
-        "link", "ordered", "problem", "result", "sent_version", "seq", "size", "task",
-        "task_id", "timer",
+        "__weakref__", "accepted", "ack", "backoff_s", "deadline", "envelope", "holder", "hops",
+        "key", "link", "ordered", "problem", "progress", "result", "sent_version", "seq", "size",
+        "task", "task_id", "timer",
     )
 
     def __init__(
@@ -58,6 +58,7 @@ class Ticket:
         self.ack: pb.Ack | None = None  # the node's final answer
         self.accepted: Latch[str] = Latch()
         self.result: Latch[pb.TaskResult] = Latch()
+        self.progress: TaskProgress | None = None  # the latest pushed on the stream
         # The handle given out for it, weakly: once that is gone, nobody can wait for
         # the result, which is then not watched for.
         self.holder: weakref.ref[object] | None = None

@@ -6,10 +6,14 @@ The config lives as JSON at ``/ringpool/<cluster>/config``, nested by section::
      "autoscaler": {"arrival_weight": 0.4, "queue_weight": 0.35, "gc_weight": 0.25},
      "retry": {"max_retries": 3, "base_s": 1.0, "factor": 2.0, "cap_s": 300.0},
      "limits": {"max_payload_bytes": 1048576},
-     "fingerprint_ttl_s": 86400}
+     "fingerprint_ttl_s": 86400,
+     "rate_limits": {"billing.charge": 100.0}}
 
 Keys left out take their defaults; unknown keys are refused. Operators name keys
-with dots (``pool.max_workers``). Every check raises ``ConfigError`` with the
+with dots (``pool.max_workers``); a task's cluster-wide rate limit is
+``rate_limits.<task name>``, in starts per second (``0``: unlimited), and overrides the
+``rate_limit`` the task declares (typed as ``100/s``, ``600/m``, ``unlimited``, or
+``declared`` to drop the override). Every check raises ``ConfigError`` with the
 reason. Writes validate first and use the znode version as a compare-and-set, so
 two concurrent writers never silently overwrite each other.
 
@@ -30,12 +34,17 @@ from kazoo.security import ACL, OPEN_ACL_UNSAFE
 
 from ringpool.core.naming import Names
 from ringpool.errors import ConfigError
-from ringpool.task import MAX_RETRIES_LIMIT
+from ringpool.task import MAX_RETRIES_LIMIT, parse_rate
 
 MIB = 1024 * 1024
 MAX_PAYLOAD_LIMIT = 64 * MIB
 MAX_FINGERPRINT_TTL_S = 31 * 24 * 3600
 MISSING_VERSION = -1  # the version ``read_config`` reports when the znode does not exist
+RATE_LIMITS = "rate_limits"
+RATE_PREFIX = f"{RATE_LIMITS}."
+UNLIMITED = "unlimited"  # a rate limit's value that lifts the task's declared limit
+DECLARED = "declared"  # a rate limit's value that drops the override: the declared one holds
+MAX_RATE_LIMITS = 1000
 
 
 class ConfigConflict(ConfigError):
@@ -78,17 +87,23 @@ class ClusterConfig:
     retry: RetryConfig = field(default_factory=RetryConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     fingerprint_ttl_s: int = 86400
+    # Task name -> cluster-wide starts per second (0: unlimited), over the declared limit.
+    rate_limits: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The nested JSON form stored in the znode."""
         return asdict(self)
 
     def flat(self) -> dict[str, Any]:
-        """Dotted key -> value, in schema order."""
-        return {key: self.get(key) for key in KEYS}
+        """Dotted key -> value, in schema order, then each rate limit by task name."""
+        return {**{key: self.get(key) for key in KEYS},
+                **{RATE_PREFIX + name: rate for name, rate in sorted(self.rate_limits.items())}}
 
     def get(self, key: str) -> Any:
-        """The value of dotted ``key``; ConfigError for a key the schema does not have."""
+        """The value of dotted ``key`` (None for a task without a rate limit here);
+        ConfigError for a key the schema does not have."""
+        if key.startswith(RATE_PREFIX):
+            return self.rate_limits.get(rate_limit_task(key))
         _spec(key)
         value: Any = self
         for part in key.split("."):
@@ -99,6 +114,13 @@ class ClusterConfig:
         """A validated copy with dotted keys set (values already typed, or strings to parse)."""
         data = self.to_dict()
         for key, raw in values.items():
+            if key.startswith(RATE_PREFIX):
+                rate = rate_limit_value(key, raw)
+                if rate is None:
+                    data[RATE_LIMITS].pop(rate_limit_task(key), None)
+                else:
+                    data[RATE_LIMITS][rate_limit_task(key)] = rate
+                continue
             spec = _spec(key)
             value = spec.coerce(raw) if isinstance(raw, str) else raw
             section, _, name = key.rpartition(".")
@@ -179,10 +201,47 @@ _SECTIONS: dict[str, type] = {
 }
 
 
-def check_value(key: str, value: Any) -> int | float:
+def check_value(key: str, value: Any) -> int | float | None:
     """One dotted key's value checked alone (type and range); strings are parsed first."""
+    if key.startswith(RATE_PREFIX):
+        return rate_limit_value(key, value)
     spec = _spec(key)
     return spec.check(key, spec.coerce(value) if isinstance(value, str) else value)
+
+
+def rate_limit_task(key: str) -> str:
+    """The task name of a ``rate_limits.<task name>`` key."""
+    name = key.removeprefix(RATE_PREFIX)
+    if not name or len(name) > 200:
+        raise ConfigError(f"{key!r}: name a task of 1-200 characters after {RATE_PREFIX!r}")
+    return name
+
+
+def rate_limit_value(key: str, value: Any) -> float | None:
+    """A rate limit as stored (starts per second, 0: unlimited), or None to drop it; from
+    ``100/s``, ``600/m``, ``unlimited``, ``declared`` or a number."""
+    rate_limit_task(key)
+    if value is None or (isinstance(value, str) and value.strip().lower() == DECLARED):
+        return None
+    if isinstance(value, str) and value.strip().lower() == UNLIMITED:
+        return 0.0
+    if not isinstance(value, str) and not isinstance(value, bool) \
+            and isinstance(value, int | float) and value == 0:
+        return 0.0
+    try:
+        return parse_rate(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}; or '{UNLIMITED}', or '{DECLARED}' for the task's "
+                          "own") from None
+
+
+def describe(key: str) -> str:
+    """What a dotted key means."""
+    if key.startswith(RATE_PREFIX):
+        return (f"cluster-wide starts per second of {rate_limit_task(key)} "
+                "(over its declared rate_limit; 0: unlimited)")
+    _spec(key)
+    return DESCRIPTIONS[key]
 
 
 def _spec(key: str) -> _Spec:
@@ -205,7 +264,9 @@ def parse(data: Mapping[str, Any] | str | bytes) -> ClusterConfig:
         raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
     top: dict[str, Any] = {}
     for name, value in data.items():
-        if name in _SECTIONS:
+        if name == RATE_LIMITS:
+            top[name] = _rate_limits(value)
+        elif name in _SECTIONS:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"config section {name!r} must be an object")
             section = _SECTIONS[name]
@@ -223,10 +284,27 @@ def parse(data: Mapping[str, Any] | str | bytes) -> ClusterConfig:
     return validate(ClusterConfig(**top))
 
 
+def _rate_limits(value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"config section {RATE_LIMITS!r} must be an object")
+    if len(value) > MAX_RATE_LIMITS:
+        raise ConfigError(f"at most {MAX_RATE_LIMITS} rate limits, got {len(value)}")
+    limits = {}
+    for name, rate in value.items():
+        key = RATE_PREFIX + str(name)
+        if isinstance(rate, str) or rate is None:
+            raise ConfigError(f"{key} must be a number of starts per second, got {rate!r}")
+        checked = rate_limit_value(key, rate)
+        assert checked is not None
+        limits[str(name)] = checked
+    return limits
+
+
 def validate(config: ClusterConfig) -> ClusterConfig:
     """Check every value and the rules between values; returns ``config`` unchanged."""
     for key in KEYS:
         SCHEMA[key].check(key, config.get(key))
+    _rate_limits(config.rate_limits)
     pool = config.pool
     if pool.min_workers > pool.max_workers:
         raise ConfigError(f"pool.min_workers ({pool.min_workers}) must be <= "
@@ -241,7 +319,10 @@ def validate(config: ClusterConfig) -> ClusterConfig:
 
 
 def dumps(config: ClusterConfig) -> bytes:
-    return json.dumps(validate(config).to_dict(), indent=2, sort_keys=False).encode()
+    data = validate(config).to_dict()
+    if not data[RATE_LIMITS]:
+        del data[RATE_LIMITS]  # a config without rate limits reads as it did before them
+    return json.dumps(data, indent=2, sort_keys=False).encode()
 
 
 # -- the znode -----------------------------------------------------------------------
@@ -337,6 +418,7 @@ __all__ = [
     "RetryConfig",
     "StoredConfig",
     "check_value",
+    "describe",
     "parse",
     "read_config",
     "update_config",

@@ -15,8 +15,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ringpool.core import codec
-from ringpool.errors import InvalidKey, InvalidTask, PayloadTooLarge
-from ringpool.task import MAX_RETRIES_LIMIT, MAX_TIMEOUT_S, PRIORITY_LIMIT, Task
+from ringpool.errors import ConfigError, InvalidKey, InvalidTask, PayloadTooLarge
+from ringpool.task import (
+    DEFAULT_GROUP,
+    MAX_RESULT_TTL_S,
+    MAX_RETRIES_LIMIT,
+    MAX_TIMEOUT_S,
+    PRIORITY_LIMIT,
+    Task,
+    check_result_ttl,
+    valid_group,
+)
 from ringpool.v1 import node_pb2 as pb
 
 MIB = 1024 * 1024
@@ -103,9 +112,12 @@ def build(
     ring_version: int,
     headers: Mapping[str, str] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    *,
+    group: str = DEFAULT_GROUP,
     eta: float = 0.0,
 ) -> pb.TaskEnvelope:
-    """A validated envelope for a new task; raises the DispatchError a node would answer.
+    """A validated envelope for a new task, for nodes of ``group``; raises the DispatchError
+    a node would answer.
 
     Each field is checked as the Python value it is made from, with the rules
     ``validate`` applies to it at the node. ``eta`` comes from ``eta_of``.
@@ -127,6 +139,8 @@ def build(
         priority=int(_in_range("priority", task.priority, -PRIORITY_LIMIT, PRIORITY_LIMIT, 0)),
         ordered=bool(task.ordered),
         ring_version=ring_version,
+        group=check_group(group),
+        result_ttl_s=0 if task.result_ttl is None else check_ttl(task.result_ttl),
         eta=eta,
     )
     if headers:
@@ -138,6 +152,19 @@ def check_name(name: object, limits: Limits = DEFAULT_LIMITS) -> str:
     if not isinstance(name, str) or not name or len(name.encode()) > limits.max_name_bytes:
         raise InvalidTask(f"task name must be 1-{limits.max_name_bytes} bytes")
     return name
+
+
+def check_group(group: object) -> str:
+    if not valid_group(group):
+        raise InvalidTask(f"invalid group {group!r}: use 1-64 of [A-Za-z0-9_.-]")
+    return str(group)
+
+
+def check_ttl(result_ttl: object) -> int:
+    try:
+        return check_result_ttl(result_ttl)
+    except ConfigError as exc:
+        raise InvalidTask(str(exc)) from None
 
 
 def check_payload(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> bytes:
@@ -193,6 +220,9 @@ def validate(
         raise InvalidTask(f"priority must be in [-{PRIORITY_LIMIT}, {PRIORITY_LIMIT}]")
     if envelope.headers:
         check_headers(envelope.headers, limits)
+    check_group(envelope.group)
+    if envelope.result_ttl_s > MAX_RESULT_TTL_S:
+        raise InvalidTask(f"result_ttl must be at most {MAX_RESULT_TTL_S} seconds")
     if envelope.eta and not (math.isfinite(envelope.eta)
                              and 0 < envelope.eta <= time.time() + MAX_DELAY_S + CLOCK_SKEW_S):
         raise InvalidTask(f"eta must be a unix time at most {MAX_DELAY_S / 86400:g} days ahead")

@@ -83,6 +83,7 @@ def parse_member(node_id: str, data: bytes, epoch: int) -> Member | None:
             started_at=float(info.get("started_at", 0.0)),
             epoch=epoch,
             tasks=None if tasks is None else frozenset(str(name) for name in tasks),
+            group=str(info.get("group", "")),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("ignoring member %s with unreadable data %r (%s)", node_id, data[:200], exc)

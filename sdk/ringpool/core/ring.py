@@ -4,6 +4,10 @@ Each member owns ``vnodes * weight`` points on a 64-bit circle (mmh3 positions).
 A key belongs to the first point clockwise from its own hash. Snapshots never
 change after construction, so readers need no lock: membership swaps in a new
 snapshot and routing picks up whichever one it read.
+
+Nodes started with ``--group NAME`` form that group's ring: a task is routed on the
+ring of its group (``group_for``), and each group's ring is built with the snapshot.
+Without groups, every member is in the default group and its ring is the snapshot.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from dataclasses import dataclass
 
 import mmh3
 
-from ringpool.errors import NoNodesAvailable
+from ringpool.errors import NoNodesAvailable, UnknownTask
+from ringpool.task import DEFAULT_GROUP
 
 DEFAULT_VNODES = 128
 MIN_WEIGHT, MAX_WEIGHT = 0.01, 100.0  # a member's share, relative to the others
@@ -34,12 +39,14 @@ class Member:
     epoch: int = 0  # the member znode's creation zxid: changes on every registration
     # The task names the node serves; None when its znode does not say (an older node).
     tasks: frozenset[str] | None = None
+    group: str = DEFAULT_GROUP  # the task group it serves
 
 
 class Ring:
     """An immutable ring at one version."""
 
-    __slots__ = ("_owners", "_positions", "members", "task_names", "version", "vnodes")
+    __slots__ = ("_groups", "_owners", "_positions", "_task_groups", "members", "task_names",
+                 "version", "vnodes")
 
     def __init__(
         self, members: Mapping[str, Member], version: int = 0, vnodes: int = DEFAULT_VNODES
@@ -56,6 +63,17 @@ class Ring:
         self._positions = [p for p, _ in points]
         self._owners = [n for _, n in points]
         self.task_names = _served(self.members.values())
+        names = sorted({member.group for member in self.members.values()})
+        if len(names) <= 1:
+            self._groups: dict[str, Ring] = dict.fromkeys(names, self)
+        else:
+            self._groups = {name: Ring({n: m for n, m in self.members.items() if m.group == name},
+                                       version, vnodes) for name in names}
+        # Each task name a group's members publish -> that group (the default group first).
+        self._task_groups: dict[str, str] = {}
+        for name in sorted(self._groups, key=lambda g: (g != DEFAULT_GROUP, g)):
+            for task_name in self._groups[name].task_names or ():
+                self._task_groups.setdefault(task_name, name)
 
     def __len__(self) -> int:
         return len(self.members)
@@ -67,6 +85,38 @@ class Ring:
             raise NoNodesAvailable("the ring has no members")
         index = bisect_right(positions, mmh3.hash64(key, signed=False)[0])
         return self._owners[index if index < len(positions) else 0]
+
+    @property
+    def groups(self) -> dict[str, Ring]:
+        """Each task group that has members, and its ring."""
+        return dict(self._groups)
+
+    def group(self, name: str) -> Ring:
+        """The ring of task group ``name``'s members, at this version (empty without any)."""
+        ring = self._groups.get(name)
+        return ring if ring is not None else Ring({}, self.version, self.vnodes)
+
+    def group_for(self, task_name: str, declared: str | None = None) -> str:
+        """The group a task runs in: the one it ``declared``, else the group whose members
+        serve its name (the default group first), else the only group there is, else the
+        default group."""
+        if declared is not None:
+            return declared
+        if len(self._groups) == 1:
+            return next(iter(self._groups))
+        return self._task_groups.get(task_name, DEFAULT_GROUP)
+
+    def check_served(self, group: str, task_name: str) -> None:
+        """UnknownTask when the ring has members and none of ``group`` serves ``task_name``
+        (as far as their znodes say); an empty ring says nothing yet."""
+        if not len(self):
+            return
+        members = self.group(group)
+        served = members.task_names
+        if len(members) and (served is None or task_name in served):
+            return
+        in_group = f" of group {group!r}" if group or len(self._groups) > 1 else ""
+        raise UnknownTask(f"no node{in_group} serves a task named {task_name!r}")
 
     def points(self) -> list[tuple[int, str]]:
         """Every virtual node as (position, owner), clockwise: an owner's keys are those

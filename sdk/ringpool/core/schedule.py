@@ -29,7 +29,7 @@ from cronsim import CronSim, CronSimError
 
 from ringpool.core.envelope import DEFAULT_LIMITS, Limits, build, check_key
 from ringpool.errors import InvalidSchedule
-from ringpool.task import Task
+from ringpool.task import DEFAULT_GROUP, Task
 from ringpool.v1 import node_pb2 as pb
 
 MIN_EVERY_S = 1.0
@@ -160,9 +160,11 @@ class Schedule:
             raise InvalidSchedule("a schedule's task takes no idempotency_key: each tick is a "
                                   "new task, made once")
 
-    def template(self, limits: Limits = DEFAULT_LIMITS) -> pb.TaskEnvelope:
-        """The checked envelope each tick copies (raises the DispatchError a node would)."""
-        return build(self.key, self.task, 0, None, limits)
+    def template(self, limits: Limits = DEFAULT_LIMITS, group: str = DEFAULT_GROUP
+                 ) -> pb.TaskEnvelope:
+        """The checked envelope each tick copies, for nodes of ``group`` (raises the
+        DispatchError a node would)."""
+        return build(self.key, self.task, 0, None, limits, group=group)
 
 
 DECLARED: dict[str, Schedule] = {}

@@ -52,31 +52,32 @@ class Filters:
     key: str = ""
     since: str = ""
     until: str = ""
+    node: str = ""
 
     @classmethod
     def read(cls, values: Mapping[str, str]) -> Filters:
         return cls(**{f: str(values.get(f, "")).strip() for f in
-                      ("name", "error", "key", "since", "until")})
+                      ("name", "error", "key", "since", "until", "node")})
 
     def query(self) -> TaskQuery:
         try:
             return TaskQuery(name=self.name, error=self.error, key=self.key,
                              since=parse_time(self.since, "since"),
-                             until=parse_time(self.until, "until"))
+                             until=parse_time(self.until, "until"), node=self.node)
         except InvalidQuery as exc:
             raise BadInput(str(exc)) from None
 
     def without_time(self) -> Filters:
-        return Filters(self.name, self.error, self.key)
+        return Filters(self.name, self.error, self.key, node=self.node)
 
     @property
     def active(self) -> bool:
-        return any((self.name, self.error, self.key, self.since, self.until))
+        return any((self.name, self.error, self.key, self.since, self.until, self.node))
 
     def describe(self) -> str:
         parts = [f"{label} {value}" for label, value in (
             ("task", self.name), ("error", self.error), ("key", self.key),
-            ("since", self.since), ("until", self.until)) if value]
+            ("since", self.since), ("until", self.until), ("node", self.node)) if value]
         return ", ".join(parts) or "every entry"
 
     def params(self, **extra: str) -> str:

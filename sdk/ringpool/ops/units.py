@@ -3,15 +3,16 @@ and times as they read them."""
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from datetime import UTC, datetime
 
+from ringpool.core.config import DECLARED, UNLIMITED
+from ringpool.errors import ConfigError
+from ringpool.task import parse_rate as parse_rate_strictly
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|m|min|h))?\s*$")
-_RATE_UNITS_S = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
 def parse_duration(text: str) -> float:
@@ -32,13 +33,26 @@ def parse_duration(text: str) -> float:
 
 def parse_rate(text: str) -> float:
     """``100/s``, ``600/m``, ``50`` -> tasks per second; ValueError otherwise."""
-    match = _RATE.match(text.lower())
-    if not match:
-        raise ValueError(f"{text!r} is not a rate (use e.g. 100/s, 600/m)")
-    rate = float(match.group(1)) / _RATE_UNITS_S[match.group(2)]
-    if rate <= 0 or not math.isfinite(rate):
-        raise ValueError(f"rate must be > 0, got {text!r}")
-    return rate
+    try:
+        return parse_rate_strictly(text)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def show_rate(per_s: float) -> str:
+    """A rate as operators write it: ``100/s``, ``30/m``, ``2/h``."""
+    for unit, seconds in (("s", 1), ("m", 60), ("h", 3600)):
+        count = per_s * seconds
+        if count >= 1 or unit == "h":
+            return f"{count:g}/{unit}"
+    raise AssertionError("unreachable")
+
+
+def show_rate_limit(value: float | None) -> str:
+    """A rate limit of the cluster config: ``100/s``, ``unlimited`` (0), ``declared`` (none)."""
+    if value is None:
+        return DECLARED
+    return show_rate(value) if value else UNLIMITED
 
 
 def when(ts: float | None) -> str:

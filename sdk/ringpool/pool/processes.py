@@ -2,7 +2,9 @@
 
 Each process has a keeper thread in the node that feeds it one job at a time over a
 pipe (JSON both ways: the function's module and qualname, JSON arguments, the
-context's fields) and waits for the answer until the job's deadline. Past it the
+context's fields) and waits for the answer until the job's deadline; the task's
+progress reports come back over the same pipe before it (at most one each
+``PROGRESS_EVERY_S``, and the latest just before the answer). Past it the
 process is killed, the job times out, and a fresh process is started for the next
 job. A process may run under an ``RLIMIT_AS`` memory cap and be pinned to a CPU.
 """
@@ -14,6 +16,7 @@ import json
 import multiprocessing
 import os
 import threading
+import time
 import traceback
 from dataclasses import fields
 from functools import partial
@@ -26,7 +29,12 @@ from ringpool.pool.errors import PoolClosed, PoolOverloaded, TaskTimeout
 from ringpool.pool.job import Job, Outcome, PanicHandler, Ticket, run_sync
 from ringpool.pool.middleware import Chain
 from ringpool.pool.settings import CpuSettings
-from ringpool.task import PermanentError, Retry, TaskContext, set_current_task
+from ringpool.task import PermanentError, Retry, TaskContext, TaskProgress, set_current_task
+
+PROGRESS_EVERY_S = 0.05
+# The context's fields that stay in the node: its cancel event (a kill ends the job) and
+# where its progress goes (the child sends it over the pipe).
+_LOCAL_FIELDS = frozenset({"cancelled", "on_progress"})
 
 # forkserver: never fork the node's threads; spawn where forkserver does not exist.
 _CONTEXT: Any = multiprocessing.get_context(
@@ -89,6 +97,45 @@ def _resolve(module: str, qualname: str) -> Any:
     return target
 
 
+class _ProgressSender:
+    """The child's end of a job's progress: sends a report at most every
+    ``PROGRESS_EVERY_S``; a report held back meanwhile goes when that time is up (or just
+    before the job's answer, by ``flush``)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()  # the timer's thread, and any thread of the task
+        self._sent_at = 0.0
+        self._held: TaskProgress | None = None
+        self._timer: threading.Timer | None = None
+
+    def __call__(self, progress: TaskProgress) -> None:
+        with self._lock:
+            wait_s = self._sent_at + PROGRESS_EVERY_S - time.monotonic()
+            if wait_s <= 0:
+                self._send(progress)
+                return
+            self._held = progress
+            if self._timer is None:
+                self._timer = threading.Timer(wait_s, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._held is not None:
+                self._send(self._held)
+
+    def _send(self, progress: TaskProgress) -> None:
+        self._held = None
+        self._sent_at = time.monotonic()
+        self._conn.send_bytes(json.dumps({"progress": [progress.value, progress.meta,
+                                                       progress.at]}).encode())
+
+
 def _child_main(conn: Connection, memory_limit_bytes: int | None, cpu: int | None) -> None:
     if memory_limit_bytes is not None:
         import resource
@@ -101,12 +148,14 @@ def _child_main(conn: Connection, memory_limit_bytes: int | None, cpu: int | Non
             request = json.loads(conn.recv_bytes())
         except EOFError:
             return
+        sender = _ProgressSender(conn)
         try:
             fn = _resolve(request["module"], request["qualname"])
-            set_current_task(TaskContext(**request["context"]))
+            set_current_task(TaskContext(**request["context"], on_progress=sender))
             reply = json.dumps({"ok": True, "value": fn(*request["args"], **request["kwargs"])})
         except BaseException as exc:  # SystemExit too: the task failed, the process goes on
             reply = json.dumps(_failure_reply(exc))
+        sender.flush()
         conn.send_bytes(reply.encode())
 
 
@@ -126,21 +175,27 @@ class _Process:
         child.close()
 
     def call(self, job: Job) -> Any:
-        # The context's plain fields; its ``cancelled`` event stays here (a kill ends the job).
         ctx = {f.name: getattr(job.context, f.name) for f in fields(job.context)
-               if f.name != "cancelled"}
+               if f.name not in _LOCAL_FIELDS}
         ctx["headers"] = dict(ctx["headers"])
         fn = job.definition.fn
         self._conn.send_bytes(json.dumps({
             "module": fn.__module__, "qualname": fn.__qualname__,
             "args": job.args, "kwargs": job.kwargs, "context": ctx,
         }).encode())
-        if not self._conn.poll(job.timeout_s):
-            raise TaskTimeout(f"task {job.task_id} timed out after {job.timeout_s}s")
-        try:
-            reply = json.loads(self._conn.recv_bytes())
-        except (EOFError, OSError) as exc:
-            raise WorkerCrashed(f"worker process exited with {self.proc.exitcode}") from exc
+        deadline = time.monotonic() + job.timeout_s
+        while True:
+            if not self._conn.poll(max(0.0, deadline - time.monotonic())):
+                raise TaskTimeout(f"task {job.task_id} timed out after {job.timeout_s}s")
+            try:
+                reply = json.loads(self._conn.recv_bytes())
+            except (EOFError, OSError) as exc:
+                raise WorkerCrashed(f"worker process exited with {self.proc.exitcode}") from exc
+            if "progress" not in reply:
+                break
+            if job.context.on_progress is not None:
+                value, meta, at = reply["progress"]
+                job.context.on_progress(TaskProgress(value, meta, at))
         if not reply["ok"]:
             raise _remote_failure(reply)
         return reply["value"]

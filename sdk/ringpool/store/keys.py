@@ -23,6 +23,9 @@ cluster's keys in one slot and each script may touch all of them in one call.
     ringpool:{C}:schedules           zset     schedule name -> its next tick (unix s, Redis'
                                               clock; inf while paused)
     ringpool:{C}:schedule:<name>     hash     a schedule (fields below)
+    ringpool:{C}:rate:<name>         hash     the cluster-wide token bucket of a rate-limited
+                                              task name (tokens, at: Redis' clock); expires
+                                              once full
     ringpool:{C}:done                channel  ids of tasks that finished away from an open
                                               stream of their submitter (or were cancelled)
     ringpool:{C}:retry-wake          channel  a new retry's due time: wakes the retry firer
@@ -34,7 +37,9 @@ Task record fields: ``state`` (a ``TaskState``), ``envelope`` (the protobuf), ``
 ``redeliver_attempt`` (the attempt a retry fires as), ``claims`` (leases the retry firer
 took on it since it last went out), ``node`` and ``epoch`` (the owner that accepted it),
 ``recoveries`` (crash recoveries), ``replays``, ``completions``, ``result`` (JSON) or
-``error_type``, ``error_message``, ``traceback``, ``dead_reason``, and the times
+``error_type``, ``error_message``, ``traceback``, ``dead_reason``, the running task's
+latest ``progress``, ``progress_meta`` (JSON) and ``progress_at`` (the node's clock), and
+the times
 ``created_at``, ``accepted_at``, ``started_at``, ``finished_at``, ``first_failure_at``,
 ``last_failure_at`` (unix seconds: Redis' clock, but ``started_at``, the node's). The
 scripts in ``lua/`` write them; ``TaskRecord`` reads them. A task's eta is in its envelope.
@@ -99,6 +104,10 @@ class Keys:
     @property
     def dlq(self) -> str:
         return f"{self.prefix}:dlq"
+
+    def rate_bucket(self, name: str) -> str:
+        """The token bucket of rate-limited task ``name``."""
+        return f"{self.prefix}:rate:{name}"
 
     @property
     def schedules(self) -> str:

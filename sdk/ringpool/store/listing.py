@@ -85,19 +85,21 @@ def unescape(glob: str) -> str:
 
 @dataclass(frozen=True)
 class TaskQuery:
-    """What a listing keeps: globs (``*``, ``?``) over the task name, the error type and
-    the key, and a time range in unix seconds, both ends inclusive (the DLQ's time is
-    when a task was dead-lettered, the retry set's when its next attempt is due)."""
+    """What a listing keeps: globs (``*``, ``?``) over the task name, the error type, the
+    key and the node (that accepted it last), and a time range in unix seconds, both ends
+    inclusive (the DLQ's time is when a task was dead-lettered, the retry set's when its
+    next attempt is due)."""
 
     name: str = ""
     error: str = ""
     key: str = ""
     since: float | None = None
     until: float | None = None
+    node: str = ""
 
     def __post_init__(self) -> None:
         for label, glob in (("task name", self.name), ("error type", self.error),
-                            ("key", self.key)):
+                            ("key", self.key), ("node", self.node)):
             if len(glob) > MAX_PATTERN_CHARS:
                 raise InvalidQuery(f"{label} filter longer than {MAX_PATTERN_CHARS} characters")
             if any(ord(c) < 32 for c in glob):
@@ -110,14 +112,15 @@ class TaskQuery:
 
     @property
     def filtered(self) -> bool:
-        return bool(self.name or self.error or self.key) or self.timed
+        return bool(self.name or self.error or self.key or self.node) or self.timed
 
     @property
     def timed(self) -> bool:
         return self.since is not None or self.until is not None
 
     def patterns(self) -> list[str]:
-        return [lua_pattern(self.name), lua_pattern(self.error), lua_pattern(self.key)]
+        return [lua_pattern(self.name), lua_pattern(self.error), lua_pattern(self.key),
+                lua_pattern(self.node)]
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ class TaskRecordSummary:
     accepted_at: float | None
     started_at: float | None
     finished_at: float | None
+    progress: float | None = None  # the latest progress value a running task reported
 
     @property
     def exists(self) -> bool:
@@ -166,12 +170,13 @@ def parse_rows(rows: list[Any]) -> list[Listed]:
     out = []
     for row in rows:
         (task_id, score, key, name, state, attempt, node, error_type, error_message, replays,
-         accepted_at, started_at, finished_at) = (_text(v) for v in row)
+         accepted_at, started_at, finished_at, progress) = (_text(v) for v in row)
         summary = TaskRecordSummary(
             task_id=task_id, state=TaskState.parse(state), name=name, key=key, node=node,
             attempt=int(attempt or 0), replays=int(replays or 0), error_type=error_type,
             error_message=error_message, accepted_at=_float(accepted_at),
-            started_at=_float(started_at), finished_at=_float(finished_at))
+            started_at=_float(started_at), finished_at=_float(finished_at),
+            progress=_float(progress))
         out.append(Listed(summary, _float(score)))
     return out
 

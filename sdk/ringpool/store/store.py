@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, cast
 import msgpack
 import redis.asyncio as aioredis
 
+from ringpool.core import progress as progress_fields
 from ringpool.core.protocol import TaskState, cancel_refusal
 from ringpool.errors import ClusterUnavailable
 from ringpool.store import listing
@@ -33,6 +34,7 @@ from ringpool.store.pubsub import listen_forever
 from ringpool.store.redis_client import connect_redis
 from ringpool.store.schedules import ScheduleStore
 from ringpool.store.scripts import script
+from ringpool.task import TaskProgress
 from ringpool.v1 import node_pb2 as pb
 
 SOURCE_NAMES = {pb.SOURCE_CLIENT: "client", pb.SOURCE_RETRY: "retry", pb.SOURCE_REPLAY: "replay",
@@ -117,6 +119,7 @@ class Transition:
     retry_in_s: float = 0.0
     dead_reason: str = ""
     publish: bool = False  # a success is announced on the done channel (no stream to push to)
+    result_ttl_s: int = 0  # a success's own result TTL; 0: the store's
 
     @classmethod
     def started(cls, task_id: str, started_at: float) -> Transition:
@@ -124,9 +127,11 @@ class Transition:
 
     @classmethod
     def succeeded(
-        cls, task_id: str, result: bytes, started_at: float, publish: bool = False
+        cls, task_id: str, result: bytes, started_at: float, publish: bool = False,
+        result_ttl_s: int = 0,
     ) -> Transition:
-        return cls(TransitionOp.SUCCEED, task_id, started_at, result=result, publish=publish)
+        return cls(TransitionOp.SUCCEED, task_id, started_at, result=result, publish=publish,
+                   result_ttl_s=result_ttl_s)
 
     @classmethod
     def retry(
@@ -148,7 +153,20 @@ class Transition:
         """The op as ``lua/transition.lua`` reads it."""
         return (self.op.value, self.task_id, self.started_at, self.result, self.error_type,
                 self.error_message, self.traceback, self.retry_in_s, self.dead_reason,
-                int(self.publish))
+                int(self.publish), self.result_ttl_s)
+
+
+class TokenAsk(NamedTuple):
+    """Starts of one rate-limited task name that wait, and its bucket's shape."""
+
+    wanted: int
+    rate_per_s: float
+    burst: float
+
+
+class TokenGrant(NamedTuple):
+    granted: int
+    wait_s: float  # until asking again is worth it (0: all granted)
 
 
 @dataclass(frozen=True)
@@ -213,6 +231,8 @@ class TaskRecord:
     finished_at: float | None = None
     first_failure_at: float | None = None
     last_failure_at: float | None = None
+    progress: TaskProgress | None = None  # the latest the running task reported
+    expires_at: float | None = None  # when a finished task's record goes (if read)
     envelope: pb.TaskEnvelope = field(default_factory=pb.TaskEnvelope)
 
     @property
@@ -252,6 +272,8 @@ class TaskRecord:
             finished_at=_float(get(b"finished_at")),
             first_failure_at=_float(get(b"first_failure_at")),
             last_failure_at=_float(get(b"last_failure_at")),
+            progress=progress_fields.from_record(
+                get(b"progress"), get(b"progress_meta"), get(b"progress_at")),
             envelope=envelope,
         )
 
@@ -262,12 +284,19 @@ class TaskRecord:
             node=self.node, attempt=self.attempt, replays=self.replays,
             error_type=self.error_type, error_message=self.error_message,
             accepted_at=self.accepted_at, started_at=self.started_at,
-            finished_at=self.finished_at)
+            finished_at=self.finished_at,
+            progress=self.progress.value if self.progress is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (the envelope's payload decoded as text)."""
-        data = {k: v for k, v in self.__dict__.items() if k not in ("envelope", "result")}
+        data = {k: v for k, v in self.__dict__.items()
+                if k not in ("envelope", "result", "progress")}
         data["result"] = self.result.decode(errors="replace") if self.result is not None else None
+        progress = self.progress
+        data["progress"] = None if progress is None else {
+            "value": progress.value, "meta": progress.meta, "at": progress.at}
+        data["group"] = self.envelope.group
+        data["result_ttl_s"] = self.envelope.result_ttl_s or None
         data["args"] = self.envelope.payload.decode(errors="replace")
         data["headers"] = dict(self.envelope.headers)
         data["idempotency_key"] = self.envelope.idempotency_key
@@ -306,6 +335,8 @@ class StateStore:
         self._purge = script(client, "purge")
         self._bury = script(client, "bury")
         self._cancel = script(client, "cancel")
+        self._progress = script(client, "progress")
+        self._tokens = script(client, "tokens")
         # The listing scripts start with the summary code they share.
         self._zlist = script(client, "summary", "zlist")
         self._hlist = script(client, "summary", "hlist")
@@ -362,6 +393,38 @@ class StateStore:
         )
         self.events.round_trip("transition", time.perf_counter() - started)
         return [code == ord("K") for code in raw]
+
+    async def record_progress(
+        self, node_id: str, epoch: int, reports: Sequence[tuple[str, TaskProgress]]
+    ) -> int:
+        """Write the latest progress of tasks ``node_id`` runs under ``epoch`` (one call);
+        how many were still its to write."""
+        if not reports:
+            return 0
+        keys = self.keys
+        started = time.perf_counter()
+        written = await self._progress(
+            keys=[keys.inflight(node_id), *(keys.task(task_id) for task_id, _ in reports)],
+            args=[epoch, _pack([(task_id, *progress_fields.record_fields(report))
+                                for task_id, report in reports])],
+        )
+        self.events.round_trip("progress", time.perf_counter() - started)
+        return int(written)
+
+    async def take_tokens(self, asks: Mapping[str, TokenAsk]) -> dict[str, TokenGrant]:
+        """Take tokens from the cluster-wide buckets of these task names, in one call."""
+        if not asks:
+            return {}
+        names = list(asks)
+        started = time.perf_counter()
+        raw = await self._tokens(
+            keys=[self.keys.rate_bucket(name) for name in names],
+            args=[_pack([(asks[n].wanted, repr(asks[n].rate_per_s), repr(asks[n].burst))
+                         for n in names])],
+        )
+        self.events.round_trip("tokens", time.perf_counter() - started)
+        return {name: TokenGrant(int(granted), float(wait))
+                for name, (granted, wait) in zip(names, msgpack.unpackb(raw), strict=True)}
 
     async def publish_done(self, task_id: str) -> None:
         """Announce that ``task_id`` has its outcome, for a submitter waiting on Redis."""
@@ -520,8 +583,23 @@ class StateStore:
     # -- records -------------------------------------------------------------------
 
     async def record(self, task_id: str) -> TaskRecord | None:
-        raw = await self._redis.hgetall(self.keys.task(task_id))
-        return TaskRecord.from_hash(task_id, raw) if raw else None
+        """The task's record, with when it expires (a finished task's), in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.task(task_id))
+            pipe.pttl(self.keys.task(task_id))
+            raw, ttl_ms = await pipe.execute()
+        if not raw:
+            return None
+        record = TaskRecord.from_hash(task_id, raw)
+        if ttl_ms > 0:
+            record.expires_at = time.time() + ttl_ms / 1000
+        return record
+
+    async def progress(self, task_id: str) -> TaskProgress | None:
+        """The latest progress the task's record holds."""
+        value, meta, at = await self._redis.hmget(
+            self.keys.task(task_id), "progress", "progress_meta", "progress_at")
+        return progress_fields.from_record(value, meta, at)
 
     async def records(self, task_ids: Iterable[str]) -> list[TaskRecord | None]:
         ids = list(task_ids)
@@ -638,8 +716,11 @@ class StateStore:
             raise listing.InvalidQuery(f"tasks in flight are QUEUED or RUNNING, not {state}")
         node_id, scan_cursor = listing.parse_inflight_cursor(cursor)
         listing.check_limit(limit)
-        patterns = (query or TaskQuery()).patterns()
+        query = query or TaskQuery()
+        patterns = query.patterns()
         nodes = [n for n in sorted(await self.inflight_nodes()) if n >= node_id]
+        if query.node and listing.is_literal(query.node):  # one node's hash is all to read
+            nodes = [n for n in nodes if n == listing.unescape(query.node)]
         items: list[listing.Listed] = []
         scanned = 0
         for node in nodes:

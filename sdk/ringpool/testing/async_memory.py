@@ -4,10 +4,15 @@ ZooKeeper, Redis or node process.
 What a real cluster does, it does with the same code: envelopes are built and
 checked by the client's rules (``ringpool.core.envelope``: the same typed errors for
 the same bad input), keys are routed on a real ``Ring`` of named in-process nodes
-(``owner(key)`` answers what a cluster with those node ids would), tasks run on a
-node's pools (``ringpool.pool``: io threads, cpu processes, async on the loop, per-key
-order) and each run ends by the node's rules (``ringpool.core.outcomes``: retries
-with the task's ``RetryPolicy``, ``Retry(countdown)``, ``PermanentError``, the DLQ).
+(``owner(key)`` answers what a cluster with those node ids would; nodes may be put in
+task groups, and a task goes to the ring of its group as on a real cluster), tasks run
+on a node's pools (``ringpool.pool``: io threads, cpu processes, async on the loop,
+per-key order) and each run ends by the node's rules (``ringpool.core.outcomes``:
+retries with the task's ``RetryPolicy``, ``Retry(countdown)``, ``PermanentError``, the
+DLQ). A task's ``progress()`` reports reach ``handle.progress()`` at once (a real node
+passes on the latest a few times a second), and the record keeps the last one. A
+task's own result TTL holds. Rate limits are not simulated: every task starts as soon
+as it is due.
 
 Two modes. ``eager`` (the default): ``dispatch()`` runs the task, and whatever else
 falls due meanwhile, before it returns; a dispatch made from inside a running task
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import importlib
 import math
 import time
@@ -43,7 +49,15 @@ from ringpool.core.ring import Member, Ring
 from ringpool.errors import ConfigError, InvalidTask, ResultTimeout, TaskNotFound, UnknownTask
 from ringpool.pool import AutoscalerSettings, CpuSettings, Job, Outcome, Pools, PoolSettings
 from ringpool.store.store import DEFAULT_FINGERPRINT_TTL_S, DEFAULT_RESULT_TTL_S, TaskRecord
-from ringpool.task import REGISTRY, Task, TaskDefinition, current_task
+from ringpool.task import (
+    DEFAULT_GROUP,
+    REGISTRY,
+    Task,
+    TaskDefinition,
+    TaskProgress,
+    check_group,
+    current_task,
+)
 from ringpool.testing.state import Entry, MemoryState
 from ringpool.v1 import node_pb2 as pb
 
@@ -58,14 +72,30 @@ def pools_for_tests() -> PoolSettings:
                         autoscaler=AutoscalerSettings(policy="fixed"), cpu=CpuSettings(processes=1))
 
 
-def _node_ids(nodes: int | Sequence[str]) -> list[str]:
-    """Node ids as a ``LocalCluster`` of that size names them, or as given."""
-    if isinstance(nodes, bool) or not isinstance(nodes, int | Sequence) or isinstance(nodes, str):
-        raise ConfigError(f"nodes must be a count or a list of node ids, got {nodes!r}")
-    ids = [f"node-{i}" for i in range(nodes)] if isinstance(nodes, int) else list(nodes)
+Nodes = int | Sequence[str] | Mapping[str, str]
+
+
+def _node_groups(nodes: Nodes) -> dict[str, str]:
+    """Node id -> task group: ids as a ``LocalCluster`` of that size names them, or as
+    given (in the default group unless a mapping names their groups)."""
+    if isinstance(nodes, bool) or not isinstance(nodes, int | Sequence | Mapping) \
+            or isinstance(nodes, str):
+        raise ConfigError(f"nodes must be a count, a list of node ids or a mapping of node id "
+                          f"to group, got {nodes!r}")
+    if isinstance(nodes, Mapping):
+        groups = {str(n): check_group(g) for n, g in nodes.items()}
+        ids = list(nodes)
+    else:
+        ids = [f"node-{i}" for i in range(nodes)] if isinstance(nodes, int) else list(nodes)
+        groups = dict.fromkeys(map(str, ids), DEFAULT_GROUP)
     if not ids or len(set(ids)) != len(ids) or not all(isinstance(n, str) and n for n in ids):
         raise ConfigError(f"nodes must name at least one node, each once, got {nodes!r}")
-    return ids
+    return groups
+
+
+def _keep_progress(record: TaskRecord, progress: TaskProgress) -> None:
+    # From the thread that runs the task: one attribute store.
+    record.progress = progress
 
 
 class _Checked(NamedTuple):
@@ -89,6 +119,10 @@ class AsyncInMemoryTaskHandle:
         """SCHEDULED, QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in the DLQ),
         CANCELLED or UNKNOWN."""
         return self._cluster._status(self.task_id)
+
+    async def progress(self) -> TaskProgress | None:
+        """The latest progress the task reported; None before any (or without a record)."""
+        return self._cluster._progress_of(self.task_id)
 
     async def cancel(self) -> TaskState:
         """Cancel the task (see ``AsyncInMemoryCluster.cancel``)."""
@@ -114,7 +148,9 @@ class AsyncInMemoryCluster:
 
     ``tasks`` are modules to import, as ``ringpool-node --tasks`` does (tasks already
     registered in this process are known too); ``nodes`` a count (ids ``node-0``...,
-    as ``LocalCluster`` names them) or the node ids; ``mode`` ``"eager"`` or
+    as ``LocalCluster`` names them), the node ids, or node id -> task group (a node of a
+    group serves the tasks declared for it, as ``ringpool-node --group``); ``mode``
+    ``"eager"`` or
     ``"queued"``; ``pools`` the pools' settings (default: ``pools_for_tests()``).
     """
 
@@ -122,7 +158,7 @@ class AsyncInMemoryCluster:
         self,
         tasks: Iterable[str] = (),
         *,
-        nodes: int | Sequence[str] = 3,
+        nodes: Nodes = 3,
         mode: Mode = "eager",
         limits: Limits = DEFAULT_LIMITS,
         pools: PoolSettings | None = None,
@@ -135,7 +171,7 @@ class AsyncInMemoryCluster:
             raise ConfigError("result_ttl_s and fingerprint_ttl_s must be > 0")
         if isinstance(tasks, str):
             raise ConfigError(f"tasks must be a list of module names, e.g. [{tasks!r}]")
-        node_ids = _node_ids(nodes)
+        groups = _node_groups(nodes)
         for module in tasks:
             try:
                 importlib.import_module(module)
@@ -143,7 +179,8 @@ class AsyncInMemoryCluster:
                 raise ConfigError(f"cannot import task module {module!r}: {exc}") from exc
         self.mode = mode
         self.limits = limits
-        self.ring = Ring({n: Member(n, addr=f"in-memory:{n}") for n in node_ids}, version=1)
+        self.ring = Ring({n: Member(n, addr=f"in-memory:{n}", group=g) for n, g in groups.items()},
+                         version=1)
         self._state = MemoryState(time.time(), result_ttl_s, fingerprint_ttl_s)
         self._pools = Pools(pools or pools_for_tests())
         self._jobs: dict[str, Job] = {}  # the running ones, to cancel them
@@ -167,10 +204,10 @@ class AsyncInMemoryCluster:
         """The cluster's clock (seconds since the epoch): moves only as the test lets it."""
         return self._state.now
 
-    def owner(self, key: str) -> str:
-        """The node id that owns ``key``."""
+    def owner(self, key: str, group: str = DEFAULT_GROUP) -> str:
+        """The node id that owns ``key`` (on the ring of task group ``group``)."""
         envelopes.check_key(key, self.limits)
-        return self.ring.owner(key)
+        return self.ring.group(envelopes.check_group(group)).owner(key)
 
     # -- dispatching ------------------------------------------------------------------
 
@@ -208,11 +245,19 @@ class AsyncInMemoryCluster:
 
     def _check(self, key: str, task: Task, headers: Mapping[str, str] | None,
                eta: float = 0.0) -> _Checked:
-        envelope = envelopes.build(key, task, self.ring.version, headers, self.limits, eta)
-        definition = REGISTRY.get(envelope.name)
-        if definition is None:
-            raise UnknownTask(f"unknown task {envelope.name!r}")
-        return _Checked(envelope, self.ring.owner(key), definition)
+        if not isinstance(task, Task):
+            raise InvalidTask(f"expected a Task, got {type(task).__name__}")
+        definition = REGISTRY.get(task.name)
+        # Where a real client would look at what the nodes publish, look at the registry.
+        group = self.ring.group_for(task.name, task.group if task.group is not None
+                                    else definition.group if definition else None)
+        envelope = envelopes.build(key, task, self.ring.version, headers, self.limits,
+                                   group=group, eta=eta)
+        members = self.ring.group(group)
+        if definition is None or definition.group != group or not len(members):
+            in_group = f" of group {group!r}" if len(self.ring.groups) > 1 or group else ""
+            raise UnknownTask(f"no node{in_group} serves a task named {task.name!r}")
+        return _Checked(envelope, members.owner(key), definition)
 
     def handle(self, task_id: str, key: str = "") -> AsyncInMemoryTaskHandle:
         """A handle for a task dispatched elsewhere (e.g. by id from a log)."""
@@ -274,6 +319,7 @@ class AsyncInMemoryCluster:
             self._finish(entry, Outcome.permanent(INVALID_ARGUMENTS, str(exc)))
             return None
         job = Job.for_envelope(envelope, entry.definition, args, kwargs, entry.record.node)
+        job.context.on_progress = functools.partial(_keep_progress, entry.record)
         self._jobs[envelope.task_id] = job
         return entry, await self._pools.submit_wait(job, SUBMIT_WAIT_S)
 
@@ -297,6 +343,10 @@ class AsyncInMemoryCluster:
     def _status(self, task_id: str) -> TaskState:
         entry = self._state.entry(task_id)
         return entry.record.state if entry is not None else TaskState.UNKNOWN
+
+    def _progress_of(self, task_id: str) -> TaskProgress | None:
+        entry = self._state.entry(task_id)
+        return entry.record.progress if entry is not None else None
 
     async def _result(self, task_id: str, timeout: float | None) -> Any:
         until = math.inf if timeout is None else self._state.now + timeout

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -402,6 +402,7 @@ class LocalCluster:
     one standalone server. ``start()`` returns
     once every node is registered in the ring and, with coordinators, once one of them
     holds the leader lock (so retries fire and ``taskctl status`` names a leader).
+    ``groups={"gpu": 2}`` adds nodes ``gpu-0`` and ``gpu-1`` started with ``--group gpu``.
     """
 
     def __init__(
@@ -418,8 +419,10 @@ class LocalCluster:
         env: dict[str, str] | None = None,
         appendonly: bool = False,
         zookeeper_servers: int = 1,
+        groups: Mapping[str, int] | None = None,
     ) -> None:
         self.node_count = nodes
+        self.groups = dict(groups or {})
         self.tasks = list(tasks)
         self.coordinator_count = coordinators
         self.cluster = cluster or f"c{uuid.uuid4().hex[:10]}"
@@ -483,6 +486,9 @@ class LocalCluster:
                 self.start_coordinator()
             for index in range(self.node_count):
                 self.start_node(f"node-{index}", wait=False)
+            for group, count in self.groups.items():
+                for index in range(count):
+                    self.start_node(f"{group}-{index}", wait=False, extra=["--group", group])
             self.wait_for_members(set(self.nodes), timeout)
             if self.coordinators:
                 self.wait_for_leader(timeout)

@@ -17,7 +17,7 @@ from ringpool.client.portal import Portal
 from ringpool.core.protocol import TaskState
 from ringpool.core.ring import Ring
 from ringpool.store.store import TaskRecord
-from ringpool.task import Task, current_task
+from ringpool.task import DEFAULT_GROUP, Task, TaskProgress, current_task
 from ringpool.testing.async_memory import AsyncInMemoryCluster, AsyncInMemoryTaskHandle
 
 
@@ -37,6 +37,10 @@ class InMemoryTaskHandle:
         """SCHEDULED, QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in the DLQ),
         CANCELLED or UNKNOWN."""
         return self._portal.call(self._handle.status())
+
+    def progress(self) -> TaskProgress | None:
+        """The latest progress the task reported; None before any (or without a record)."""
+        return self._portal.call(self._handle.progress())
 
     def cancel(self) -> TaskState:
         """Cancel the task (see ``InMemoryCluster.cancel``)."""
@@ -94,9 +98,9 @@ class InMemoryCluster:
         """The cluster's clock (seconds since the epoch): moves only as the test lets it."""
         return self._async.now
 
-    def owner(self, key: str) -> str:
-        """The node id that owns ``key``."""
-        return self._async.owner(key)
+    def owner(self, key: str, group: str = DEFAULT_GROUP) -> str:
+        """The node id that owns ``key`` (on the ring of task group ``group``)."""
+        return self._async.owner(key, group)
 
     def _wrap(self, handle: AsyncInMemoryTaskHandle) -> InMemoryTaskHandle:
         return InMemoryTaskHandle(self._portal, handle)

@@ -135,7 +135,8 @@ class MemoryState:
             record.state, record.result = TaskState.SUCCEEDED, verdict.result
             record.finished_at = self.now
             record.completions += 1
-            entry.expires_at = self.now + self.result_ttl_s
+            entry.expires_at = self.now + (record.envelope.result_ttl_s
+                                           or entry.definition.result_ttl_s or self.result_ttl_s)
             return
         record.error_type, record.error_message = verdict.error_type, verdict.error_message
         record.traceback = verdict.traceback

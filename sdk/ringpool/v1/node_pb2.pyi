@@ -69,7 +69,7 @@ SCHEDULED: TaskState
 CANCELLED: TaskState
 
 class TaskEnvelope(_message.Message):
-    __slots__ = ("task_id", "key", "name", "payload", "codec", "idempotency_key", "attempt", "max_retries", "timeout_s", "priority", "ordered", "headers", "ring_version", "source", "eta", "schedule")
+    __slots__ = ("task_id", "key", "name", "payload", "codec", "idempotency_key", "attempt", "max_retries", "timeout_s", "priority", "ordered", "headers", "ring_version", "source", "eta", "schedule", "group", "result_ttl_s")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,8 @@ class TaskEnvelope(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     ETA_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    RESULT_TTL_S_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     key: str
     name: str
@@ -109,7 +111,9 @@ class TaskEnvelope(_message.Message):
     source: Source
     eta: float
     schedule: str
-    def __init__(self, task_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ..., codec: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., attempt: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., priority: _Optional[int] = ..., ordered: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., ring_version: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., eta: _Optional[float] = ..., schedule: _Optional[str] = ...) -> None: ...
+    group: str
+    result_ttl_s: int
+    def __init__(self, task_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ..., codec: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., attempt: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., priority: _Optional[int] = ..., ordered: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., ring_version: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., eta: _Optional[float] = ..., schedule: _Optional[str] = ..., group: _Optional[str] = ..., result_ttl_s: _Optional[int] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("batch_id", "tasks", "responses_seen")
@@ -161,15 +165,29 @@ class TaskResult(_message.Message):
     attempt: int
     def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., result: _Optional[bytes] = ..., error_type: _Optional[str] = ..., error_message: _Optional[str] = ..., traceback: _Optional[str] = ..., node_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
+class TaskProgress(_message.Message):
+    __slots__ = ("task_id", "value", "meta", "at")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    value: float
+    meta: bytes
+    at: float
+    def __init__(self, task_id: _Optional[str] = ..., value: _Optional[float] = ..., meta: _Optional[bytes] = ..., at: _Optional[float] = ...) -> None: ...
+
 class SubmitResponse(_message.Message):
-    __slots__ = ("batch_id", "acks", "results")
+    __slots__ = ("batch_id", "acks", "results", "progress")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     ACKS_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     batch_id: int
     acks: _containers.RepeatedCompositeFieldContainer[Ack]
     results: _containers.RepeatedCompositeFieldContainer[TaskResult]
-    def __init__(self, batch_id: _Optional[int] = ..., acks: _Optional[_Iterable[_Union[Ack, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ...) -> None: ...
+    progress: _containers.RepeatedCompositeFieldContainer[TaskProgress]
+    def __init__(self, batch_id: _Optional[int] = ..., acks: _Optional[_Iterable[_Union[Ack, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., progress: _Optional[_Iterable[_Union[TaskProgress, _Mapping]]] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ringpool.cli.taskctl import config, dev, dlq, schedule, status, task
+from ringpool.cli.taskctl import config, dev, dlq, schedule, status, task, tasks
 from ringpool.cli.taskctl.app import Options, TaskctlGroup, options_of, version
 from ringpool.cli.taskctl.output import DURATION
 from ringpool.core.naming import check_cluster_name
@@ -52,8 +52,8 @@ def _cluster_name(ctx: click.Context, param: click.Parameter, value: str) -> str
 def cli(ctx: click.Context, zk: str | None, redis: str | None, cluster: str, token: str,
         operator_token: str, zk_auth: str, zk_operator_auth: str, as_json: bool, debug: bool,
         timeout_s: float) -> None:
-    """Operate a ringpool cluster: status, ring, routes, tasks, the dead-letter queue, schedules,
-    config.
+    """Operate a ringpool cluster: status, ring, routes, tasks, retries, the dead-letter queue,
+    schedules, config.
 
     \b
     Exit codes: 0 ok, 1 aborted, 2 usage, 3 not found, 4 cluster unreachable,
@@ -104,6 +104,8 @@ cli.add_command(status.status)
 cli.add_command(status.ring)
 cli.add_command(status.route)
 cli.add_command(task.task)
+cli.add_command(tasks.tasks)
+cli.add_command(tasks.retries)
 cli.add_command(dlq.dlq)
 cli.add_command(schedule.schedule)
 cli.add_command(config.config)

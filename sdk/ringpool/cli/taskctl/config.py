@@ -1,4 +1,8 @@
-"""``config get [KEY]`` and ``config set KEY=VALUE...``: the cluster config znode."""
+"""``config get [KEY]`` and ``config set KEY=VALUE...``: the cluster config znode.
+
+Besides the fixed keys, ``rate_limits.<task name>`` sets a task's cluster-wide rate
+limit (``100/s``, ``600/m``, ``unlimited``; ``declared`` drops it again).
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,14 @@ from ringpool.cli.taskctl.app import EXIT_USAGE, Session, fail, options_of, run
 from ringpool.cli.taskctl.output import emit, table
 from ringpool.core import config as schema
 from ringpool.core.config import ClusterConfig, StoredConfig
+from ringpool.ops.units import show_rate_limit
 
 DEFAULTS = ClusterConfig().flat()
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, key: str = "") -> str:
+    if key.startswith(schema.RATE_PREFIX):
+        return show_rate_limit(value)
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -44,7 +51,7 @@ def get(ctx: click.Context, key: str | None) -> None:
         if options.json:
             emit(options, {"key": key, "value": value, "version": stored.version}, print)
         else:
-            click.echo(_show(value))
+            click.echo(_show(value, key))
         return
     data = {"cluster": options.cluster, "version": stored.version, "stored": stored.exists,
             "config": stored.config.to_dict(), "values": stored.config.flat()}
@@ -54,9 +61,11 @@ def get(ctx: click.Context, key: str | None) -> None:
         out.print(f"[bold]config[/bold] of cluster {options.cluster} ({where})")
         t = table("key", "value", "default", "meaning")
         for name, value in stored.config.flat().items():
-            changed = value != DEFAULTS[name]
-            shown = f"[bold yellow]{_show(value)}[/bold yellow]" if changed else _show(value)
-            t.add_row(name, shown, _show(DEFAULTS[name]), schema.DESCRIPTIONS[name])
+            default = DEFAULTS.get(name)
+            changed = value != default
+            shown = _show(value, name)
+            t.add_row(name, f"[bold yellow]{shown}[/bold yellow]" if changed else shown,
+                      _show(default, name), schema.describe(name))
         out.print(t)
 
     emit(options, data, human)
@@ -93,6 +102,6 @@ def set_(ctx: click.Context, assignments: tuple[str, ...]) -> None:
     def human(out: Console) -> None:
         out.print(f"config of cluster {options.cluster} stored (znode version {after.version})")
         for key, change in changes.items():
-            out.print(f"  {key}: {_show(change['old'])} -> {_show(change['new'])}")
+            out.print(f"  {key}: {_show(change['old'], key)} -> {_show(change['new'], key)}")
 
     emit(options, data, human)

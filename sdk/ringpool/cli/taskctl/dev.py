@@ -14,11 +14,28 @@ import click
 from click.core import ParameterSource
 
 from ringpool.cli.taskctl.app import options_of
+from ringpool.errors import ConfigError
+from ringpool.task import check_group
 from ringpool.testing.local import LocalCluster
 
 
 def _given(ctx: click.Context, name: str) -> bool:
     return ctx.find_root().get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+
+def _groups(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+            ) -> dict[str, int]:
+    groups: dict[str, int] = {}
+    for value in values:
+        name, sep, count = value.partition("=")
+        try:
+            check_group(name)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
+        if not name or not sep or not count.isdigit() or not 1 <= int(count) <= 64:
+            raise click.BadParameter(f"expected NAME=COUNT (a count of 1-64), got {value!r}")
+        groups[name] = int(count)
+    return groups
 
 
 @click.group()
@@ -29,14 +46,17 @@ def dev() -> None:
 @dev.command("up")
 @click.option("--nodes", type=click.IntRange(min=1, max=64), default=3, show_default=True)
 @click.option("--coordinators", type=click.IntRange(min=0, max=8), default=1, show_default=True)
+@click.option("--group", "groups", multiple=True, callback=_groups, metavar="NAME=COUNT",
+              help="also start COUNT nodes (NAME-0, ...) with --group NAME; repeatable")
 @click.option("--tasks", "task_modules", multiple=True, default=["ringpool.demo"],
               show_default=True, metavar="MODULE", help="task module(s) the nodes import")
 @click.option("--keep", is_flag=True, help="keep the work directory (logs) after stopping")
 @click.option("--zk", "zk_server", metavar="HOST:PORT", help="use this ZooKeeper, start none")
 @click.option("--redis", "redis_server", metavar="URL", help="use this Redis, start none")
 @click.pass_context
-def up(ctx: click.Context, nodes: int, coordinators: int, task_modules: tuple[str, ...],
-       keep: bool, zk_server: str | None, redis_server: str | None) -> None:
+def up(ctx: click.Context, nodes: int, coordinators: int, groups: dict[str, int],
+       task_modules: tuple[str, ...], keep: bool, zk_server: str | None,
+       redis_server: str | None) -> None:
     """Start a local cluster, print the settings to export, run until Ctrl-C.
 
     ZooKeeper and Redis are started on free loopback ports, unless --zk / --redis
@@ -52,6 +72,7 @@ def up(ctx: click.Context, nodes: int, coordinators: int, task_modules: tuple[st
         nodes=nodes, tasks=modules, coordinators=coordinators, cluster=options.cluster,
         zk=zk_server or (options.zk if _given(ctx, "zk") else None),
         redis=redis_server or (options.redis if _given(ctx, "redis") else None), workdir=workdir,
+        groups=groups,
     )
     stop = threading.Event()
 
@@ -60,7 +81,8 @@ def up(ctx: click.Context, nodes: int, coordinators: int, task_modules: tuple[st
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        click.echo(f"starting {nodes} nodes and {coordinators} coordinator(s) "
+        grouped = "".join(f" + {count} of group {name}" for name, count in groups.items())
+        click.echo(f"starting {nodes} nodes{grouped} and {coordinators} coordinator(s) "
                    f"with tasks {', '.join(modules)}; logs in {workdir}", err=True)
         local.start()
         env = local.env()

@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ringpool.cli.taskctl.app import Options
+from ringpool.errors import ConfigError
 from ringpool.ops.units import parse_duration, parse_rate
+from ringpool.task import check_group
 
 
 class Parsed(click.ParamType):
@@ -35,6 +37,14 @@ class Parsed(click.ParamType):
 
 DURATION = Parsed("DURATION", parse_duration)
 RATE = Parsed("N/s", parse_rate)
+
+
+def group_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A click callback checking a task group name ('' : the default group)."""
+    try:
+        return check_group(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def console(stderr: bool = False) -> Console:
@@ -71,7 +81,7 @@ def table(*columns: str, title: str | None = None) -> Table:
 
 NO_WRAP = frozenset({"task id", "node", "key", "address", "share", "dead-lettered"})
 NUMERIC = frozenset({"share", "in-flight", "queued", "running", "count", "attempts", "keys",
-                     "measured", "replays", "ring v"})
+                     "measured", "replays", "ring v", "attempt", "progress"})
 
 
 def bar(fraction: float, width: int = 30) -> str:

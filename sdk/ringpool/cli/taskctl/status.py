@@ -1,4 +1,9 @@
-"""``status``, ``ring`` and ``route``: who is in the cluster and who owns what."""
+"""``status``, ``ring`` and ``route``: who is in the cluster and who owns what.
+
+Nodes started with ``--group NAME`` form one ring per task group: shares are within
+the group, ``route --group NAME`` routes on its ring, and ``status`` sums each group.
+Without groups, every node is in the default group and nothing names it.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from kazoo.exceptions import NoNodeError
 from rich.console import Console
 
 from ringpool.cli.taskctl.app import EXIT_USAGE, Session, fail, options_of, run
-from ringpool.cli.taskctl.output import bar, emit, table
+from ringpool.cli.taskctl.output import bar, emit, group_name, table
 from ringpool.client.links import call_metadata, open_channel
 from ringpool.client.settings import ClientSettings
 from ringpool.core.envelope import check_key
@@ -85,7 +90,7 @@ def status(ctx: click.Context) -> None:
             asyncio.to_thread(draining_nodes, zk, names),
         )
         settings = options.settings()
-        shares = ring.shares()
+        shares = group_shares(ring)
         ordered = sorted(ring.members.values(), key=lambda m: m.node_id)
         replies, recorded, sizes = await asyncio.gather(
             asyncio.gather(*(node_status(m, settings, options.timeout_s) for m in ordered)),
@@ -95,7 +100,7 @@ def status(ctx: click.Context) -> None:
         members = []
         for member, reply, inflight in zip(ordered, replies, recorded, strict=True):
             members.append({
-                "node_id": member.node_id, "address": member.addr,
+                "node_id": member.node_id, "address": member.addr, "group": member.group,
                 "share": round(shares.get(member.node_id, 0.0), 6), "weight": member.weight,
                 "state": member_state(reply), "in_flight": reply.get("in_flight"),
                 "queued": reply.get("queued"), "running": reply.get("running"),
@@ -108,7 +113,7 @@ def status(ctx: click.Context) -> None:
         return {
             "cluster": options.cluster, "ring_version": ring.version,
             "leader": contenders[0] if contenders else None, "coordinators": contenders,
-            "members": members, "draining": draining,
+            "members": members, "groups": group_totals(members), "draining": draining,
             "retry_set": sizes.retries, "dlq": sizes.dlq,
         }
 
@@ -119,15 +124,21 @@ def status(ctx: click.Context) -> None:
         out.print(f"[bold]cluster[/bold] {data['cluster']}  ring v{data['ring_version']}  "
                   f"{len(data['members'])} members  leader {leader}  "
                   f"retry set {data['retry_set']}  DLQ {data['dlq']}")
-        t = table("node", "address", "share", "state", "in-flight", "queued", "running",
-                  "started")
+        grouped = set(data["groups"]) != {""} and bool(data["groups"])
+        if grouped:
+            out.print("groups  " + "  ".join(
+                f"{group_label(name)}: {g['serving']}/{g['members']} serving, "
+                f"{g['in_flight']} in flight" for name, g in data["groups"].items()))
+        t = table("node", *(["group"] if grouped else []), "address", "share", "state",
+                  "in-flight", "queued", "running", "started")
         for m in data["members"]:
             state = {"serving": "[green]serving[/green]", "draining": "[yellow]draining[/yellow]",
                      "no-zookeeper": "[yellow]no-zookeeper[/yellow]",
                      "unreachable": "[red]unreachable[/red]"}[m["state"]]
             dash = "-"
             t.add_row(
-                m["node_id"], m["address"], f"{m['share'] * 100:.1f}%", state,
+                m["node_id"], *([group_label(m["group"])] if grouped else []), m["address"],
+                f"{m['share'] * 100:.1f}%", state,
                 str(m["in_flight"] if m["in_flight"] is not None else m["in_flight_recorded"]),
                 str(m["queued"] if m["queued"] is not None else dash),
                 str(m["running"] if m["running"] is not None else dash),
@@ -146,6 +157,32 @@ def status(ctx: click.Context) -> None:
     emit(options, data, human)
 
 
+SERVING = ("serving", "no-zookeeper")  # states of a member that serves (the latter on its last ring)
+
+
+def group_label(group: str) -> str:
+    return group or "default"
+
+
+def group_shares(ring: Ring) -> dict[str, float]:
+    """Each member's share of the key space of its own group's ring."""
+    return {node: share for members in ring.groups.values()
+            for node, share in members.shares().items()}
+
+
+def group_totals(members: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per task group: members, those serving, and tasks in flight (as the nodes say, or as
+    Redis holds them for a node that does not answer)."""
+    totals: dict[str, dict[str, int]] = {}
+    for m in members:
+        group = totals.setdefault(m["group"], {"members": 0, "serving": 0, "in_flight": 0})
+        group["members"] += 1
+        group["serving"] += m["state"] in SERVING
+        group["in_flight"] += m["in_flight"] if m["in_flight"] is not None \
+            else m["in_flight_recorded"]
+    return dict(sorted(totals.items()))
+
+
 @click.command()
 @click.option("--keys", "sample", type=click.IntRange(min=1, max=10_000_000), default=None,
               metavar="N", help="also measure each member's share over N sample keys")
@@ -158,18 +195,21 @@ def ring(ctx: click.Context, sample: int | None) -> None:
         return await session.ring()
 
     current = run(options, body)
-    shares = current.shares()
+    shares = group_shares(current)
     measured: dict[str, float] = {}
-    if sample and len(current):
-        counts = Counter(current.owner(f"key:{i}") for i in range(sample))
-        measured = {node: counts.get(node, 0) / sample for node in current.members}
+    if sample:
+        for members in current.groups.values():
+            counts = Counter(members.owner(f"key:{i}") for i in range(sample))
+            measured.update({node: counts.get(node, 0) / sample for node in members.members})
+    grouped = set(current.groups) - {""}
     rows: list[dict[str, Any]] = [
-        {"node_id": node, "address": current.members[node].addr,
+        {"node_id": node, "group": current.members[node].group,
+         "address": current.members[node].addr,
          "weight": current.members[node].weight, "vnodes": max(1, round(
              current.vnodes * current.members[node].weight)),
          "share": round(shares[node], 6),
          **({"measured_share": round(measured[node], 6)} if sample else {})}
-        for node in sorted(current.members)
+        for node in sorted(current.members, key=lambda n: (current.members[n].group, n))
     ]
     data: dict[str, Any] = {
             "cluster": options.cluster, "ring_version": current.version, "members": rows,
@@ -178,17 +218,19 @@ def ring(ctx: click.Context, sample: int | None) -> None:
     def human(out: Console) -> None:
         out.print(f"[bold]ring v{current.version}[/bold]  {len(rows)} members  "
                   f"{current.vnodes} virtual nodes per unit of weight")
-        columns = ["node", "address", "share", ""]
+        columns = ["node", *(["group"] if grouped else []), "address", "share", ""]
         if sample:
             columns.append("measured")
         t = table(*columns)
         for row in rows:
-            cells = [row["node_id"], row["address"], f"{row['share'] * 100:.1f}%",
-                     bar(row["share"])]
+            cells = [row["node_id"], *([group_label(row["group"])] if grouped else []),
+                     row["address"], f"{row['share'] * 100:.1f}%", bar(row["share"])]
             if sample:
                 cells.append(f"{row['measured_share'] * 100:.1f}%")
             t.add_row(*cells)
         out.print(t)
+        if grouped:
+            out.print("shares are of each group's own ring")
         if sample:
             out.print(f"measured over {sample} sample keys")
 
@@ -197,8 +239,10 @@ def ring(ctx: click.Context, sample: int | None) -> None:
 
 @click.command()
 @click.argument("keys", nargs=-1, required=True)
+@click.option("--group", default="", metavar="NAME", callback=group_name,
+              help="route on the ring of this task group (default: the default group)")
 @click.pass_context
-def route(ctx: click.Context, keys: tuple[str, ...]) -> None:
+def route(ctx: click.Context, keys: tuple[str, ...], group: str) -> None:
     """The owner of each KEY (use '-' to read keys from stdin, one a line)."""
     options = options_of(ctx)
     wanted: list[str] = []
@@ -215,12 +259,13 @@ def route(ctx: click.Context, keys: tuple[str, ...]) -> None:
     async def body(session: Session) -> Ring:
         return await session.ring()
 
-    current = run(options, body)
+    current = run(options, body).group(group)
     if not len(current):
-        raise NoNodesAvailable("no nodes in the ring")
+        raise NoNodesAvailable(f"no nodes of group {group!r} in the ring" if group
+                               else "no nodes in the ring")
     rows = [{"key": key, "owner": current.owner(key),
              "address": current.members[current.owner(key)].addr} for key in wanted]
-    data = {"ring_version": current.version, "routes": rows}
+    data = {"ring_version": current.version, "group": group, "routes": rows}
 
     def human(out: Console) -> None:
         t = table("key", "owner", "address")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
@@ -24,9 +25,16 @@ def record_data(record: TaskRecord, dead_at: float | None) -> dict[str, Any]:
     data = record.to_dict()
     data["in_dlq"] = dead_at is not None
     data["dead_lettered_at"] = dead_at
-    for name in (*TIMESTAMPS, "dead_lettered_at"):
+    for name in (*TIMESTAMPS, "dead_lettered_at", "expires_at"):
         data[f"{name}_iso"] = iso(data.get(name))
+    if data["progress"] is not None:
+        data["progress"]["at_iso"] = iso(data["progress"]["at"])
     return data
+
+
+def progress_text(progress: dict[str, Any]) -> str:
+    meta = f" {json.dumps(progress['meta'], separators=(',', ':'))}" if progress["meta"] else ""
+    return f"{progress['value']:g}{meta} (reported {ago(progress['at'])})"
 
 
 def print_record(out: Console, data: dict[str, Any]) -> None:
@@ -37,7 +45,8 @@ def print_record(out: Console, data: dict[str, Any]) -> None:
     out.print(f"[bold]task[/bold] {data['task_id']}  [{colour}]{state}[/{colour}]"
               + ("  [red](in the DLQ)[/red]" if data["in_dlq"] else ""))
     rows = [
-        ("name", data["name"]), ("key", data["key"]), ("node", data["node"] or "-"),
+        ("name", data["name"]), ("key", data["key"]),
+        *([("group", data["group"])] if data["group"] else []), ("node", data["node"] or "-"),
         ("attempt", str(data["attempt"])), ("replays", str(data["replays"])),
         ("recoveries", str(data["recoveries"])), ("args", data["args"]),
     ]
@@ -54,6 +63,11 @@ def print_record(out: Console, data: dict[str, Any]) -> None:
                                       f"({ago(data['dead_lettered_at'])})"))
     if data["dead_reason"]:
         rows.append(("dead reason", data["dead_reason"]))
+    if data["progress"] is not None:
+        rows.append(("progress", progress_text(data["progress"])))
+    if data["expires_at"]:
+        ttl = f", its own result TTL {data['result_ttl_s']}s" if data["result_ttl_s"] else ""
+        rows.append(("expires", f"{when(data['expires_at'])} ({ago(data['expires_at'])}{ttl})"))
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         out.print(f"  {label:<{width}}  {escape(str(value))}")

@@ -17,6 +17,7 @@ from ringpool.dashboard.auth import Refused, mutation
 from ringpool.dashboard.forms import BadInput
 from ringpool.dashboard.pages import dashboard_of, render
 from ringpool.errors import ConfigError
+from ringpool.ops.units import show_rate_limit
 
 DEFAULTS = ClusterConfig().flat()
 
@@ -29,20 +30,24 @@ async def _read(request: Request) -> StoredConfig:
 def _page(request: Request, stored: StoredConfig, status_code: int = 200, error: str = "",
           typed: dict[str, str] | None = None, saved: list[str] | None = None) -> Response:
     values = stored.config.flat()
-    rows = [{"key": key, "value": (typed or {}).get(key, _show(values[key])),
-             "default": _show(DEFAULTS[key]), "changed": values[key] != DEFAULTS[key],
-             "meaning": schema.DESCRIPTIONS[key]} for key in schema.KEYS]
+    rows = [{"key": key, "value": (typed or {}).get(key, _show(values[key], key)),
+             "default": _show(DEFAULTS.get(key), key), "changed": values[key] != DEFAULTS.get(key),
+             "meaning": schema.describe(key)} for key in values]
     return render(request, "config.html", status_code=status_code, rows=rows, stored=stored,
                   error=error, saved=saved or [])
 
 
-def _show(value: object) -> str:
+def _show(value: object, key: str) -> str:
+    if key.startswith(schema.RATE_PREFIX):  # set by taskctl; shown (and changed) here
+        return show_rate_limit(value if value is None else float(str(value)))
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 async def view(request: Request) -> Response:
-    saved = [k for k in request.query_params.get("saved", "").split(",") if k in schema.SCHEMA]
-    return _page(request, await _read(request), saved=saved)
+    stored = await _read(request)
+    keys = stored.config.flat()
+    saved = [k for k in request.query_params.get("saved", "").split(",") if k in keys]
+    return _page(request, stored, saved=saved)
 
 
 @mutation()
@@ -54,10 +59,10 @@ async def change(request: Request, form: FormData) -> Response:
         raise Refused(409, "the config changed since this page was shown (znode version "
                            f"{version} -> {stored.version}); nothing was written: reload and "
                            "make your change again")
-    typed = {key: str(form[key]).strip() for key in schema.KEYS if key in form}
-    current = {key: _show(value) for key, value in stored.config.flat().items()}
+    current = {key: _show(value, key) for key, value in stored.config.flat().items()}
+    typed = {key: str(form[key]).strip() for key in current if key in form}
     changes = {key: text for key, text in typed.items() if text != current[key]}
-    unknown = sorted(set(form.keys()) - set(schema.KEYS) - {"csrf", "version"})
+    unknown = sorted(set(form.keys()) - set(current) - {"csrf", "version"})
     if unknown:
         raise BadInput(f"unknown config keys: {', '.join(unknown)}")
     if not changes:

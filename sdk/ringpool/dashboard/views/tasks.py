@@ -1,8 +1,8 @@
 """Tasks: look one up by id or key; list them by state, filtered, a page at a time.
 
-Queued and running tasks come from the nodes' in-flight hashes, retrying ones from the
-retry set, delayed tasks and schedule ticks from the scheduled set, each page from one
-bounded store listing.
+Each page is one listing of ``ringpool.ops.tasks`` (shared with ``taskctl tasks ls``):
+queued and running tasks from the nodes' in-flight hashes, retrying ones from the
+retry set, delayed tasks and schedule ticks from the scheduled set.
 """
 
 from __future__ import annotations
@@ -13,28 +13,24 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ringpool.core.protocol import CANCELLABLE, TaskState
+from ringpool.core.protocol import CANCELLABLE
 from ringpool.dashboard.forms import BadInput, Filters, page_size
 from ringpool.dashboard.pages import dashboard_of, render
 from ringpool.errors import NoNodesAvailable, TaskNotFound
-from ringpool.store.listing import InvalidQuery, Page, is_literal, literal, unescape
+from ringpool.ops import tasks as ops
+from ringpool.store.listing import InvalidQuery, is_literal, literal, unescape
 from ringpool.store.store import TaskRecord
 
-#: The listed states: tab -> (title, TaskState in flight, or None for the retry set).
-STATES: dict[str, tuple[str, TaskState | None]] = {
-    "inflight": ("In flight", None),
-    "queued": ("Queued", TaskState.QUEUED),
-    "running": ("Running", TaskState.RUNNING),
-    "retrying": ("Retrying", TaskState.RETRY_SCHEDULED),
-    "scheduled": ("Scheduled", TaskState.SCHEDULED),
-}
-WAITING = (TaskState.RETRY_SCHEDULED, TaskState.SCHEDULED)  # listed by due time
+#: The tabs: each state ``ringpool.ops.tasks`` lists, and its title.
+STATES: dict[str, str] = {ops.IN_FLIGHT: "In flight", "queued": "Queued",
+                          "running": "Running", "retrying": "Retrying",
+                          "scheduled": "Scheduled"}
 TRACEPARENT = "traceparent"
 
 
 async def listing(request: Request) -> Response:
     params = request.query_params
-    tab = params.get("state", "inflight")
+    tab = params.get("state", ops.IN_FLIGHT)
     if tab not in STATES:
         raise BadInput(f"no task state {tab!r}; choose one of {', '.join(STATES)}")
     filters = Filters.read(params)
@@ -42,25 +38,13 @@ async def listing(request: Request) -> Response:
     limit = page_size(params)
     cursor = params.get("cursor") or None
     store = dashboard_of(request).store
-    _, state = STATES[tab]
     try:
-        if state is TaskState.RETRY_SCHEDULED:
-            page: Page = await store.retries_list(query, cursor, limit)
-        elif state is TaskState.SCHEDULED:
-            page = await store.scheduled_list(query, cursor, limit)
-        else:
-            if query.timed:
-                raise BadInput("a time range filters retrying and scheduled tasks only (their "
-                               "due times)")
-            page = await store.inflight_list(query, state, cursor, limit)
+        page = await ops.list_tasks(store, tab, query, cursor, limit)
     except InvalidQuery as exc:
         raise BadInput(str(exc)) from None
-    sizes = await store.queue_sizes()
-    counts = {"inflight": await store.inflight_count(), "retrying": sizes.retries,
-              "scheduled": sizes.scheduled}
     return render(request, "tasks.html", tab=tab, states=STATES, filters=filters, page=page,
-                  limit=limit, cursor=cursor, counts=counts, owner=key_owner(request, filters.key),
-                  by_due=state in WAITING)
+                  limit=limit, cursor=cursor, counts=await ops.counts(store),
+                  owner=key_owner(request, filters.key), by_due=tab in ops.BY_DUE)
 
 
 def key_owner(request: Request, key_glob: str) -> dict[str, str] | None:

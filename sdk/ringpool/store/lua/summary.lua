@@ -27,18 +27,22 @@ local function envelope_head(buf)
 end
 
 local SUMMARY_FIELDS = {'state', 'attempt', 'node', 'error_type', 'error_message', 'replays',
-  'accepted_at', 'started_at', 'finished_at', 'envelope'}
+  'accepted_at', 'started_at', 'finished_at', 'envelope', 'progress'}
 local MESSAGE_CHARS = 300
 
 -- {id, score, key, name, state, attempt, node, error type, error message (cut), replays,
---  accepted_at, started_at, finished_at}, or nil when a filter leaves it out. Filters are
--- anchored Lua patterns ('' = any); state '' = any. A task without a record (purged or
--- expired meanwhile) has empty fields: it passes only when nothing is filtered.
-local function summary(prefix, id, score, state, name_pattern, error_pattern, key_pattern)
+--  accepted_at, started_at, finished_at, progress}, or nil when a filter leaves it out.
+-- Filters are anchored Lua patterns ('' = any) over the name, error type, key and node;
+-- state '' = any. A task without a record (purged or expired meanwhile) has empty
+-- fields: it passes only when nothing is filtered.
+local function summary(prefix, id, score, state, name_pattern, error_pattern, key_pattern,
+                       node_pattern)
   local f = redis.call('HMGET', prefix .. id, unpack(SUMMARY_FIELDS))
   if state ~= '' and f[1] ~= state then return nil end
   local filtered = name_pattern ~= '' or error_pattern ~= '' or key_pattern ~= ''
+    or node_pattern ~= ''
   if filtered and not f[1] then return nil end
+  if node_pattern ~= '' and not string.find(f[3] or '', node_pattern) then return nil end
   local key, name = '', ''
   if f[10] then key, name = envelope_head(f[10]) end
   local error_type = f[4] or ''
@@ -46,5 +50,6 @@ local function summary(prefix, id, score, state, name_pattern, error_pattern, ke
   if error_pattern ~= '' and not string.find(error_type, error_pattern) then return nil end
   if key_pattern ~= '' and not string.find(key, key_pattern) then return nil end
   return {id, score, key, name, f[1] or '', f[2] or '', f[3] or '', error_type,
-    string.sub(f[5] or '', 1, MESSAGE_CHARS), f[6] or '', f[7] or '', f[8] or '', f[9] or ''}
+    string.sub(f[5] or '', 1, MESSAGE_CHARS), f[6] or '', f[7] or '', f[8] or '', f[9] or '',
+    f[11] or ''}
 end

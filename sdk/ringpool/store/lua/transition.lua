@@ -5,8 +5,9 @@
 -- ARGV: epoch, result ttl (s), record key prefix, done channel, retry channel, and a
 --       msgpack array of ops (Transition.packed):
 --       {op, id, started_at, result, error type, error message, traceback, retry in (s),
---        dead reason, publish}
---   start: mark RUNNING.   ok: SUCCEEDED with the result; announced when publish is 1.
+--        dead reason, publish, result ttl (s; 0: the call's)}
+--   start: mark RUNNING.   ok: SUCCEEDED with the result, kept for its result ttl (the
+--   task's own, else the call's); announced when publish is 1.
 --   retry: RETRY_SCHEDULED, due "retry in" seconds from now by Redis' clock.
 --   dead: FAILED, into the DLQ, announced.
 -- Record keys are the prefix plus the task id: they share the hash tag of KEYS.
@@ -34,7 +35,7 @@ for _, t in ipairs(cmsgpack.unpack(ARGV[6])) do
       redis.call('HSET', rec, 'state', 'SUCCEEDED', 'result', t[4], 'started_at', started_at,
         'finished_at', at)
       redis.call('HINCRBY', rec, 'completions', 1)
-      redis.call('EXPIRE', rec, ttl)
+      redis.call('EXPIRE', rec, (t[11] or 0) > 0 and t[11] or ttl)
       if t[10] == 1 then redis.call('PUBLISH', done_channel, id) end
     else
       redis.call('HSET', rec, 'error_type', t[5], 'error_message', t[6],

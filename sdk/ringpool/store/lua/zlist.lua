@@ -3,14 +3,15 @@
 -- KEYS[1] the zset.
 -- ARGV: record prefix, order ('asc' | 'desc'), lowest and highest score ('' = unbounded,
 --       both inclusive), cursor id and its score ('' = from the start of the range),
---       state, name, error and key patterns (see summary), limit, budget.
+--       state, name, error, key and node patterns (see summary), limit, budget.
 -- Reads at most `budget` entries and stops at `limit` matches. Returns {cursor id,
 -- cursor score, scanned, rows}: the cursor is the last entry read ('' at the end), and a
 -- cursor whose entry left meanwhile still resumes where it was, so no entry is skipped.
 local zset, prefix, desc = KEYS[1], ARGV[1], ARGV[2] == 'desc'
 local low, high, after, after_score = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local state, name_pattern, error_pattern, key_pattern = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
-local limit, budget = tonumber(ARGV[11]), tonumber(ARGV[12])
+local node_pattern = ARGV[11]
+local limit, budget = tonumber(ARGV[12]), tonumber(ARGV[13])
 
 -- The rank (in walking order) of the first entry to read.
 local start
@@ -56,7 +57,8 @@ while #rows < limit and scanned < budget do
     end
     read = read + 1
     last, last_score = id, score
-    local row = summary(prefix, id, score, state, name_pattern, error_pattern, key_pattern)
+    local row = summary(prefix, id, score, state, name_pattern, error_pattern, key_pattern,
+      node_pattern)
     if row then
       rows[#rows + 1] = row
       if #rows >= limit then break end

@@ -6,11 +6,11 @@ refuse, and a node still refuses it when the client is not ours.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ringpool.core import codec
+from ringpool.core.slots import idempotent_slot, new_task_id, slot_of, task_slot
 from ringpool.errors import InvalidKey, InvalidTask, PayloadTooLarge
 from ringpool.task import MAX_RETRIES_LIMIT, MAX_TIMEOUT_S, PRIORITY_LIMIT, Task
 from ringpool.v1 import node_pb2 as pb
@@ -41,9 +41,7 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def new_task_id() -> str:
-    """128 random bits as hex: as unique as a uuid4, a fifth of the cost."""
-    return os.urandom(16).hex()
+MAX_REPLY_TO_CHARS = 64
 
 
 def check_key(key: object, limits: Limits = DEFAULT_LIMITS) -> str:
@@ -60,18 +58,24 @@ def build(
     ring_version: int,
     headers: Mapping[str, str] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    reply_to: str = "",
 ) -> pb.TaskEnvelope:
-    """A validated envelope for a new task; raises the DispatchError a node would answer."""
+    """A validated envelope for a new task; raises the DispatchError a node would answer.
+
+    ``reply_to`` names the sender's done channel (``StateStore.reply_to``): where the
+    task's outcome is announced when it finishes away from an open stream of the sender.
+    """
     if not isinstance(task, Task):
         raise InvalidTask(f"expected a Task, got {type(task).__name__}")
     check_key(key, limits)
+    idempotency_key = task.idempotency_key or ""
     envelope = pb.TaskEnvelope(
-        task_id=new_task_id(),
+        task_id=new_task_id(task_slot(key, task.name, idempotency_key)),
         key=key,
         name=task.name,
         payload=codec.encode_call(task.args, task.kwargs),
         codec=codec.CODEC,
-        idempotency_key=task.idempotency_key or "",
+        idempotency_key=idempotency_key,
         attempt=1,
         max_retries=int(
             _in_range("max_retries", task.max_retries, 0, MAX_RETRIES_LIMIT, DEFAULT_MAX_RETRIES)
@@ -80,6 +84,7 @@ def build(
         priority=int(_in_range("priority", task.priority, -PRIORITY_LIMIT, PRIORITY_LIMIT, 0)),
         ordered=bool(task.ordered),
         ring_version=ring_version,
+        reply_to=reply_to,
     )
     if headers:
         envelope.headers.update(headers)
@@ -113,6 +118,13 @@ def validate(
         )
     if len(envelope.idempotency_key.encode()) > limits.max_idempotency_key_bytes:
         raise InvalidTask(f"idempotency_key is over {limits.max_idempotency_key_bytes} bytes")
+    if envelope.idempotency_key and slot_of(envelope.task_id) != idempotent_slot(
+            envelope.name, envelope.idempotency_key):
+        # Its fingerprint lives in the partition its id names: every submission of the
+        # task must name the same one (ringpool.core.slots).
+        raise InvalidTask("the task id does not carry the slot of its idempotency key")
+    if len(envelope.reply_to) > MAX_REPLY_TO_CHARS or not envelope.reply_to.isascii():
+        raise InvalidTask(f"reply_to must be at most {MAX_REPLY_TO_CHARS} ASCII characters")
     if not 1 <= envelope.attempt <= MAX_RETRIES_LIMIT + 1:
         raise InvalidTask(f"attempt must be in [1, {MAX_RETRIES_LIMIT + 1}]")
     if envelope.max_retries > MAX_RETRIES_LIMIT and envelope.max_retries != DEFAULT_MAX_RETRIES:

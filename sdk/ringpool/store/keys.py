@@ -1,30 +1,50 @@
 """The Redis key layout of one cluster: every key and channel ringpool uses, and nowhere else.
 
-Every key carries the hash tag ``{<cluster>}``, so a Redis Cluster keeps one
-cluster's keys in one slot and each script may touch all of them in one call.
-``C`` is the cluster name:
+Task state is split into a fixed number of partitions per cluster (``P``, recorded
+once in Redis, 64 unless the first process asked for another count). A task lives
+in partition ``slot % P``, its slot being the 16-bit hash its id carries
+(``ringpool.core.slots``: the routing key's, or the task name's and idempotency
+key's), so a lookup by id needs nothing else. Each partition's keys share the hash
+tag ``{C:p}`` (``C`` the cluster name, ``p`` the partition): a Redis Cluster spreads
+the partitions over its slots, and every script, which declares all its keys, runs
+on one partition, in one slot. The same layout serves a single Redis.
 
-    ringpool:{C}:task:<id>           hash     the task record (fields below); expires the
-                                              result TTL after it succeeded
-    ringpool:{C}:fp:t:<id>           string   fingerprint of a task without an idempotency key:
-    ringpool:{C}:fp:k:<name>:<ikey>  string   ... or with one: the task id that holds it (TTL)
-    ringpool:{C}:inflight:<node>     hash     task id -> owner epoch: accepted by <node>, not
-                                              finished (the fence of every transition)
-    ringpool:{C}:inflight-nodes      set      nodes that ever held in-flight tasks (recovery)
-    ringpool:{C}:retry               zset     task id -> due time (unix s): failed attempts,
-                                              and tasks recovered or handed back (due now)
-    ringpool:{C}:dlq                 zset     task id -> when it was dead-lettered
-    ringpool:{C}:done                channel  ids of tasks that finished away from an open
-                                              stream of their submitter
-    ringpool:{C}:retry-wake          channel  a new retry's due time: wakes the retry firer
+Per partition ``p``:
 
-Task record fields: ``state`` (a ``TaskState``), ``envelope`` (the protobuf), ``attempt``,
-``redeliver_attempt`` (the attempt a retry fires as), ``node`` and ``epoch`` (the owner
-that accepted it), ``recoveries``, ``replays``, ``completions``, ``result`` (JSON) or
-``error_type``, ``error_message``, ``traceback``, ``dead_reason``, and the times
-``created_at``, ``accepted_at``, ``started_at``, ``finished_at``, ``first_failure_at``,
-``last_failure_at`` (unix seconds). The scripts in ``lua/`` write them; ``TaskRecord``
-reads them.
+    ringpool:{C:p}:task:<id>           hash     the task record (fields below)
+    ringpool:{C:p}:fp:t:<id>           string   fingerprint of a task without an idempotency
+                                                key ("1"), for the fingerprint TTL
+    ringpool:{C:p}:fp:k:<n>:<name>:<ik>  string ... or with one (``<n>`` the name's length, so
+                                                no two (name, key) pairs share one): the id of
+                                                the task that holds it, for the fingerprint TTL
+    ringpool:{C:p}:inflight:<node>     hash     task id -> owner epoch: accepted by <node>, not
+                                                finished (the fence of every transition)
+    ringpool:{C:p}:inflight-nodes      set      nodes whose in-flight hash here is not empty
+                                                (a node leaves it with its last entry)
+    ringpool:{C:p}:retry               zset     task id -> due time (unix s): failed attempts,
+                                                and tasks recovered or handed back (due now)
+    ringpool:{C:p}:dlq                 zset     task id -> when it was dead-lettered
+
+Cluster-wide:
+
+    ringpool:{C}:partitions            string   ``P``, written once (SET NX); a process that
+                                                asks for another count is refused
+    ringpool:{C}:done:<reply to>       channel  ids of tasks that finished away from an open
+                                                stream of their sender, for that sender only
+                                                (``reply_to`` in the envelope)
+    ringpool:{C}:retry-wake            channel  a new retry's due time: wakes the retry firer
+
+Task record fields while a task can run or sits in the DLQ: ``state`` (a
+``TaskState``), ``envelope`` (the protobuf), ``reply_to``, ``attempt``,
+``redeliver_attempt`` (the attempt a retry fires as), ``node`` and ``epoch`` (the
+owner that accepted it), ``recoveries``, ``replays``, ``completions``, ``error_type``,
+``error_message``, ``traceback``, ``dead_reason``, and the times ``created_at``,
+``accepted_at``, ``started_at``, ``finished_at``, ``first_failure_at``,
+``last_failure_at`` (unix seconds). A task that succeeded keeps only ``state``,
+``result`` (JSON), ``name``, ``key``, ``node``, ``epoch``, ``attempt``, ``replays``,
+``completions`` and its times, and expires after the result TTL; its fingerprint
+outlives it for the rest of the fingerprint TTL. The scripts in ``lua/`` write the
+records; ``TaskRecord`` reads them.
 """
 
 from __future__ import annotations
@@ -32,51 +52,83 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ringpool.core.naming import check_cluster_name
+from ringpool.core.slots import SLOTS, slot_of
+from ringpool.errors import ConfigError
+
+DEFAULT_PARTITIONS = 64
+MAX_PARTITIONS = 4096
+
+
+def check_partitions(partitions: int) -> int:
+    if isinstance(partitions, bool) or not isinstance(partitions, int) \
+            or not 1 <= partitions <= MAX_PARTITIONS:
+        raise ConfigError(f"the partition count must be in [1, {MAX_PARTITIONS}], "
+                          f"got {partitions!r}")
+    return partitions
 
 
 @dataclass(frozen=True)
 class Keys:
-    """The Redis keys and channels of one cluster."""
+    """The Redis keys and channels of one cluster with ``partitions`` partitions."""
 
     cluster: str
+    partitions: int = DEFAULT_PARTITIONS
     prefix: str = field(init=False)
 
     def __post_init__(self) -> None:
         check_cluster_name(self.cluster)
+        check_partitions(self.partitions)
+        assert SLOTS >= MAX_PARTITIONS
         object.__setattr__(self, "prefix", f"ringpool:{{{self.cluster}}}")
 
+    # -- partitions ------------------------------------------------------------------
+
+    def partition_of(self, task_id: str) -> int:
+        return slot_of(task_id) % self.partitions
+
     @property
-    def task_prefix(self) -> str:
-        """``task(id)`` is this plus the id (the scripts build record keys this way)."""
-        return f"{self.prefix}:task:"
+    def all_partitions(self) -> range:
+        return range(self.partitions)
+
+    def tag(self, partition: int) -> str:
+        """What every key of ``partition`` starts with."""
+        return f"ringpool:{{{self.cluster}:{partition}}}"
+
+    # -- one task's keys (in its partition) --------------------------------------------
 
     def task(self, task_id: str) -> str:
-        return f"{self.task_prefix}{task_id}"
+        return f"{self.tag(self.partition_of(task_id))}:task:{task_id}"
 
-    def fingerprint(self, name: str, idempotency_key: str, task_id: str) -> str:
-        """The caller's idempotency key scoped by task name, else the task id itself."""
+    def fingerprint(self, task_id: str, name: str, idempotency_key: str) -> str:
+        """The caller's idempotency key scoped by task name, else the task id itself; in
+        the task's partition (its id carries the slot of its idempotency key)."""
+        tag = self.tag(self.partition_of(task_id))
         if idempotency_key:
-            return f"{self.prefix}:fp:k:{name}:{idempotency_key}"
-        return f"{self.prefix}:fp:t:{task_id}"
+            return f"{tag}:fp:k:{len(name)}:{name}:{idempotency_key}"
+        return f"{tag}:fp:t:{task_id}"
 
-    def inflight(self, node_id: str) -> str:
-        return f"{self.prefix}:inflight:{node_id}"
+    # -- per partition -------------------------------------------------------------------
+
+    def inflight(self, node_id: str, partition: int) -> str:
+        return f"{self.tag(partition)}:inflight:{node_id}"
+
+    def inflight_nodes(self, partition: int) -> str:
+        return f"{self.tag(partition)}:inflight-nodes"
+
+    def retries(self, partition: int) -> str:
+        return f"{self.tag(partition)}:retry"
+
+    def dlq(self, partition: int) -> str:
+        return f"{self.tag(partition)}:dlq"
+
+    # -- cluster-wide ------------------------------------------------------------------
 
     @property
-    def inflight_nodes(self) -> str:
-        return f"{self.prefix}:inflight-nodes"
+    def partition_count(self) -> str:
+        return f"{self.prefix}:partitions"
 
-    @property
-    def retries(self) -> str:
-        return f"{self.prefix}:retry"
-
-    @property
-    def dlq(self) -> str:
-        return f"{self.prefix}:dlq"
-
-    @property
-    def done_channel(self) -> str:
-        return f"{self.prefix}:done"
+    def done_channel(self, reply_to: str) -> str:
+        return f"{self.prefix}:done:{reply_to}"
 
     @property
     def retry_channel(self) -> str:

@@ -7,13 +7,13 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
+from ringpool.store.connection import RedisClient
 
 log = logging.getLogger(__name__)
 
 
 async def listen_forever(
-    client: aioredis.Redis,
+    client: RedisClient,
     channel: str,
     on_message: Callable[[bytes], Awaitable[None]],
     on_subscribed: Callable[[], Awaitable[None]] | None = None,

@@ -1,58 +1,71 @@
 """The Redis state layer: durable accept, transitions, retries, recovery and the DLQ.
 
-Every multi-key change is one Lua script (``lua/``), so each is atomic and one
-round trip per batch. Nodes, the coordinator, the client and ``taskctl`` all go
-through ``StateStore``; the key layout lives in ``keys.py`` and nowhere else.
+Every multi-key change is one Lua script (``lua/``) on one partition, so each is
+atomic; a batch that spans partitions is one script call per partition, all sent in
+one pipeline (one round trip per Redis shard). Nodes, the coordinator, the client and
+``taskctl`` all go through ``StateStore``; the key layout lives in ``keys.py`` and
+nowhere else. Reads that cover the whole cluster (sizes, the DLQ, in-flight tasks)
+walk every partition, also in pipelines.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-from importlib import resources
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import msgpack
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ringpool.core.protocol import TaskState
+from ringpool.errors import ConfigError
 from ringpool.store import listing
+from ringpool.store.connection import RedisClient, RedisConnection, RedisOptions
+from ringpool.store.durability import (
+    DEFAULT_DURABILITY,
+    AcceptDurability,
+    ServerFacts,
+    confirmed,
+    log_facts,
+    probe,
+)
 from ringpool.store.events import StoreEvents
-from ringpool.store.keys import Keys
-from ringpool.store.listing import SCAN_BUDGET, Page, TaskQuery
+from ringpool.store.keys import DEFAULT_PARTITIONS, Keys, check_partitions
+from ringpool.store.listing import SCAN_BUDGET, Entry, Page, TaskQuery
 from ringpool.store.pubsub import listen_forever
+from ringpool.store.records import TaskRecord, text
+from ringpool.store.scripts import Call, Script, run
 from ringpool.v1 import node_pb2 as pb
+
+log = logging.getLogger(__name__)
 
 SOURCE_NAMES = {pb.SOURCE_CLIENT: "client", pb.SOURCE_RETRY: "retry", pb.SOURCE_REPLAY: "replay"}
 DEFAULT_FINGERPRINT_TTL_S = 24 * 3600
 DEFAULT_RESULT_TTL_S = 24 * 3600
 DLQ_PAGE = 500
+SCAN_BATCH = 1000  # in-flight entries one HSCAN step of a recovery reads
 
-
-def _script(name: str) -> str:
-    return resources.files(__package__).joinpath(f"lua/{name}.lua").read_text()
+ACCEPT = Script.load("accept")
+TRANSITION = Script.load("transition", "envelope")
+RECOVER = Script.load("recover")
+CLAIM = Script.load("claim")
+BURY = Script.load("bury")
+PURGE = Script.load("purge")
+ZAFTER = Script.load("zafter")
+SUMMARIES = Script.load("summaries", "envelope")
 
 
 def connect_redis(
     url: str, connect_timeout_s: float = 5.0, timeout_s: float = 10.0, retries: int = 20,
     backoff_cap_s: float = 1.0,
-) -> aioredis.Redis:
-    """An asyncio Redis client that rides out restarts: reconnects with backoff, up to
-    ``retries`` times per command."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_connect_timeout=connect_timeout_s,
-        socket_timeout=timeout_s,
-        health_check_interval=15,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=backoff_cap_s), retries=retries),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
+) -> RedisConnection:
+    """The Redis of ``url`` (a server, a Redis Cluster, or Sentinel's master), opened on
+    first use; its client rides out restarts: reconnects with backoff, up to ``retries``
+    times per command."""
+    return RedisConnection(url, RedisOptions(connect_timeout_s, timeout_s, retries, backoff_cap_s))
 
 
 class AcceptCode(StrEnum):
@@ -64,6 +77,9 @@ class AcceptCode(StrEnum):
     DUPLICATE = "D"
     #: A retry or replay of a task that no longer waits in the retry set or the DLQ.
     NOT_REDELIVERABLE = "N"
+    #: Its partition's Redis failed or did not confirm the accept durability: not
+    #: acknowledged (``message`` says why); a resend is safe.
+    UNAVAILABLE = "U"
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,7 @@ class AcceptResult:
     code: AcceptCode
     task_id: str
     state: TaskState
+    message: str = ""
 
 
 class TransitionOp(StrEnum):
@@ -78,7 +95,7 @@ class TransitionOp(StrEnum):
 
     #: QUEUED -> RUNNING; informational, written late if at all.
     START = "start"
-    #: -> SUCCEEDED with its result; the record expires after the result TTL.
+    #: -> SUCCEEDED with its result; the record slims down and expires after the result TTL.
     SUCCEED = "ok"
     #: -> RETRY_SCHEDULED: into the retry set, due at ``retry_at``.
     RETRY = "retry"
@@ -103,7 +120,7 @@ class Transition:
     traceback: str = ""
     retry_at: float = 0.0
     dead_reason: str = ""
-    publish: bool = False  # a success is announced on the done channel (no stream to push to)
+    publish: bool = False  # a success is announced to its sender (no stream to push to)
 
     @classmethod
     def started(cls, task_id: str, started_at: float) -> Transition:
@@ -152,250 +169,346 @@ class Recovery:
     left: int
 
 
-def _pack(items: list[Any]) -> bytes:
-    # Redis' Lua cmsgpack predates msgpack's bin type: send bytes as raw strings.
-    return msgpack.packb(items, use_bin_type=False)  # type: ignore[no-any-return]
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _float(value: bytes | str | None) -> float | None:
-    return float(value) if value not in (None, b"", "") else None  # type: ignore[arg-type]
-
-
-@dataclass
-class TaskRecord:
-    """A task as Redis holds it: the truth for status, results and the DLQ."""
-
-    task_id: str
-    state: TaskState
-    name: str = ""
-    key: str = ""
-    node: str = ""
-    attempt: int = 0
-    recoveries: int = 0
-    replays: int = 0
-    completions: int = 0  # final transitions applied: the fence keeps this at most 1
-    result: bytes | None = None
-    error_type: str = ""
-    error_message: str = ""
-    traceback: str = ""
-    dead_reason: str = ""
-    created_at: float | None = None
-    accepted_at: float | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    first_failure_at: float | None = None
-    last_failure_at: float | None = None
-    envelope: pb.TaskEnvelope = field(default_factory=pb.TaskEnvelope)
-
-    @classmethod
-    def from_hash(cls, task_id: str, raw: Mapping[Any, Any]) -> TaskRecord:
-        get = raw.get
-        envelope = pb.TaskEnvelope()
-        if get(b"envelope"):
-            envelope.ParseFromString(raw[b"envelope"])
-        return cls(
-            task_id=task_id,
-            state=TaskState.parse(_text(get(b"state"))),
-            name=envelope.name,
-            key=envelope.key,
-            node=_text(get(b"node")),
-            attempt=int(get(b"attempt") or 0),
-            recoveries=int(get(b"recoveries") or 0),
-            replays=int(get(b"replays") or 0),
-            completions=int(get(b"completions") or 0),
-            result=get(b"result"),
-            error_type=_text(get(b"error_type")),
-            error_message=_text(get(b"error_message")),
-            traceback=_text(get(b"traceback")),
-            dead_reason=_text(get(b"dead_reason")),
-            created_at=_float(get(b"created_at")),
-            accepted_at=_float(get(b"accepted_at")),
-            started_at=_float(get(b"started_at")),
-            finished_at=_float(get(b"finished_at")),
-            first_failure_at=_float(get(b"first_failure_at")),
-            last_failure_at=_float(get(b"last_failure_at")),
-            envelope=envelope,
-        )
-
-    def summary(self) -> listing.TaskRecordSummary:
-        """What a listing shows of this record."""
-        return listing.TaskRecordSummary(
-            task_id=self.task_id, state=self.state, name=self.name, key=self.key,
-            node=self.node, attempt=self.attempt, replays=self.replays,
-            error_type=self.error_type, error_message=self.error_message,
-            accepted_at=self.accepted_at, started_at=self.started_at,
-            finished_at=self.finished_at)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view (the envelope's payload decoded as text)."""
-        data = {k: v for k, v in self.__dict__.items() if k not in ("envelope", "result")}
-        data["result"] = self.result.decode(errors="replace") if self.result is not None else None
-        data["args"] = self.envelope.payload.decode(errors="replace")
-        data["headers"] = dict(self.envelope.headers)
-        data["idempotency_key"] = self.envelope.idempotency_key
-        return data
-
-
 class QueueSizes(NamedTuple):
     retries: int  # tasks waiting in the retry set, due or not
     dlq: int  # tasks in the dead-letter queue
 
 
+def _pack(items: list[Any]) -> bytes:
+    # Redis' Lua cmsgpack predates msgpack's bin type: send bytes as raw strings.
+    return msgpack.packb(items, use_bin_type=False)  # type: ignore[no-any-return]
+
+
+def _by_partition(keys: Keys, task_ids: Iterable[str]) -> dict[int, list[int]]:
+    """Indexes of ``task_ids`` grouped by partition, each group in the given order."""
+    groups: dict[int, list[int]] = {}
+    for index, task_id in enumerate(task_ids):
+        groups.setdefault(keys.partition_of(task_id), []).append(index)
+    return groups
+
+
+def _raise_first(replies: Sequence[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+
+
 class StateStore:
-    """All reads and writes of shared task state for one cluster."""
+    """All reads and writes of shared task state for one cluster.
+
+    ``partitions`` is the partition count a new cluster gets (None: the default); the
+    first process records it in Redis and every process uses the recorded count. Asking
+    for another count than the recorded one raises ConfigError. ``reply_to`` names this
+    store's done channel: tasks sent with it in their envelope are announced there.
+    """
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        redis: RedisConnection,
         cluster: str,
         fingerprint_ttl_s: int = DEFAULT_FINGERPRINT_TTL_S,
         result_ttl_s: int = DEFAULT_RESULT_TTL_S,
         events: StoreEvents | None = None,
+        partitions: int | None = None,
+        durability: AcceptDurability = DEFAULT_DURABILITY,
     ) -> None:
-        self._redis = client
+        self._connection = redis
+        self.cluster = Keys(cluster).cluster  # checks the name
+        self.partitions = None if partitions is None else check_partitions(partitions)
         self.events = events or StoreEvents()
-        self.keys = Keys(cluster)
         self.fingerprint_ttl_s = fingerprint_ttl_s
         self.result_ttl_s = result_ttl_s
-        self._accept = client.register_script(_script("accept"))
-        self._transition = client.register_script(_script("transition"))
-        self._recover = client.register_script(_script("recover"))
-        self._claim = client.register_script(_script("claim"))
-        self._purge = client.register_script(_script("purge"))
-        self._bury = client.register_script(_script("bury"))
-        # The listing scripts start with the summary code they share.
-        self._zlist = client.register_script(_script("summary") + _script("zlist"))
-        self._hlist = client.register_script(_script("summary") + _script("hlist"))
+        self.durability = durability
+        self.reply_to = os.urandom(8).hex()
+        self._keys: Keys | None = None
+        self._facts: ServerFacts | None = None
 
     @classmethod
     def from_url(cls, url: str, cluster: str, **kwargs: Any) -> StateStore:
         return cls(connect_redis(url), cluster, **kwargs)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._connection.aclose()
+
+    async def _ready(self) -> tuple[RedisClient, Keys]:
+        client = await self._connection.client()
+        if self._keys is None:
+            self._keys = Keys(self.cluster, await self._partition_count(client))
+        return client, self._keys
+
+    async def _partition_count(self, client: RedisClient) -> int:
+        key = Keys(self.cluster).partition_count
+        await client.set(key, self.partitions or DEFAULT_PARTITIONS, nx=True)
+        recorded = int(await client.get(key) or 0)
+        if self.partitions is not None and recorded != self.partitions:
+            raise ConfigError(
+                f"cluster {self.cluster!r} has {recorded} partitions (recorded in Redis); it "
+                f"cannot be changed to {self.partitions}")
+        return check_partitions(recorded)
+
+    async def layout(self) -> Keys:
+        """The cluster's key layout (the partition count is read, or recorded, once)."""
+        return (await self._ready())[1]
+
+    @property
+    def clustered(self) -> bool:
+        """Whether Redis is a Redis Cluster (known once connected)."""
+        return self._connection.clustered
 
     async def ping(self) -> float:
-        """Round trip to Redis in seconds."""
+        """Round trip to Redis in seconds (the first one also connects)."""
+        client, _ = await self._ready()
         started = time.perf_counter()
-        await self._redis.ping()
+        await client.ping()
         return time.perf_counter() - started
+
+    async def server_facts(self, refresh: bool = False) -> ServerFacts:
+        """What the accept durability depends on, as the servers say (asked once)."""
+        if self._facts is None or refresh:
+            client, _ = await self._ready()
+            self._facts = await probe(client)
+        return self._facts
+
+    async def check_durability(self) -> ServerFacts:
+        """Log how the accept durability is kept on these servers, or why it is not."""
+        facts = await self.server_facts(refresh=True)
+        log_facts(facts, self.durability)
+        return facts
 
     # -- the node's writes -------------------------------------------------------
 
     async def accept(
         self, node_id: str, epoch: int, envelopes: Sequence[pb.TaskEnvelope]
     ) -> list[AcceptResult]:
+        """Record these tasks as accepted by ``node_id``: one script call per partition,
+        confirmed with the accept durability. A partition whose Redis fails answers
+        UNAVAILABLE for its tasks; when every one fails, the error is raised."""
         if not envelopes:
             return []
-        keys = self.keys
-        tasks = _pack([
-            (env.task_id, SOURCE_NAMES[env.source], env.SerializeToString(), env.attempt,
-             keys.fingerprint(env.name, env.idempotency_key, env.task_id))
-            for env in envelopes
-        ])
+        client, keys = await self._ready()
+        facts = await self.server_facts()
+        wait = facts.wait_command(self.durability)
+        groups = _by_partition(keys, (e.task_id for e in envelopes))
+        now = time.time()
+        calls = []
+        for partition, indexes in groups.items():
+            call_keys = [keys.inflight(node_id, partition), keys.retries(partition),
+                         keys.dlq(partition), keys.inflight_nodes(partition)]
+            tasks = []
+            for i in indexes:
+                env = envelopes[i]
+                call_keys += [keys.task(env.task_id),
+                              keys.fingerprint(env.task_id, env.name, env.idempotency_key)]
+                tasks.append((env.task_id, SOURCE_NAMES[env.source], env.SerializeToString(),
+                              env.attempt, env.reply_to, int(not env.idempotency_key)))
+            calls.append(Call(ACCEPT, call_keys,
+                              [node_id, epoch, now, self.fingerprint_ttl_s, _pack(tasks)]))
         started = time.perf_counter()
-        raw = await self._accept(
-            keys=[keys.inflight(node_id), keys.retries, keys.dlq, keys.inflight_nodes],
-            args=[node_id, epoch, time.time(), self.fingerprint_ttl_s, keys.task_prefix, tasks],
-        )
+        answered = await run(client, calls, wait)
         self.events.round_trip("accept", time.perf_counter() - started)
-        return [
-            AcceptResult(AcceptCode(code), task_id, TaskState.parse(state))
-            for code, task_id, state in msgpack.unpackb(raw)
-        ]
+        failed = [r for r in answered.replies if isinstance(r, Exception)]
+        if len(failed) == len(calls):
+            raise failed[0]
+        results: list[AcceptResult | None] = [None] * len(envelopes)
+        for indexes, reply, waited in zip(groups.values(), answered.replies, answered.waits,
+                                          strict=True):
+            if isinstance(reply, Exception) or not confirmed(wait, waited):
+                why = str(reply) if isinstance(reply, Exception) else (
+                    f"{self.durability.value} durability not confirmed: {waited}")
+                for i in indexes:
+                    results[i] = AcceptResult(AcceptCode.UNAVAILABLE, envelopes[i].task_id,
+                                              TaskState.UNKNOWN, why)
+                continue
+            for i, (code, task_id, state) in zip(indexes, msgpack.unpackb(reply), strict=True):
+                results[i] = AcceptResult(AcceptCode(code), text(task_id),
+                                          TaskState.parse(text(state)))
+        done = [r for r in results if r is not None]
+        return await self._with_duplicate_states(done)
+
+    async def _with_duplicate_states(self, results: list[AcceptResult]) -> list[AcceptResult]:
+        """Fill in the state of the tasks that duplicates are duplicates of."""
+        duplicates = [i for i, r in enumerate(results) if r.code is AcceptCode.DUPLICATE]
+        if not duplicates:
+            return results
+        states = await self.states([results[i].task_id for i in duplicates])
+        for i, state in zip(duplicates, states, strict=True):
+            results[i] = AcceptResult(AcceptCode.DUPLICATE, results[i].task_id, state)
+        return results
 
     async def transition(self, node_id: str, epoch: int, ops: Sequence[Transition]) -> list[bool]:
         """Apply ``ops``; False for each op refused because the node no longer owns the task."""
         if not ops:
             return []
-        keys = self.keys
+        client, keys = await self._ready()
+        groups = _by_partition(keys, (op.task_id for op in ops))
+        now = time.time()
+        calls = [
+            Call(TRANSITION,
+                 [keys.inflight(node_id, p), keys.retries(p), keys.dlq(p), keys.inflight_nodes(p),
+                  *(keys.task(ops[i].task_id) for i in indexes)],
+                 [node_id, epoch, now, self.result_ttl_s, keys.done_channel(""),
+                  keys.retry_channel, _pack([ops[i].packed() for i in indexes])])
+            for p, indexes in groups.items()
+        ]
         started = time.perf_counter()
-        raw = await self._transition(
-            keys=[keys.inflight(node_id), keys.retries, keys.dlq],
-            args=[epoch, time.time(), self.result_ttl_s, keys.task_prefix, keys.done_channel,
-                  keys.retry_channel, _pack([op.packed() for op in ops])],
-        )
+        replies = (await run(client, calls)).replies
         self.events.round_trip("transition", time.perf_counter() - started)
-        return [code == ord("K") for code in raw]
+        _raise_first(replies)
+        applied = [False] * len(ops)
+        for indexes, reply in zip(groups.values(), replies, strict=True):
+            for i, code in zip(indexes, reply, strict=True):
+                applied[i] = code == ord("K")
+        return applied
 
-    async def publish_done(self, task_id: str) -> None:
-        """Announce that ``task_id`` has its outcome, for a submitter waiting on Redis."""
-        await self._redis.publish(self.keys.done_channel, task_id)
+    async def publish_done(self, task_id: str, reply_to: str) -> None:
+        """Announce to the sender named by ``reply_to`` that ``task_id`` has its outcome
+        (nothing to announce to without one)."""
+        if reply_to:
+            client, keys = await self._ready()
+            await client.publish(keys.done_channel(reply_to), task_id)
 
     async def recover(
-        self, node_id: str, keep_epoch: int | None, max_recoveries: int, limit: int = 1000
+        self, node_id: str, keep_epoch: int | None, max_recoveries: int,
+        limit: int = SCAN_BATCH,
     ) -> Recovery:
-        """Move ``node_id``'s in-flight tasks (except ``keep_epoch``'s) to the retry set."""
-        keys = self.keys
-        total = Recovery(0, 0, 0)
-        while True:
-            recovered, poisoned, left = await self._recover(
-                keys=[keys.inflight(node_id), keys.retries, keys.dlq],
-                args=[time.time(), "" if keep_epoch is None else keep_epoch, max_recoveries,
-                      keys.task_prefix, keys.done_channel, keys.retry_channel, limit],
-            )
-            total = Recovery(total.recovered + recovered, total.poisoned + poisoned, left)
-            if not left:
-                return total
+        """Move ``node_id``'s in-flight tasks (except ``keep_epoch``'s) to the retry set,
+        reading at most ``limit`` entries of each partition per step."""
+        client, keys = await self._ready()
+        keep = "" if keep_epoch is None else str(keep_epoch)
+        cursors = {p: 0 for p in await self._partitions_holding(node_id)}
+        recovered = poisoned = 0
+        while cursors:
+            async with client.pipeline(transaction=False) as pipe:
+                for p, cursor in cursors.items():
+                    pipe.hscan(keys.inflight(node_id, p), cursor, count=limit)
+                scans = await pipe.execute()
+            batches: dict[int, list[str]] = {}
+            for (p, _), (cursor, entries) in zip(cursors.items(), scans, strict=True):
+                cursors[p] = int(cursor)
+                ids = [text(i) for i, epoch in entries.items() if text(epoch) != keep]
+                if ids:
+                    batches[p] = ids
+            counts = await self._recover_calls(node_id, keep, max_recoveries, batches)
+            recovered += counts.recovered
+            poisoned += counts.poisoned
+            cursors = {p: c for p, c in cursors.items() if c}
+        return Recovery(recovered, poisoned, 0)
+
+    async def _recover_calls(
+        self, node_id: str, keep: str, max_recoveries: int, batches: dict[int, list[str]]
+    ) -> Recovery:
+        if not batches:
+            return Recovery(0, 0, 0)
+        client, keys = await self._ready()
+        calls = [
+            Call(RECOVER,
+                 [keys.inflight(node_id, p), keys.retries(p), keys.dlq(p), keys.inflight_nodes(p),
+                  *(keys.task(i) for i in ids)],
+                 [node_id, time.time(), keep, max_recoveries, keys.done_channel(""),
+                  keys.retry_channel, _pack(ids)])
+            for p, ids in batches.items()
+        ]
+        replies = (await run(client, calls)).replies
+        _raise_first(replies)
+        return Recovery(sum(int(r[0]) for r in replies), sum(int(r[1]) for r in replies), 0)
 
     async def hand_back(self, node_id: str, task_ids: Iterable[str]) -> int:
         """Move these in-flight tasks of ``node_id`` to the retry set (no attempt used)."""
-        keys = self.keys
-        recovered, _, _ = await self._recover(
-            keys=[keys.inflight(node_id), keys.retries, keys.dlq],
-            args=[time.time(), "", 0, keys.task_prefix, keys.done_channel,
-                  keys.retry_channel, 1_000_000, _pack(list(task_ids))],
-        )
-        return int(recovered)
+        ids = list(task_ids)
+        _, keys = await self._ready()
+        batches = {p: [ids[i] for i in indexes]
+                   for p, indexes in _by_partition(keys, ids).items()}
+        return (await self._recover_calls(node_id, "", 0, batches)).recovered
+
+    async def _partitions_holding(self, node_id: str) -> list[int]:
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
+            for p in keys.all_partitions:
+                pipe.sismember(keys.inflight_nodes(p), node_id)
+            held = await pipe.execute()
+        return [p for p, member in zip(keys.all_partitions, held, strict=True) if member]
 
     async def inflight(self, node_id: str) -> dict[str, int]:
         """Task id -> owner epoch of the tasks Redis holds in flight on ``node_id``."""
-        raw = await self._redis.hgetall(self.keys.inflight(node_id))
-        return {_text(k): int(v) for k, v in raw.items()}
+        client, keys = await self._ready()
+        partitions = await self._partitions_holding(node_id)
+        async with client.pipeline(transaction=False) as pipe:
+            for p in partitions:
+                pipe.hgetall(keys.inflight(node_id, p))
+            hashes = await pipe.execute()
+        return {text(k): int(v) for entries in hashes for k, v in entries.items()}
 
     async def inflight_nodes(self) -> set[str]:
-        """Every node that ever held tasks in flight (the recovery's candidates)."""
-        return {_text(n) for n in await self._redis.smembers(self.keys.inflight_nodes)}
+        """Every node that holds tasks in flight in some partition (the recovery's
+        candidates); a node leaves once its last entry is gone."""
+        return {node for nodes in (await self._inflight_nodes()).values() for node in nodes}
+
+    async def _inflight_nodes(self) -> dict[int, list[str]]:
+        """Partition -> the nodes with in-flight tasks there, sorted."""
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
+            for p in keys.all_partitions:
+                pipe.smembers(keys.inflight_nodes(p))
+            members = await pipe.execute()
+        return {p: sorted(text(n) for n in nodes)
+                for p, nodes in zip(keys.all_partitions, members, strict=True) if nodes}
 
     # -- retries -------------------------------------------------------------------
 
     async def claim_due(self, lease_s: float, limit: int = 500) -> list[DueTask]:
+        """Lease up to ``limit`` due retries (the earliest first) for ``lease_s``."""
+        client, keys = await self._ready()
         now = time.time()
-        raw = await self._claim(
-            keys=[self.keys.retries], args=[now, now + lease_s, limit, self.keys.task_prefix]
-        )
-        due = []
-        for i in range(0, len(raw), 3):
-            envelope = pb.TaskEnvelope()
-            envelope.ParseFromString(raw[i + 1])
-            due.append(DueTask(_text(raw[i]), envelope, int(raw[i + 2])))
-        return due
+        async with client.pipeline(transaction=False) as pipe:
+            for p in keys.all_partitions:
+                pipe.zrangebyscore(keys.retries(p), "-inf", now, start=0, num=limit,
+                                   withscores=True)
+            due = await pipe.execute()
+        earliest = sorted(((float(score), text(task_id)) for entries in due
+                           for task_id, score in entries))[:limit]
+        ids = [task_id for _, task_id in earliest]
+        groups = _by_partition(keys, ids)
+        calls = [Call(CLAIM, [keys.retries(p), *(keys.task(ids[i]) for i in indexes)],
+                      [now, now + lease_s, _pack([ids[i] for i in indexes])])
+                 for p, indexes in groups.items()]
+        replies = (await run(client, calls)).replies if calls else []
+        _raise_first(replies)
+        claimed = []
+        for raw in replies:
+            for i in range(0, len(raw), 3):
+                envelope = pb.TaskEnvelope()
+                envelope.ParseFromString(raw[i + 1])
+                claimed.append(DueTask(text(raw[i]), envelope, int(raw[i + 2])))
+        return claimed
 
     async def bury(self, task_id: str, error_type: str, message: str) -> bool:
         """Move a waiting retry straight to the DLQ (its re-dispatch was refused)."""
-        keys = self.keys
-        return bool(await self._bury(
-            keys=[keys.retries, keys.dlq, keys.task(task_id)],
-            args=[task_id, time.time(), error_type, message, keys.done_channel],
-        ))
+        client, keys = await self._ready()
+        p = keys.partition_of(task_id)
+        (reply,) = (await run(client, [Call(
+            BURY, [keys.retries(p), keys.dlq(p), keys.task(task_id)],
+            [task_id, time.time(), error_type, message, keys.done_channel("")])])).replies
+        _raise_first([reply])
+        return bool(reply)
 
     async def next_due(self) -> float | None:
-        first = await self._redis.zrange(self.keys.retries, 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
+        """When the earliest retry of any partition is due; None when none waits."""
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
+            for p in keys.all_partitions:
+                pipe.zrange(keys.retries(p), 0, 0, withscores=True)
+            firsts = await pipe.execute()
+        return min((float(first[0][1]) for first in firsts if first), default=None)
 
     async def queue_sizes(self) -> QueueSizes:
-        """How many tasks wait in the retry set and in the DLQ (one round trip)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.keys.retries)
-            pipe.zcard(self.keys.dlq)
-            retries, dlq = await pipe.execute()
-        return QueueSizes(int(retries), int(dlq))
+        """How many tasks wait in the retry set and in the DLQ (one pipeline)."""
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
+            for p in keys.all_partitions:
+                pipe.zcard(keys.retries(p))
+                pipe.zcard(keys.dlq(p))
+            sizes = await pipe.execute()
+        return QueueSizes(sum(sizes[0::2]), sum(sizes[1::2]))
 
     # -- watching ------------------------------------------------------------------
 
@@ -403,15 +516,17 @@ class StateStore:
         self, on_done: Callable[[str], Awaitable[None]],
         on_subscribed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Call ``on_done(task_id)`` for each task announced as done; ends when cancelled.
+        """Call ``on_done(task_id)`` for each task sent with this store's ``reply_to`` that is
+        announced as done; ends when cancelled.
 
         ``on_subscribed`` runs after every (re)subscription, to catch up on what was
         announced while nobody listened.
         """
         async def decoded(data: bytes) -> None:
-            await on_done(_text(data))
+            await on_done(text(data))
 
-        await listen_forever(self._redis, self.keys.done_channel, decoded, on_subscribed)
+        client, keys = await self._ready()
+        await listen_forever(client, keys.done_channel(self.reply_to), decoded, on_subscribed)
 
     async def watch_retry_wakes(self, on_wake: Callable[[], Awaitable[None]]) -> None:
         """Call ``on_wake()`` when a node schedules a retry, and after every (re)subscription
@@ -419,19 +534,23 @@ class StateStore:
         async def woken(_: bytes) -> None:
             await on_wake()
 
-        await listen_forever(self._redis, self.keys.retry_channel, woken, on_wake)
+        client, keys = await self._ready()
+        await listen_forever(client, keys.retry_channel, woken, on_wake)
 
     # -- records -------------------------------------------------------------------
 
     async def record(self, task_id: str) -> TaskRecord | None:
-        raw = await self._redis.hgetall(self.keys.task(task_id))
-        return TaskRecord.from_hash(task_id, raw) if raw else None
+        (found,) = await self.records([task_id])
+        return found
 
     async def records(self, task_ids: Iterable[str]) -> list[TaskRecord | None]:
         ids = list(task_ids)
-        async with self._redis.pipeline(transaction=False) as pipe:
+        if not ids:
+            return []
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
             for task_id in ids:
-                pipe.hgetall(self.keys.task(task_id))
+                pipe.hgetall(keys.task(task_id))
             raws = await pipe.execute()
         return [
             TaskRecord.from_hash(task_id, raw) if raw else None
@@ -440,23 +559,28 @@ class StateStore:
 
     async def inflight_count(self) -> int:
         """Tasks Redis holds in flight (queued or running) on any node."""
-        nodes = sorted(await self.inflight_nodes())
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for node_id in nodes:
-                pipe.hlen(self.keys.inflight(node_id))
+        client, keys = await self._ready()
+        holders = await self._inflight_nodes()
+        async with client.pipeline(transaction=False) as pipe:
+            for p, nodes in holders.items():
+                for node_id in nodes:
+                    pipe.hlen(keys.inflight(node_id, p))
             return sum(int(n) for n in await pipe.execute())
 
     async def states(self, task_ids: Sequence[str]) -> list[TaskState]:
         """Each task's state; UNKNOWN for a task without a record."""
-        async with self._redis.pipeline(transaction=False) as pipe:
+        if not task_ids:
+            return []
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
-                pipe.hget(self.keys.task(task_id), "state")
-            return [TaskState.parse(_text(s)) for s in await pipe.execute()]
+                pipe.hget(keys.task(task_id), "state")
+            return [TaskState.parse(text(s)) for s in await pipe.execute()]
 
     # -- the dead-letter queue -----------------------------------------------------
 
     async def dlq_size(self) -> int:
-        return int(await self._redis.zcard(self.keys.dlq))
+        return (await self.queue_sizes()).dlq
 
     async def dlq_pages(
         self, since: float | None = None, until: float | None = None, page_size: int = DLQ_PAGE
@@ -464,101 +588,155 @@ class StateStore:
         """Every DLQ entry dead-lettered between ``since`` and ``until`` (both inclusive) as
         (task id, dead-lettered at), oldest first, one bounded read per page.
 
-        A page ends with every entry of its last timestamp and the next starts after it,
-        so entries that leave or join meanwhile never make another one skip or repeat.
+        Each page resumes after the last entry of the one before (by time, equal times by
+        id), so entries that leave or join meanwhile never make another one skip or repeat.
         """
-        low, high = _bound(since, "-inf"), _bound(until, "+inf")
+        _, keys = await self._ready()
+        low, high = listing.bound(since), listing.bound(until)
+        count = max(1, page_size // keys.partitions)
+        after: Entry | None = None
         while True:
-            page = await self._dlq_range(low, high, page_size)
-            if not page:
+            entries, frontier, _ = await self._walk(keys.dlq, low, high, after, count, False)
+            if entries:
+                yield [(task_id, float(score)) for task_id, score in entries]
+            if frontier is None:
                 return
-            last = page[-1][1]
-            if len(page) == page_size:  # more may share the last timestamp
-                page = [p for p in page if p[1] < last]
-                page += await self._dlq_range(repr(last), repr(last), None)
-            if page:
-                yield page
-            low = f"({last!r}"
-
-    async def _dlq_range(
-        self, low: str, high: str, limit: int | None
-    ) -> list[tuple[str, float]]:
-        raw = await self._redis.zrangebyscore(
-            self.keys.dlq, low, high, start=0 if limit is not None else None, num=limit,
-            withscores=True,
-        )
-        pairs = cast(list[tuple[bytes, float]], raw)
-        return [(_text(task_id), float(score)) for task_id, score in pairs]
+            after = frontier
 
     async def dlq_list(
         self, query: TaskQuery | None = None, cursor: str | None = None, limit: int = 50,
         newest_first: bool = True, budget: int = SCAN_BUDGET,
     ) -> Page:
         """A page of DLQ entries that match ``query``, by dead-letter time (see ``listing``)."""
-        return await self._zset_page(self.keys.dlq, query or TaskQuery(), cursor, limit,
+        _, keys = await self._ready()
+        return await self._zset_page(keys.dlq, query or TaskQuery(), cursor, limit,
                                      newest_first, budget)
 
     async def dlq_count(self, since: float | None = None, until: float | None = None) -> int:
         """DLQ entries dead-lettered in a time range (both ends inclusive)."""
-        return int(await self._redis.zcount(
-            self.keys.dlq, _bound(since, "-inf"), _bound(until, "+inf")))
+        client, keys = await self._ready()
+        low, high = listing.bound(since) or "-inf", listing.bound(until) or "+inf"
+        async with client.pipeline(transaction=False) as pipe:
+            for p in keys.all_partitions:
+                pipe.zcount(keys.dlq(p), low, high)
+            return sum(await pipe.execute())
 
     async def retries_list(
         self, query: TaskQuery | None = None, cursor: str | None = None, limit: int = 50,
         budget: int = SCAN_BUDGET,
     ) -> Page:
         """A page of tasks waiting for a retry that match ``query``, soonest due first."""
-        return await self._zset_page(self.keys.retries, query or TaskQuery(), cursor, limit,
+        _, keys = await self._ready()
+        return await self._zset_page(keys.retries, query or TaskQuery(), cursor, limit,
                                      False, budget)
 
+    async def _walk(
+        self, zset: Callable[[int], str], low: str, high: str, after: Entry | None,
+        count: int, descending: bool,
+    ) -> tuple[list[Entry], Entry | None, int]:
+        """Up to ``count`` entries of each partition's zset after ``after``, merged (see
+        ``listing.merge``): the entries up to the frontier, the frontier, entries read."""
+        client, keys = await self._ready()
+        after_id, after_score = after or ("", "")
+        calls = [Call(ZAFTER, [zset(p)], ["desc" if descending else "asc", low, high,
+                                          after_id, after_score, count + 1])
+                 for p in keys.all_partitions]
+        replies = (await run(client, calls)).replies
+        _raise_first(replies)
+        reads = [[(text(r[i]), text(r[i + 1])) for i in range(0, len(r), 2)] for r in replies]
+        complete = [len(read) <= count for read in reads]
+        reads = [read[:count] for read in reads]
+        entries, frontier = listing.merge(reads, complete, descending)
+        return entries, frontier, sum(len(read) for read in reads)
+
     async def _zset_page(
-        self, key: str, query: TaskQuery, cursor: str | None, limit: int, descending: bool,
-        budget: int,
+        self, zset: Callable[[int], str], query: TaskQuery, cursor: str | None, limit: int,
+        descending: bool, budget: int,
     ) -> Page:
-        after, after_score = listing.parse_zset_cursor(cursor)
+        after = listing.parse_zset_cursor(cursor) if cursor else None
         listing.check_limit(limit)
-        last, last_score, scanned, rows = await self._zlist(keys=[key], args=[
-            self.keys.task_prefix, "desc" if descending else "asc", listing.bound(query.since),
-            listing.bound(query.until), after, after_score, "", *query.patterns(), limit,
-            max(1, budget)])
-        return Page(listing.parse_rows(rows), listing.zset_cursor(last, last_score), int(scanned))
+        _, keys = await self._ready()
+        count = max(1, budget // keys.partitions)
+        if not query.patterned:
+            count = min(count, limit)
+        entries, reach, scanned = await self._walk(
+            zset, listing.bound(query.since), listing.bound(query.until), after, count,
+            descending)
+        if not query.patterned and len(entries) > limit:
+            entries = entries[:limit]
+            reach = entries[-1]
+        rows = await self._summaries(entries, query.patterns(), "")
+        rows.sort(key=lambda row: listing.place((text(row[0]), text(row[1]))),
+                  reverse=descending)
+        if len(rows) > limit:
+            rows = rows[:limit]
+            reach = (text(rows[-1][0]), text(rows[-1][1]))
+        return Page(listing.parse_rows(rows),
+                    listing.zset_cursor(*reach) if reach is not None else None, scanned)
+
+    async def _summaries(self, entries: Sequence[Entry], patterns: list[str], state: str
+                         ) -> list[Any]:
+        """The summary rows of ``entries`` that pass the filters (``lua/summaries.lua``)."""
+        if not entries:
+            return []
+        client, keys = await self._ready()
+        groups = _by_partition(keys, (task_id for task_id, _ in entries))
+        calls = [Call(SUMMARIES, [keys.task(entries[i][0]) for i in indexes],
+                      [state, *patterns, *(part for i in indexes for part in entries[i])])
+                 for indexes in groups.values()]
+        replies = (await run(client, calls)).replies
+        _raise_first(replies)
+        return [row for reply in replies for row in reply]
 
     async def inflight_list(
         self, query: TaskQuery | None = None, state: TaskState | None = None,
         cursor: str | None = None, limit: int = 50, budget: int = SCAN_BUDGET,
     ) -> Page:
         """A page of tasks in flight on any node (queued or running, or only ``state``),
-        node by node; ``query``'s time range does not apply."""
+        partition by partition and node by node; ``query``'s time range does not apply.
+
+        Whole HSCAN batches are read until ``limit`` matches or ``budget`` entries, so a
+        page may hold a few more rows than ``limit``; an entry may show twice across
+        pages, none that stays is skipped."""
         if state not in (None, TaskState.QUEUED, TaskState.RUNNING):
             raise listing.InvalidQuery(f"tasks in flight are QUEUED or RUNNING, not {state}")
-        node_id, scan_cursor = listing.parse_inflight_cursor(cursor)
+        start, start_node, scan_cursor = listing.parse_inflight_cursor(cursor)
         listing.check_limit(limit)
         patterns = (query or TaskQuery()).patterns()
-        nodes = [n for n in sorted(await self.inflight_nodes()) if n >= node_id]
+        client, keys = await self._ready()
+        pairs = [(p, node) for p, nodes in (await self._inflight_nodes()).items()
+                 for node in nodes if (p, node) >= (start, start_node)]
         items: list[listing.Listed] = []
         scanned = 0
-        for node in nodes:
-            if node != node_id:
+        for p, node in pairs:
+            if (p, node) != (start, start_node):
                 scan_cursor = "0"
-            scan_cursor, read, rows = await self._hlist(keys=[self.keys.inflight(node)], args=[
-                self.keys.task_prefix, scan_cursor, state.value if state else "",
-                *patterns, limit - len(items), max(1, budget - scanned)])
-            scan_cursor = _text(scan_cursor)
-            scanned += int(read)
-            items += listing.parse_rows(rows)
-            if scan_cursor != "0":
-                return Page(items, listing.inflight_cursor(node, scan_cursor), scanned)
+            while True:
+                next_cursor, entries = await client.hscan(
+                    keys.inflight(node, p), int(scan_cursor), count=max(1, budget - scanned))
+                scan_cursor = str(next_cursor)
+                scanned += len(entries)
+                rows = await self._summaries([(text(i), "") for i in entries],
+                                             patterns, state.value if state else "")
+                items += listing.parse_rows(rows)
+                if scan_cursor == "0":
+                    break
+                if len(items) >= limit or scanned >= budget:
+                    return Page(items, listing.inflight_cursor(p, node, scan_cursor), scanned)
             if len(items) >= limit or scanned >= budget:
-                later = nodes[nodes.index(node) + 1:]
-                return Page(items, listing.inflight_cursor(later[0], "0") if later else None,
+                later = pairs[pairs.index((p, node)) + 1:]
+                return Page(items, listing.inflight_cursor(*later[0], "0") if later else None,
                             scanned)
         return Page(items, None, scanned)
 
     async def dlq_times(self, task_ids: Sequence[str]) -> list[float | None]:
         """When each task was dead-lettered; None for one not in the DLQ."""
-        async with self._redis.pipeline(transaction=False) as pipe:
+        if not task_ids:
+            return []
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
-                pipe.zscore(self.keys.dlq, task_id)
+                pipe.zscore(keys.dlq(keys.partition_of(task_id)), task_id)
             scores = await pipe.execute()
         return [float(s) if s is not None else None for s in scores]
 
@@ -566,10 +744,10 @@ class StateStore:
         """Remove these DLQ entries and their records; ids not in the DLQ are left alone."""
         if not task_ids:
             return 0
-        return int(
-            await self._purge(keys=[self.keys.dlq], args=[self.keys.task_prefix, *task_ids])
-        )
-
-
-def _bound(value: float | None, unbounded: str) -> str:
-    return unbounded if value is None else repr(value)
+        client, keys = await self._ready()
+        calls = [Call(PURGE, [keys.dlq(p), *(keys.task(task_ids[i]) for i in indexes)],
+                      [task_ids[i] for i in indexes])
+                 for p, indexes in _by_partition(keys, task_ids).items()]
+        replies = (await run(client, calls)).replies
+        _raise_first(replies)
+        return sum(int(r) for r in replies)

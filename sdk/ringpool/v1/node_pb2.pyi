@@ -59,7 +59,7 @@ FAILED: TaskState
 RETRY_SCHEDULED: TaskState
 
 class TaskEnvelope(_message.Message):
-    __slots__ = ("task_id", "key", "name", "payload", "codec", "idempotency_key", "attempt", "max_retries", "timeout_s", "priority", "ordered", "headers", "ring_version", "source")
+    __slots__ = ("task_id", "key", "name", "payload", "codec", "idempotency_key", "attempt", "max_retries", "timeout_s", "priority", "ordered", "headers", "ring_version", "source", "reply_to")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,7 @@ class TaskEnvelope(_message.Message):
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     RING_VERSION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     key: str
     name: str
@@ -95,7 +96,8 @@ class TaskEnvelope(_message.Message):
     headers: _containers.ScalarMap[str, str]
     ring_version: int
     source: Source
-    def __init__(self, task_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ..., codec: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., attempt: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., priority: _Optional[int] = ..., ordered: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., ring_version: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ...) -> None: ...
+    reply_to: str
+    def __init__(self, task_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ..., codec: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., attempt: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., priority: _Optional[int] = ..., ordered: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., ring_version: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., reply_to: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("batch_id", "tasks")

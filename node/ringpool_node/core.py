@@ -214,6 +214,9 @@ class Node:
             return self._ack(envelope, pb.ACCEPTED, state=pb.QUEUED)
         if result.code is AcceptCode.DUPLICATE:
             return self._ack(envelope, pb.DUPLICATE, original_task_id=result.task_id, state=state)
+        if result.code is AcceptCode.UNAVAILABLE:
+            return self._ack(envelope, pb.INTERNAL, f"state store unavailable: {result.message}",
+                             retry_after_s=0.2)
         return self._ack(envelope, pb.NOT_REDELIVERABLE, "task is no longer waiting", state=state)
 
     async def _flush_accepts(

@@ -250,7 +250,7 @@ class Execution:
         if stream is not None and not pushed and applied and result is not None \
                 and not item.transition.publish:
             # The stream went away after we chose it: announce the result instead.
-            await self.store.publish_done(item.envelope.task_id)
+            await self.store.publish_done(item.envelope.task_id, item.envelope.reply_to)
         self._forget(item.envelope.task_id, None if pushed else stream)
 
     def _forget(self, task_id: str, stream: ClientStream | None) -> None:

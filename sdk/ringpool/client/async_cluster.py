@@ -287,7 +287,8 @@ class AsyncCluster:
         raise refusal(ack.code, ack.message)
 
     def _build(self, key: str, task: Task, headers: Mapping[str, str] | None) -> pb.TaskEnvelope:
-        return envelopes.build(key, task, self.ring.version, headers, self.settings.limits)
+        return envelopes.build(key, task, self.ring.version, headers, self.settings.limits,
+                               reply_to=self.store.reply_to)
 
     async def dispatch(
         self, key: str, task: Task, headers: Mapping[str, str] | None = None

@@ -2,8 +2,9 @@
 
 Fast path: the node pushes the result on the stream the task came in on, and
 ``deliver`` resolves the future. When the task finished elsewhere (a retry, a
-recovery, a broken stream), the node announces its id on the cluster's done
-channel; one subscription per client resolves the waiting futures from the
+recovery, a broken stream), the node announces its id on this client's own done
+channel (its envelopes carry the store's ``reply_to``); one subscription per client
+resolves the waiting futures from the
 task record, which stays the truth. A waiting handle also re-reads its record
 every ``poll_s`` so that a missed announcement only delays it.
 """

@@ -194,16 +194,20 @@ class RedisServer:
     """A redis-server on a temp dir; AOF with ``appendfsync always`` when asked.
 
     With ``password`` the server runs with ``--requirepass`` and ``url`` carries it.
+    ``name`` names its data directory (and log) under ``workdir``; ``extra_args`` go on
+    its command line.
     """
 
     def __init__(
         self, workdir: Path, port: int | None = None, appendonly: bool = False,
-        password: str = "",
+        password: str = "", name: str = "redis", extra_args: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.appendonly = appendonly
         self.password = password
+        self.name = name
+        self.extra_args = list(extra_args)
         self.process: ManagedProcess | None = None
 
     @property
@@ -215,7 +219,7 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise ConfigError(f"redis-server is missing; install with: {INSTALL_HINT}")
-        data = self.workdir / "redis"
+        data = self.workdir / self.name
         data.mkdir(parents=True, exist_ok=True)
         argv = [
             binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(data),
@@ -224,9 +228,10 @@ class RedisServer:
         if self.appendonly:
             argv += ["--appendonly", "yes", "--appendfsync", "always"]
         if self.password:
-            argv += ["--requirepass", self.password]
+            argv += ["--requirepass", self.password, "--masterauth", self.password]
+        argv += self.extra_args
         self.process = ManagedProcess(
-            "redis", argv, data / "redis.log", dict(os.environ)
+            self.name, argv, data / "redis.log", dict(os.environ)
         ).start()
         try:
             wait_until(
@@ -245,9 +250,112 @@ class RedisServer:
         self.stop()
         self.start()
 
+    def command(self, *args: str, timeout: float = 10.0) -> str:
+        """One command through ``redis-cli``: its reply as text."""
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise ConfigError(f"redis-cli is missing; install with: {INSTALL_HINT}")
+        auth = ["-a", self.password, "--no-auth-warning"] if self.password else []
+        done = subprocess.run([cli, "-p", str(self.port), *auth, *args], capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        return done.stdout
+
+    def info(self, *command: str) -> dict[str, str]:
+        """The fields of ``INFO <section>`` (or of another command with the same kind of
+        reply, like ``CLUSTER INFO``); empty when the server does not answer."""
+        try:
+            reply = self.command(*(command if len(command) > 1 else ("INFO", *command)),
+                                 timeout=2.0)
+        except subprocess.TimeoutExpired:
+            return {}
+        pairs = (line.split(":", 1) for line in reply.splitlines() if ":" in line)
+        return {k: v.strip() for k, v in pairs}
+
+
+class RedisClusterServers:
+    """A Redis Cluster on loopback: ``masters`` primaries with ``replicas`` replicas each,
+    joined by ``redis-cli --cluster create``; AOF (``appendfsync always``) when asked.
+
+    ``url`` names one node: ringpool finds the others. A primary killed with
+    ``kill_primary`` is replaced by its replica within a few node timeouts.
+    """
+
+    def __init__(
+        self, workdir: Path, masters: int = 3, replicas: int = 1, appendonly: bool = False,
+        password: str = "", node_timeout_ms: int = 1000,
+    ) -> None:
+        self.workdir = workdir
+        self.masters = masters
+        self.replicas = replicas
+        self.password = password
+        cluster_args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                        "--cluster-node-timeout", str(node_timeout_ms)]
+        # Each with its own bus port: port + 10000 (the default) may not exist.
+        self.servers = [
+            RedisServer(workdir, appendonly=appendonly, password=password,
+                        name=f"redis-cluster-{i}",
+                        extra_args=[*cluster_args, "--cluster-port", str(free_port())])
+            for i in range(masters * (1 + replicas))
+        ]
+
+    @property
+    def url(self) -> str:
+        return self.servers[0].url
+
+    def start(self, timeout: float = 60.0) -> RedisClusterServers:
+        try:
+            for server in self.servers:
+                server.start()
+            addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
+            reply = self.servers[0].command("--cluster", "create", *addresses,
+                                            "--cluster-replicas", str(self.replicas),
+                                            "--cluster-yes", timeout=timeout)
+            if "[OK]" not in reply:
+                raise ClusterUnavailable(f"redis-cli --cluster create failed:\n{reply}")
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def live(self) -> list[RedisServer]:
+        return [s for s in self.servers if s.process is not None and s.process.alive()]
+
+    def primaries(self) -> list[RedisServer]:
+        """The live servers that are primaries now."""
+        return [s for s in self.live() if s.info("replication").get("role") == "master"]
+
+    def healthy(self) -> bool:
+        """Every live node sees the cluster ok, each slot range has one primary, and with
+        every server alive each primary has its replicas."""
+        live = self.live()
+        if any(s.info("CLUSTER", "INFO").get("cluster_state") != "ok" for s in live):
+            return False
+        primaries = self.primaries()
+        if len(primaries) != self.masters:
+            return False
+        return len(live) < len(self.servers) or all(
+            int(p.info("replication").get("connected_slaves", 0)) >= self.replicas
+            for p in primaries)
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        wait_until(self.healthy, timeout, "the Redis Cluster to be ok", 0.2)
+
+    def kill_primary(self, server: RedisServer) -> None:
+        """SIGKILL a primary; returns once another node serves its slots."""
+        server.stop(sig=signal.SIGKILL)
+        self.wait_healthy()
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
 
 class LocalCluster:
     """ZooKeeper + Redis (started here or given) plus coordinators and nodes as subprocesses.
+
+    ``redis_cluster=True`` starts a Redis Cluster (3 primaries, 3 replicas) instead of one
+    Redis; ``appendonly`` gives Redis an append-only file synced on every write.
 
     ``with LocalCluster(nodes=3, tasks=["ringpool.demo"]) as lc:`` gives ``lc.zk``,
     ``lc.redis`` and ``lc.cluster`` to pass to ``Cluster.connect``. ``start()`` returns
@@ -268,6 +376,7 @@ class LocalCluster:
         coordinator_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         appendonly: bool = False,
+        redis_cluster: bool = False,
     ) -> None:
         self.node_count = nodes
         self.tasks = list(tasks)
@@ -278,9 +387,10 @@ class LocalCluster:
         self.coordinator_args = list(coordinator_args)
         self.extra_env = env or {}
         self.zookeeper: ZooKeeperServer | None = None if zk else ZooKeeperServer(self.workdir)
-        self.redis_server: RedisServer | None = (
-            None if redis else RedisServer(self.workdir, appendonly=appendonly)
-        )
+        self.redis_server: RedisServer | RedisClusterServers | None = None
+        if not redis:
+            self.redis_server = (RedisClusterServers(self.workdir, appendonly=appendonly)
+                                 if redis_cluster else RedisServer(self.workdir, appendonly=appendonly))
         self._zk = zk
         self._redis = redis
         self.nodes: dict[str, ManagedProcess] = {}

@@ -1,4 +1,5 @@
-"""What the tests share: waiting on a condition with a deadline, reading task records."""
+"""What the tests share: waiting on a condition with a deadline, reading task records,
+Redis clients and keys that work on a single Redis and on a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+import redis
+from redis.cluster import RedisCluster
+
+from ringpool.store.keys import DEFAULT_PARTITIONS, Keys
 from ringpool.store.store import StateStore, TaskRecord
 from ringpool.testing.local import LocalCluster
 
@@ -64,3 +69,38 @@ def records(local: LocalCluster, task_ids: list[str]) -> list[TaskRecord | None]
             await store.close()
 
     return asyncio.run(read())
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A plain client for ``url``, or a Redis Cluster client when it names a cluster node
+    (typed as the plain one: the tests use the commands both have)."""
+    plain = redis.Redis.from_url(url)
+    if not plain.info("cluster").get("cluster_enabled"):
+        return plain
+    plain.close()
+    return RedisCluster.from_url(url)  # type: ignore[return-value]
+
+
+def dlq_key(cluster: str, task_id: str, partitions: int = DEFAULT_PARTITIONS) -> str:
+    """The DLQ zset of ``task_id``'s partition."""
+    keys = Keys(cluster, partitions)
+    return keys.dlq(keys.partition_of(task_id))
+
+
+def retry_key(cluster: str, task_id: str, partitions: int = DEFAULT_PARTITIONS) -> str:
+    """The retry zset of ``task_id``'s partition."""
+    keys = Keys(cluster, partitions)
+    return keys.retries(keys.partition_of(task_id))
+
+
+def dlq_size(client: redis.Redis, cluster: str, partitions: int = DEFAULT_PARTITIONS) -> int:
+    """Entries in the DLQ, every partition's."""
+    keys = Keys(cluster, partitions)
+    return sum(int(client.zcard(keys.dlq(p))) for p in keys.all_partitions)
+
+
+def put_in_dlq(client: redis.Redis, cluster: str, entries: dict[str, float],
+               partitions: int = DEFAULT_PARTITIONS) -> None:
+    """Put task ids in the DLQ (each in its partition) at these times."""
+    for task_id, at in entries.items():
+        client.zadd(dlq_key(cluster, task_id, partitions), {task_id: at})

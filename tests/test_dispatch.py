@@ -70,7 +70,7 @@ def nodes_ring_ready(local: LocalCluster, version: int, timeout: float = 30.0) -
 
 
 def cluster_keys(client: redis.Redis, cluster: str) -> set[bytes]:
-    return set(client.scan_iter(match=f"{Keys(cluster).prefix}:*", count=1000))
+    return set(client.scan_iter(match=Keys(cluster).pattern, count=1000))
 
 
 def test_sync_dispatch_returns_the_result(cluster: Cluster) -> None:

@@ -20,11 +20,10 @@ import redis
 
 from ringpool import Cluster, PermanentError, Task, TaskFailed
 from ringpool.errors import ClusterUnavailable
-from ringpool.store.keys import Keys
 from ringpool.store.store import AcceptCode, StateStore
 from ringpool.task import RetryPolicy
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
-from tests.helpers import eventually, records
+from tests.helpers import dlq_key, eventually, records
 from tests.tasks_flaky import probe_fail_times, probe_log_key, probe_runs_key
 
 TASK_MODULES = ["ringpool.demo", "tests.tasks_flaky"]
@@ -117,7 +116,8 @@ def test_always_failing_task_lands_in_the_dlq_after_every_attempt(
     assert record.first_failure_at is not None and record.last_failure_at is not None
     assert record.first_failure_at < record.last_failure_at
     assert record.node in local.nodes
-    score = redis.Redis.from_url(local.redis).zscore(Keys(local.cluster).dlq, handle.task_id)
+    score = redis.Redis.from_url(local.redis).zscore(dlq_key(local.cluster, handle.task_id),
+                                                     handle.task_id)
     assert score is not None
 
 
@@ -325,7 +325,6 @@ def test_dlq_retention_removes_old_dead_letters_and_says_so(
         handle = client.dispatch("dead", Task("demo.fail", args=("old news",)))
         with pytest.raises(TaskFailed):
             handle.result(timeout=30)
-        dlq = Keys(local.cluster).dlq
         r = redis.Redis.from_url(local.redis)
         port = local.metrics_ports["coordinator-0"]
 
@@ -339,5 +338,5 @@ def test_dlq_retention_removes_old_dead_letters_and_says_so(
         eventually(lambda: expired_total() >= 1 and "dead letters older than the DLQ retention"
                    in local.coordinators[0].log_tail(200), 30,
                    "the retention to count and log the expired dead letter")
-        assert r.zscore(dlq, handle.task_id) is None
+        assert r.zscore(dlq_key(local.cluster, handle.task_id), handle.task_id) is None
         assert records(local, [handle.task_id]) == [None]

@@ -28,7 +28,7 @@ from ringpool.ops import dlq as dlq_ops
 from ringpool.ops.dlq import Tally
 from ringpool.store.keys import Keys
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
-from tests.helpers import eventually
+from tests.helpers import dlq_key, dlq_size, eventually
 from tests.tasks_flaky import gate_key, runs_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,10 +94,6 @@ def one_line_error(result: Result, code: int, text: str, prompt: str = "") -> No
     assert "Traceback" not in result.output
 
 
-def dlq_key(local: LocalCluster) -> str:
-    return Keys(local.cluster).dlq
-
-
 def empty_dlq(local: LocalCluster) -> None:
     ok(ctl(local, "dlq", "purge", "--all", "--yes"))
 
@@ -124,7 +120,7 @@ def dead_letter(
         ids += [h.task_id for h in handles]
     eventually(lambda: all(s == "FAILED" for s in states(rds, local, ids)), 60,
                f"{count} tasks to reach the DLQ")
-    assert all(rds.zscore(dlq_key(local), i) is not None for i in ids[:10])
+    assert all(rds.zscore(dlq_key(local.cluster, i), i) is not None for i in ids[:10])
     rds.delete(gate_key(gate))
     return ids
 
@@ -139,7 +135,7 @@ def assert_replayed_once(rds: redis.Redis, local: LocalCluster, ids: list[str], 
     runs = {k.decode(): int(v) for k, v in rds.hgetall(runs_key(gate)).items()}
     assert len(runs) == len(ids)
     assert {runs[i] for i in ids} == {2}  # failed once, then ran once more on replay
-    assert rds.zcard(dlq_key(local)) == 0
+    assert dlq_size(rds, local.cluster) == 0
 
 
 # -- status, ring, route, task show ------------------------------------------------------------
@@ -323,7 +319,7 @@ def test_interrupted_replays_resume_and_replay_each_entry_once(
 
     # Ctrl-C a sixth of the way: a clean stop that says how far it got.
     first = _replay_process(local, *args)
-    eventually(lambda: rds.zcard(dlq_key(local)) <= 250, 60, "a sixth of the replay")
+    eventually(lambda: dlq_size(rds, local.cluster) <= 250, 60, "a sixth of the replay")
     first.send_signal(signal.SIGINT)
     out, err = first.communicate(timeout=30)
     assert first.returncode == 130, (out, err)
@@ -331,12 +327,12 @@ def test_interrupted_replays_resume_and_replay_each_entry_once(
 
     # SIGKILL half way: no chance to clean up at all.
     second = _replay_process(local, *args)
-    eventually(lambda: rds.zcard(dlq_key(local)) <= 150, 60, "half the replay")
+    eventually(lambda: dlq_size(rds, local.cluster) <= 150, 60, "half the replay")
     second.kill()
     second.communicate(timeout=30)
     assert second.returncode == -signal.SIGKILL
 
-    left = rds.zcard(dlq_key(local))
+    left = dlq_size(rds, local.cluster)
     assert 0 < left <= 150
     summary = as_json(ctl(local, "--json", "dlq", "replay", *args))
     # A batch the killed process had already sent may still be accepted after ``left`` was
@@ -361,7 +357,7 @@ def test_replay_ids_dry_run_confirmation_and_no_double_replay(
     declined = ctl(local, "dlq", "replay", ids[0], input="n\n")
     one_line_error(declined, 1, "aborted: nothing was replayed",
                    prompt="Replay 1 dead-lettered tasks? [y/N]")
-    assert rds.zcard(dlq_key(local)) == 3
+    assert dlq_size(rds, local.cluster) == 3
 
     text = ok(ctl(local, "dlq", "replay", ids[0], input="y\n")).stdout
     assert "replayed 1, skipped 0, failed 0 of 1" in text
@@ -398,17 +394,18 @@ def test_purge_with_and_without_confirmation(
     declined = ctl(local, "dlq", "purge", ids[0], input="n\n")
     one_line_error(declined, 1, "aborted: nothing was purged",
                    prompt="Purge 1 DLQ entry and delete their records? [y/N]")
-    assert rds.zcard(dlq_key(local)) == 4 and rds.exists(keys.task(ids[0]))
+    assert dlq_size(rds, local.cluster) == 4 and rds.exists(keys.task(ids[0]))
 
     accepted = ok(ctl(local, "dlq", "purge", ids[0], input="y\n"))
     assert "purged 1" in accepted.stdout
-    assert rds.zscore(dlq_key(local), ids[0]) is None and not rds.exists(keys.task(ids[0]))
+    assert rds.zscore(dlq_key(local.cluster, ids[0]), ids[0]) is None
+    assert not rds.exists(keys.task(ids[0]))
 
     assert as_json(ctl(local, "--json", "dlq", "purge", "--older-than", "1h", "--yes")) == {
         "requested": 0, "purged": 0}
     data = as_json(ctl(local, "--json", "dlq", "purge", "--older-than", "0s", "--yes"))
     assert data == {"requested": 3, "purged": 3}
-    assert rds.zcard(dlq_key(local)) == 0 and not any(rds.exists(keys.task(i)) for i in ids)
+    assert dlq_size(rds, local.cluster) == 0 and not any(rds.exists(keys.task(i)) for i in ids)
 
 
 # -- bad input -----------------------------------------------------------------------------------

@@ -42,8 +42,10 @@ owner that accepted it), ``recoveries``, ``replays``, ``completions``, ``error_t
 ``accepted_at``, ``started_at``, ``finished_at``, ``first_failure_at``,
 ``last_failure_at`` (unix seconds). A task that succeeded keeps only ``state``,
 ``result`` (JSON), ``name``, ``key``, ``node``, ``epoch``, ``attempt``, ``replays``,
-``completions`` and its times, and expires after the result TTL; its fingerprint
-outlives it for the rest of the fingerprint TTL. The scripts in ``lua/`` write the
+``completions``, its times and, when an earlier attempt failed, that failure's type,
+message and times (not its traceback): rebuilt small (a listpack when its values are
+short), it expires after the result TTL, and its fingerprint outlives it for the rest
+of the fingerprint TTL. The scripts in ``lua/`` write the
 records; ``TaskRecord`` reads them.
 """
 
@@ -122,6 +124,11 @@ class Keys:
         return f"{self.tag(partition)}:dlq"
 
     # -- cluster-wide ------------------------------------------------------------------
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN pattern that matches every key of the cluster (``{C}`` and ``{C:p}``)."""
+        return f"ringpool:{{{self.cluster}[:}}]*"
 
     @property
     def partition_count(self) -> str:

@@ -17,8 +17,10 @@
 -- it is this node's own write replayed after a lost reply.
 local node, epoch, now, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local done_prefix, retry_channel = ARGV[5], ARGV[6]
-local KEEP = {'envelope', 'reply_to', 'node', 'attempt', 'replays', 'completions',
-  'created_at', 'accepted_at'}
+-- A success keeps these fields when they are there, and drops the rest (the envelope,
+-- a traceback) with the record's old, large encoding.
+local KEPT = {'node', 'attempt', 'completions', 'replays', 'created_at', 'accepted_at',
+  'error_type', 'error_message', 'first_failure_at', 'last_failure_at'}
 
 local function announce(rec, id)
   local reply_to = redis.call('HGET', rec, 'reply_to')
@@ -26,17 +28,21 @@ local function announce(rec, id)
 end
 
 local function succeed(rec, id, result, started_at, publish)
-  local f = redis.call('HMGET', rec, unpack(KEEP))
+  local head = redis.call('HMGET', rec, 'envelope', 'reply_to')
   local key, name = '', ''
-  if f[1] then key, name = envelope_head(f[1]) end
-  if publish == 1 and f[2] then redis.call('PUBLISH', done_prefix .. f[2], id) end
+  if head[1] then key, name = envelope_head(head[1]) end
+  if publish == 1 and head[2] then redis.call('PUBLISH', done_prefix .. head[2], id) end
+  local kept = redis.call('HMGET', rec, unpack(KEPT))
+  local fields = {'state', 'SUCCEEDED', 'result', result, 'name', name, 'key', key,
+    'epoch', epoch, 'started_at', started_at, 'finished_at', now}
+  for i, field in ipairs(KEPT) do
+    if kept[i] then fields[#fields + 1] = field; fields[#fields + 1] = kept[i] end
+  end
   redis.call('DEL', rec)  -- rebuilt small: a hash never shrinks back to its compact form
-  redis.call('HSET', rec, 'state', 'SUCCEEDED', 'result', result, 'name', name, 'key', key,
-    'node', f[3] or node, 'epoch', epoch, 'attempt', f[4] or '1',
-    'completions', tonumber(f[6] or '0') + 1, 'started_at', started_at, 'finished_at', now)
-  if f[5] then redis.call('HSET', rec, 'replays', f[5]) end
-  if f[7] then redis.call('HSET', rec, 'created_at', f[7]) end
-  if f[8] then redis.call('HSET', rec, 'accepted_at', f[8]) end
+  redis.call('HSET', rec, unpack(fields))
+  redis.call('HINCRBY', rec, 'completions', 1)
+  redis.call('HSETNX', rec, 'node', node)
+  redis.call('HSETNX', rec, 'attempt', 1)
   redis.call('EXPIRE', rec, ttl)
 end
 

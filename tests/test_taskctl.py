@@ -1,7 +1,8 @@
 """``taskctl`` end to end: the real CLI against a real local cluster (2 nodes, 1 coordinator).
 
 Most commands run in-process through click's runner; the interrupted replay and
-``dev up`` run as subprocesses so they can be signalled.
+``dev up`` run as subprocesses so they can be signalled. The module runs on a single
+Redis and (the tests marked ``redis_cluster``) on a Redis Cluster (``any_redis``).
 """
 
 from __future__ import annotations
@@ -28,18 +29,18 @@ from ringpool.ops import dlq as dlq_ops
 from ringpool.ops.dlq import Tally
 from ringpool.store.keys import Keys
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
-from tests.helpers import dlq_key, dlq_size, eventually
+from tests.helpers import dlq_key, dlq_size, eventually, redis_client
 from tests.tasks_flaky import gate_key, runs_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def local(zookeeper: ZooKeeperServer, redis_server: RedisServer) -> Iterator[LocalCluster]:
+def local(zookeeper: ZooKeeperServer, any_redis: str) -> Iterator[LocalCluster]:
     for attempt in range(3):
         cluster = LocalCluster(
             nodes=2, coordinators=1, tasks=["ringpool.demo", "tests.tasks_flaky"],
-            zk=zookeeper.address, redis=redis_server.url,
+            zk=zookeeper.address, redis=any_redis,
             cluster=f"ctl{uuid.uuid4().hex[:10]}",
         )
         try:
@@ -62,7 +63,7 @@ def client(local: LocalCluster) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def rds(local: LocalCluster) -> Iterator[redis.Redis]:
-    r = redis.Redis.from_url(local.redis)
+    r = redis_client(local.redis)
     yield r
     r.close()
 
@@ -141,6 +142,7 @@ def assert_replayed_once(rds: redis.Redis, local: LocalCluster, ids: list[str], 
 # -- status, ring, route, task show ------------------------------------------------------------
 
 
+@pytest.mark.redis_cluster
 def test_status_in_both_modes(local: LocalCluster) -> None:
     text = ok(ctl(local, "status")).stdout
     assert f"cluster {local.cluster}" in text and "ring v" in text
@@ -177,6 +179,7 @@ def test_route_in_both_modes_and_from_stdin(local: LocalCluster, client: Cluster
         assert client.owner(key) in line
 
 
+@pytest.mark.redis_cluster
 def test_task_show_in_both_modes(local: LocalCluster, client: Cluster) -> None:
     done = client.dispatch("show:1", Task("demo.add", args=(1, 2)))
     assert done.result(timeout=30) == 3
@@ -216,6 +219,7 @@ def test_a_long_task_shows_running_from_when_it_started(
 # -- the DLQ: ls, show, stats --------------------------------------------------------------------
 
 
+@pytest.mark.redis_cluster
 def test_dlq_ls_show_stats_in_both_modes(
     local: LocalCluster, client: Cluster, rds: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -344,6 +348,7 @@ def test_interrupted_replays_resume_and_replay_each_entry_once(
     assert "nothing" in nothing.output or "replayed 0" in nothing.output
 
 
+@pytest.mark.redis_cluster
 def test_replay_ids_dry_run_confirmation_and_no_double_replay(
     local: LocalCluster, client: Cluster, rds: redis.Redis
 ) -> None:
@@ -384,6 +389,7 @@ def test_replay_ids_dry_run_confirmation_and_no_double_replay(
 # -- purge ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.redis_cluster
 def test_purge_with_and_without_confirmation(
     local: LocalCluster, client: Cluster, rds: redis.Redis
 ) -> None:

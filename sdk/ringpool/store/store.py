@@ -187,6 +187,27 @@ def _by_partition(keys: Keys, task_ids: Iterable[str]) -> dict[int, list[int]]:
     return groups
 
 
+@dataclass(frozen=True)
+class _Group:
+    """The items of a batch that one script call takes."""
+
+    partitions: list[int]  # the partitions the call covers, in the order of its KEYS
+    indexes: list[int]  # the batch's items it takes, in batch order
+    places: list[int]  # each item's partition's place in ``partitions``, from 1 (for Lua)
+
+
+def _groups(keys: Keys, task_ids: Sequence[str], together: bool) -> list[_Group]:
+    """One group per partition (a Redis Cluster: a call stays in one slot), or one group
+    for the whole batch (one Redis: fewer, larger calls cost Redis less)."""
+    by_partition = _by_partition(keys, task_ids)
+    if not together:
+        return [_Group([p], indexes, [1] * len(indexes)) for p, indexes in by_partition.items()]
+    partitions = sorted(by_partition)
+    place = {p: n for n, p in enumerate(partitions, 1)}
+    indexes = list(range(len(task_ids)))
+    return [_Group(partitions, indexes, [place[keys.partition_of(t)] for t in task_ids])]
+
+
 def _raise_first(replies: Sequence[Any]) -> None:
     for reply in replies:
         if isinstance(reply, Exception):
@@ -277,6 +298,15 @@ class StateStore:
 
     # -- the node's writes -------------------------------------------------------
 
+    def _groups(self, keys: Keys, task_ids: Sequence[str]) -> list[_Group]:
+        return _groups(keys, task_ids, together=not self.clustered)
+
+    @staticmethod
+    def _partition_keys(keys: Keys, node_id: str, group: _Group) -> list[str]:
+        """The keys of each partition a write script's call covers (see ``lua/accept.lua``)."""
+        return [key for p in group.partitions for key in (
+            keys.inflight(node_id, p), keys.retries(p), keys.dlq(p), keys.inflight_nodes(p))]
+
     async def accept(
         self, node_id: str, epoch: int, envelopes: Sequence[pb.TaskEnvelope]
     ) -> list[AcceptResult]:
@@ -288,21 +318,20 @@ class StateStore:
         client, keys = await self._ready()
         facts = await self.server_facts()
         wait = facts.wait_command(self.durability)
-        groups = _by_partition(keys, (e.task_id for e in envelopes))
+        groups = self._groups(keys, [e.task_id for e in envelopes])
         now = time.time()
         calls = []
-        for partition, indexes in groups.items():
-            call_keys = [keys.inflight(node_id, partition), keys.retries(partition),
-                         keys.dlq(partition), keys.inflight_nodes(partition)]
+        for group in groups:
+            call_keys = self._partition_keys(keys, node_id, group)
             tasks = []
-            for i in indexes:
+            for i, place in zip(group.indexes, group.places, strict=True):
                 env = envelopes[i]
                 call_keys += [keys.task(env.task_id),
                               keys.fingerprint(env.task_id, env.name, env.idempotency_key)]
                 tasks.append((env.task_id, SOURCE_NAMES[env.source], env.SerializeToString(),
-                              env.attempt, env.reply_to, int(not env.idempotency_key)))
-            calls.append(Call(ACCEPT, call_keys,
-                              [node_id, epoch, now, self.fingerprint_ttl_s, _pack(tasks)]))
+                              env.attempt, env.reply_to, int(not env.idempotency_key), place))
+            calls.append(Call(ACCEPT, call_keys, [node_id, epoch, now, self.fingerprint_ttl_s,
+                                                  len(group.partitions), _pack(tasks)]))
         started = time.perf_counter()
         answered = await run(client, calls, wait)
         self.events.round_trip("accept", time.perf_counter() - started)
@@ -310,8 +339,8 @@ class StateStore:
         if len(failed) == len(calls):
             raise failed[0]
         results: list[AcceptResult | None] = [None] * len(envelopes)
-        for indexes, reply, waited in zip(groups.values(), answered.replies, answered.waits,
-                                          strict=True):
+        for group, reply, waited in zip(groups, answered.replies, answered.waits, strict=True):
+            indexes = group.indexes
             if isinstance(reply, Exception) or not confirmed(wait, waited):
                 why = str(reply) if isinstance(reply, Exception) else (
                     f"{self.durability.value} durability not confirmed: {waited}")
@@ -340,23 +369,25 @@ class StateStore:
         if not ops:
             return []
         client, keys = await self._ready()
-        groups = _by_partition(keys, (op.task_id for op in ops))
+        groups = self._groups(keys, [op.task_id for op in ops])
         now = time.time()
         calls = [
             Call(TRANSITION,
-                 [keys.inflight(node_id, p), keys.retries(p), keys.dlq(p), keys.inflight_nodes(p),
-                  *(keys.task(ops[i].task_id) for i in indexes)],
+                 [*self._partition_keys(keys, node_id, group),
+                  *(keys.task(ops[i].task_id) for i in group.indexes)],
                  [node_id, epoch, now, self.result_ttl_s, keys.done_channel(""),
-                  keys.retry_channel, _pack([ops[i].packed() for i in indexes])])
-            for p, indexes in groups.items()
+                  keys.retry_channel, len(group.partitions),
+                  _pack([(*ops[i].packed(), place)
+                         for i, place in zip(group.indexes, group.places, strict=True)])])
+            for group in groups
         ]
         started = time.perf_counter()
         replies = (await run(client, calls)).replies
         self.events.round_trip("transition", time.perf_counter() - started)
         _raise_first(replies)
         applied = [False] * len(ops)
-        for indexes, reply in zip(groups.values(), replies, strict=True):
-            for i, code in zip(indexes, reply, strict=True):
+        for group, reply in zip(groups, replies, strict=True):
+            for i, code in zip(group.indexes, reply, strict=True):
                 applied[i] = code == ord("K")
         return applied
 
@@ -382,31 +413,31 @@ class StateStore:
                 for p, cursor in cursors.items():
                     pipe.hscan(keys.inflight(node_id, p), cursor, count=limit)
                 scans = await pipe.execute()
-            batches: dict[int, list[str]] = {}
+            ids: list[str] = []
             for (p, _), (cursor, entries) in zip(cursors.items(), scans, strict=True):
                 cursors[p] = int(cursor)
-                ids = [text(i) for i, epoch in entries.items() if text(epoch) != keep]
-                if ids:
-                    batches[p] = ids
-            counts = await self._recover_calls(node_id, keep, max_recoveries, batches)
+                ids += [text(i) for i, epoch in entries.items() if text(epoch) != keep]
+            counts = await self._recover_calls(node_id, keep, max_recoveries, ids)
             recovered += counts.recovered
             poisoned += counts.poisoned
             cursors = {p: c for p, c in cursors.items() if c}
         return Recovery(recovered, poisoned, 0)
 
     async def _recover_calls(
-        self, node_id: str, keep: str, max_recoveries: int, batches: dict[int, list[str]]
+        self, node_id: str, keep: str, max_recoveries: int, ids: Sequence[str]
     ) -> Recovery:
-        if not batches:
+        if not ids:
             return Recovery(0, 0, 0)
         client, keys = await self._ready()
         calls = [
             Call(RECOVER,
-                 [keys.inflight(node_id, p), keys.retries(p), keys.dlq(p), keys.inflight_nodes(p),
-                  *(keys.task(i) for i in ids)],
+                 [*self._partition_keys(keys, node_id, group),
+                  *(keys.task(ids[i]) for i in group.indexes)],
                  [node_id, time.time(), keep, max_recoveries, keys.done_channel(""),
-                  keys.retry_channel, _pack(ids)])
-            for p, ids in batches.items()
+                  keys.retry_channel, len(group.partitions),
+                  _pack([(ids[i], place)
+                         for i, place in zip(group.indexes, group.places, strict=True)])])
+            for group in self._groups(keys, ids)
         ]
         replies = (await run(client, calls)).replies
         _raise_first(replies)
@@ -414,11 +445,7 @@ class StateStore:
 
     async def hand_back(self, node_id: str, task_ids: Iterable[str]) -> int:
         """Move these in-flight tasks of ``node_id`` to the retry set (no attempt used)."""
-        ids = list(task_ids)
-        _, keys = await self._ready()
-        batches = {p: [ids[i] for i in indexes]
-                   for p, indexes in _by_partition(keys, ids).items()}
-        return (await self._recover_calls(node_id, "", 0, batches)).recovered
+        return (await self._recover_calls(node_id, "", 0, list(task_ids))).recovered
 
     async def _partitions_holding(self, node_id: str) -> list[int]:
         client, keys = await self._ready()
@@ -467,10 +494,12 @@ class StateStore:
         earliest = sorted(((float(score), text(task_id)) for entries in due
                            for task_id, score in entries))[:limit]
         ids = [task_id for _, task_id in earliest]
-        groups = _by_partition(keys, ids)
-        calls = [Call(CLAIM, [keys.retries(p), *(keys.task(ids[i]) for i in indexes)],
-                      [now, now + lease_s, _pack([ids[i] for i in indexes])])
-                 for p, indexes in groups.items()]
+        calls = [Call(CLAIM, [*(keys.retries(p) for p in group.partitions),
+                              *(keys.task(ids[i]) for i in group.indexes)],
+                      [now, now + lease_s, len(group.partitions),
+                       _pack([(ids[i], place)
+                              for i, place in zip(group.indexes, group.places, strict=True)])])
+                 for group in self._groups(keys, ids)]
         replies = (await run(client, calls)).replies if calls else []
         _raise_first(replies)
         claimed = []
@@ -680,10 +709,9 @@ class StateStore:
         if not entries:
             return []
         client, keys = await self._ready()
-        groups = _by_partition(keys, (task_id for task_id, _ in entries))
-        calls = [Call(SUMMARIES, [keys.task(entries[i][0]) for i in indexes],
-                      [state, *patterns, *(part for i in indexes for part in entries[i])])
-                 for indexes in groups.values()]
+        calls = [Call(SUMMARIES, [keys.task(entries[i][0]) for i in group.indexes],
+                      [state, *patterns, *(part for i in group.indexes for part in entries[i])])
+                 for group in self._groups(keys, [task_id for task_id, _ in entries])]
         replies = (await run(client, calls)).replies
         _raise_first(replies)
         return [row for reply in replies for row in reply]
@@ -745,9 +773,12 @@ class StateStore:
         if not task_ids:
             return 0
         client, keys = await self._ready()
-        calls = [Call(PURGE, [keys.dlq(p), *(keys.task(task_ids[i]) for i in indexes)],
-                      [task_ids[i] for i in indexes])
-                 for p, indexes in _by_partition(keys, task_ids).items()]
+        calls = [Call(PURGE, [*(keys.dlq(p) for p in group.partitions),
+                              *(keys.task(task_ids[i]) for i in group.indexes)],
+                      [len(group.partitions),
+                       *(part for i, place in zip(group.indexes, group.places, strict=True)
+                         for part in (task_ids[i], place))])
+                 for group in self._groups(keys, task_ids)]
         replies = (await run(client, calls)).replies
         _raise_first(replies)
         return sum(int(r) for r in replies)

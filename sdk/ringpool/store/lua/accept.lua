@@ -1,20 +1,23 @@
--- Durable accept of a batch of one partition, in one call.
--- KEYS[1] this node's in-flight hash (task id -> owner epoch), KEYS[2] retry zset,
--- KEYS[3] dlq zset, KEYS[4] the partition's set of nodes with in-flight tasks; then for
--- the i-th task KEYS[3 + 2i] its record and KEYS[4 + 2i] its fingerprint.
--- ARGV: node, epoch, now, fingerprint ttl (s), and a msgpack array of
---       {id, source, envelope, attempt, reply_to, by id} per task ("by id": the
---       fingerprint is the id's own, and holds "1" rather than the id).
+-- Durable accept of a batch, in one call: the tasks of one partition (a Redis Cluster),
+-- or of several (one Redis).
+-- KEYS: for each partition g the call covers, four keys: KEYS[4g - 3] this node's
+-- in-flight hash (task id -> owner epoch), KEYS[4g - 2] retry zset, KEYS[4g - 1] dlq
+-- zset, KEYS[4g] the partition's set of nodes with in-flight tasks; then for the i-th
+-- task, KEYS[4G + 2i - 1] its record and KEYS[4G + 2i] its fingerprint (G partitions).
+-- ARGV: node, epoch, now, fingerprint ttl (s), G, and a msgpack array of
+--       {id, source, envelope, attempt, reply_to, by id, g} per task ("by id": the
+--       fingerprint is the id's own, and holds "1" rather than the id; g: its partition).
 -- Returns a msgpack array of {code, task id, state}: A accepted (QUEUED), D duplicate of
 -- that task id (state left to the caller), N not redeliverable (with its state).
 -- A client task is new when its fingerprint is; a retry or replay is accepted only
 -- while it is still waiting in the retry set or the DLQ, and leaves it here.
 local node, epoch, now, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local base = 4 * tonumber(ARGV[5])
 local out = {}
-local any = false
-for i, t in ipairs(cmsgpack.unpack(ARGV[5])) do
-  local id, source, envelope, attempt, reply_to, by_id = t[1], t[2], t[3], t[4], t[5], t[6]
-  local rec, fp = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+local holding = {}
+for i, t in ipairs(cmsgpack.unpack(ARGV[6])) do
+  local id, source, envelope, attempt, reply_to, by_id, g = unpack(t)
+  local rec, fp = KEYS[base + 2 * i - 1], KEYS[base + 2 * i]
   local holds = (by_id == 1) and '1' or id
   local accepted = false
   if source == 'client' then
@@ -26,7 +29,7 @@ for i, t in ipairs(cmsgpack.unpack(ARGV[5])) do
       out[i] = {'D', holder, ''}
     end
   else
-    local waiting = (source == 'retry') and KEYS[2] or KEYS[3]
+    local waiting = (source == 'retry') and KEYS[4 * g - 2] or KEYS[4 * g - 1]
     if redis.call('ZREM', waiting, id) == 1 then
       accepted = true
       if source == 'replay' then
@@ -41,14 +44,17 @@ for i, t in ipairs(cmsgpack.unpack(ARGV[5])) do
     end
   end
   if accepted then
-    redis.call('HSET', rec, 'envelope', envelope, 'attempt', attempt, 'state', 'QUEUED',
-      'node', node, 'epoch', epoch, 'accepted_at', now)
-    if reply_to ~= '' then redis.call('HSET', rec, 'reply_to', reply_to) end
-    redis.call('HSETNX', rec, 'created_at', now)
-    redis.call('HSET', KEYS[1], id, epoch)
-    any = true
+    local fields = {'envelope', envelope, 'attempt', attempt, 'state', 'QUEUED', 'node', node,
+      'epoch', epoch, 'accepted_at', now}
+    if reply_to ~= '' then fields[#fields + 1] = 'reply_to'; fields[#fields + 1] = reply_to end
+    if source == 'client' then  -- a new task (a redelivery keeps when it was created)
+      fields[#fields + 1] = 'created_at'; fields[#fields + 1] = now
+    end
+    redis.call('HSET', rec, unpack(fields))
+    redis.call('HSET', KEYS[4 * g - 3], id, epoch)
+    holding[g] = true
     out[i] = {'A', id, 'QUEUED'}
   end
 end
-if any then redis.call('SADD', KEYS[4], node) end
+for g in pairs(holding) do redis.call('SADD', KEYS[4 * g], node) end
 return cmsgpack.pack(out)

@@ -1,13 +1,16 @@
--- State transitions of running tasks of one partition, a batch per call, fenced by owner
--- epoch: only the node whose in-flight hash holds the task with its epoch may move it,
--- so a node that lost the task to a recovery cannot complete it; the first completion
--- wins.
--- KEYS[1] the node's in-flight hash, KEYS[2] retry zset, KEYS[3] dlq zset, KEYS[4] the
--- partition's set of nodes with in-flight tasks, KEYS[4 + i] the record of the i-th op.
+-- State transitions of running tasks, a batch per call (of one partition on a Redis
+-- Cluster, of several on one Redis), fenced by owner epoch: only the node whose in-flight
+-- hash holds the task with its epoch may move it, so a node that lost the task to a
+-- recovery cannot complete it; the first completion wins.
+-- KEYS: for each partition g the call covers, four keys: KEYS[4g - 3] the node's
+-- in-flight hash, KEYS[4g - 2] retry zset, KEYS[4g - 1] dlq zset, KEYS[4g] the
+-- partition's set of nodes with in-flight tasks; then KEYS[4G + i] the record of the
+-- i-th op (G partitions).
 -- ARGV: node, epoch, now, result ttl (s), done channel prefix (plus a reply_to is the
---       sender's channel), retry channel, and a msgpack array of ops (Transition.packed):
+--       sender's channel), retry channel, G, and a msgpack array of ops
+--       (Transition.packed, then the op's partition g):
 --       {op, id, started_at, result, error type, error message, traceback, retry_at,
---        dead reason, publish}
+--        dead reason, publish, g}
 --   start: mark RUNNING.   ok: SUCCEEDED with the result; announced when publish is 1.
 --   retry: RETRY_SCHEDULED, due at retry_at.   dead: FAILED, into the DLQ, announced.
 -- A success leaves a slim record (what its result and status need: no envelope, no
@@ -18,9 +21,10 @@
 local node, epoch, now, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local done_prefix, retry_channel = ARGV[5], ARGV[6]
 -- A success keeps these fields when they are there, and drops the rest (the envelope,
--- a traceback) with the record's old, large encoding.
-local KEPT = {'node', 'attempt', 'completions', 'replays', 'created_at', 'accepted_at',
-  'error_type', 'error_message', 'first_failure_at', 'last_failure_at'}
+-- a traceback) with the record's old, large encoding. (node and attempt are always
+-- there: the accept wrote them.)
+local KEPT = {'node', 'attempt', 'replays', 'created_at', 'accepted_at', 'error_type',
+  'error_message', 'first_failure_at', 'last_failure_at'}
 
 local function announce(rec, id)
   local reply_to = redis.call('HGET', rec, 'reply_to')
@@ -28,29 +32,28 @@ local function announce(rec, id)
 end
 
 local function succeed(rec, id, result, started_at, publish)
-  local head = redis.call('HMGET', rec, 'envelope', 'reply_to')
+  local f = redis.call('HMGET', rec, 'envelope', 'reply_to', 'completions', unpack(KEPT))
   local key, name = '', ''
-  if head[1] then key, name = envelope_head(head[1]) end
-  if publish == 1 and head[2] then redis.call('PUBLISH', done_prefix .. head[2], id) end
-  local kept = redis.call('HMGET', rec, unpack(KEPT))
+  if f[1] then key, name = envelope_head(f[1]) end
+  if publish == 1 and f[2] then redis.call('PUBLISH', done_prefix .. f[2], id) end
   local fields = {'state', 'SUCCEEDED', 'result', result, 'name', name, 'key', key,
-    'epoch', epoch, 'started_at', started_at, 'finished_at', now}
+    'epoch', epoch, 'started_at', started_at, 'finished_at', now,
+    'completions', tonumber(f[3] or '0') + 1}
   for i, field in ipairs(KEPT) do
-    if kept[i] then fields[#fields + 1] = field; fields[#fields + 1] = kept[i] end
+    if f[3 + i] then fields[#fields + 1] = field; fields[#fields + 1] = f[3 + i] end
   end
   redis.call('DEL', rec)  -- rebuilt small: a hash never shrinks back to its compact form
   redis.call('HSET', rec, unpack(fields))
-  redis.call('HINCRBY', rec, 'completions', 1)
-  redis.call('HSETNX', rec, 'node', node)
-  redis.call('HSETNX', rec, 'attempt', 1)
   redis.call('EXPIRE', rec, ttl)
 end
 
+local partitions = tonumber(ARGV[7])
 local out = {}
-for i, t in ipairs(cmsgpack.unpack(ARGV[7])) do
-  local op, id, started_at = t[1], t[2], t[3]
-  local rec = KEYS[4 + i]
-  if redis.call('HGET', KEYS[1], id) ~= epoch then
+for i, t in ipairs(cmsgpack.unpack(ARGV[8])) do
+  local op, id, started_at, g = t[1], t[2], t[3], t[11]
+  local rec = KEYS[4 * partitions + i]
+  local inflight = KEYS[4 * g - 3]
+  if redis.call('HGET', inflight, id) ~= epoch then
     local final = (op == 'ok' or op == 'dead')
       and redis.call('HGET', rec, 'epoch') == epoch
       and (redis.call('HGET', rec, 'state') == (op == 'ok' and 'SUCCEEDED' or 'FAILED'))
@@ -59,7 +62,7 @@ for i, t in ipairs(cmsgpack.unpack(ARGV[7])) do
     redis.call('HSET', rec, 'state', 'RUNNING', 'started_at', started_at)
     table.insert(out, 'K')
   else
-    redis.call('HDEL', KEYS[1], id)
+    redis.call('HDEL', inflight, id)
     if op == 'ok' then
       succeed(rec, id, t[4], started_at, t[10])
     else
@@ -69,17 +72,19 @@ for i, t in ipairs(cmsgpack.unpack(ARGV[7])) do
       if op == 'retry' then
         local attempt = tonumber(redis.call('HGET', rec, 'attempt') or '1')
         redis.call('HSET', rec, 'state', 'RETRY_SCHEDULED', 'redeliver_attempt', attempt + 1)
-        redis.call('ZADD', KEYS[2], t[8], id)
+        redis.call('ZADD', KEYS[4 * g - 2], t[8], id)
         redis.call('PUBLISH', retry_channel, t[8])
       else
         redis.call('HSET', rec, 'state', 'FAILED', 'finished_at', now, 'dead_reason', t[9])
         redis.call('HINCRBY', rec, 'completions', 1)
-        redis.call('ZADD', KEYS[3], now, id)
+        redis.call('ZADD', KEYS[4 * g - 1], now, id)
         announce(rec, id)
       end
     end
     table.insert(out, 'K')
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[4], node) end
+for g = 1, partitions do
+  if redis.call('EXISTS', KEYS[4 * g - 3]) == 0 then redis.call('SREM', KEYS[4 * g], node) end
+end
 return table.concat(out)

@@ -86,8 +86,10 @@ def measure(workdir: Path, calls: int) -> dict[str, Any]:
         "--replicaof", "127.0.0.1", str(primary.port)]).start()
     try:
         control = redis.Redis.from_url(primary.url)
-        wait_until(lambda: control.info("replication").get("connected_slaves") == 1, 30,
-                   "the replica to connect")
+        follower = redis.Redis.from_url(replica.url)
+        wait_until(lambda: follower.info("replication").get("master_link_status") == "up", 30,
+                   "the replica to be in sync")
+        follower.close()
         out: dict[str, Any] = {"redis": control.info("server")["redis_version"], "modes": {}}
         for durability, fsync in MODES:
             control.config_set("appendfsync", fsync)

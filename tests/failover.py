@@ -2,14 +2,17 @@
 lose? Shared by the reliability test and ``bench/redis_failover.py``.
 
 Two nodes and a coordinator run on a Redis Cluster; a producer dispatches probe tasks
-as fast as it is let; one primary is killed with SIGKILL, its replica takes over, and
-the killed server comes back as a replica. A task is lost when it was accepted (its
+as fast as it is let. The primary's replica is cut off for ``lag_s`` (paused with
+SIGSTOP, its link closed), as a replica that falls behind under load or across a slow
+link would be; then the primary is killed with SIGKILL and the replica resumed: it
+takes over with what it had, and the killed server comes back as a replica. A task is lost when it was accepted (its
 dispatch returned) and its caller can never get a result: its record went with the
 primary. The probe tasks count their runs in another Redis, which nothing kills.
 """
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import Counter
@@ -51,9 +54,10 @@ def _produce(client: Cluster, tag: str, accepted: list[str], stop: threading.Eve
 
 
 def failover_drill(zk: str, servers: RedisClusterServers, probe_redis: str, durability: str,
-                   before: int = 1500, after: int = 1500) -> FailoverCounts:
-    """Kill one primary of ``servers`` after ``before`` accepted tasks; stop after ``after``
-    more; count. ``servers`` is healthy again (the killed server a replica) at the end."""
+                   before: int = 1500, after: int = 1500, lag_s: float = 0.5) -> FailoverCounts:
+    """Kill one primary of ``servers`` after ``before`` accepted tasks (its replica paused
+    for ``lag_s`` first); stop after ``after`` more; count. ``servers`` is healthy again
+    (the killed server a replica) at the end."""
     tag = f"failover-{durability}-{time.monotonic_ns()}"
     with LocalCluster(nodes=2, coordinators=1, tasks=["ringpool.demo", "tests.tasks_flaky"],
                       zk=zk, redis=servers.url, env={"PROBE_REDIS": probe_redis},
@@ -67,8 +71,14 @@ def failover_drill(zk: str, servers: RedisClusterServers, probe_redis: str, dura
         try:
             eventually(lambda: len(accepted) >= before, 120, f"{before} accepted tasks", 0.01)
             victim = servers.primaries()[0]
+            (follower,) = servers.replicas_of(victim)
+            follower.send_signal(signal.SIGSTOP)
+            victim.command("CLIENT", "KILL", "TYPE", "replica")  # nothing more reaches it
+            time.sleep(lag_s)  # accepts go on meanwhile: the replica falls behind
             killed_at = time.monotonic()
-            servers.kill_primary(victim)  # returns once its replica serves its slots
+            victim.stop(sig=signal.SIGKILL)
+            follower.send_signal(signal.SIGCONT)
+            servers.wait_healthy()  # its replica serves its slots
             victim.start()  # back, as the new primary's replica
             servers.wait_healthy()
             healthy_s = time.monotonic() - killed_at

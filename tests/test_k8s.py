@@ -656,6 +656,7 @@ def test_redis_is_durable_and_authenticated(path: Path) -> None:
     c = redis["spec"]["template"]["spec"]["containers"][0]
     argv = " ".join([*c.get("command", []), *c.get("args", [])])
     assert "--appendonly yes" in argv
+    assert "--appendfsync always" in argv  # what the default accept durability, aof, needs
     assert "--maxmemory-policy noeviction" in argv
     assert '--requirepass "$REDIS_PASSWORD"' in argv
     assert "secretKeyRef" in env_of(c)["REDIS_PASSWORD"]["valueFrom"]

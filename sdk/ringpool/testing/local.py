@@ -84,6 +84,18 @@ def _tcp_reply(port: int, message: bytes) -> bytes:
         return sock.recv(64)
 
 
+def redis_cli(port: int, *args: str, password: str = "", timeout: float = 10.0) -> str:
+    """One command to the Redis (or Sentinel) on a loopback port, through ``redis-cli``:
+    its reply as text."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise ConfigError(f"redis-cli is missing; install with: {INSTALL_HINT}")
+    auth = ["-a", password, "--no-auth-warning"] if password else []
+    done = subprocess.run([cli, "-p", str(port), *auth, *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    return done.stdout
+
+
 class ManagedProcess:
     """A child process with its own log file, stopped by PID."""
 
@@ -246,19 +258,18 @@ class RedisServer:
         if self.process:
             self.process.stop(timeout=10.0, sig=sig)
 
+    def send_signal(self, sig: int) -> None:
+        """E.g. SIGSTOP and SIGCONT, to make the server stall."""
+        if self.process:
+            self.process.send_signal(sig)
+
     def restart(self) -> None:
         self.stop()
         self.start()
 
     def command(self, *args: str, timeout: float = 10.0) -> str:
         """One command through ``redis-cli``: its reply as text."""
-        cli = shutil.which("redis-cli")
-        if cli is None:
-            raise ConfigError(f"redis-cli is missing; install with: {INSTALL_HINT}")
-        auth = ["-a", self.password, "--no-auth-warning"] if self.password else []
-        done = subprocess.run([cli, "-p", str(self.port), *auth, *args], capture_output=True,
-                              text=True, timeout=timeout, check=False)
-        return done.stdout
+        return redis_cli(self.port, *args, password=self.password, timeout=timeout)
 
     def info(self, *command: str) -> dict[str, str]:
         """The fields of ``INFO <section>`` (or of another command with the same kind of
@@ -276,8 +287,8 @@ class RedisClusterServers:
     """A Redis Cluster on loopback: ``masters`` primaries with ``replicas`` replicas each,
     joined by ``redis-cli --cluster create``; AOF (``appendfsync always``) when asked.
 
-    ``url`` names one node: ringpool finds the others. A primary killed with
-    ``kill_primary`` is replaced by its replica within a few node timeouts.
+    ``url`` names one node: ringpool finds the others. A primary that dies is replaced by
+    its replica within a few node timeouts (``wait_healthy`` waits for that).
     """
 
     def __init__(
@@ -325,30 +336,88 @@ class RedisClusterServers:
         """The live servers that are primaries now."""
         return [s for s in self.live() if s.info("replication").get("role") == "master"]
 
+    def replicas_of(self, primary: RedisServer) -> list[RedisServer]:
+        """The live servers that replicate ``primary`` now."""
+        return [s for s in self.live()
+                if s.info("replication").get("master_port") == str(primary.port)]
+
     def healthy(self) -> bool:
         """Every live node sees the cluster ok, each slot range has one primary, and with
-        every server alive each primary has its replicas."""
+        every server alive every replica is in sync with its primary (only a replica
+        that was can take over)."""
         live = self.live()
         if any(s.info("CLUSTER", "INFO").get("cluster_state") != "ok" for s in live):
             return False
-        primaries = self.primaries()
-        if len(primaries) != self.masters:
+        roles = [s.info("replication") for s in live]
+        if sum(r.get("role") == "master" for r in roles) != self.masters:
             return False
         return len(live) < len(self.servers) or all(
-            int(p.info("replication").get("connected_slaves", 0)) >= self.replicas
-            for p in primaries)
+            r.get("master_link_status") == "up" for r in roles if r.get("role") == "slave")
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         wait_until(self.healthy, timeout, "the Redis Cluster to be ok", 0.2)
 
-    def kill_primary(self, server: RedisServer) -> None:
-        """SIGKILL a primary; returns once another node serves its slots."""
-        server.stop(sig=signal.SIGKILL)
-        self.wait_healthy()
 
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+
+
+class RedisSentinelServers:
+    """A Redis primary, one replica and one Sentinel that watches them (quorum 1) as the
+    service ``service``; ``url`` is the ``redis+sentinel://`` URL ringpool takes. When
+    the primary dies, the Sentinel promotes the replica within a few seconds."""
+
+    def __init__(self, workdir: Path, service: str = "ringpool", appendonly: bool = False) -> None:
+        self.workdir = workdir
+        self.service = service
+        self.primary = RedisServer(workdir, appendonly=appendonly, name="sentinel-primary")
+        self.replica = RedisServer(workdir, appendonly=appendonly, name="sentinel-replica")
+        self.sentinel_port = free_port()
+        self.sentinel: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{self.service}"
+
+    def start(self, timeout: float = 60.0) -> RedisSentinelServers:
+        try:
+            self.primary.start()
+            self.replica.extra_args = ["--replicaof", "127.0.0.1", str(self.primary.port)]
+            self.replica.start()
+            wait_until(lambda: self.replica.info("replication").get("master_link_status")
+                       == "up", timeout, "the replica to be in sync", 0.1)
+            data = self.workdir / "sentinel"
+            data.mkdir(parents=True, exist_ok=True)
+            config = data / "sentinel.conf"
+            config.write_text(
+                f"port {self.sentinel_port}\nbind 127.0.0.1\nprotected-mode no\n"
+                f"dir {data}\n"
+                f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 1\n"
+                f"sentinel down-after-milliseconds {self.service} 1000\n"
+                f"sentinel failover-timeout {self.service} 5000\n")
+            binary = shutil.which("redis-server")
+            assert binary is not None  # the primary started
+            self.sentinel = ManagedProcess("sentinel", [binary, str(config), "--sentinel"],
+                                           data / "sentinel.log", dict(os.environ)).start()
+            wait_until(lambda: self.primary_port() == self.primary.port, timeout,
+                       "the Sentinel to watch the primary", 0.1)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def primary_port(self) -> int | None:
+        """The port of the primary the Sentinel names now."""
+        lines = redis_cli(self.sentinel_port, "SENTINEL", "get-master-addr-by-name",
+                          self.service, timeout=2.0).split()
+        return int(lines[1]) if len(lines) == 2 and lines[1].isdigit() else None
+
+    def stop(self) -> None:
+        if self.sentinel is not None:
+            self.sentinel.stop(timeout=10.0)
+        self.replica.stop()
+        self.primary.stop()
 
 
 class LocalCluster:

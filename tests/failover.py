@@ -5,9 +5,10 @@ Two nodes and a coordinator run on a Redis Cluster; a producer dispatches probe 
 as fast as it is let. The primary's replica is cut off for ``lag_s`` (paused with
 SIGSTOP, its link closed), as a replica that falls behind under load or across a slow
 link would be; then the primary is killed with SIGKILL and the replica resumed: it
-takes over with what it had, and the killed server comes back as a replica. A task is lost when it was accepted (its
-dispatch returned) and its caller can never get a result: its record went with the
-primary. The probe tasks count their runs in another Redis, which nothing kills.
+takes over with what it had, and the killed server comes back as a replica. A task is
+lost when it was accepted (its dispatch returned) and its caller can never get a
+result: its record went with the primary. The probe tasks count their runs in another
+Redis, which nothing kills.
 """
 
 from __future__ import annotations

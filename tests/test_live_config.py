@@ -13,11 +13,13 @@ import pytest
 from click.testing import CliRunner, Result
 from prometheus_client.parser import text_string_to_metric_families
 
+from ringpool import Cluster, Task, TaskHandle
 from ringpool.cli.taskctl import cli
 from ringpool.core.membership import connect_zookeeper
 from ringpool.core.naming import Names
+from ringpool.errors import ClusterUnavailable
 from ringpool.testing.local import LocalCluster
-from tests.helpers import eventually
+from tests.helpers import eventually, records
 
 APPLY_WITHIN_S = 10.0  # usually well under a second; room for a loaded CI machine
 
@@ -95,3 +97,37 @@ def test_a_bad_value_changes_nothing(local: LocalCluster) -> None:
     assert now["ringpool_pool_max_workers"] == 2
     assert now["ringpool_pool_min_workers"] == 1
     assert now["ringpool_config_version"] == version
+
+
+def test_durability_and_result_ttl_change_live_and_empty_gives_back_the_flags(
+    local: LocalCluster
+) -> None:
+    # The session's Redis has no replica: a node told to wait for one refuses to ack.
+    with local.connect(dispatch_timeout_s=2.0) as client:
+        assert client.dispatch("a", Task("demo.add", args=(1, 1))).result(timeout=30) == 2
+        assert ctl(local, "config", "set", "accept_durability=replica",
+                   "result_ttl_s=1").exit_code == 0
+        eventually(lambda: refused(client), APPLY_WITHIN_S + 10,
+                   "accepts to be refused for want of a replica")
+        assert ctl(local, "config", "set", "accept_durability=").exit_code == 0
+        handle = eventually(lambda: accepted(client), APPLY_WITHIN_S + 10,
+                            "accepts to go on with the node's own durability")
+        assert handle.result(timeout=30) == 4
+        # The result TTL of 1 s applies too: the record is gone soon after.
+        eventually(lambda: records(local, [handle.task_id]) == [None], 30,
+                   "the finished task's record to expire")
+
+
+def refused(client: Cluster) -> bool:
+    try:
+        client.dispatch("b", Task("demo.add", args=(2, 2)))
+    except ClusterUnavailable:
+        return True
+    return False
+
+
+def accepted(client: Cluster) -> TaskHandle | None:
+    try:
+        return client.dispatch("c", Task("demo.add", args=(2, 2)))
+    except ClusterUnavailable:
+        return None

@@ -13,7 +13,7 @@ import redis
 from ringpool import Task, TaskState
 from ringpool.core.envelope import build
 from ringpool.errors import ConfigError
-from ringpool.store.durability import AcceptDurability
+from ringpool.store.durability import AcceptDurability, ServerFacts
 from ringpool.store.keys import DEFAULT_PARTITIONS, Keys
 from ringpool.store.store import AcceptCode, QueueSizes, StateStore, Transition
 from tests.helpers import dlq_key, put_in_dlq, retry_key
@@ -302,3 +302,26 @@ def test_replica_durability_without_a_replica_refuses_and_memory_accepts(
     (refused, why), (accepted, _) = with_store(redis_url, cluster_name, run)
     assert refused is AcceptCode.UNAVAILABLE and "replica durability not confirmed" in why
     assert accepted is AcceptCode.ACCEPTED
+
+
+@pytest.mark.parametrize(("facts", "durability", "command", "warned"), [
+    (ServerFacts((7, 0, 15), True, "always", 1), "aof", (), None),
+    (ServerFacts((7, 0, 15), True, "everysec", 1), "aof", (), "no WAITAOF"),
+    (ServerFacts((7, 2, 4), True, "everysec", 1), "aof", ("WAITAOF", 1, 0, 2000), None),
+    (ServerFacts((7, 4, 2), False, "everysec", 1), "aof", (), "appendonly no"),
+    (ServerFacts((7, 0, 15), False, None, 1), "replica", ("WAIT", 1, 2000), None),
+    (ServerFacts((7, 0, 15), True, "always", 0), "replica", ("WAIT", 1, 2000), "no replica"),
+    (ServerFacts((7, 0, 15), False, None, 0), "memory", (), None),
+])
+def test_each_durability_is_kept_by_the_command_the_server_has_or_said_why_not(
+    facts: ServerFacts, durability: str, command: tuple[object, ...], warned: str | None
+) -> None:
+    mode = AcceptDurability.parse(durability)
+    assert facts.wait_command(mode) == command
+    warning = facts.warning(mode)
+    assert (warning is None) if warned is None else (warning is not None and warned in warning)
+
+
+def test_an_unknown_durability_is_refused() -> None:
+    with pytest.raises(ConfigError, match="memory, replica, aof"):
+        AcceptDurability.parse("disk")

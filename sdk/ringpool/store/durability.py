@@ -5,8 +5,10 @@
 and a failover to that replica. ``aof``: once the primary's append-only file has it
 on disk (``WAITAOF 1 0``, Redis >= 7.2): it survives a Redis process crash and
 restart. Redis 7.0 and 7.1 have no ``WAITAOF``: there ``aof`` relies on the server
-writing each change to disk before it answers (``appendfsync always``), and the store
-says in its log when the server is not set up that way.
+writing each change to disk before it answers (``appendfsync always``). A server
+without an append-only file cannot keep ``aof`` at all: accepts go on as ``memory``.
+The store says in its log, when a node starts, how the durability is kept, or why it
+is not.
 
 The durability command goes after the accept scripts of a batch, on the connection
 that carried them (it waits only for that connection's writes). A batch whose
@@ -60,7 +62,7 @@ class ServerFacts:
     """What the store learned about the (primary) servers when it connected."""
 
     version: tuple[int, ...]
-    appendonly: bool | None  # None: the server would not say (CONFIG disabled)
+    appendonly: bool  # every primary has an append-only file
     appendfsync: str | None
     replicas: int | None  # the fewest replicas of any primary
 
@@ -73,7 +75,7 @@ class ServerFacts:
         timeout_ms = int(WAIT_TIMEOUT_S * 1000)
         if durability is AcceptDurability.REPLICA:
             return ("WAIT", 1, timeout_ms)
-        if durability is AcceptDurability.AOF and self.has_waitaof:
+        if durability is AcceptDurability.AOF and self.has_waitaof and self.appendonly:
             return ("WAITAOF", 1, 0, timeout_ms)
         return ()
 
@@ -84,9 +86,10 @@ class ServerFacts:
                     f"accept will wait {WAIT_TIMEOUT_S:g}s and be refused")
         if durability is not AcceptDurability.AOF:
             return None
-        if self.appendonly is False:
+        if not self.appendonly:
             return ("accept durability 'aof': Redis runs without an append-only file "
-                    "(appendonly no): an acknowledged task is lost by a Redis crash")
+                    "(appendonly no), so accepts are acknowledged from memory: an "
+                    "acknowledged task is lost by a Redis crash")
         if not self.has_waitaof and self.appendfsync not in ("always", None):
             version = ".".join(map(str, self.version))
             return (f"accept durability 'aof': Redis {version} has no WAITAOF (Redis >= 7.2), "

@@ -588,13 +588,22 @@ class StateStore:
 
     async def inflight_count(self) -> int:
         """Tasks Redis holds in flight (queued or running) on any node."""
+        return sum((await self.inflight_counts()).values())
+
+    async def inflight_counts(self) -> dict[str, int]:
+        """Node id -> how many tasks Redis holds in flight on it (nodes holding none are
+        left out); two round trips, whatever the counts."""
         client, keys = await self._ready()
-        holders = await self._inflight_nodes()
+        pairs = [(p, node) for p, nodes in (await self._inflight_nodes()).items()
+                 for node in nodes]
         async with client.pipeline(transaction=False) as pipe:
-            for p, nodes in holders.items():
-                for node_id in nodes:
-                    pipe.hlen(keys.inflight(node_id, p))
-            return sum(int(n) for n in await pipe.execute())
+            for p, node in pairs:
+                pipe.hlen(keys.inflight(node, p))
+            lengths = await pipe.execute()
+        counts: dict[str, int] = {}
+        for (_, node), length in zip(pairs, lengths, strict=True):
+            counts[node] = counts.get(node, 0) + int(length)
+        return counts
 
     async def states(self, task_ids: Sequence[str]) -> list[TaskState]:
         """Each task's state; UNKNOWN for a task without a record."""

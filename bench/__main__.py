@@ -33,7 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench.peers import SYSTEMS, Sizes, load_peer
+from bench.peers import SYSTEMS, WORKLOADS, Sizes, load_peer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REDIS_DBS = {name: index for index, name in enumerate(SYSTEMS)}
@@ -162,13 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="small counts, 1 repeat")
     parser.add_argument("--only", default=",".join(SYSTEMS), help="systems, comma-separated")
-    parser.add_argument("--workloads", default="w1,w2,w3,w4")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"comma-separated, from {', '.join(WORKLOADS)}")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--skip-ring", action="store_true")
     parser.add_argument("--skip-pool", action="store_true")
     parser.add_argument("--skip-floor", action="store_true")
     parser.add_argument("--budget", type=float, default=None,
-                        help="seconds for all peers together (default 420, quick 240)")
+                        help="seconds for all peers together (default 600, quick 300)")
     parser.add_argument("--keep-workdir", action="store_true", help="keep worker logs")
     args = parser.parse_args(argv)
     systems = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -176,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if set(workloads) - set(WORKLOADS):
+        parser.error(f"unknown workload(s) {sorted(set(workloads) - set(WORKLOADS))}")
     sizes = Sizes.quick() if args.quick else Sizes()
     repeats = args.repeats or (1 if args.quick else 3)
 
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 run["floor"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                 print(f"   failed: {run['floor']['error']}", flush=True)
-        budget = args.budget or (240.0 if args.quick else 420.0)
+        budget = args.budget or (300.0 if args.quick else 600.0)
         run["budget_s"] = budget
         run["systems"] = run_peers(systems, sizes, repeats, workloads, workdir, budget)
     finally:

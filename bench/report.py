@@ -19,12 +19,15 @@ from typing import Any
 METRICS: list[tuple[str, str, str, bool]] = [
     ("W1 tasks/s", "w1", "tasks_per_s", True),
     ("W1 enqueue/s", "w1", "enqueue_per_s", True),
+    ("L1 tasks/s", "l1", "tasks_per_s", True),
+    ("L1m tasks/s", "l1m", "tasks_per_s", True),
     ("W2 p50 ms", "w2", "p50_ms", False),
     ("W2 p99 ms", "w2", "p99_ms", False),
     ("W3 tasks/s", "w3", "tasks_per_s", True),
+    ("L3 tasks/s", "l3", "tasks_per_s", True),
     ("W4 wrong", "w4", "wrong_counts", False),
 ]
-RATIO_COLUMNS = {"W1 tasks/s", "W2 p99 ms", "W3 tasks/s"}
+RATIO_COLUMNS = {"W1 tasks/s", "L1 tasks/s", "W2 p99 ms", "W3 tasks/s", "L3 tasks/s"}
 
 
 def medians(record: dict[str, Any]) -> dict[str, float | None]:
@@ -61,7 +64,36 @@ def summarize(run: dict[str, Any]) -> dict[str, Any]:
                          if "error" in d]
         if problems:
             errors[name] = problems
-    return {"medians": table, "ratios_ringpool_advantage": ratios, "errors": errors}
+    return {"medians": table, "ratios_ringpool_advantage": ratios, "errors": errors,
+            "targets": targets(table, run.get("floor"))}
+
+
+def targets(table: dict[str, dict[str, float | None]], floor: dict[str, Any] | None
+            ) -> dict[str, float | None]:
+    """ringpool over the fastest peer (and Celery) on the loop workloads; W2 over peers
+    and the floor (lower is better there)."""
+    ours = table.get("ringpool", {})
+    peers = [row for name, row in table.items() if name != "ringpool"]
+    celery = table.get("celery", {})
+
+    def fastest(column: str) -> float | None:
+        return max((v for row in peers if (v := row.get(column))), default=None)
+
+    def lowest(column: str) -> float | None:
+        return min((v for row in peers if (v := row.get(column))), default=None)
+
+    def share(a: float | None, b: float | None) -> float | None:
+        return a / b if a and b else None
+
+    return {
+        "L1 / fastest peer L1": share(ours.get("L1 tasks/s"), fastest("L1 tasks/s")),
+        "L1 / Celery L1": share(ours.get("L1 tasks/s"), celery.get("L1 tasks/s")),
+        "L1m / fastest peer L1": share(ours.get("L1m tasks/s"), fastest("L1 tasks/s")),
+        "L3 / fastest peer L3": share(ours.get("L3 tasks/s"), fastest("L3 tasks/s")),
+        "W2 p99 / Celery p99": share(ours.get("W2 p99 ms"), celery.get("W2 p99 ms")),
+        "W2 p99 / lowest peer p99": share(ours.get("W2 p99 ms"), lowest("W2 p99 ms")),
+        "W2 p50 / floor p50": share(ours.get("W2 p50 ms"), (floor or {}).get("p50_ms")),
+    }
 
 
 def _fmt(value: float | None, column: str) -> str:
@@ -91,11 +123,16 @@ def format_table(run: dict[str, Any], summary: dict[str, Any]) -> str:
     lines.append(
         f"medians of {run.get('repeats')} repeat(s); (x) = ringpool's advantage (>1: ringpool "
         f"better); W1 {sizes.get('w1_tasks')} no-op over {sizes.get('w1_keys')} keys, "
+        f"L1 {sizes.get('loop_tasks')} counted no-ops by single enqueues (L1m: ringpool's "
+        "dispatch_many of 500), L3 the W3 tasks by single enqueues, "
         f"W2 {sizes.get('w2_trips')} round trips, W3 {sizes.get('w3_tasks')} x 10 ms, "
         f"W4 {sizes.get('w4_keys')} keys x {sizes.get('w4_per_key')} increments "
         "(wrong = returned counts that another task of the same key also returned); "
         "partial = cut at the per-workload deadline"
     )
+    shown = [f"{name} {value:.2f}" for name, value in summary["targets"].items() if value]
+    if shown:
+        lines.append("targets: " + "; ".join(shown))
     for name, problems in summary["errors"].items():
         for problem in problems:
             lines.append(f"! {name}: {problem[:300]}")
@@ -120,7 +157,7 @@ def format_table(run: dict[str, Any], summary: dict[str, Any]) -> str:
 
 
 def plot(summary: dict[str, Any], path: Path) -> Path | None:
-    """Bar charts of W1, W2 p99 and W3 per system; None when matplotlib is missing."""
+    """Bar charts of W1, L1, W2 p99 and W3 per system; None when matplotlib is missing."""
     try:
         import matplotlib
 
@@ -129,8 +166,10 @@ def plot(summary: dict[str, Any], path: Path) -> Path | None:
     except ImportError:
         return None
     names = list(summary["medians"])
-    panels = [("W1 throughput (tasks/s)", "W1 tasks/s"), ("W2 latency p99 (ms, lower is better)",
-              "W2 p99 ms"), ("W3 10 ms IO tasks (tasks/s)", "W3 tasks/s")]
+    panels = [("W1 throughput (tasks/s)", "W1 tasks/s"),
+              ("L1 loop of single enqueues (tasks/s)", "L1 tasks/s"),
+              ("W2 latency p99 (ms, lower is better)", "W2 p99 ms"),
+              ("W3 10 ms IO tasks (tasks/s)", "W3 tasks/s")]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
     for ax, (title, column) in zip(axes, panels, strict=True):
         values = [summary["medians"][n][column] or 0.0 for n in names]

@@ -1,10 +1,12 @@
 """Shared fixtures: one real ZooKeeper and one real Redis per test session, and a Redis
 Cluster (3 primaries, 3 replicas) started when a test first needs it.
 
-Each test gets a fresh cluster name, so tests never see each other's state. A module
-whose Redis comes from ``any_redis`` runs against both a single Redis and the Redis
-Cluster; on the cluster, only its tests marked ``redis_cluster`` run unless pytest is
-given ``--redis-cluster all`` (``none``: not at all).
+Each test gets a fresh cluster name, so tests never see each other's state.
+``zookeeper`` is a standalone server, or with ``--zookeeper ensemble`` a 3-server
+ensemble (``zookeeper_ensemble``, which ``tests/test_ensemble.py`` always uses). A
+module whose Redis comes from ``any_redis`` runs against both a single Redis and the
+Redis Cluster; on the cluster, only its tests marked ``redis_cluster`` run unless
+pytest is given ``--redis-cluster all`` (``none``: not at all).
 """
 
 from __future__ import annotations
@@ -18,12 +20,20 @@ import pytest
 import redis
 
 from ringpool.core.membership import connect_zookeeper
-from ringpool.testing.local import RedisClusterServers, RedisServer, ZooKeeperServer
+from ringpool.testing.local import (
+    RedisClusterServers,
+    RedisServer,
+    ZooKeeperEnsemble,
+    ZooKeeperServer,
+)
 
 REDIS_KINDS = ["redis", "redis-cluster"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--zookeeper", choices=("standalone", "ensemble"), default="standalone",
+        help="run the suite against one ZooKeeper server or a 3-server ensemble")
     parser.addoption("--redis-cluster", choices=("subset", "all", "none"), default="subset",
                      help="which tests of modules on any_redis also run on a Redis Cluster: "
                           "those marked redis_cluster (subset), all of them, or none")
@@ -54,10 +64,23 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def zookeeper(workdir: Path) -> Iterator[ZooKeeperServer]:
+def zookeeper(
+    request: pytest.FixtureRequest, workdir: Path
+) -> Iterator[ZooKeeperServer | ZooKeeperEnsemble]:
+    if request.config.getoption("--zookeeper") == "ensemble":
+        yield request.getfixturevalue("zookeeper_ensemble")
+        return
     server = ZooKeeperServer(workdir).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def zookeeper_ensemble(workdir: Path) -> Iterator[ZooKeeperEnsemble]:
+    """Three servers in one quorum, small heaps (tests that stop servers start them again)."""
+    ensemble = ZooKeeperEnsemble(workdir / "ensemble").start()
+    yield ensemble
+    ensemble.stop()
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +106,7 @@ def any_redis(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def zk_hosts(zookeeper: ZooKeeperServer) -> str:
+def zk_hosts(zookeeper: ZooKeeperServer | ZooKeeperEnsemble) -> str:
     return zookeeper.address
 
 

@@ -6,8 +6,8 @@ as fast as it is let. The primary's replica is cut off for ``lag_s`` (paused wit
 SIGSTOP, its link closed), as a replica that falls behind under load or across a slow
 link would be; then the primary is killed with SIGKILL and the replica resumed: it
 takes over with what it had, and the killed server comes back as a replica. A task is
-lost when it was accepted (its dispatch returned) and its caller can never get a
-result: its record went with the primary. The probe tasks count their runs in another
+lost when it was accepted (``handle.accepted()`` returned) and its caller can never get
+a result: its record went with the primary. The probe tasks count their runs in another
 Redis, which nothing kills.
 """
 
@@ -32,7 +32,7 @@ RESULT_WAIT_S = 180.0
 class FailoverCounts:
     durability: str
     accepted: int
-    refused: int  # dispatches that raised (never accepted: the caller knows)
+    refused: int  # tasks whose accept raised (never accepted: the caller knows)
     lost: int  # accepted, and no result will ever come
     never_ran: int  # accepted tasks that did not run
     ran_twice: int
@@ -48,10 +48,11 @@ def _produce(client: Cluster, tag: str, accepted: list[str], stop: threading.Eve
     while not stop.is_set():
         batch = [(f"fo:{j}", Task("probe.run", args=(tag, 0.005))) for j in range(i, i + 50)]
         i += 50
-        try:
-            accepted.extend(h.task_id for h in client.dispatch_many(batch))
-        except (ClusterUnavailable, Overloaded):
-            refused[0] += len(batch)
+        for handle in client.dispatch_many(batch):
+            try:
+                accepted.append(handle.accepted())
+            except (ClusterUnavailable, Overloaded):
+                refused[0] += 1  # never accepted: the caller knows and may send again
 
 
 def failover_drill(zk: str, servers: RedisClusterServers, probe_redis: str, durability: str,

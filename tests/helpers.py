@@ -1,14 +1,17 @@
 """What the tests share: waiting on a condition with a deadline, reading task records,
-Redis clients and keys that work on a single Redis and on a Redis Cluster."""
+a process's unlabelled metrics and a node's ring version, Redis clients and keys that
+work on a single Redis and on a Redis Cluster."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from redis.cluster import RedisCluster
 
 from ringpool.store.keys import DEFAULT_PARTITIONS, Keys
@@ -59,6 +62,17 @@ async def eventually_async(check: Callable[[], T], timeout: float = 30.0,
     return waiting.value  # type: ignore[return-value]
 
 
+def node_ring_version(local: LocalCluster, node_id: str) -> float:
+    """The ring version ``node_id`` routes by now, from its /metrics endpoint."""
+    return gauges(local.metrics_ports[node_id])["ringpool_ring_version"]
+
+
+def nodes_ring_ready(local: LocalCluster, version: int, timeout: float = 30.0) -> None:
+    """Wait until every node has seen ring ``version`` (or a newer one)."""
+    eventually(lambda: all(node_ring_version(local, n) >= version for n in local.nodes),
+               timeout, f"every node to see ring v{version}")
+
+
 def records(local: LocalCluster, task_ids: list[str]) -> list[TaskRecord | None]:
     """The records of ``task_ids`` in ``local``'s cluster, as the state store reads them."""
     async def read() -> list[TaskRecord | None]:
@@ -104,3 +118,11 @@ def put_in_dlq(client: redis.Redis, cluster: str, entries: dict[str, float],
     """Put task ids in the DLQ (each in its partition) at these times."""
     for task_id, at in entries.items():
         client.zadd(dlq_key(cluster, task_id, partitions), {task_id: at})
+
+
+def gauges(port: int) -> dict[str, float]:
+    """The unlabelled samples a process serves on its metrics ``port`` now, by name."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {s.name: s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if not s.labels}

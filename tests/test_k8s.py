@@ -1,8 +1,9 @@
 """Offline checks of the Kubernetes manifests (k8s/) and the container image (Dockerfile).
 
 The kustomizations are rendered by a small kustomize in this file (only the
-features k8s/ uses: resources, components, namespace, images, replicas and
-configMap/secret generators without hash suffixes; anything else fails loudly),
+features k8s/ uses: resources, components, patches that delete an object, namespace,
+images, replicas and configMap/secret generators without hash suffixes; anything
+else fails loudly),
 so no kubectl is needed. Where kubectl is on PATH, its `kubectl kustomize` output
 is compared with ours. Every rendered object is validated against the
 Kubernetes OpenAPI schema bundled with kubernetes-validate, and the invariants
@@ -90,8 +91,8 @@ CLUSTER_SCOPED = {
 # --- A minimal kustomize ------------------------------------------------------------------
 
 KUSTOMIZATION_KEYS = {
-    "apiVersion", "kind", "resources", "components", "namespace", "images", "replicas",
-    "configMapGenerator", "secretGenerator", "generatorOptions",
+    "apiVersion", "kind", "resources", "components", "patches", "namespace", "images",
+    "replicas", "configMapGenerator", "secretGenerator", "generatorOptions",
 }
 
 
@@ -161,6 +162,21 @@ def _split_image(image: str) -> tuple[str, str | None, str | None]:
     return name, tag, digest or None
 
 
+def _deleted(path: Path, patch: dict[str, Any], objs: list[dict[str, Any]]) -> list[dict]:
+    """``objs`` without those a ``$patch: delete`` patch file names (the only patches here)."""
+    if set(patch) != {"path"}:
+        raise NotImplementedError(f"{path}: patches other than a file: {patch}")
+    for doc in _load_docs(path / patch["path"]):
+        if doc.get("$patch") != "delete" or set(doc) - {"apiVersion", "kind", "metadata", "$patch"}:
+            raise NotImplementedError(f"{path}: only $patch: delete is supported here")
+        target = (doc["kind"], doc["metadata"]["name"])
+        kept = [o for o in objs if (o["kind"], o["metadata"]["name"]) != target]
+        if len(kept) == len(objs):
+            raise ValueError(f"{path}: patch deletes {target}, which is not there")
+        objs = kept
+    return objs
+
+
 def _build(path: Path, docs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     k = yaml.safe_load(_kustomization_file(path).read_text())
     unknown = set(k) - KUSTOMIZATION_KEYS
@@ -175,6 +191,8 @@ def _build(path: Path, docs: list[dict[str, Any]] | None = None) -> list[dict[st
         if yaml.safe_load(_kustomization_file(comp).read_text()).get("kind") != "Component":
             raise ValueError(f"{comp} is listed as a component but is not kind: Component")
         out = _build(comp, out)
+    for patch in k.get("patches", []):
+        out = _deleted(path, patch, out)
     options = k.get("generatorOptions", {})
     out += [_generated("ConfigMap", g, path, options) for g in k.get("configMapGenerator", [])]
     out += [_generated("Secret", g, path, options) for g in k.get("secretGenerator", [])]
@@ -369,6 +387,9 @@ def test_every_container_has_requests_limits_and_probes(path: Path) -> None:
                 assert {"cpu", "memory"} <= set(res.get(field, {})), f"{where}: {field}"
             for r in ("cpu", "memory"):
                 assert quantity(res["requests"][r]) <= quantity(res["limits"][r]), where
+            if o["kind"] == "Job":  # runs to completion: bounded instead of probed
+                assert o["spec"].get("activeDeadlineSeconds") and "backoffLimit" in o["spec"]
+                continue
             assert c.get("readinessProbe"), f"{where}: readinessProbe"
             assert c.get("livenessProbe"), f"{where}: livenessProbe"
 
@@ -437,8 +458,9 @@ def test_services_pdbs_and_governing_services_select_pods(path: Path) -> None:
     objs = render(path)
     pods = [(o, o["spec"]["template"]["metadata"]["labels"]) for o in workloads(objs)]
     for o in workloads(objs):
-        assert selects(o["spec"]["selector"]["matchLabels"],
-                       o["spec"]["template"]["metadata"]["labels"]), _key(o)
+        if o["kind"] != "Job":  # a Job's selector is the API server's to generate
+            assert selects(o["spec"]["selector"]["matchLabels"],
+                           o["spec"]["template"]["metadata"]["labels"]), _key(o)
     for svc in (o for o in objs if o["kind"] == "Service"):
         hits = [w for w, labels in pods if selects(svc["spec"]["selector"], labels)]
         assert hits, f"{_key(svc)} selects no pods"
@@ -648,19 +670,65 @@ def test_zookeeper_ensemble(path: Path) -> None:
         assert words and set(words) <= allowed, probe
 
 
+def the_redis(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one Redis StatefulSet: the base's single server or the overlay's cluster."""
+    hits = [o for o in objs if o["kind"] == "StatefulSet"
+            and o["metadata"]["name"] in {"ringpool-redis", "ringpool-redis-cluster"}]
+    assert len(hits) == 1, f"expected one Redis StatefulSet, found {[_key(o) for o in hits]}"
+    return hits[0]
+
+
+def argv_of(container: dict[str, Any]) -> str:
+    return " ".join([*container.get("command", []), *container.get("args", [])])
+
+
 @pytest.mark.parametrize("path", all_params())
 def test_redis_is_durable_and_authenticated(path: Path) -> None:
-    objs = render(path)
-    redis = by_kind_name(objs, "StatefulSet", "ringpool-redis")
+    redis = the_redis(render(path))
     assert redis["spec"]["volumeClaimTemplates"]
     c = redis["spec"]["template"]["spec"]["containers"][0]
-    argv = " ".join([*c.get("command", []), *c.get("args", [])])
+    argv = argv_of(c)
     assert "--appendonly yes" in argv
     assert "--appendfsync always" in argv  # what the default accept durability, aof, needs
     assert "--maxmemory-policy noeviction" in argv
     assert '--requirepass "$REDIS_PASSWORD"' in argv
     assert "secretKeyRef" in env_of(c)["REDIS_PASSWORD"]["valueFrom"]
     assert any(m["mountPath"] == "/data" for m in c["volumeMounts"])
+    if "--cluster-enabled yes" in argv:  # replicas authenticate to their masters too
+        assert '--masterauth "$REDIS_PASSWORD"' in argv
+
+
+def test_redis_cluster_overlay() -> None:
+    """3 masters + 3 replicas, made by a Job that waits for every server; the processes'
+    Redis URL reaches the cluster's pods; each node announces its stable DNS name."""
+    objs = render(K8S / "overlays" / "redis-cluster")
+    redis = the_redis(objs)
+    assert redis["metadata"]["name"] == "ringpool-redis-cluster"
+    replicas, headless = redis["spec"]["replicas"], redis["spec"]["serviceName"]
+    assert replicas == 6
+    pod_labels = redis["spec"]["template"]["metadata"]["labels"]
+    c = redis["spec"]["template"]["spec"]["containers"][0]
+    argv = argv_of(c)
+    assert "--cluster-enabled yes" in argv and "--cluster-config-file /data/" in argv
+    assert f'--cluster-announce-hostname "$POD_NAME.{headless}"' in argv
+    assert "--cluster-preferred-endpoint-type hostname" in argv
+    assert env_of(c)["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert {p["containerPort"] for p in c["ports"]} == {6379, 16379}  # clients, cluster bus
+    # The URL of every ringpool process names ringpool-redis: it selects the cluster.
+    service = by_kind_name(objs, "Service", "ringpool-redis")
+    assert selects(service["spec"]["selector"], pod_labels)
+    pdb = by_kind_name(objs, "PodDisruptionBudget", "ringpool-redis-cluster")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    job = by_kind_name(objs, "Job", "ringpool-redis-cluster-create")
+    script = argv_of(job["spec"]["template"]["spec"]["containers"][0])
+    assert "--cluster-replicas 1" in script and "--cluster-yes" in script
+    assert f"for i in {' '.join(str(i) for i in range(replicas))}; do" in script
+    assert f'host="{redis["metadata"]["name"]}-$i.{headless}"' in script
+    job_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert not any(selects(s["spec"]["selector"], job_labels)
+                   for s in objs if s["kind"] == "Service"), "a Service selects the Job's pod"
+    with pytest.raises(AssertionError):  # the single Redis is gone
+        by_kind_name(objs, "StatefulSet", "ringpool-redis")
 
 
 # --- Metrics: dashboard and ServiceMonitor ------------------------------------------------

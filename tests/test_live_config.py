@@ -6,12 +6,10 @@ Observed from outside, through the node's /metrics endpoint.
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner, Result
-from prometheus_client.parser import text_string_to_metric_families
 
 from ringpool import Cluster, Task, TaskHandle
 from ringpool.cli.taskctl import cli
@@ -19,16 +17,9 @@ from ringpool.core.membership import connect_zookeeper
 from ringpool.core.naming import Names
 from ringpool.errors import ClusterUnavailable
 from ringpool.testing.local import LocalCluster
-from tests.helpers import eventually, records
+from tests.helpers import eventually, gauges, records
 
 APPLY_WITHIN_S = 10.0  # usually well under a second; room for a loaded CI machine
-
-
-def gauges(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {s.name: s.value for f in text_string_to_metric_families(text)
-            for s in f.samples if not s.labels}
 
 
 def wait_for(port: int, name: str, expected: float, within_s: float) -> float:
@@ -103,7 +94,7 @@ def test_durability_and_result_ttl_change_live_and_empty_gives_back_the_flags(
     local: LocalCluster
 ) -> None:
     # The session's Redis has no replica: a node told to wait for one refuses to ack.
-    with local.connect(dispatch_timeout_s=2.0) as client:
+    with local.connect(accept_timeout_s=3.0) as client:
         assert client.dispatch("a", Task("demo.add", args=(1, 1))).result(timeout=30) == 2
         assert ctl(local, "config", "set", "accept_durability=replica",
                    "result_ttl_s=1").exit_code == 0
@@ -120,14 +111,16 @@ def test_durability_and_result_ttl_change_live_and_empty_gives_back_the_flags(
 
 def refused(client: Cluster) -> bool:
     try:
-        client.dispatch("b", Task("demo.add", args=(2, 2)))
+        client.dispatch("b", Task("demo.add", args=(2, 2))).accepted()
     except ClusterUnavailable:
         return True
     return False
 
 
 def accepted(client: Cluster) -> TaskHandle | None:
+    handle = client.dispatch("c", Task("demo.add", args=(2, 2)))
     try:
-        return client.dispatch("c", Task("demo.add", args=(2, 2)))
+        handle.accepted()
     except ClusterUnavailable:
         return None
+    return handle

@@ -9,10 +9,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from unittest import mock
 
 import pytest
 
-from ringpool.core.membership import Membership, connect_zookeeper
+from ringpool.core.membership import MemberReader, Membership, connect_zookeeper
 from ringpool.core.naming import Names
 from ringpool.core.ring import Ring
 from tests.helpers import eventually
@@ -184,3 +185,40 @@ def test_expired_session_is_reported_and_the_ring_rebuilt(
         local.stop()
         client.stop()
         client.close()
+
+
+def test_a_ring_change_reads_only_the_members_that_joined(
+    zk_client, cluster_name: str  # type: ignore[no-untyped-def]
+) -> None:
+    names = Names(cluster_name)
+
+    def join(node_id: str, addr: str = "127.0.0.1:1") -> None:
+        zk_client.create(names.member(node_id), json.dumps({"addr": addr}).encode(),
+                         ephemeral=True, makepath=True)
+
+    for i in range(10):
+        join(f"n{i}")
+    zk_client.create(names.member("garbage"), b"not json", ephemeral=True)
+    reader = MemberReader(zk_client, names)
+    with mock.patch.object(zk_client, "get_async", wraps=zk_client.get_async) as reads:
+        assert sorted(reader.read().members) == sorted(f"n{i}" for i in range(10))
+        assert reads.call_count == 11  # the first read reads every member
+        reads.reset_mock()
+        assert reader.read().members.keys() == {f"n{i}" for i in range(10)}
+        assert reads.call_count == 0  # nothing changed: the listing alone
+        join("n10")
+        assert "n10" in reader.read().members
+        assert reads.call_count == 1  # a join: only the newcomer
+        zk_client.delete(names.member("n3"))
+        ring = reader.read()
+        assert "n3" not in ring.members and len(ring) == 10
+        assert reads.call_count == 1  # a leave: no member read
+        # A member that registered again between two reads (a new znode, a new address)
+        # is read again, with its new epoch.
+        old = ring.members["n0"]
+        zk_client.delete(names.member("n0"))
+        join("n0", addr="127.0.0.1:2")
+        reads.reset_mock()
+        again = reader.read().members["n0"]
+        assert (again.addr, again.epoch > old.epoch) == ("127.0.0.1:2", True)
+        assert reads.call_count == 11  # which one is unknown: every member is read again

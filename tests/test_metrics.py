@@ -18,6 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from ringpool import Cluster, Task, TaskFailed, demo
+from ringpool.core import envelope
 from ringpool.errors import UnknownTask
 from ringpool.testing.local import LocalCluster
 from ringpool.v1 import node_pb2 as pb
@@ -92,6 +93,13 @@ def run(zookeeper, redis_server) -> Iterator[Run]:  # type: ignore[no-untyped-de
                 cluster.dispatch("f", Task("demo.fail", max_retries=1)).result(timeout=30)
             with pytest.raises(UnknownTask):
                 cluster.dispatch("u", Task("no.such.task"))
+            # Our client refuses an unknown name itself; a client that is not ours meets
+            # the node's own check.
+            stray = envelope.build("u", Task("no.such.task"), cluster.ring.version)
+            with grpc.insecure_channel(cluster.ring.members[cluster.owner("u")].addr) as ch:
+                answer = pb_grpc.NodeStub(ch).SubmitBatch(pb.SubmitRequest(tasks=[stray]),
+                                                          timeout=10)
+            assert [ack.code for ack in answer.acks] == [pb.UNKNOWN_TASK]
         client = {f.name: f for f in text_string_to_metric_families(
             generate_latest(registry).decode())}
         coordinator = scrape(coordinator_port)

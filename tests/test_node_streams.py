@@ -1,11 +1,12 @@
-"""What a client stream sends, and when: held acks ride with the next result."""
+"""What a client stream sends, and when: held acks ride with the next result; a key's
+ordered tasks stay in order behind one answered with a resend code."""
 
 from __future__ import annotations
 
 import asyncio
 
 from ringpool.v1 import node_pb2 as pb
-from ringpool_node.streams import ClientStream
+from ringpool_node.streams import ClientStream, KeyFences
 
 WAIT_S = 10.0  # deadline for anything that should happen; nothing here waits on it
 
@@ -68,3 +69,35 @@ async def test_closing_the_stream_ends_a_hold() -> None:
 
     assert [a.task_id for a in response.acks] == ["t1"]
     assert [r async for r in responses] == []
+
+
+# -- per-key fences of ordered tasks ---------------------------------------------------
+
+
+def task(task_id: str, key: str = "k", ordered: bool = True) -> pb.TaskEnvelope:
+    return pb.TaskEnvelope(task_id=task_id, key=key, ordered=ordered)
+
+
+def test_a_resend_answer_fences_later_ordered_tasks_of_its_key_until_the_client_saw_it() -> None:
+    fences = KeyFences()
+    fences.raise_for([task("t1"), task("t2", key="other")],
+                     [pb.Ack(task_id="t1", code=pb.OVERLOADED, retry_after_s=0.1),
+                      pb.Ack(task_id="t2", code=pb.ACCEPTED)], response=3)
+
+    # Sent before the client read response 3: held back with the same answer.
+    held = fences.held_back([task("t3"), task("t4", key="other"), task("t5", ordered=False)],
+                            responses_seen=2)
+    assert list(held) == [0]
+    assert (held[0].task_id, held[0].code, held[0].retry_after_s) == ("t3", pb.OVERLOADED, 0.1)
+
+    # Sent after it: judged as usual, and the fence is gone.
+    assert fences.held_back([task("t1")], responses_seen=3) == {}
+    assert fences.held_back([task("t6")], responses_seen=0) == {}
+
+
+def test_only_resend_codes_fence() -> None:
+    fences = KeyFences()
+    fences.raise_for([task("t1"), task("t2", key="b")],
+                     [pb.Ack(task_id="t1", code=pb.UNKNOWN_TASK),
+                      pb.Ack(task_id="t2", code=pb.DUPLICATE)], response=1)
+    assert fences.held_back([task("t3"), task("t4", key="b")], responses_seen=0) == {}

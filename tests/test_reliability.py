@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pytest
 
 from ringpool import Cluster, PermanentError, Task, TaskFailed
-from ringpool.errors import ClusterUnavailable
+from ringpool.errors import ClusterUnavailable, Overloaded
 from ringpool.store.store import AcceptCode, StateStore
 from ringpool.task import RetryPolicy
 from ringpool.testing.local import (
@@ -152,9 +152,12 @@ def test_arguments_that_do_not_fit_are_permanent(client: Cluster) -> None:
 
 
 def load(client: Cluster, tag: str, count: int, sleep_s: float) -> list:
-    return client.dispatch_many(
+    """``count`` tasks, every one durably accepted when this returns."""
+    handles = client.dispatch_many(
         [(f"{tag}:{i}", Task("probe.run", args=(tag, sleep_s))) for i in range(count)]
     )
+    client.flush()
+    return handles
 
 
 def started_on(local: LocalCluster, tag: str) -> Counter[str]:
@@ -256,14 +259,14 @@ def restart_under_load(client: Cluster, local: LocalCluster, redis_server: Redis
         nonlocal refused
         i = 0
         while not stop.is_set():
-            try:
-                accepted.extend(
-                    client.dispatch_many(
-                        [(f"r:{j}", Task("probe.run", args=(tag, 0.01))) for j in range(i, i + 20)]
-                    )
-                )
-            except ClusterUnavailable:
-                refused += 20  # never accepted: the caller knows and may send again
+            for handle in client.dispatch_many(
+                [(f"r:{j}", Task("probe.run", args=(tag, 0.01))) for j in range(i, i + 20)]
+            ):
+                try:
+                    handle.accepted()
+                    accepted.append(handle)
+                except (ClusterUnavailable, Overloaded):
+                    refused += 1  # never accepted: the caller knows and may send again
             i += 20
 
     producer = threading.Thread(target=produce)

@@ -25,6 +25,7 @@ from ringpool import Cluster, Task, TaskState
 from ringpool.cli.taskctl import cli
 from ringpool.cli.taskctl.app import Options, Session, run
 from ringpool.cli.taskctl.dlq import replay_entries
+from ringpool.cli.taskctl.status import member_state
 from ringpool.ops import dlq as dlq_ops
 from ringpool.ops.dlq import Tally
 from ringpool.store.keys import Keys
@@ -151,9 +152,22 @@ def test_status_in_both_modes(local: LocalCluster) -> None:
     assert [m["node_id"] for m in data["members"]] == ["node-0", "node-1"]
     assert abs(sum(m["share"] for m in data["members"]) - 1.0) < 1e-6
     assert all(m["state"] == "serving" and m["in_flight"] is not None for m in data["members"])
+    assert all((m["zookeeper"], m["ring_stale_s"]) == ("CONNECTED", 0) for m in data["members"])
     assert data["leader"] and data["leader"] == data["coordinators"][0]
     assert data["ring_version"] >= 2
     assert isinstance(data["dlq"], int) and isinstance(data["retry_set"], int)
+
+
+@pytest.mark.parametrize(("reply", "state"), [
+    ({"error": "UNAVAILABLE: gone"}, "unreachable"),
+    ({"error": None, "draining": True, "zookeeper": "CONNECTED"}, "draining"),
+    ({"error": None, "draining": False, "zookeeper": "SUSPENDED"}, "no-zookeeper"),
+    ({"error": None, "draining": False, "zookeeper": "LOST"}, "no-zookeeper"),
+    ({"error": None, "draining": False, "zookeeper": "CONNECTED"}, "serving"),
+    ({"error": None, "draining": False, "zookeeper": ""}, "serving"),  # a node before the field
+])
+def test_a_members_state_from_its_status(reply: dict[str, object], state: str) -> None:
+    assert member_state(reply) == state
 
 
 def test_ring_in_both_modes(local: LocalCluster) -> None:

@@ -77,10 +77,10 @@ def test_client_without_the_right_credentials_is_refused(
     secure_node: LocalCluster, pki: Pki, options: dict[str, str]
 ) -> None:
     paths = {name: str(getattr(pki, value)) for name, value in options.items()}
-    # The handshake never succeeds: give up on resending after 2 s, not the default 30 s.
-    with connect(secure_node, token=TOKEN, dispatch_timeout_s=2.0, **paths) as cluster, \
+    # The handshake never succeeds: give up on resending after 2 s, not the default 60 s.
+    with connect(secure_node, token=TOKEN, accept_timeout_s=2.0, **paths) as cluster, \
             pytest.raises(ClusterUnavailable) as caught:
-        cluster.dispatch("user:1", Task("demo.add", args=(1, 2)))
+        cluster.dispatch("user:1", Task("demo.add", args=(1, 2))).accepted()
     assert not isinstance(caught.value, Unauthenticated)  # the handshake failed, not the token
 
 
@@ -104,7 +104,7 @@ def test_missing_or_wrong_token_is_unauthenticated(
 ) -> None:
     with connect(secure_node, token=token, tls_ca=str(pki.ca), tls_cert=str(pki.client_cert),
                  tls_key=str(pki.client_key)) as cluster, pytest.raises(Unauthenticated):
-        cluster.dispatch("user:1", Task("demo.add", args=(1, 2)))
+        cluster.dispatch("user:1", Task("demo.add", args=(1, 2))).accepted()
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     with channel(secure_node, mtls(pki)) as ch, pytest.raises(grpc.RpcError) as caught:
         pb_grpc.NodeStub(ch).Status(pb.StatusRequest(), timeout=5, metadata=metadata)

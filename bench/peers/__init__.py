@@ -2,7 +2,7 @@
 
 Every system is a ``Peer``: it starts its own 2 worker processes against the one
 Redis the harness started (each system on its own freshly flushed Redis DB),
-and offers three primitives the workloads are written in:
+and offers the primitives the workloads are written in:
 
 * ``submit_many(name, items)`` — enqueue ``(key, args)`` pairs of task ``name``
   (``noop``, ``sleep10``, ``incr``) through the system's fastest client path
@@ -11,9 +11,16 @@ and offers three primitives the workloads are written in:
   system's own result API, one handle after another in submission order (the
   uniform completion rule: a task counts as done when its result can be read
   by the client); at the deadline it returns the results it has so far;
-* ``round_trip()`` — one ``noop`` dispatch and its result, sequentially.
+* ``round_trip()`` — one ``noop`` dispatch and its result, sequentially;
+* ``submit_one(name, key, args)`` — the system's ordinary single-enqueue call
+  (Celery ``delay``, Dramatiq ``send``, RQ ``enqueue``, arq ``enqueue_job``,
+  ringpool ``dispatch``), which ``submit_loop`` calls in a plain loop.
 
-The workloads (``W1``-``W4``) are timed here, the same code for every system.
+The workloads are timed here, the same code for every system. ``W1``-``W4`` wait
+for results through each system's result API; the loop workloads ``L1`` and
+``L3`` read no result at all: every task increments one Redis counter, and a
+task counts as done once the counter says so (``L1m`` is ringpool's
+``dispatch_many`` in the same loop, 500 per call).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import sys
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +43,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SYSTEMS: tuple[str, ...] = ("ringpool", "celery", "dramatiq", "arq", "rq")
 WORKERS = 2
 SUBMIT_CHUNK = 1_000
+COUNTER_POLL_S = 0.01  # how often a loop workload reads its completion counter
+WORKLOAD_METHODS = {"w1": "w1_throughput", "w2": "w2_latency", "w3": "w3_io",
+                    "w4": "w4_keyed", "l1": "l1_loop", "l1m": "l1_loop_many", "l3": "l3_loop"}
+WORKLOADS: tuple[str, ...] = tuple(WORKLOAD_METHODS)
 
 
 class WorkloadTimeout(Exception):
@@ -50,6 +61,8 @@ class Sizes:
     w3_tasks: int = 5_000
     w4_keys: int = 1_000
     w4_per_key: int = 3
+    loop_tasks: int = 10_000
+    loop_keys: int = 1_000
     # Every workload stops at this deadline (per repeat): a system too slow to finish
     # reports what it completed by then (``partial``), so the whole run stays bounded.
     deadline_s: float = 15.0
@@ -57,7 +70,7 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         return cls(w1_tasks=2_000, w1_keys=200, w2_trips=200, w3_tasks=500,
-                   w4_keys=200, w4_per_key=3, deadline_s=10.0)
+                   w4_keys=200, w4_per_key=3, loop_tasks=2_000, loop_keys=200, deadline_s=10.0)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,9 +204,7 @@ class Peer(ABC):
                    options: dict[str, Any] | None = None) -> list[Any]:
         """Every item, ``submit_many`` 1,000 at a time, until ``deadline`` (then stop).
 
-        A client with a way to keep several batches on the wire at once overrides this
-        (ringpool: a window of ``dispatch_many`` calls in flight); handles stay in
-        submission order either way.
+        Handles stay in submission order.
         """
         handles: list[Any] = []
         for i in range(0, len(items), SUBMIT_CHUNK):
@@ -207,6 +218,24 @@ class Peer(ABC):
 
     @abstractmethod
     def round_trip(self, deadline: float) -> Any: ...
+
+    @abstractmethod
+    def submit_one(self, name: str, key: str, args: tuple[Any, ...]) -> None:
+        """Enqueue one task of ``name`` (``count``, ``sleep10_count``) the ordinary way."""
+
+    def submit_loop(self, name: str, items: list[tuple[str, tuple[Any, ...]]],
+                    deadline: float) -> int:
+        """``submit_one`` for every item in a plain loop until ``deadline``; how many went."""
+        for index, (key, args) in enumerate(items):
+            if not index % 100 and time.monotonic() >= deadline:
+                return index
+            self.submit_one(name, key, args)
+        return len(items)
+
+    def submit_loop_many(self, name: str, items: list[tuple[str, tuple[Any, ...]]],
+                         deadline: float) -> int:
+        """The loop through the system's batch call (only ringpool's is measured)."""
+        raise NotImplementedError
 
     # -- workloads -----------------------------------------------------------------------
     def warm_up(self, deadline_s: float = 60.0) -> None:
@@ -237,6 +266,46 @@ class Peer(ABC):
     def w3_io(self, sizes: Sizes) -> dict[str, Any]:
         items = [(f"k:{i % sizes.w1_keys}", ()) for i in range(sizes.w3_tasks)]
         return self._timed_batch("sleep10", items, sizes.deadline_s)[0]
+
+    def l1_loop(self, sizes: Sizes) -> dict[str, Any]:
+        return self._timed_loop("count", sizes.loop_tasks, sizes.loop_keys, sizes.deadline_s,
+                                self.submit_loop)
+
+    def l1_loop_many(self, sizes: Sizes) -> dict[str, Any]:
+        return self._timed_loop("count", sizes.loop_tasks, sizes.loop_keys, sizes.deadline_s,
+                                self.submit_loop_many)
+
+    def l3_loop(self, sizes: Sizes) -> dict[str, Any]:
+        return self._timed_loop("sleep10_count", sizes.w3_tasks, sizes.loop_keys,
+                                sizes.deadline_s, self.submit_loop)
+
+    def _timed_loop(self, name: str, tasks: int, keys: int, deadline_s: float,
+                    submit: Callable[[str, list[tuple[str, tuple[Any, ...]]], float], int]
+                    ) -> dict[str, Any]:
+        """Enqueue for at most ``deadline_s``, then wait at most as long for the counter."""
+        import redis
+
+        counter = f"bench:done:{uuid.uuid4().hex}"
+        items = [(f"k:{i % keys}", (self.redis_url, counter)) for i in range(tasks)]
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            deadline = time.monotonic() + deadline_s
+            start = time.perf_counter()
+            submitted = submit(name, items, deadline)
+            enqueued = time.perf_counter()
+            completed = 0
+            while completed < submitted and time.monotonic() < deadline + deadline_s:
+                time.sleep(COUNTER_POLL_S)
+                completed = int(client.get(counter) or 0)
+            done = time.perf_counter()
+        finally:
+            client.close()
+        if completed < tasks:
+            self.recover()
+        return {"tasks": tasks, "submitted": submitted, "completed": completed,
+                "partial": completed < tasks, "seconds": done - start,
+                "tasks_per_s": completed / (done - start),
+                "enqueue_per_s": submitted / max(enqueued - start, 1e-9)}
 
     def w4_options(self) -> dict[str, Any]:
         """Per-system dispatch options for W4 (ringpool asks for per-key order)."""
@@ -276,15 +345,15 @@ class Peer(ABC):
                 "tasks_per_s": len(results) / (done - start),
                 "enqueue_per_s": len(handles) / max(enqueued - start, 1e-9)}, results
 
-    def run_once(self, sizes: Sizes, workloads: Sequence[str] = ("w1", "w2", "w3", "w4")
-                 ) -> dict[str, Any]:
+    def run_once(self, sizes: Sizes, workloads: Sequence[str] = WORKLOADS) -> dict[str, Any]:
         """One repeat of every workload; a failed or late workload records its error."""
         out: dict[str, Any] = {}
         for workload in workloads:
-            method = getattr(self, {"w1": "w1_throughput", "w2": "w2_latency",
-                                    "w3": "w3_io", "w4": "w4_keyed"}[workload])
+            method = getattr(self, WORKLOAD_METHODS[workload])
             try:
                 out[workload] = method(sizes)
+            except NotImplementedError:
+                continue  # a workload this system does not have
             except Exception as exc:  # recorded, the run goes on
                 out[workload] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                 self.recover()

@@ -10,7 +10,9 @@ The task bodies are coroutines (arq runs nothing else): ``sleep10`` is
 
 Client: ``ArqRedis.enqueue_job`` (no bulk API) gathered 200 at a time on one
 event loop; results with ``Job.result(poll_delay=0.01)`` per job in order
-(W2: ``poll_delay=0.001``). Keys are only arguments.
+(W2: ``poll_delay=0.001``). L1/L3: a loop of ``await pool.enqueue_job(...)`` one
+after another on one event loop; ``count`` increments the counter through the
+worker's own ``ctx["redis"]``. Keys are only arguments.
 
 arq 0.28 pins ``redis<6``; the venv has ringpool's redis 8.1, so arq is installed
 with ``pip install --no-deps arq==0.28.0`` (it runs fine on redis-py 8).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import time
 from typing import Any, ClassVar
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -45,8 +48,17 @@ async def incr(ctx: dict[str, Any], key: str) -> int:
     return tasks.incr(key)
 
 
+async def count(ctx: dict[str, Any], url: str, counter: str) -> None:
+    await ctx["redis"].incr(counter)
+
+
+async def sleep10_count(ctx: dict[str, Any], url: str, counter: str) -> None:
+    await asyncio.sleep(0.01)
+    await ctx["redis"].incr(counter)
+
+
 class WorkerSettings:
-    functions: ClassVar[list[Any]] = [noop, sleep10, incr]
+    functions: ClassVar[list[Any]] = [noop, sleep10, incr, count, sleep10_count]
     redis_settings = RedisSettings.from_dsn(_URL)
     max_jobs = 10
     poll_delay = 0.01
@@ -115,6 +127,22 @@ class ArqPeer(Peer):
             return out
 
         return list(self._run(go()))
+
+    def submit_one(self, name: str, key: str, args: tuple[Any, ...]) -> None:
+        self._run(self.pool.enqueue_job(name, *args))
+
+    def submit_loop(self, name: str, items: list[tuple[str, tuple[Any, ...]]],
+                    deadline: float) -> int:
+        pool = self.pool
+
+        async def go() -> int:
+            for index, (_, args) in enumerate(items):
+                if not index % 100 and time.monotonic() >= deadline:
+                    return index
+                await pool.enqueue_job(name, *args)
+            return len(items)
+
+        return int(self._run(go()))
 
     def round_trip(self, deadline: float) -> Any:
         pool = self.pool

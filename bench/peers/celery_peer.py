@@ -12,8 +12,8 @@ Client: W1/W3/W4 send ``group(...)`` of 1,000 at a time (``group.apply_async``:
 one producer, one message per task; Celery has no multi-message publish) and
 wait with ``AsyncResult.get`` per task in order (the Redis backend's pub/sub
 result consumer).
-W2: ``noop.delay().get()``. Keys are only arguments: Celery routes by queue,
-not by key.
+W2: ``noop.delay().get()``. L1/L3: a loop of ``count.delay(...)``. Keys are only
+arguments: Celery routes by queue, not by key.
 """
 
 from __future__ import annotations
@@ -54,7 +54,18 @@ def incr(key: str) -> int:
     return tasks.incr(key)
 
 
-TASKS = {"noop": noop, "sleep10": sleep10, "incr": incr}
+@app.task(name="bench.count")
+def count(url: str, counter: str) -> None:
+    return tasks.count(url, counter)
+
+
+@app.task(name="bench.sleep10_count")
+def sleep10_count(url: str, counter: str) -> None:
+    return tasks.sleep10_count(url, counter)
+
+
+TASKS = {"noop": noop, "sleep10": sleep10, "incr": incr, "count": count,
+         "sleep10_count": sleep10_count}
 READY = "bench celery worker ready"
 
 
@@ -100,6 +111,9 @@ class CeleryPeer(Peer):
             except CeleryTimeout:
                 break
         return out
+
+    def submit_one(self, name: str, key: str, args: tuple[Any, ...]) -> None:
+        TASKS[name].delay(*args)
 
     def round_trip(self, deadline: float) -> Any:
         return noop.delay().get(timeout=check_deadline(deadline, "celery round trip"),

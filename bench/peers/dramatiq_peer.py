@@ -10,8 +10,8 @@ Client: W1/W3/W4 ``group(messages).run()`` 1,000 at a time (one enqueue script
 call per message: the Redis broker has no bulk enqueue) and
 ``Message.get_result(block=True)`` per message in order (a blocking pop on its
 result key). W2:
-``actor.send()`` then ``message.get_result(block=True)``. Keys are only
-arguments.
+``actor.send()`` then ``message.get_result(block=True)``. L1/L3: a loop of
+``count.send(...)``. Keys are only arguments.
 """
 
 from __future__ import annotations
@@ -51,7 +51,18 @@ def incr(key: str) -> int:
     return tasks.incr(key)
 
 
-ACTORS = {"noop": noop, "sleep10": sleep10, "incr": incr}
+@dramatiq.actor(actor_name="bench_count", max_retries=0)
+def count(url: str, counter: str) -> None:
+    return tasks.count(url, counter)
+
+
+@dramatiq.actor(actor_name="bench_sleep10_count", max_retries=0)
+def sleep10_count(url: str, counter: str) -> None:
+    return tasks.sleep10_count(url, counter)
+
+
+ACTORS = {"noop": noop, "sleep10": sleep10, "incr": incr, "count": count,
+          "sleep10_count": sleep10_count}
 
 
 class DramatiqPeer(Peer):
@@ -88,6 +99,9 @@ class DramatiqPeer(Peer):
             except ResultTimeout:
                 break
         return out
+
+    def submit_one(self, name: str, key: str, args: tuple[Any, ...]) -> None:
+        ACTORS[name].send(*args)
 
     def round_trip(self, deadline: float) -> Any:
         left_ms = int(check_deadline(deadline, "dramatiq round trip") * 1000)

@@ -5,27 +5,29 @@ against the harness's ZooKeeper and Redis: 2 node processes, each with its
 default pools (the dynamic ``io`` thread pool runs these sync tasks). No
 coordinator: it is not on the dispatch path and would be a third process.
 Durable accept is on (it always is): every task's idempotency fingerprint,
-record and in-flight entry are written to Redis before ``dispatch`` returns.
+record and in-flight entry are written to Redis before its node acknowledges it.
 
 Client: the public sync API. W1/W3/W4 ``Cluster.dispatch_many`` in batches of
-``CHUNK`` tasks (keyed: ``k:0`` .. ``k:999``) with ``WINDOW`` calls in flight at
-once (each from its own thread; the client's event loop interleaves them, as
-``examples/demo.py --window`` does), then ``TaskHandle.result()`` per handle in
-submission order (results are pushed back on the open stream; one that is
+``CHUNK`` tasks (keyed: ``k:0`` .. ``k:999``), one call after another (each returns
+once its tasks are queued; the client pipelines them), then ``TaskHandle.result()``
+per handle in submission order (results are pushed back on the open stream; one that is
 already here returns without a hop through the event loop). W2:
-``cluster.dispatch(key, noop.s()).result()``, one after another. W4 sends ``ordered=True`` — the
+``cluster.dispatch(key, noop.s()).result()``, one after another. L1/L3: a plain
+loop of ``cluster.dispatch(key, count.s(...))`` (it returns once the task is
+queued; the client batches by itself); L1m: a loop of ``dispatch_many`` of
+``LOOP_CHUNK``. W4 sends ``ordered=True`` — the
 per-key ordering ringpool offers, so same-key increments never overlap on a
 node's threads; affinity puts all of a key's increments in one process.
 
 Importing this module registers the task bodies of ``bench.tasks`` as ringpool
-tasks ``bench.noop``, ``bench.sleep10`` and ``bench.incr`` (kind ``io``); the
-nodes load it as their ``--tasks`` module.
+tasks ``bench.noop``, ``bench.sleep10``, ``bench.incr``, ``bench.count`` and
+``bench.sleep10_count`` (kind ``io``); the nodes load it as their ``--tasks``
+module.
 """
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from bench import tasks
@@ -33,18 +35,21 @@ from bench.peers import WORKERS, Peer, check_deadline, time_left
 from ringpool.task import task
 
 CHUNK = 1_000  # tasks per dispatch_many call
-WINDOW = 8  # dispatch_many calls in flight
+LOOP_CHUNK = 500  # tasks per dispatch_many call in L1m
 
 ringpool_noop = task("bench.noop", kind="io", timeout=60.0)(tasks.noop)
 ringpool_sleep10 = task("bench.sleep10", kind="io", timeout=60.0)(tasks.sleep10)
 ringpool_incr = task("bench.incr", kind="io", timeout=60.0)(tasks.incr)
-DEFINITIONS = {"noop": ringpool_noop, "sleep10": ringpool_sleep10, "incr": ringpool_incr}
+ringpool_count = task("bench.count", kind="io", timeout=60.0)(tasks.count)
+ringpool_sleep10_count = task("bench.sleep10_count", kind="io", timeout=60.0)(tasks.sleep10_count)
+DEFINITIONS = {"noop": ringpool_noop, "sleep10": ringpool_sleep10, "incr": ringpool_incr,
+               "count": ringpool_count, "sleep10_count": ringpool_sleep10_count}
 
 
 class RingpoolPeer(Peer):
     name = "ringpool"
     settings = (f"2 nodes (default pools, io kind), durable accept, no coordinator; "
-                f"dispatch_many {CHUNK:,}/call, {WINDOW} in flight")
+                f"dispatch_many {CHUNK:,}/call")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -92,25 +97,6 @@ class RingpoolPeer(Peer):
             handles.extend(self.cluster.dispatch_many(batch))
         return handles
 
-    def submit_all(self, name: str, items: list[tuple[str, tuple[Any, ...]]], deadline: float,
-                   options: dict[str, Any] | None = None) -> list[Any]:
-        """``WINDOW`` ``dispatch_many`` calls of ``CHUNK`` on the wire at once (the pool's
-        threads start them in order); no call starts after ``deadline``. Handles come
-        back in submission order."""
-
-        def send(chunk: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-            if time.monotonic() >= deadline:
-                return []
-            return self.submit_many(name, chunk, options)
-
-        chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
-        handles: list[Any] = []
-        with ThreadPoolExecutor(WINDOW, thread_name_prefix="bench-dispatch") as pool:
-            calls: list[Future[list[Any]]] = [pool.submit(send, chunk) for chunk in chunks]
-            for call in calls:
-                handles.extend(call.result())
-        return handles
-
     def wait_all(self, handles: list[Any], deadline: float) -> list[Any]:
         from ringpool import ResultTimeout
 
@@ -129,6 +115,19 @@ class RingpoolPeer(Peer):
         self._trip += 1
         handle = self.cluster.dispatch(f"trip:{self._trip % 1000}", ringpool_noop.s())
         return handle.result(timeout=check_deadline(deadline, "ringpool round trip"))
+
+    def submit_one(self, name: str, key: str, args: tuple[Any, ...]) -> None:
+        self.cluster.dispatch(key, DEFINITIONS[name].s(*args))
+
+    def submit_loop_many(self, name: str, items: list[tuple[str, tuple[Any, ...]]],
+                         deadline: float) -> int:
+        definition = DEFINITIONS[name]
+        for start in range(0, len(items), LOOP_CHUNK):
+            if time.monotonic() >= deadline:
+                return start
+            self.cluster.dispatch_many(
+                [(key, definition.s(*args)) for key, args in items[start:start + LOOP_CHUNK]])
+        return len(items)
 
     def w4_options(self) -> dict[str, Any]:
         return {"ordered": True}

@@ -9,7 +9,8 @@ job.
 Client: ``Queue.enqueue_many`` (one pipeline per 1,000 jobs: RQ's bulk API);
 results with ``Job.latest_result(timeout=...)`` (a blocking read of the job's
 result stream) in submission order. W2: ``queue.enqueue`` then
-``latest_result``. Keys are only arguments.
+``latest_result``. L1/L3: a loop of ``queue.enqueue(count, ...)``. Keys are only
+arguments.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from bench.peers import (
 
 QUEUE = "bench"
 CHUNK = 1_000
-FUNCS = {"noop": tasks.noop, "sleep10": tasks.sleep10, "incr": tasks.incr}
+FUNCS = {"noop": tasks.noop, "sleep10": tasks.sleep10, "incr": tasks.incr,
+         "count": tasks.count, "sleep10_count": tasks.sleep10_count}
 
 
 class RqPeer(Peer):
@@ -91,6 +93,9 @@ class RqPeer(Peer):
                 break
             out.append(result.return_value)
         return out
+
+    def submit_one(self, name: str, key: str, args: tuple[Any, ...]) -> None:
+        self.queue.enqueue(FUNCS[name], *args, result_ttl=3600)
 
     def round_trip(self, deadline: float) -> Any:
         result = self._result(self.queue.enqueue(tasks.noop), deadline)

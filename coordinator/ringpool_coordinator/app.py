@@ -17,7 +17,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from ringpool.cli.process import metrics_endpoint, metrics_registry, state_store, zookeeper_session
-from ringpool.client.async_cluster import AsyncCluster
+from ringpool.client.metrics import client_metrics
+from ringpool.client.router import Router
+from ringpool.core.membership import Membership
 from ringpool.core.telemetry import configure_from_env
 from ringpool_coordinator.election import Leadership
 from ringpool_coordinator.events import CoordinatorEvents
@@ -42,21 +44,22 @@ async def run(settings: CoordinatorSettings) -> int:
             zookeeper_session(settings, settings.zk_session_timeout_s))
         store = await stack.enter_async_context(state_store(
             settings.redis, settings.cluster, partitions=settings.partitions or None))
-        cluster = AsyncCluster(settings)
-        stack.push_async_callback(cluster.close)
-        await cluster.start()
-        assert cluster.membership is not None
-        metrics = CoordinatorMetrics(store, loop, metrics_registry(settings.metrics_port))
-        recoverer = Recoverer(zk, store, cluster.membership, settings.max_crash_recoveries,
-                              metrics)
-        firer = RetryFirer(store, cluster, events=metrics)
+        membership = await asyncio.to_thread(Membership(zk, settings.cluster).start)
+        stack.push_async_callback(asyncio.to_thread, membership.stop)
+        registry = metrics_registry(settings.metrics_port)
+        # Retries go out through a Router on this same ZooKeeper session and ring.
+        router = Router(settings, membership, client_metrics(registry)).start()
+        stack.push_async_callback(router.close)
+        metrics = CoordinatorMetrics(store, loop, registry)
+        recoverer = Recoverer(zk, store, membership, settings.max_crash_recoveries, metrics)
+        firer = RetryFirer(store, router, events=metrics)
         retention = DlqRetention(store, settings.dlq_retention_s, metrics)
 
         def on_ring(_: object) -> None:
             loop.call_soon_threadsafe(recoverer.ring_changed)
 
-        cluster.membership.subscribe(on_ring)
-        leadership = Leadership(zk, cluster.membership.names.election, identifier)
+        membership.subscribe(on_ring)
+        leadership = Leadership(zk, membership.names.election, identifier)
         stack.callback(leadership.close)
         stack.push_async_callback(leadership.release)
         stack.enter_context(metrics_endpoint(settings.metrics_port))

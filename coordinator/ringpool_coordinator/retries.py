@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 
-from ringpool.client.async_cluster import AsyncCluster
+from ringpool.client.router import Router
 from ringpool.core.protocol import REFUSALS, code_name
 from ringpool.errors import RingpoolError
 from ringpool.store.store import StateStore
@@ -26,10 +26,10 @@ LEASE_S = 10.0
 
 
 class RetryFirer:
-    def __init__(self, store: StateStore, cluster: AsyncCluster, batch: int = 500,
+    def __init__(self, store: StateStore, router: Router, batch: int = 500,
                  events: CoordinatorEvents | None = None) -> None:
         self.store = store
-        self.cluster = cluster
+        self.router = router
         self.batch = batch
         self.events = events or CoordinatorEvents()
         self._wake = asyncio.Event()
@@ -73,14 +73,15 @@ class RetryFirer:
             envelope.source = pb.SOURCE_RETRY
             envelope.attempt = item.attempt
             envelopes.append(envelope)
-        try:
-            acks = await self.cluster.send(envelopes)
-        except RingpoolError as exc:
-            log.warning("could not re-dispatch %d retries (%s); they fire again in %.0fs",
-                        len(envelopes), exc, LEASE_S)
-            return len(due)
+        acks = await self.router.send(envelopes)
+        unsent = sum(isinstance(ack, RingpoolError) for ack in acks)
+        if unsent:
+            log.warning("could not re-dispatch %d retries; they fire again in %.0fs", unsent,
+                        LEASE_S)
         fired = buried = 0
         for envelope, ack in zip(envelopes, acks, strict=True):
+            if isinstance(ack, RingpoolError):
+                continue
             if ack.code == pb.ACCEPTED:
                 fired += 1
             elif (

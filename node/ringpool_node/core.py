@@ -52,6 +52,8 @@ class NodeSnapshot:
     draining: bool
     in_flight: int  # accepted tasks not yet finished and recorded
     pools: dict[str, Any]  # Pools.stats()
+    zookeeper_state: str  # CONNECTED, SUSPENDED or LOST (kazoo's names)
+    ring_stale_s: float  # seconds without ZooKeeper, serving on the last ring
 
     @property
     def queued(self) -> int:
@@ -260,7 +262,9 @@ class Node:
         ring = self.membership.ring
         return NodeSnapshot(node_id=self.node_id, ring_version=ring.version,
                             ring_members=len(ring), draining=self.draining,
-                            in_flight=self.execution.pending, pools=self.pools.stats())
+                            in_flight=self.execution.pending, pools=self.pools.stats(),
+                            zookeeper_state=self.membership.state,
+                            ring_stale_s=self.membership.stale_s)
 
     async def reconcile_forever(self, interval_s: float = RECONCILE_INTERVAL_S) -> None:
         """Hand back tasks Redis holds in flight for us that we are not running.

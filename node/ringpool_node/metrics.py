@@ -253,6 +253,15 @@ class NodeCollector(Collector):
                                 value=node.ring_members)
         yield GaugeMetricFamily("ringpool_node_draining", "1 while the node drains.",
                                 value=int(node.draining))
+        yield GaugeMetricFamily(
+            "ringpool_zookeeper_connected",
+            "1 while the node's ZooKeeper session is connected; 0 while ZooKeeper is "
+            "unreachable or without a quorum (the node serves on its last ring).",
+            value=int(node.zookeeper_state == "CONNECTED"))
+        yield GaugeMetricFamily(
+            "ringpool_ring_stale_seconds",
+            "Seconds the node has been without ZooKeeper, routing on its last ring "
+            "(0 when connected).", value=node.ring_stale_s)
         info = GaugeMetricFamily("ringpool_node_info", "This node's id.", labels=["node_id"])
         info.add_metric([node.node_id], 1)
         yield info

@@ -1,5 +1,9 @@
 """The node's member znode: register, re-register after a lost session, leave.
 
+The znode's JSON says where to reach the node (``addr``), its ``weight``, when it
+started, and the task names it serves (``tasks``), so that clients refuse an
+unknown name before sending it.
+
 The epoch is the znode's creation zxid. It changes with every registration, so
 work stamped with an old epoch can be told apart from the live owner's (fencing).
 A lost session clears the epoch at once: the node stops accepting until it is
@@ -13,7 +17,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import NodeExistsError, NoNodeError
@@ -31,6 +35,7 @@ class Registration:
         node_id: str,
         addr: str,
         weight: float,
+        tasks: Iterable[str],
         on_epoch: Callable[[int | None], None],
     ) -> None:
         self.client = client
@@ -38,7 +43,7 @@ class Registration:
         self.draining_path = f"{names.draining}/{node_id}"
         self.node_id = node_id
         self.data = json.dumps(
-            {"addr": addr, "weight": weight, "started_at": time.time()}
+            {"addr": addr, "weight": weight, "started_at": time.time(), "tasks": sorted(tasks)}
         ).encode()
         self.epoch: int | None = None
         self._on_epoch = on_epoch

@@ -29,6 +29,7 @@ from ringpool.core.membership import Membership
 from ringpool.core.naming import Names, check_node_id
 from ringpool.errors import ConfigError
 from ringpool.pool import Pools
+from ringpool.task import REGISTRY
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
 from ringpool_node.auth import TokenAuth
@@ -149,7 +150,7 @@ async def serve(settings: NodeSettings) -> int:
             # Our own in-flight tasks from an earlier life go back to the retry set first.
             await node.reclaim()
             registration = Registration(zk, names, settings.node_id, address, settings.weight,
-                                        set_epoch)
+                                        REGISTRY, set_epoch)
             stack.callback(registration.stop)
             await asyncio.to_thread(registration.register)
             await asyncio.to_thread(

@@ -17,7 +17,6 @@ from ringpool_node.metrics import NodeMetrics
 from ringpool_node.streams import ClientStream
 
 log = logging.getLogger(__name__)
-MAX_BATCHES_IN_FLIGHT = 32  # per stream
 
 
 class NodeService(pb_grpc.NodeServicer):
@@ -45,38 +44,44 @@ class NodeService(pb_grpc.NodeServicer):
     async def _read(
         self, request_iterator: AsyncIterator[pb.SubmitRequest], stream: ClientStream
     ) -> None:
-        handlers: set[asyncio.Task[None]] = set()
-        # Stop reading while too many batches are being handled: HTTP/2 flow control
-        # then holds a fast sender back instead of our memory.
-        room = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        # One batch at a time, in the order sent: a key's ordered tasks are judged (and
+        # fenced, see KeyFences) in their client's order, and HTTP/2 flow control holds
+        # a fast sender back instead of our memory. Execution and results go on meanwhile.
         try:
             async for request in request_iterator:
-                await room.acquire()
-                stream.handlers += 1
-                handler = asyncio.create_task(self._handle(request, stream))
-                handlers.add(handler)
-                handler.add_done_callback(handlers.discard)
-                handler.add_done_callback(lambda _: room.release())
+                await self._handle(request, stream)
         finally:
             stream.input_done = True
             stream.wake()
 
     async def _handle(self, request: pb.SubmitRequest, stream: ClientStream) -> None:
+        stream.handlers += 1
         try:
             tasks = list(request.tasks)
-            acks = await self.node.submit(tasks, stream)
-            stream.push_acks(acks, hold=self.node.results_soon(tasks, acks, stream.hold_s))
-        except Exception as exc:
-            # Every task gets an answer: a failure here must not leave the client waiting.
-            log.exception("batch %d failed", request.batch_id)
-            stream.push_acks(
-                pb.Ack(task_id=t.task_id, code=pb.INTERNAL, message=f"node error: {exc}",
-                       retry_after_s=0.2)
-                for t in request.tasks
-            )
+            acks, hold = await self._answer(tasks, request, stream)
+            stream.fences.raise_for(tasks, acks, stream.responses_sent + 1)
+            stream.push_acks(acks, hold=hold)
         finally:
             stream.handlers -= 1
             stream.wake()
+
+    async def _answer(
+        self, tasks: list[pb.TaskEnvelope], request: pb.SubmitRequest, stream: ClientStream
+    ) -> tuple[list[pb.Ack], bool]:
+        """An ack per task, and whether to hold them for a result to ride along."""
+        try:
+            held = stream.fences.held_back(tasks, request.responses_seen)
+            judged = [t for i, t in enumerate(tasks) if i not in held] if held else tasks
+            answers = iter(await self.node.submit(judged, stream))
+            if not held:
+                acks = list(answers)
+                return acks, self.node.results_soon(judged, acks, stream.hold_s)
+            return [held[i] if i in held else next(answers) for i in range(len(tasks))], False
+        except Exception as exc:
+            # Every task gets an answer: a failure here must not leave the client waiting.
+            log.exception("batch %d failed", request.batch_id)
+            return [pb.Ack(task_id=t.task_id, code=pb.INTERNAL, message=f"node error: {exc}",
+                           retry_after_s=0.2) for t in tasks], False
 
     async def SubmitBatch(
         self, request: pb.SubmitRequest, context: aio.ServicerContext
@@ -96,6 +101,7 @@ class NodeService(pb_grpc.NodeServicer):
             pools=pool_status(node.pools, self.node.pools.settings.cpu.processes),
             runs_finished=self.node.execution.runs_finished,
             run_seconds_total=self.node.execution.run_seconds_total,
+            zookeeper_state=node.zookeeper_state, ring_stale_s=node.ring_stale_s,
         )
 
     async def Drain(

@@ -4,14 +4,69 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from ringpool.v1 import node_pb2 as pb
 
 # Acks of tasks that usually finish within this long wait for their results, so both
 # reach the client in one message (one write here, one wake-up there). A task that
-# takes longer only has its ack delayed by this much.
+# takes longer only has its ack delayed by this much. Clients do not wait for acks
+# to dispatch (they pipeline), so the hold delays only accepted() and flush(); it
+# saves a message each way on a dispatch().result() round trip, and a client's next
+# batch gathers while held acks are on their way.
 ACK_HOLD_S = 0.002
+# Answers that make the client send a task again (after a ring refresh or a back-off).
+RESEND_CODES = frozenset({pb.WRONG_OWNER, pb.DRAINING, pb.OVERLOADED, pb.INTERNAL})
+MAX_FENCES = 1_000  # past this many fenced keys, those the client has seen are dropped
+
+
+class KeyFences:
+    """Per-key order of a stream's ordered tasks across batches in flight.
+
+    The client may have several batches on the wire when an ordered task is answered
+    with a resend code. Later ordered tasks of that key sent before the client read
+    that answer must not be accepted ahead of its resend, so they get the same answer
+    (they come back and are resent behind it). A batch sent after the client read the
+    answer (``responses_seen`` at least the answer's response number) lifts the fence.
+    """
+
+    def __init__(self) -> None:
+        self._fences: dict[str, tuple[int, pb.Ack]] = {}  # key -> (response number, answer)
+
+    def held_back(
+        self, tasks: Sequence[pb.TaskEnvelope], responses_seen: int
+    ) -> dict[int, pb.Ack]:
+        """The answers of the fenced tasks of a batch, by index; lifts fences the client saw."""
+        fences = self._fences
+        if not fences:
+            return {}
+        if len(fences) > MAX_FENCES:
+            self._fences = fences = {
+                key: fence for key, fence in fences.items() if fence[0] > responses_seen
+            }
+        held: dict[int, pb.Ack] = {}
+        for index, task in enumerate(tasks):
+            fence = fences.get(task.key) if task.ordered else None
+            if fence is None:
+                continue
+            if responses_seen >= fence[0]:
+                del fences[task.key]
+                continue
+            answer = fence[1]
+            held[index] = pb.Ack(
+                task_id=task.task_id, code=answer.code, ring_version=answer.ring_version,
+                retry_after_s=answer.retry_after_s, node_id=answer.node_id,
+                message=f"held back behind an earlier task of its key ({answer.message})",
+            )
+        return held
+
+    def raise_for(
+        self, tasks: Iterable[pb.TaskEnvelope], acks: Iterable[pb.Ack], response: int
+    ) -> None:
+        """Fence the key of every ordered task answered with a resend code in ``response``."""
+        for task, ack in zip(tasks, acks, strict=True):
+            if task.ordered and ack.code in RESEND_CODES:
+                self._fences.setdefault(task.key, (response, ack))
 
 
 class ClientStream:
@@ -22,6 +77,8 @@ class ClientStream:
 
     Acks pushed with ``hold=True`` go out with the next result, or after
     ``hold_s`` at the latest; an ack pushed without ``hold`` sends them at once.
+    ``responses_sent`` numbers the messages: acks pushed now go out in message
+    ``responses_sent + 1``.
 
     ``outstanding`` plus ``reserved`` is bounded by the node's per-stream limit
     (``Node.max_stream_pending``): tasks over it are answered OVERLOADED, so one
@@ -35,6 +92,8 @@ class ClientStream:
         self.reserved = 0  # tasks admitted by a batch whose durable accept is in progress
         self.handlers = 0  # batches being handled
         self.input_done = False
+        self.responses_sent = 0
+        self.fences = KeyFences()
         self._acks: list[pb.Ack] = []
         self._results: list[pb.TaskResult] = []
         self._ready = asyncio.Event()
@@ -79,6 +138,7 @@ class ClientStream:
                 await self._wait_for_a_result()
             if self._acks or self._results:
                 self._hold_until = 0.0
+                self.responses_sent += 1
                 acks, self._acks = self._acks, []
                 results, self._results = self._results, []
                 yield pb.SubmitResponse(acks=acks, results=results)

@@ -1,30 +1,35 @@
-"""``AsyncCluster``: route by key, send in batches, resend on moved ownership, wait for results.
+"""``AsyncCluster``: dispatch by key through a ``Router``, hand out handles, wait for results.
 
-The sync ``Cluster`` drives this same object from a private event loop, so the
-routing, resend and result logic exists once.
+``dispatch()`` checks a task on the caller's thread (key, size, JSON, and the task
+name against the names the nodes publish) and returns its handle once it is
+queued; the Router sends it and settles it. ``handle.accepted()`` waits for the
+durable accept, ``flush()`` for every task dispatched so far, and ``close()`` (or
+leaving ``async with``) flushes. The sync ``Cluster`` uses this same object from
+a private event loop, so the checks, the routing and the result logic exist once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
+import weakref
+from collections.abc import Coroutine, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
 from kazoo.client import KazooClient
 
-from ringpool.client.links import LinkDown, NodeLink
-from ringpool.client.metrics import client_metrics
+from ringpool.client.metrics import CallTimer, client_metrics
 from ringpool.client.results import ResultWaiter, unwrap
+from ringpool.client.router import Router
 from ringpool.client.settings import ClientSettings
+from ringpool.client.tickets import Ticket
 from ringpool.core import envelope as envelopes
 from ringpool.core import telemetry
 from ringpool.core.membership import Membership, connect_zookeeper
-from ringpool.core.protocol import BACK_OFF, REROUTE, TaskState, code_name, refusal
-from ringpool.core.ring import Ring, RouteCache
-from ringpool.errors import ClusterUnavailable, NoNodesAvailable, Overloaded, TooManyHops
+from ringpool.core.protocol import TaskState
+from ringpool.core.ring import Ring
+from ringpool.errors import ClusterUnavailable, ResultTimeout, RingpoolError, UnknownTask
 from ringpool.store.store import StateStore
 from ringpool.task import Task
 from ringpool.v1 import node_pb2 as pb
@@ -44,45 +49,58 @@ async def _at_most(seconds: float, step: Coroutine[Any, Any, None], what: str) -
         log.warning("closing %s failed: %r", what, task.exception())
 
 
-class AsyncTaskHandle:
-    """A dispatched task: its id, its state, and its result when it has one."""
+def not_accepted(ticket: Ticket, timeout: float | None) -> ResultTimeout:
+    return ResultTimeout(f"task {ticket.task_id} not accepted within {timeout}s")
 
-    def __init__(self, cluster: AsyncCluster, task_id: str, key: str) -> None:
+
+class AsyncTaskHandle:
+    """A dispatched task: its id, its accept, its state, and its result when it has one.
+
+    ``task_id`` is final once the task is accepted: a task sent with an
+    ``idempotency_key`` that repeats an earlier one takes the earlier task's id.
+    """
+
+    def __init__(self, cluster: AsyncCluster, ticket: Ticket) -> None:
         self._cluster = cluster
-        self.task_id = task_id
-        self.key = key
-        self._future = cluster._results.expect(task_id)  # keeps the pushed result alive
+        self._ticket = ticket
+        self.key = ticket.key
+        if ticket.holder is None:
+            ticket.holder = weakref.ref(self)
 
     def __repr__(self) -> str:
         return f"<TaskHandle {self.task_id} key={self.key!r}>"
 
+    @property
+    def task_id(self) -> str:
+        return self._ticket.task_id
+
+    async def accepted(self, timeout: float | None = None) -> str:
+        """Wait until the task is durably accepted; its id. Raises its refusal
+        (a DispatchError or ClusterUnavailable), or ResultTimeout."""
+        ticket = self._ticket
+        if not await ticket.accepted.wait_async(timeout):
+            raise not_accepted(ticket, timeout)
+        return ticket.accepted.get()
+
     async def status(self) -> TaskState:
         """Where the task is now: QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in
-        the DLQ), or UNKNOWN (no record)."""
-        if self._future.done() and self._future.exception() is None:
-            return TaskState.from_wire(self._future.result().state)
+        the DLQ), or UNKNOWN (no record). Waits for the accept first; raises the refusal
+        of a task that was not accepted."""
+        await self.accepted()
+        result = self._ticket.result
+        if result.done and result.error is None:
+            return TaskState.from_wire(result.get().state)
         (state,) = await self._cluster.store.states([self.task_id])
         return state
 
-    def pushed_result(self) -> pb.TaskResult | None:
-        """The result if it has already arrived, else None (safe from any thread)."""
-        future = self._future
-        if future.done() and not future.cancelled() and future.exception() is None:
-            return future.result()
-        return None
-
-    def expects_push(self) -> bool:
-        """Whether the result should arrive on a stream (False once the client falls back
-        to Redis: then the fast wait would only add delay)."""
-        return not self._cluster._results.listening
-
-    def when_done(self, callback: Callable[[], object]) -> None:
-        """Call ``callback()`` on the event loop once a result (or error) is in."""
-        self._future.add_done_callback(lambda _: callback())
-
     async def result(self, timeout: float | None = None) -> Any:
-        """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), TaskNotFound."""
-        return unwrap(await self._cluster._results.wait(self.task_id, timeout))
+        """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), TaskNotFound,
+        or the refusal of a task that was not accepted."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await self.accepted(timeout)
+        remaining = None if timeout is None else max(0.0, timeout - (loop.time() - started))
+        return unwrap(await self._cluster._results.wait(self.task_id, remaining))
 
 
 class AsyncCluster:
@@ -92,12 +110,10 @@ class AsyncCluster:
         self.settings = settings
         self.store = StateStore.from_url(settings.redis, settings.cluster)
         self._results = ResultWaiter(self.store, settings.result_poll_s)
-        self._routes = RouteCache()
         self.metrics = client_metrics(settings.metrics_registry)
-        self._links: dict[str, NodeLink] = {}
         self._zk: KazooClient | None = None
         self.membership: Membership | None = None
-        self._started = False
+        self._router: Router | None = None
 
     @classmethod
     def connect(
@@ -112,7 +128,7 @@ class AsyncCluster:
         return cls(ClientSettings.resolve(zk, redis, cluster, token, **options))
 
     async def start(self) -> AsyncCluster:
-        if self._started:
+        if self._router is not None:
             return self
         settings = self.settings
         self._zk = await asyncio.to_thread(
@@ -121,7 +137,10 @@ class AsyncCluster:
         self.membership = await asyncio.to_thread(
             Membership(self._zk, settings.cluster).start
         )
-        self._started = True
+        self._router = Router(
+            settings, self.membership, self.metrics, on_result=self._results.deliver,
+            on_accepted=self._expect_result, on_refused=self._report_refusal,
+        ).start()
         return self
 
     def __await__(self) -> Generator[Any, None, AsyncCluster]:
@@ -137,195 +156,115 @@ class AsyncCluster:
         await self.close()
 
     async def close(self) -> None:
-        """Stop listening, close every link and connection; never waits forever on one."""
+        """Flush, then stop listening and close every link and connection (never waiting
+        forever on one)."""
+        if self._router is not None:
+            await self._router.flush()
+            await _at_most(CLOSE_STEP_S, self._router.close(), "the links")
+            self._router = None
         await _at_most(CLOSE_STEP_S, self._results.close(), "the result listener")
-        for link in self._links.values():
-            await _at_most(CLOSE_STEP_S, link.close(), f"the link to {link.node_id}")
-        self._links.clear()
         if self.membership is not None:
             await asyncio.to_thread(self.membership.stop)
+            self.membership = None
         if self._zk is not None:
             await asyncio.to_thread(self._zk.stop)
             self._zk.close()
+            self._zk = None
         await self.store.close()
-        self._started = False
 
-    # -- routing -------------------------------------------------------------------
+    @property
+    def router(self) -> Router:
+        if self._router is None:
+            raise ClusterUnavailable("not connected: use `async with AsyncCluster.connect()`")
+        return self._router
 
     @property
     def ring(self) -> Ring:
-        if self.membership is None:
-            raise ClusterUnavailable("not connected: use `async with AsyncCluster.connect()`")
-        return self.membership.ring
+        return self.router.ring
 
     def owner(self, key: str) -> str:
         """The node id that owns ``key`` on the current ring."""
         envelopes.check_key(key, self.settings.limits)
-        return self._routes.owner(self.ring, key)
+        return self.ring.owner(key)
 
-    def _link(self, ring: Ring, node_id: str) -> NodeLink:
-        addr = ring.members[node_id].addr
-        link = self._links.get(node_id)
-        if link is None or link.addr != addr or link.closed:
-            link = NodeLink(node_id, addr, self.settings, self._results.deliver)
-            self._links[node_id] = link
-        return link
+    # -- dispatching ---------------------------------------------------------------
+    # ``_ticket`` is the whole of a dispatch that does not wait: both faces call it on
+    # the caller's thread, then queue the ticket their way.
 
-    async def _ring_with_members(self, deadline: float) -> Ring:
+    def _ticket(
+        self, key: str, task: Task, headers: Mapping[str, str] | None, timer: CallTimer | None,
+    ) -> Ticket:
+        """A checked ticket; raises the DispatchError a node would answer."""
         ring = self.ring
-        if len(ring):
-            return ring
-        assert self.membership is not None
-        try:
-            return await asyncio.to_thread(
-                self.membership.wait_for, lambda r: len(r) > 0,
-                max(0.0, min(deadline - time.monotonic(), self.settings.connect_timeout_s)),
-            )
-        except ClusterUnavailable:
-            raise NoNodesAvailable("no nodes in the ring") from None
+        envelope = envelopes.build(key, task, ring.version, headers, self.settings.limits,
+                                   reply_to=self.store.reply_to)
+        names = ring.task_names
+        if names is not None and task.name not in names:
+            raise UnknownTask(f"no node serves a task named {task.name!r}")
+        return Ticket(envelope, key, task, timer)
 
-    async def _refresh_ring(self, newer_than: int) -> None:
-        """Catch up with a ring version a node told us about (or just re-read)."""
-        assert self.membership is not None
-        membership = self.membership
-        if membership.ring.version > newer_than:
-            return
-        await asyncio.to_thread(membership.refresh)
-
-    # -- sending -------------------------------------------------------------------
-
-    async def send(self, batch: Sequence[pb.TaskEnvelope]) -> list[pb.Ack]:
-        """Deliver envelopes to their owners; final acks (ACCEPTED, DUPLICATE or a refusal).
-
-        WRONG_OWNER and DRAINING resend after a ring refresh (at most ``max_hops``
-        times); OVERLOADED, INTERNAL and broken streams back off and resend until
-        ``dispatch_timeout_s``.
-        """
-        settings = self.settings
-        deadline = time.monotonic() + settings.dispatch_timeout_s
-        final: list[pb.Ack | None] = [None] * len(batch)
-        pending = list(range(len(batch)))
-        hops = 0
-        backoff = 0.02
-        while pending:
-            ring = await self._ring_with_members(deadline)
-            groups: dict[str, list[int]] = {}
-            for index in pending:
-                envelope = batch[index]
-                envelope.ring_version = ring.version
-                groups.setdefault(self._routes.owner(ring, envelope.key), []).append(index)
-            remaining = max(0.001, deadline - time.monotonic())
-            sends = [
-                self._send_to(self._link(ring, node), [batch[i] for i in indexes], remaining)
-                for node, indexes in groups.items()
-            ]
-            # One owner (a single dispatch) is awaited directly: no tasks, no gather.
-            answers = [await sends[0]] if len(sends) == 1 else await asyncio.gather(*sends)
-            pending = []
-            rerouted = False
-            wait_s = 0.0
-            newest = ring.version
-            for indexes, answer in zip(groups.values(), answers, strict=True):
-                if isinstance(answer, LinkDown | TimeoutError):
-                    log.debug("resending %d tasks: %s", len(indexes), answer)
-                    self.metrics.resend["unreachable"].inc(len(indexes))
-                    pending += indexes
-                    wait_s = max(wait_s, backoff)
-                    continue
-                if isinstance(answer, BaseException):
-                    raise answer
-                for index, ack in zip(indexes, answer, strict=True):
-                    if ack.code in REROUTE:
-                        rerouted = True
-                        newest = max(newest, ack.ring_version)
-                        pending.append(index)
-                        self.metrics.resends.labels(code_name(ack.code).lower()).inc()
-                    elif ack.code in BACK_OFF:
-                        wait_s = max(wait_s, ack.retry_after_s or backoff)
-                        pending.append(index)
-                        self.metrics.resends.labels(code_name(ack.code).lower()).inc()
-                    else:
-                        final[index] = ack
-            if not pending:
-                break
-            if rerouted:
-                await self._refresh_ring(newest if newest > ring.version else ring.version)
-                if self.ring.version > ring.version:
-                    hops += 1  # ownership really moved
-                    if hops > settings.max_hops:
-                        raise TooManyHops(f"ownership kept moving after {settings.max_hops} resends")
-                else:
-                    # ZooKeeper has not caught up with the node yet (e.g. a drain that has
-                    # not left the ring): wait for it instead of burning hops.
-                    wait_s = max(wait_s, backoff)
-            if time.monotonic() + wait_s >= deadline:
-                if rerouted or any(isinstance(a, BaseException) for a in answers):
-                    raise ClusterUnavailable(
-                        f"owners unreachable for {settings.dispatch_timeout_s}s")
-                raise Overloaded(f"owners stayed overloaded for {settings.dispatch_timeout_s}s")
-            if wait_s:
-                await asyncio.sleep(wait_s)
-                backoff = min(backoff * 2, 1.0)
-        return [ack for ack in final if ack is not None]
-
-    @staticmethod
-    async def _send_to(
-        link: NodeLink, envelopes: list[pb.TaskEnvelope], timeout_s: float
-    ) -> list[pb.Ack] | BaseException:
-        """The acks, or the exception that stopped them (to be sorted out by ``send``)."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await link.send(envelopes)
-        except Exception as exc:
-            return exc
-
-    def _handle_for(self, envelope: pb.TaskEnvelope, ack: pb.Ack) -> AsyncTaskHandle:
-        if ack.code == pb.ACCEPTED:
-            return AsyncTaskHandle(self, envelope.task_id, envelope.key)
-        if ack.code == pb.DUPLICATE:
-            return AsyncTaskHandle(self, ack.original_task_id or envelope.task_id, envelope.key)
-        raise refusal(ack.code, ack.message)
-
-    def _build(self, key: str, task: Task, headers: Mapping[str, str] | None) -> pb.TaskEnvelope:
-        return envelopes.build(key, task, self.ring.version, headers, self.settings.limits,
-                               reply_to=self.store.reply_to)
+    def _tickets(self, items: list[tuple[str, Task]], traced: Mapping[str, str] | None
+                 ) -> list[Ticket]:
+        timer = CallTimer(self.metrics.dispatch_many, len(items)) if items else None
+        return [self._ticket(key, task, traced, timer) for key, task in items]
 
     async def dispatch(
         self, key: str, task: Task, headers: Mapping[str, str] | None = None
     ) -> AsyncTaskHandle:
-        """Send ``task`` to the owner of ``key``; returns once it is durably accepted.
-
-        For a task that usually finishes within 2 ms the node holds the ack up to that
-        long, so its result arrives with it and ``result()`` returns at once.
-        """
-        started = time.perf_counter()
-        with telemetry.dispatch_span("dispatch", task.name, 1, headers) as traced:
-            envelope = self._build(key, task, headers if traced is None else traced)
-            handle = AsyncTaskHandle(self, envelope.task_id, key)  # expect the result first
-            (ack,) = await self.send([envelope])
-        self.metrics.dispatch.observe(time.perf_counter() - started)
-        return handle if ack.code == pb.ACCEPTED else self._handle_for(envelope, ack)
+        """Queue ``task`` for the owner of ``key``; returns its handle at once (waiting
+        only while ``max_outstanding`` tasks are unanswered)."""
+        with telemetry.dispatch_span("dispatch", name_of(task), 1, headers) as traced:
+            ticket = self._ticket(key, task, headers if traced is None else traced,
+                                  CallTimer(self.metrics.dispatch, 1))
+            handle = AsyncTaskHandle(self, ticket)
+            await self.router.queue_async((ticket,))
+        return handle
 
     async def dispatch_many(
         self, items: Iterable[tuple[str, Task]]
     ) -> list[AsyncTaskHandle]:
-        """Dispatch many tasks in batches; every task is checked before any is sent.
-
-        A task refused by its node raises its DispatchError after the others were sent.
-        """
-        started = time.perf_counter()
+        """Dispatch many tasks; every task is checked before any is queued."""
         items = list(items)
-        name = items[0][1].name if items else ""
-        with telemetry.dispatch_span("dispatch_many", name, len(items)) as traced:
-            built = [self._build(key, task, traced) for key, task in items]
-            handles = [AsyncTaskHandle(self, e.task_id, e.key) for e in built]
-            acks = await self.send(built)
-        self.metrics.dispatch_many.observe(time.perf_counter() - started)
-        return [
-            handle if ack.code == pb.ACCEPTED else self._handle_for(envelope, ack)
-            for handle, envelope, ack in zip(handles, built, acks, strict=True)
-        ]
+        with telemetry.dispatch_span("dispatch_many", name_of(items[0][1]) if items else "",
+                                     len(items)) as traced:
+            tickets = self._tickets(items, traced)
+            handles = [AsyncTaskHandle(self, ticket) for ticket in tickets]
+            await self.router.queue_async(tickets)
+        return handles
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every task dispatched so far is accepted or refused (refusals stay on
+        their handles and go to ``on_refused``); ResultTimeout after ``timeout``."""
+        await self.router.flush(timeout)
 
     def handle(self, task_id: str, key: str = "") -> AsyncTaskHandle:
         """A handle for a task dispatched elsewhere (e.g. by id from a log)."""
-        return AsyncTaskHandle(self, task_id, key)
+        ticket = Ticket(pb.TaskEnvelope(task_id=task_id), key)
+        ticket.accepted.set(task_id)
+        self._expect_result(ticket)
+        return AsyncTaskHandle(self, ticket)
+
+    # -- the Router's hooks (on the loop) ------------------------------------------
+
+    def _expect_result(self, ticket: Ticket) -> None:
+        if not ticket.unheld:
+            self._results.watch(ticket.task_id, ticket.result)
+
+    def _report_refusal(self, ticket: Ticket) -> None:
+        task, error = ticket.task, ticket.accepted.error
+        if task is None or not isinstance(error, RingpoolError):
+            return  # sent by the Router's own callers, who read the outcome themselves
+        on_refused = self.settings.on_refused
+        if on_refused is None:
+            log.warning("task %s for key %r was not accepted: %s: %s", task.name, ticket.key,
+                        type(error).__name__, error)
+            return
+        try:
+            on_refused(ticket.key, task, error)
+        except Exception:
+            log.exception("on_refused failed for task %s (key %r)", task.name, ticket.key)
+
+
+def name_of(task: object) -> str:
+    """The task's name for a span, whatever was passed as the task."""
+    return str(getattr(task, "name", "?"))

@@ -1,59 +1,86 @@
-"""``Cluster``: the blocking face of ``AsyncCluster`` (same logic, run on a private loop)."""
+"""``Cluster``: the blocking face of ``AsyncCluster`` (same logic, run on a private loop).
+
+A dispatch never goes through the loop on the caller's thread: the task is
+checked and queued here, and the loop picks it up. Waiting for an accept or a
+result blocks this thread on the task's latch, not on a trip through the loop.
+"""
 
 from __future__ import annotations
 
-import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from ringpool.client.async_cluster import AsyncCluster, AsyncTaskHandle
+from ringpool.client.async_cluster import AsyncCluster, AsyncTaskHandle, name_of, not_accepted
+from ringpool.client.metrics import CallTimer
 from ringpool.client.portal import Portal
 from ringpool.client.results import FAST_PATH_WAIT_S, unwrap
 from ringpool.client.settings import ClientSettings
+from ringpool.client.tickets import Ticket
+from ringpool.core import telemetry
 from ringpool.core.protocol import TaskState
 from ringpool.core.ring import Ring
 from ringpool.task import Task
 
 
 class TaskHandle:
-    """A dispatched task: ``task_id``, ``status()``, ``result(timeout)``."""
+    """A dispatched task: ``task_id``, ``accepted()``, ``status()``, ``result(timeout)``."""
 
-    def __init__(
-        self, portal: Portal, handle: AsyncTaskHandle, arrived: threading.Event | None = None
-    ) -> None:
-        self._portal = portal
-        self._handle = handle
-        self._arrived = arrived  # set from the loop once the result is in, when watched
-        self.task_id = handle.task_id
-        self.key = handle.key
+    def __init__(self, cluster: Cluster, ticket: Ticket, provisional_id: bool = False) -> None:
+        self._cluster = cluster
+        self._ticket = ticket
+        # A task with an idempotency key may turn out to repeat an earlier one, whose id
+        # it then takes: its id is known once it is accepted.
+        self._provisional_id = provisional_id
+        self.key = ticket.key
+        if ticket.holder is None:
+            ticket.holder = weakref.ref(self)
 
     def __repr__(self) -> str:
-        return f"<TaskHandle {self.task_id} key={self.key!r}>"
+        return f"<TaskHandle {self._ticket.task_id} key={self.key!r}>"
+
+    @property
+    def task_id(self) -> str:
+        """The task's id (for a task with an idempotency key, waits for its accept)."""
+        if self._provisional_id:
+            return self.accepted()
+        return self._ticket.task_id
+
+    def accepted(self, timeout: float | None = None) -> str:
+        """Block until the task is durably accepted; its id. Raises its refusal (a
+        DispatchError or ClusterUnavailable), or ResultTimeout."""
+        latch = self._ticket.accepted
+        if not latch.wait(timeout):
+            raise not_accepted(self._ticket, timeout)
+        return latch.get()
 
     def status(self) -> TaskState:
-        """Where the task is now (a ``TaskState``; UNKNOWN when there is no record)."""
-        return self._portal.call(self._handle.status())
+        """Where the task is now (a ``TaskState``; UNKNOWN when there is no record); waits
+        for the accept first."""
+        self.accepted()
+        return self._cluster._portal.call(AsyncTaskHandle(self._cluster._async, self._ticket).status())
 
     def result(self, timeout: float | None = None) -> Any:
-        """The return value; raises TaskFailed, or ResultTimeout (a TimeoutError)."""
-        pushed = self._handle.pushed_result()
-        if pushed is not None:  # already here: no trip through the event loop
-            return unwrap(pushed)
-        # The usual case: the result is on its way over the stream. Wait for it on this
-        # thread, woken by the future itself; only a slow result takes the full path.
+        """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), or the
+        refusal of a task that was not accepted."""
         started = time.monotonic()
-        if self._handle.expects_push():
-            arrived = self._arrived
-            if arrived is None:
-                arrived = threading.Event()
-                self._portal.loop.call_soon_threadsafe(self._handle.when_done, arrived.set)
-            first_wait = FAST_PATH_WAIT_S if timeout is None else min(FAST_PATH_WAIT_S, timeout)
-            if arrived.wait(first_wait) and (pushed := self._handle.pushed_result()) is not None:
-                return unwrap(pushed)
-        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-        return self._portal.call(self._handle.result(remaining))
+        latch = self._ticket.result  # settles with the refusal too
+        results = self._cluster._async._results
+        # The usual case: the accept and the result come on the stream (in one message
+        # for a quick task): wait for them on this thread. Only a slow result takes the
+        # full path through the loop (and Redis).
+        if latch.done or (not results.listening and latch.wait(
+                FAST_PATH_WAIT_S if timeout is None else min(FAST_PATH_WAIT_S, timeout))):
+            return unwrap(latch.get())
+        task_id = self.accepted(None if timeout is None else _left(timeout, started))
+        return unwrap(self._cluster._portal.call(
+            results.wait(task_id, None if timeout is None else _left(timeout, started))))
+
+
+def _left(timeout: float, started: float) -> float:
+    return max(0.0, timeout - (time.monotonic() - started))
 
 
 class Cluster:
@@ -92,20 +119,40 @@ class Cluster:
     def owner(self, key: str) -> str:
         return self._async.owner(key)
 
-    def _wrap(self, handle: AsyncTaskHandle) -> TaskHandle:
-        return TaskHandle(self._portal, handle)
-
     def dispatch(self, key: str, task: Task, headers: Mapping[str, str] | None = None) -> TaskHandle:
-        handle, arrived = self._portal.call(_dispatch_watched(self._async, key, task, headers))
-        return TaskHandle(self._portal, handle, arrived)
+        """Check ``task`` and queue it for the owner of ``key``; returns its handle at once
+        (blocking only while ``max_outstanding`` tasks are unanswered)."""
+        cluster = self._async
+        with telemetry.dispatch_span("dispatch", name_of(task), 1, headers) as traced:
+            ticket = cluster._ticket(key, task, headers if traced is None else traced,
+                                     CallTimer(cluster.metrics.dispatch, 1))
+            handle = TaskHandle(self, ticket, bool(task.idempotency_key))
+            cluster.router.queue((ticket,))
+        return handle
 
     def dispatch_many(self, items: Iterable[tuple[str, Task]]) -> list[TaskHandle]:
-        return [self._wrap(h) for h in self._portal.call(self._async.dispatch_many(list(items)))]
+        """Dispatch many tasks; every task is checked before any is queued."""
+        cluster = self._async
+        items = list(items)
+        with telemetry.dispatch_span("dispatch_many", name_of(items[0][1]) if items else "",
+                                     len(items)) as traced:
+            tickets = cluster._tickets(items, traced)
+            handles = [TaskHandle(self, ticket, bool(task.idempotency_key))
+                       for ticket, (_, task) in zip(tickets, items, strict=True)]
+            cluster.router.queue(tickets)
+        return handles
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every task dispatched so far is accepted or refused (refusals stay on
+        their handles and go to ``on_refused``); ResultTimeout after ``timeout``."""
+        self._portal.call(self._async.flush(timeout))
 
     def handle(self, task_id: str, key: str = "") -> TaskHandle:
-        return self._wrap(self._portal.call(_make_handle(self._async, task_id, key)))
+        """A handle for a task dispatched elsewhere (e.g. by id from a log)."""
+        return TaskHandle(self, self._portal.call(_accepted_ticket(self._async, task_id, key)))
 
     def close(self) -> None:
+        """Flush, then close every connection."""
         if not self._portal.loop.is_closed():
             self._portal.call(self._async.close())
             self._portal.close()
@@ -120,17 +167,6 @@ class Cluster:
         self.close()
 
 
-async def _dispatch_watched(
-    cluster: AsyncCluster, key: str, task: Task, headers: Mapping[str, str] | None
-) -> tuple[AsyncTaskHandle, threading.Event]:
-    # A single dispatch is usually followed by result(): start watching for it here, on
-    # the loop, so that result() waits without another trip through the loop.
-    handle = await cluster.dispatch(key, task, headers)
-    arrived = threading.Event()
-    handle.when_done(arrived.set)
-    return handle, arrived
-
-
-async def _make_handle(cluster: AsyncCluster, task_id: str, key: str) -> AsyncTaskHandle:
-    # Handles own loop-bound futures, so they are made on the portal's loop.
-    return cluster.handle(task_id, key)
+async def _accepted_ticket(cluster: AsyncCluster, task_id: str, key: str) -> Ticket:
+    # Result latches are made on the portal's loop.
+    return cluster.handle(task_id, key)._ticket

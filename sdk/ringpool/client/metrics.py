@@ -10,6 +10,7 @@ never per task.
 from __future__ import annotations
 
 import threading
+import time
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
@@ -23,7 +24,8 @@ class ClientMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.dispatch_seconds = Histogram(
             "ringpool_client_dispatch_seconds",
-            "Time from dispatch() (or dispatch_many()) to the last durable accept, in seconds.",
+            "Time from dispatch() (or dispatch_many()) to its last task's durable accept or "
+            "refusal, in seconds.",
             ["op"], buckets=LATENCY_BUCKETS_S, registry=registry,
         )
         self.resends = Counter(
@@ -34,6 +36,22 @@ class ClientMetrics:
         self.dispatch = self.dispatch_seconds.labels("dispatch")
         self.dispatch_many = self.dispatch_seconds.labels("dispatch_many")
         self.resend = {reason: self.resends.labels(reason) for reason in RESEND_REASONS}
+
+
+class CallTimer:
+    """Observes one call's latency once the last of its tasks is settled (on the loop)."""
+
+    __slots__ = ("_histogram", "_left", "_started")
+
+    def __init__(self, histogram: Histogram, tasks: int) -> None:
+        self._histogram = histogram
+        self._left = tasks
+        self._started = time.perf_counter()
+
+    def settled(self) -> None:
+        self._left -= 1
+        if not self._left:
+            self._histogram.observe(time.perf_counter() - self._started)
 
 
 _by_registry: dict[int, tuple[CollectorRegistry, ClientMetrics]] = {}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+CLOSE_WAIT_S = 5.0  # how long tasks still running at close get to finish their cancellation
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -38,8 +40,27 @@ class Portal:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     def close(self) -> None:
+        """Cancel what still runs on the loop (as ``asyncio.run`` does), then stop it.
+
+        A task left pending when its loop closes is destroyed half-way: its ``finally``
+        blocks never run and its sockets are closed by the garbage collector instead.
+        """
         if self.loop.is_closed():
             return
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(_cancel_leftovers(CLOSE_WAIT_S), self.loop).result(
+                    CLOSE_WAIT_S * 2)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5.0)
         self.loop.close()
+
+
+async def _cancel_leftovers(timeout_s: float) -> None:
+    current = asyncio.current_task()
+    leftovers = [task for task in asyncio.all_tasks() if task is not current]
+    for task in leftovers:
+        task.cancel()
+    if leftovers:
+        await asyncio.wait(leftovers, timeout=timeout_s)
+    await asyncio.get_running_loop().shutdown_asyncgens()

@@ -1,12 +1,12 @@
 """Waiting for results without a connection or thread per handle.
 
 Fast path: the node pushes the result on the stream the task came in on, and
-``deliver`` resolves the future. When the task finished elsewhere (a retry, a
+``deliver`` sets the task's latch. When the task finished elsewhere (a retry, a
 recovery, a broken stream), the node announces its id on this client's own done
 channel (its envelopes carry the store's ``reply_to``); one subscription per client
-resolves the waiting futures from the
-task record, which stays the truth. A waiting handle also re-reads its record
-every ``poll_s`` so that a missed announcement only delays it.
+settles the waiting latches from the task record, which stays the truth. A waiting
+handle also re-reads its record every ``poll_s`` so that a missed announcement only
+delays it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import logging
 import weakref
 from typing import Any
 
+from ringpool.client.latch import Latch
 from ringpool.core import codec
 from ringpool.core.protocol import TaskState
 from ringpool.errors import ResultTimeout, TaskFailed, TaskNotFound
@@ -49,21 +50,35 @@ def unwrap(result: pb.TaskResult) -> Any:
 
 
 class ResultWaiter:
+    """The result latches of the tasks this client waits for (or may), by task id.
+
+    Latches are made and set on the event loop; a latch lives as long as a handle
+    (or an unsettled ticket) holds it.
+    """
+
     def __init__(self, store: StateStore, poll_s: float) -> None:
         self.store = store
         self.poll_s = poll_s
-        self._futures: weakref.WeakValueDictionary[str, asyncio.Future[pb.TaskResult]] = (
+        self._latches: weakref.WeakValueDictionary[str, Latch[pb.TaskResult]] = (
             weakref.WeakValueDictionary()
         )
         self._listener: asyncio.Task[None] | None = None
 
-    def expect(self, task_id: str) -> asyncio.Future[pb.TaskResult]:
-        """The future for ``task_id``'s result; lives as long as a handle holds it."""
-        future = self._futures.get(task_id)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._futures[task_id] = future
-        return future
+    def expect(self, task_id: str) -> Latch[pb.TaskResult]:
+        """The latch of ``task_id``'s result (on the loop)."""
+        latch = self._latches.get(task_id)
+        if latch is None:
+            latch = Latch()
+            self._latches[task_id] = latch
+        return latch
+
+    def watch(self, task_id: str, latch: Latch[pb.TaskResult]) -> None:
+        """Set ``latch`` with ``task_id``'s result too (on the loop)."""
+        known = self._latches.get(task_id)
+        if known is None:
+            self._latches[task_id] = latch
+        elif known is not latch:
+            known.follow(latch)  # e.g. a duplicate of a task this client waits for already
 
     @property
     def listening(self) -> bool:
@@ -71,47 +86,46 @@ class ResultWaiter:
         return self._listener is not None and not self._listener.done()
 
     def deliver(self, result: pb.TaskResult) -> None:
-        future = self._futures.get(result.task_id)
-        if future is not None and not future.done():
-            future.set_result(result)
+        latch = self._latches.get(result.task_id)
+        if latch is not None:
+            latch.set(result)
 
     async def wait(self, task_id: str, timeout: float | None) -> pb.TaskResult:
-        future = self.expect(task_id)
-        if future.done():
-            return future.result()
+        latch = self.expect(task_id)
+        if latch.done:
+            return latch.get()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         # Once we are listening, trust Redis at once: the stream already let us down.
         first = not self.listening
-        while not future.done():
+        while not latch.done:
             if not first:
                 self._ensure_listener()
                 await self._check_record(task_id)
-                if future.done():
+                if latch.done:
                     break
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 raise ResultTimeout(f"no result for task {task_id} within {timeout}s")
             step = FAST_PATH_WAIT_S if first else self.poll_s
             first = False
-            # asyncio.wait leaves the future alone at its timeout and costs no task.
-            await asyncio.wait({future}, timeout=step if remaining is None else min(step, remaining))
-        return future.result()
+            await latch.wait_async(step if remaining is None else min(step, remaining))
+        return latch.get()
 
     async def _check_record(self, task_id: str) -> None:
         record = await self.store.record(task_id)
         if record is None:
-            future = self._futures.get(task_id)
-            if future is not None and not future.done():
-                future.set_exception(TaskNotFound(f"no record for task {task_id}"))
+            latch = self._latches.get(task_id)
+            if latch is not None:
+                latch.fail(TaskNotFound(f"no record for task {task_id}"))
             return
         result = result_from_record(record)
         if result is not None:
             self.deliver(result)
 
     async def _sweep(self) -> None:
-        """Resolve every pending future whose record is already final (pipelined reads)."""
-        pending = [task_id for task_id, f in list(self._futures.items()) if not f.done()]
+        """Resolve every pending latch whose record is already final (pipelined reads)."""
+        pending = [task_id for task_id, latch in list(self._latches.items()) if not latch.done]
         for start in range(0, len(pending), 500):
             chunk = pending[start : start + 500]
             for record in await self.store.records(chunk):
@@ -125,7 +139,7 @@ class ResultWaiter:
 
     async def _listen(self) -> None:
         async def finished(task_id: str) -> None:
-            if task_id in self._futures:
+            if task_id in self._latches:
                 await self._check_record(task_id)
 
         # The sweep after each subscription catches what finished while nobody listened.

@@ -62,18 +62,21 @@ def build(
 ) -> pb.TaskEnvelope:
     """A validated envelope for a new task; raises the DispatchError a node would answer.
 
-    ``reply_to`` names the sender's done channel (``StateStore.reply_to``): where the
-    task's outcome is announced when it finishes away from an open stream of the sender.
+    Each field is checked as the Python value it is made from, with the rules
+    ``validate`` applies to it at the node. ``reply_to`` names the sender's done channel
+    (``StateStore.reply_to``): where the task's outcome is announced when it finishes
+    away from an open stream of the sender.
     """
     if not isinstance(task, Task):
         raise InvalidTask(f"expected a Task, got {type(task).__name__}")
-    check_key(key, limits)
-    idempotency_key = task.idempotency_key or ""
+    key = check_key(key, limits)
+    name = check_name(task.name, limits)
+    idempotency_key = check_idempotency_key(task.idempotency_key or "", limits)
     envelope = pb.TaskEnvelope(
-        task_id=new_task_id(task_slot(key, task.name, idempotency_key)),
+        task_id=new_task_id(task_slot(key, name, idempotency_key)),
         key=key,
-        name=task.name,
-        payload=codec.encode_call(task.args, task.kwargs),
+        name=name,
+        payload=check_payload(codec.encode_call(task.args, task.kwargs), limits),
         codec=codec.CODEC,
         idempotency_key=idempotency_key,
         attempt=1,
@@ -87,9 +90,37 @@ def build(
         reply_to=reply_to,
     )
     if headers:
-        envelope.headers.update(headers)
-    validate(envelope, limits, decode_payload=False)  # we just encoded it
+        envelope.headers.update(check_headers(headers, limits))
     return envelope
+
+
+def check_name(name: object, limits: Limits = DEFAULT_LIMITS) -> str:
+    if not isinstance(name, str) or not name or len(name.encode()) > limits.max_name_bytes:
+        raise InvalidTask(f"task name must be 1-{limits.max_name_bytes} bytes")
+    return name
+
+
+def check_payload(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    if len(payload) > limits.max_payload_bytes:
+        raise PayloadTooLarge(
+            f"payload is {len(payload)} bytes; the limit is {limits.max_payload_bytes}"
+        )
+    return payload
+
+
+def check_idempotency_key(idempotency_key: str, limits: Limits = DEFAULT_LIMITS) -> str:
+    if len(idempotency_key.encode()) > limits.max_idempotency_key_bytes:
+        raise InvalidTask(f"idempotency_key is over {limits.max_idempotency_key_bytes} bytes")
+    return idempotency_key
+
+
+def check_headers(headers: Mapping[str, str], limits: Limits = DEFAULT_LIMITS
+                  ) -> Mapping[str, str]:
+    if len(headers) > limits.max_headers or any(
+        len(k) + len(v) > limits.max_header_bytes for k, v in headers.items()
+    ):
+        raise InvalidTask(f"at most {limits.max_headers} headers of {limits.max_header_bytes} bytes")
+    return headers
 
 
 def _in_range(name: str, value: float | None, low: float, high: float, unset: float) -> float:
@@ -108,16 +139,11 @@ def validate(
     if not envelope.task_id or len(envelope.task_id) > 64 or not envelope.task_id.isascii():
         raise InvalidTask("task_id must be 1-64 ASCII characters")
     check_key(envelope.key, limits)
-    if not envelope.name or len(envelope.name.encode()) > limits.max_name_bytes:
-        raise InvalidTask(f"task name must be 1-{limits.max_name_bytes} bytes")
+    check_name(envelope.name, limits)
     if envelope.codec != codec.CODEC:
         raise InvalidTask(f"unsupported codec {envelope.codec!r}: only 'json' is accepted")
-    if len(envelope.payload) > limits.max_payload_bytes:
-        raise PayloadTooLarge(
-            f"payload is {len(envelope.payload)} bytes; the limit is {limits.max_payload_bytes}"
-        )
-    if len(envelope.idempotency_key.encode()) > limits.max_idempotency_key_bytes:
-        raise InvalidTask(f"idempotency_key is over {limits.max_idempotency_key_bytes} bytes")
+    check_payload(envelope.payload, limits)
+    check_idempotency_key(envelope.idempotency_key, limits)
     if envelope.idempotency_key and slot_of(envelope.task_id) != idempotent_slot(
             envelope.name, envelope.idempotency_key):
         # Its fingerprint lives in the partition its id names: every submission of the
@@ -133,11 +159,8 @@ def validate(
         raise InvalidTask(f"timeout must be in [0, {MAX_TIMEOUT_S}] seconds")
     if not -PRIORITY_LIMIT <= envelope.priority <= PRIORITY_LIMIT:
         raise InvalidTask(f"priority must be in [-{PRIORITY_LIMIT}, {PRIORITY_LIMIT}]")
-    headers = envelope.headers
-    if headers and (len(headers) > limits.max_headers or any(
-        len(k) + len(v) > limits.max_header_bytes for k, v in headers.items()
-    )):
-        raise InvalidTask(f"at most {limits.max_headers} headers of {limits.max_header_bytes} bytes")
+    if envelope.headers:
+        check_headers(envelope.headers, limits)
     if decode_payload:
         codec.decode_call(envelope.payload)
 

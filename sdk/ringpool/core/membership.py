@@ -3,12 +3,16 @@
 The ring version is the members znode's ``cversion``: it grows on every join and
 leave, so a newer ring always has a larger version. Watch callbacks only wake a
 refresh thread (kazoo forbids blocking in them); the thread reads the children
-and swaps in a new immutable ``Ring``.
+and swaps in a new immutable ``Ring``. A ring change costs a bounded number of
+ZooKeeper reads: the listing, and the znodes of members not seen before
+(``MemberReader``).
 
-Connection states: on SUSPENDED routing keeps the last ring; on LOST the state
-is reported through ``on_state`` and the ring is rebuilt once reconnected. Every
-change is reported, in order, even when the next one follows at once (a LOST
-quickly followed by CONNECTED still reports LOST).
+Connection states: on SUSPENDED (ZooKeeper unreachable, or without a quorum)
+routing keeps the last ring, and the process says so in its log, at once and
+every ``STALE_LOG_INTERVAL_S`` until it is back (``Membership.stale_s``); on LOST
+the state is reported through ``on_state`` and the ring is rebuilt once
+reconnected. Every change is reported, in order, even when the next one follows at
+once (a LOST quickly followed by CONNECTED still reports LOST).
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ from ringpool.errors import ClusterUnavailable
 
 log = logging.getLogger(__name__)
 ZK_TIMEOUT_S = 10.0  # every ZooKeeper read here waits at most this long
+STALE_LOG_INTERVAL_S = 60.0  # how often a process without ZooKeeper says so again
+# Reconnection attempts back off up to this delay (kazoo's default backs off up to an
+# hour): once ZooKeeper is back, every process reconnects within seconds, well inside
+# its session timeout, so an outage of any length does not expire the sessions.
+RECONNECT_MAX_DELAY_S = 1.0
 
 
 def connect_zookeeper(
@@ -42,7 +51,8 @@ def connect_zookeeper(
     ``auth`` / ``operator_auth`` are optional digest identities (``USER:PASSWORD``,
     see ``ringpool.core.zkacl``); znodes this client creates are then writable only by them.
     """
-    kwargs = {**client_options(auth, operator_auth), **kwargs}
+    kwargs = {"connection_retry": {"max_tries": -1, "max_delay": RECONNECT_MAX_DELAY_S},
+              **client_options(auth, operator_auth), **kwargs}
     client = KazooClient(hosts=hosts, timeout=timeout, **kwargs)
     try:
         client.start(timeout=timeout)
@@ -57,40 +67,79 @@ def parse_member(node_id: str, data: bytes, epoch: int) -> Member | None:
     """A member from its znode JSON, or None (logged) for data that is not one."""
     try:
         info = json.loads(data)
+        tasks = info.get("tasks")
         return Member(
             node_id=node_id,
             addr=str(info["addr"]),
             weight=float(info.get("weight", 1.0)),
             started_at=float(info.get("started_at", 0.0)),
             epoch=epoch,
+            tasks=None if tasks is None else frozenset(str(name) for name in tasks),
         )
     except (ValueError, KeyError, TypeError):
         log.warning("ignoring member %s with unreadable data %r", node_id, data[:200])
         return None
 
 
+class MemberReader:
+    """Reads the ring: the members' listing, and the znodes of new members only.
+
+    A member's znode data is written once, when its node registers; registering again
+    creates a new znode (its creation zxid, the member's epoch, changes). Between two
+    listings the members znode's ``cversion`` grows by one per child created or
+    deleted. When it grew by exactly the number of children that appeared or went,
+    none was deleted and created again in between: every child listed both times is
+    the znode read before, and its cached member stands. Otherwise every member is
+    read again. So a join costs each process two reads (the listing and the newcomer),
+    a leave one, instead of one per member. Thread-safe.
+    """
+
+    def __init__(self, client: KazooClient, names: Names, vnodes: int = DEFAULT_VNODES) -> None:
+        self.client = client
+        self.names = names
+        self.vnodes = vnodes
+        self._lock = threading.Lock()
+        self._version: int | None = None  # the cversion of the last listing
+        self._children: frozenset[str] = frozenset()  # that listing
+        # Members read since, by node id; None for a znode whose data is not a member.
+        self._known: dict[str, Member | None] = {}
+
+    def read(self, watch: Callable[[WatchedEvent], None] | None = None) -> Ring:
+        """The ring as ZooKeeper holds it now; ``watch`` is set on the members znode.
+
+        NoNodeError when the members znode does not exist.
+        """
+        with self._lock:
+            children, stat = self.client.get_children_async(
+                self.names.members, watch=watch, include_data=True
+            ).get(timeout=ZK_TIMEOUT_S)
+            listed = frozenset(children)
+            changed = len(listed ^ self._children)
+            if self._version is None or stat.cversion - self._version != changed:
+                self._known = {}  # a member may have registered again: read them all
+            known = {child: self._known[child] for child in listed if child in self._known}
+            pending = {child: self.client.get_async(self.names.member(child))
+                       for child in listed if child not in known}
+            for child, result in pending.items():
+                try:
+                    data, child_stat = result.get(timeout=ZK_TIMEOUT_S)
+                except NoNodeError:
+                    continue  # left after the listing; the next listing accounts for it
+                known[child] = parse_member(child, data, child_stat.czxid)
+            self._version, self._children, self._known = stat.cversion, listed, known
+        members = {child: member for child, member in known.items() if member is not None}
+        return Ring(members, version=stat.cversion, vnodes=self.vnodes)
+
+
 def read_ring(
     client: KazooClient, names: Names, vnodes: int = DEFAULT_VNODES,
     watch: Callable[[WatchedEvent], None] | None = None,
 ) -> Ring:
-    """The ring as ZooKeeper holds it now, its members' znodes read in parallel.
+    """The ring as ZooKeeper holds it now, every member's znode read (in parallel).
 
     ``watch`` is set on the members znode; NoNodeError when that znode does not exist.
     """
-    children, stat = client.get_children_async(
-        names.members, watch=watch, include_data=True
-    ).get(timeout=ZK_TIMEOUT_S)
-    pending = {child: client.get_async(names.member(child)) for child in children}
-    members: dict[str, Member] = {}
-    for child, result in pending.items():
-        try:
-            data, child_stat = result.get(timeout=ZK_TIMEOUT_S)
-        except NoNodeError:
-            continue  # left between the listing and the read; a watch fires for it
-        member = parse_member(child, data, child_stat.czxid)
-        if member is not None:
-            members[child] = member
-    return Ring(members, version=stat.cversion, vnodes=vnodes)
+    return MemberReader(client, names, vnodes).read(watch)
 
 
 class Membership:
@@ -109,6 +158,10 @@ class Membership:
         self.vnodes = vnodes
         self.ring: Ring = EMPTY_RING
         self.state = "CONNECTED" if client.connected else "SUSPENDED"
+        # When the connection to ZooKeeper went (monotonic clock); None while connected.
+        self.disconnected_at: float | None = None if client.connected else time.monotonic()
+        self._stale_logged_at = 0.0  # when the log last said the ring may be stale
+        self._reader = MemberReader(client, self.names, vnodes)
         # Changes not yet reported, oldest first: appended on kazoo's thread, drained on
         # ours (deque appends and pops are thread-safe), so none is overwritten unseen.
         self._states: deque[str] = deque()
@@ -140,7 +193,18 @@ class Membership:
         """Call ``listener(ring)`` (from a ZooKeeper thread) on every new ring."""
         self._listeners.append(listener)
 
+    def unsubscribe(self, listener: Callable[[Ring], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     # -- reading -------------------------------------------------------------
+
+    @property
+    def stale_s(self) -> float:
+        """Seconds this process has been without ZooKeeper (0 while connected): routing
+        goes on by the last ring, which misses any change made since."""
+        since = self.disconnected_at
+        return 0.0 if since is None else time.monotonic() - since
 
     def wait_for(self, condition: Callable[[Ring], bool], timeout: float) -> Ring:
         """Block until ``condition(ring)``; ClusterUnavailable at the deadline."""
@@ -161,7 +225,7 @@ class Membership:
     def refresh(self) -> Ring:
         """Read the members now and publish the ring if it is newer; returns the current ring."""
         try:
-            ring = read_ring(self.client, self.names, self.vnodes, watch=self._on_watch)
+            ring = self._reader.read(watch=self._on_watch)
         except NoNodeError:
             self.client.ensure_path(self.names.members)
             return self.refresh()
@@ -190,21 +254,43 @@ class Membership:
     def _on_connection(self, state: str) -> None:
         # Only record and wake: kazoo's event thread must never block.
         self.state = state
+        if state == "CONNECTED":
+            self.disconnected_at = None
+        elif self.disconnected_at is None:
+            self.disconnected_at = time.monotonic()
         self._states.append(state)
         self._wake.set()
 
     def _report_states(self) -> None:
-        """Tell ``on_state`` of each queued change, oldest first."""
+        """Tell ``on_state`` of each queued change, oldest first, and the log of the
+        connection's going and coming back."""
         while self._states:
             state = self._states.popleft()
             if state == self._reported:
                 continue
-            self._reported = state
+            previous, self._reported = self._reported, state
+            ring = self.ring
+            if state == "CONNECTED":
+                log.info("ZooKeeper connected again (was %s): reading the ring, routing was "
+                         "on v%d", previous, ring.version)
+            elif previous == "CONNECTED" or state == "LOST":
+                self._stale_logged_at = time.monotonic()
+                log.warning("ZooKeeper %s: routing on the last ring v%d (%d members) until "
+                            "it is back; joins and leaves go unseen meanwhile",
+                            "session expired" if state == "LOST" else "unreachable",
+                            ring.version, len(ring))
             if self._on_state is not None:
                 try:
                     self._on_state(state)
                 except Exception:
                     log.exception("connection state callback failed")
+
+    def _log_still_stale(self) -> None:
+        stale_s, now = self.stale_s, time.monotonic()
+        if stale_s and now - self._stale_logged_at >= STALE_LOG_INTERVAL_S:
+            self._stale_logged_at = now
+            log.warning("still without ZooKeeper after %.0fs: routing on ring v%d (%d members)",
+                        stale_s, self.ring.version, len(self.ring))
 
     def _run(self) -> None:
         while not self._stopped.is_set():
@@ -214,6 +300,7 @@ class Membership:
                 return
             self._report_states()
             if not self.client.connected:
+                self._log_still_stale()
                 continue
             try:
                 self.refresh()

@@ -9,7 +9,7 @@ snapshot and routing picks up whichever one it read.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import mmh3
@@ -31,12 +31,14 @@ class Member:
     weight: float = 1.0
     started_at: float = 0.0
     epoch: int = 0  # the member znode's creation zxid: changes on every registration
+    # The task names the node serves; None when its znode does not say (an older node).
+    tasks: frozenset[str] | None = None
 
 
 class Ring:
     """An immutable ring at one version."""
 
-    __slots__ = ("_owners", "_positions", "members", "version", "vnodes")
+    __slots__ = ("_owners", "_positions", "members", "task_names", "version", "vnodes")
 
     def __init__(
         self, members: Mapping[str, Member], version: int = 0, vnodes: int = DEFAULT_VNODES
@@ -52,6 +54,7 @@ class Ring:
         points.sort()
         self._positions = [p for p, _ in points]
         self._owners = [n for _, n in points]
+        self.task_names = _served(self.members.values())
 
     def __len__(self) -> int:
         return len(self.members)
@@ -80,6 +83,15 @@ class Ring:
             shares[node_id] += (position - previous) / span
             previous = position
         return shares
+
+
+def _served(members: Collection[Member]) -> frozenset[str] | None:
+    """Every task name some member serves; None when there are no members or one does not
+    publish its names (then only a key's owner can tell an unknown name)."""
+    served = [member.tasks for member in members if member.tasks is not None]
+    if not members or len(served) < len(members):
+        return None
+    return frozenset().union(*served)
 
 
 EMPTY_RING = Ring({}, version=0)

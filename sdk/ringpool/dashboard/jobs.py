@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ringpool.client.async_cluster import AsyncCluster
+from ringpool.client.router import Router
 from ringpool.ops import dlq as ops
 from ringpool.ops.dlq import Tally
 from ringpool.store.listing import Listed, TaskQuery
@@ -88,9 +88,9 @@ class Job:
 class Jobs:
     """The jobs of this dashboard process, newest first."""
 
-    def __init__(self, store: StateStore, cluster: Callable[[], Awaitable[AsyncCluster]]) -> None:
+    def __init__(self, store: StateStore, router: Callable[[], Awaitable[Router]]) -> None:
         self.store = store
-        self._cluster = cluster
+        self._router = router
         self._jobs: OrderedDict[int, Job] = OrderedDict()
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -124,7 +124,7 @@ class Jobs:
             elif job.kind is JobKind.PURGE:
                 await ops.purge(self.store, ids, lambda removed: setattr(job, "purged", removed))
             elif ids:
-                await ops.replay(self.store, await self._cluster(), ids, job.tally, job.rate_per_s)
+                await ops.replay(self.store, await self._router(), ids, job.tally, job.rate_per_s)
             job.state = JobState.DONE
         except Exception as exc:
             log.warning("dashboard job %d (%s) failed: %s", job.id, job.kind, exc)

@@ -9,10 +9,12 @@ import signal
 from collections.abc import AsyncIterator
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 
 from ringpool.cli.process import state_store
-from ringpool.client.async_cluster import AsyncCluster
-from ringpool.core.membership import connect_zookeeper
+from ringpool.client.metrics import client_metrics
+from ringpool.client.router import Router
+from ringpool.core.membership import Membership, connect_zookeeper
 from ringpool.dashboard.app import Dashboard, create_app
 from ringpool.dashboard.jobs import Jobs
 from ringpool.dashboard.live import ClusterView
@@ -31,23 +33,20 @@ async def open_dashboard(settings: DashboardSettings) -> AsyncIterator[Dashboard
         stack.callback(zk.close)
         stack.push_async_callback(asyncio.to_thread, zk.stop)
         store = await stack.enter_async_context(state_store(settings.redis, settings.cluster))
-        senders: list[AsyncCluster] = []
+        senders: list[Router] = []
         lock = asyncio.Lock()
 
-        async def sender() -> AsyncCluster:
-            """The SDK client replays go through, started on first use."""
+        async def sender() -> Router:
+            """The Router replays go through, on this ZooKeeper session, started on first use."""
             async with lock:
                 if not senders:
-                    cluster = AsyncCluster(settings)
-                    await cluster.start()
-                    senders.append(cluster)
+                    membership = await asyncio.to_thread(Membership(zk, settings.cluster).start)
+                    stack.push_async_callback(asyncio.to_thread, membership.stop)
+                    senders.append(Router(settings, membership,
+                                          client_metrics(CollectorRegistry())).start())
+                    stack.push_async_callback(senders[0].close)
                 return senders[0]
 
-        async def close_sender() -> None:
-            for cluster in senders:
-                await cluster.close()
-
-        stack.push_async_callback(close_sender)
         view = ClusterView(zk, store, settings, settings.poll_interval_s)
         jobs = Jobs(store, sender)
         stack.push_async_callback(jobs.close)

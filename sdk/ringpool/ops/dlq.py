@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ringpool.client.async_cluster import AsyncCluster
+from ringpool.client.router import Router
 from ringpool.core.protocol import TaskState, code_name
-from ringpool.errors import ClusterUnavailable, DispatchError, TaskNotFound
+from ringpool.errors import ClusterUnavailable, RingpoolError, TaskNotFound
 from ringpool.ops.ratelimit import TokenBucket
 from ringpool.store.listing import Listed, TaskQuery, TaskRecordSummary
 from ringpool.store.store import StateStore, TaskRecord
@@ -130,7 +130,7 @@ def replay_envelope(record: TaskRecord) -> pb.TaskEnvelope:
 
 
 async def replay(
-    store: StateStore, cluster: AsyncCluster, task_ids: Sequence[str], tally: Tally,
+    store: StateStore, router: Router, task_ids: Sequence[str], tally: Tally,
     rate_per_s: float | None = None, on_progress: Callable[[Tally], None] | None = None,
 ) -> None:
     """Replay these DLQ entries, at most ``rate_per_s`` a second; ``tally`` counts as it
@@ -154,28 +154,27 @@ async def replay(
             else:
                 envelopes.append(replay_envelope(record))
         if envelopes:
-            await _send(cluster, envelopes, tally)
+            await _send(router, envelopes, tally)
         if on_progress is not None:
             on_progress(tally)
     tally.finished = time.monotonic()
 
 
-async def _send(cluster: AsyncCluster, envelopes: list[pb.TaskEnvelope], tally: Tally) -> None:
-    try:
-        acks = await cluster.send(envelopes)
-    except ClusterUnavailable:
-        raise
-    except DispatchError as exc:
-        for envelope in envelopes:
-            tally.fail(envelope.task_id, type(exc).__name__, str(exc))
-        return
-    for ack in acks:
-        if ack.code == pb.ACCEPTED:
+async def _send(router: Router, envelopes: list[pb.TaskEnvelope], tally: Tally) -> None:
+    unreachable: ClusterUnavailable | None = None
+    for envelope, ack in zip(envelopes, await router.send(envelopes), strict=True):
+        if isinstance(ack, ClusterUnavailable):
+            unreachable = ack  # stays in the DLQ; the replay stops after this batch
+        elif isinstance(ack, RingpoolError):
+            tally.fail(envelope.task_id, type(ack).__name__, str(ack))
+        elif ack.code == pb.ACCEPTED:
             tally.replayed += 1
         elif ack.code == pb.NOT_REDELIVERABLE:
             tally.skipped += 1
         else:
             tally.fail(ack.task_id, code_name(ack.code), ack.message)
+    if unreachable is not None:
+        raise unreachable
 
 
 # -- purge --------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The local-cluster launcher: real ZooKeeper, Redis, nodes and coordinators on loopback.
 
 Used by ``taskctl dev up``, ``make demo``, the benchmarks and the test suite.
+ZooKeeper runs standalone, or as an ensemble (``ZooKeeperEnsemble``) whose servers
+the failover tests stop, kill and start one at a time.
 Every process gets a free loopback port, a temp directory, and a log file there;
 every wait has a deadline; teardown is by PID. A missing server binary raises
 ``ConfigError`` naming the command that installs it.
@@ -96,6 +98,16 @@ def redis_cli(port: int, *args: str, password: str = "", timeout: float = 10.0) 
     return done.stdout
 
 
+def _four_letter_word(port: int, word: bytes) -> str:
+    """ZooKeeper's whole answer to a four-letter word (it closes the connection after)."""
+    chunks = []
+    with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
+        sock.sendall(word)
+        while chunk := sock.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
 class ManagedProcess:
     """A child process with its own log file, stopped by PID."""
 
@@ -158,48 +170,174 @@ class ManagedProcess:
 class ZooKeeperServer:
     """A standalone ZooKeeper from the Debian package's jars."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    name = "zookeeper"  # its directory under ``workdir`` and its process's name
+
+    def __init__(self, workdir: Path, port: int | None = None, heap_mb: int = 256) -> None:
         self.workdir = workdir
         self.port = port or free_port()
+        self.heap_mb = heap_mb
         self.process: ManagedProcess | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> ZooKeeperServer:
+    @property
+    def data(self) -> Path:
+        return self.workdir / self.name
+
+    def serving(self) -> bool:
+        """True once the server answers clients."""
+        return _tcp_reply(self.port, b"ruok") == b"imok"
+
+    def _quorum_config(self) -> str:
+        """Config lines that make this server one of an ensemble (none: standalone)."""
+        return ""
+
+    def start(self, timeout: float = 60.0, wait: bool = True) -> ZooKeeperServer:
+        """Start the server (keeping its data from an earlier start); with ``wait``,
+        return once it serves."""
         java = shutil.which("java")
         jar = ZOOKEEPER_CLASSPATH.split(":")[-1]
         if java is None or not Path(jar).exists():
             raise ConfigError(f"ZooKeeper needs java and {jar}; install with: {INSTALL_HINT}")
-        data = self.workdir / "zookeeper"
-        data.mkdir(parents=True, exist_ok=True)
-        config = data / "zoo.cfg"
+        self.data.mkdir(parents=True, exist_ok=True)
+        config = self.data / "zoo.cfg"
         config.write_text(
-            f"tickTime=500\ndataDir={data}\nclientPort={self.port}\n"
+            f"tickTime=500\ndataDir={self.data}\nclientPort={self.port}\n"
             "clientPortAddress=127.0.0.1\nadmin.enableServer=false\n"
-            "4lw.commands.whitelist=ruok,srvr\nmaxClientCnxns=0\n"
-            "minSessionTimeout=1000\nmaxSessionTimeout=60000\n"
+            "4lw.commands.whitelist=ruok,srvr,mntr\nmaxClientCnxns=0\n"
+            "minSessionTimeout=1000\nmaxSessionTimeout=60000\n" + self._quorum_config()
         )
         argv = [
-            java, "-Xmx256m", "-XX:+UseSerialGC", "-cp", ZOOKEEPER_CLASSPATH,
+            java, f"-Xmx{self.heap_mb}m", "-XX:+UseSerialGC", "-cp", ZOOKEEPER_CLASSPATH,
             "-Dzookeeper.jmx.log4j.disable=true",
-            "org.apache.zookeeper.server.ZooKeeperServerMain", str(config),
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(config),
         ]
         self.process = ManagedProcess(
-            "zookeeper", argv, data / "zookeeper.log", dict(os.environ)
+            self.name, argv, self.data / "zookeeper.log", dict(os.environ)
         ).start()
+        if wait:
+            self.wait_serving(timeout)
+        return self
+
+    def wait_serving(self, timeout: float = 60.0) -> None:
+        assert self.process is not None, f"{self.name} was never started"
         try:
-            wait_until(
-                lambda: _tcp_reply(self.port, b"ruok") == b"imok", timeout, "ZooKeeper", 0.1
-            )
+            wait_until(self.serving, timeout, self.name, 0.1)
         except ClusterUnavailable as exc:
             raise ClusterUnavailable(f"{exc}; see {self.process.log_path}") from None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process:
+            self.process.stop(timeout=10.0, sig=sig)
+
+
+class QuorumPeer(ZooKeeperServer):
+    """One server of a ``ZooKeeperEnsemble``: its own data dir and ``myid``, serving only
+    while it is the leader or a follower of a quorum."""
+
+    def __init__(self, workdir: Path, server_id: int, servers: str, heap_mb: int) -> None:
+        super().__init__(workdir, heap_mb=heap_mb)
+        self.server_id = server_id
+        self.servers = servers  # the ensemble's ``server.N=...`` lines
+        self.name = f"zookeeper-{server_id}"
+
+    def _quorum_config(self) -> str:
+        (self.data / "myid").write_text(f"{self.server_id}\n")
+        # Short limits: a follower gives up on a dead leader and an election ends in
+        # seconds on loopback, well inside the clients' session timeouts.
+        return f"initLimit=10\nsyncLimit=4\nreconfigEnabled=false\n{self.servers}"
+
+    def mode(self) -> str | None:
+        """``leader`` or ``follower`` while in a quorum; None otherwise (down, electing)."""
+        if self.process is None or not self.process.alive():
+            return None
+        try:
+            reply = _four_letter_word(self.port, b"srvr")
+        except OSError:
+            return None
+        for line in reply.splitlines():
+            if line.startswith("Mode: "):
+                mode = line.removeprefix("Mode: ").strip()
+                return mode if mode in ("leader", "follower") else None
+        return None  # "This ZooKeeper instance is not currently serving requests"
+
+    def serving(self) -> bool:
+        return self.mode() is not None
+
+
+class ZooKeeperEnsemble:
+    """``size`` ZooKeeper servers in one quorum on loopback (client, quorum and election
+    ports each free), for failover tests: stop, kill and restart one server, find the
+    leader. ``address`` is the connect string naming every server."""
+
+    def __init__(self, workdir: Path, size: int = 3, heap_mb: int = 128) -> None:
+        if size < 1:
+            raise ConfigError(f"an ensemble needs at least one server, not {size}")
+        self.workdir = workdir
+        ids = range(1, size + 1)
+        servers = "".join(f"server.{i}=127.0.0.1:{free_port()}:{free_port()}\n" for i in ids)
+        self.servers: dict[int, QuorumPeer] = {
+            i: QuorumPeer(workdir, i, servers, heap_mb) for i in ids}
+
+    @property
+    def address(self) -> str:
+        return ",".join(server.address for server in self.servers.values())
+
+    def start(self, timeout: float = 90.0) -> ZooKeeperEnsemble:
+        """Start every server; return once all serve with one leader."""
+        try:
+            for server in self.servers.values():
+                server.start(wait=False)
+            self.wait_for_quorum(timeout)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
-        if self.process:
-            self.process.stop(timeout=10.0)
+        for server in self.servers.values():
+            server.stop()
+
+    def stop_server(self, server_id: int, sig: int = signal.SIGTERM) -> None:
+        self.servers[server_id].stop(sig=sig)
+
+    def kill_server(self, server_id: int) -> None:
+        """SIGKILL one server: no goodbye to its peers or clients."""
+        self.stop_server(server_id, signal.SIGKILL)
+
+    def start_server(self, server_id: int, timeout: float = 60.0, wait: bool = True) -> None:
+        """Start one server again, on its ports and data; with ``wait``, return once it
+        serves (which needs a quorum)."""
+        self.servers[server_id].start(timeout, wait=wait)
+
+    def modes(self) -> dict[int, str | None]:
+        """Each server's mode now (see ``QuorumPeer.mode``)."""
+        return {i: server.mode() for i, server in self.servers.items()}
+
+    def leader(self) -> int | None:
+        """The id of the server that leads now, if one does."""
+        return next((i for i, mode in self.modes().items() if mode == "leader"), None)
+
+    def wait_for_leader(self, timeout: float = 60.0) -> int:
+        wait_until(self.leader, timeout, "a ZooKeeper leader", 0.1)
+        leader = self.leader()
+        assert leader is not None  # ensured by the wait, unless it died since
+        return leader
+
+    def wait_for_quorum(self, timeout: float = 60.0) -> None:
+        """Wait until every running server serves and one of them leads."""
+        def settled() -> bool:
+            modes = [server.mode() for server in self.servers.values()
+                     if server.process is not None and server.process.alive()]
+            return bool(modes) and None not in modes and modes.count("leader") == 1
+
+        try:
+            wait_until(settled, timeout, "a ZooKeeper quorum", 0.1)
+        except ClusterUnavailable as exc:
+            logs = ", ".join(str(s.data / "zookeeper.log") for s in self.servers.values())
+            raise ClusterUnavailable(f"{exc} (modes {self.modes()}); see {logs}") from None
 
 
 class RedisServer:
@@ -423,11 +561,12 @@ class RedisSentinelServers:
 class LocalCluster:
     """ZooKeeper + Redis (started here or given) plus coordinators and nodes as subprocesses.
 
-    ``redis_cluster=True`` starts a Redis Cluster (3 primaries, 3 replicas) instead of one
-    Redis; ``appendonly`` gives Redis an append-only file synced on every write.
-
     ``with LocalCluster(nodes=3, tasks=["ringpool.demo"]) as lc:`` gives ``lc.zk``,
-    ``lc.redis`` and ``lc.cluster`` to pass to ``Cluster.connect``. ``start()`` returns
+    ``lc.redis`` and ``lc.cluster`` to pass to ``Cluster.connect``.
+    ``zookeeper_servers=3`` starts a ZooKeeper ensemble (``lc.zookeeper``) instead of
+    one standalone server; ``redis_cluster=True`` a Redis Cluster (3 primaries, 3
+    replicas) instead of one Redis; ``appendonly`` gives Redis an append-only file
+    synced on every write. ``start()`` returns
     once every node is registered in the ring and, with coordinators, once one of them
     holds the leader lock (so retries fire and ``taskctl status`` names a leader).
     """
@@ -446,6 +585,7 @@ class LocalCluster:
         env: dict[str, str] | None = None,
         appendonly: bool = False,
         redis_cluster: bool = False,
+        zookeeper_servers: int = 1,
     ) -> None:
         self.node_count = nodes
         self.tasks = list(tasks)
@@ -455,7 +595,10 @@ class LocalCluster:
         self.node_args = list(node_args)
         self.coordinator_args = list(coordinator_args)
         self.extra_env = env or {}
-        self.zookeeper: ZooKeeperServer | None = None if zk else ZooKeeperServer(self.workdir)
+        self.zookeeper: ZooKeeperServer | ZooKeeperEnsemble | None = None
+        if not zk:
+            self.zookeeper = (ZooKeeperServer(self.workdir) if zookeeper_servers == 1
+                              else ZooKeeperEnsemble(self.workdir, zookeeper_servers))
         self.redis_server: RedisServer | RedisClusterServers | None = None
         if not redis:
             self.redis_server = (RedisClusterServers(self.workdir, appendonly=appendonly)

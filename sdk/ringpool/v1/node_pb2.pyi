@@ -100,12 +100,14 @@ class TaskEnvelope(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ..., codec: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., attempt: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., priority: _Optional[int] = ..., ordered: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., ring_version: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., reply_to: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("batch_id", "tasks")
+    __slots__ = ("batch_id", "tasks", "responses_seen")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSES_SEEN_FIELD_NUMBER: _ClassVar[int]
     batch_id: int
     tasks: _containers.RepeatedCompositeFieldContainer[TaskEnvelope]
-    def __init__(self, batch_id: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[TaskEnvelope, _Mapping]]] = ...) -> None: ...
+    responses_seen: int
+    def __init__(self, batch_id: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[TaskEnvelope, _Mapping]]] = ..., responses_seen: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("task_id", "code", "original_task_id", "state", "ring_version", "message", "retry_after_s", "node_id")
@@ -178,7 +180,7 @@ class PoolStatus(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., workers: _Optional[int] = ..., min_workers: _Optional[int] = ..., max_workers: _Optional[int] = ..., running: _Optional[int] = ..., queued: _Optional[int] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("node_id", "address", "ring_version", "in_flight", "queued", "running", "draining", "started_at", "counters", "version", "group", "pools", "runs_finished", "run_seconds_total")
+    __slots__ = ("node_id", "address", "ring_version", "in_flight", "queued", "running", "draining", "started_at", "counters", "version", "group", "pools", "runs_finished", "run_seconds_total", "zookeeper_state", "ring_stale_s")
     class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +202,8 @@ class StatusResponse(_message.Message):
     POOLS_FIELD_NUMBER: _ClassVar[int]
     RUNS_FINISHED_FIELD_NUMBER: _ClassVar[int]
     RUN_SECONDS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ZOOKEEPER_STATE_FIELD_NUMBER: _ClassVar[int]
+    RING_STALE_S_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     address: str
     ring_version: int
@@ -214,7 +218,9 @@ class StatusResponse(_message.Message):
     pools: _containers.RepeatedCompositeFieldContainer[PoolStatus]
     runs_finished: int
     run_seconds_total: float
-    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., ring_version: _Optional[int] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., draining: _Optional[bool] = ..., started_at: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ..., version: _Optional[str] = ..., group: _Optional[str] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., runs_finished: _Optional[int] = ..., run_seconds_total: _Optional[float] = ...) -> None: ...
+    zookeeper_state: str
+    ring_stale_s: float
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., ring_version: _Optional[int] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., draining: _Optional[bool] = ..., started_at: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ..., version: _Optional[str] = ..., group: _Optional[str] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., runs_finished: _Optional[int] = ..., run_seconds_total: _Optional[float] = ..., zookeeper_state: _Optional[str] = ..., ring_stale_s: _Optional[float] = ...) -> None: ...
 
 class DrainRequest(_message.Message):
     __slots__ = ("timeout_s",)

@@ -19,13 +19,15 @@ from typing import Any, NoReturn, TypeVar
 import click
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
+from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ringpool.client.async_cluster import AsyncCluster
+from ringpool.client.metrics import client_metrics
+from ringpool.client.router import Router
 from ringpool.client.settings import ClientSettings
-from ringpool.core.membership import connect_zookeeper, read_ring
+from ringpool.core.membership import Membership, connect_zookeeper, read_ring
 from ringpool.core.naming import Names
 from ringpool.core.ring import EMPTY_RING, Ring
 from ringpool.errors import (
@@ -120,7 +122,8 @@ class Session:
     options: Options
     _zk: KazooClient | None = None
     _store: StateStore | None = None
-    _cluster: AsyncCluster | None = None
+    _membership: Membership | None = None
+    _router: Router | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
@@ -146,17 +149,15 @@ class Session:
             await asyncio.wait_for(self._store.ping(), timeout + 1.0)
         return self._store
 
-    async def cluster(self) -> AsyncCluster:
-        """A started SDK client (for sending replays)."""
-        if self._cluster is None:
-            cluster = AsyncCluster(self.options.settings())
-            try:
-                await cluster.start()
-            except BaseException:
-                await cluster.close()
-                raise
-            self._cluster = cluster
-        return self._cluster
+    async def router(self) -> Router:
+        """A started Router on this session's ZooKeeper connection (for sending replays)."""
+        if self._router is None:
+            settings = self.options.settings()
+            zk = await self.zk()
+            self._membership = await asyncio.to_thread(Membership(zk, settings.cluster).start)
+            self._router = Router(settings, self._membership,
+                                  client_metrics(CollectorRegistry())).start()
+        return self._router
 
     async def ring(self) -> Ring:
         """The ring as ZooKeeper holds it now (read only: creates no znodes)."""
@@ -167,8 +168,10 @@ class Session:
             return EMPTY_RING
 
     async def close(self) -> None:
-        if self._cluster is not None:
-            await self._cluster.close()
+        if self._router is not None:
+            await self._router.close()
+        if self._membership is not None:
+            await asyncio.to_thread(self._membership.stop)
         if self._store is not None:
             await self._store.close()
         if self._zk is not None:

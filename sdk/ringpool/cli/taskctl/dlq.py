@@ -211,7 +211,7 @@ async def replay_entries(
     progress: Progress | None,
 ) -> None:
     store = await session.store()
-    cluster = await session.cluster()
+    router = await session.router()
     progress_task = progress.add_task("replaying", total=len(task_ids)) if progress else None
 
     def show(done: Tally) -> None:
@@ -220,7 +220,7 @@ async def replay_entries(
                             description=f"replayed {done.replayed} skipped {done.skipped} "
                                         f"failed {done.failed}")
 
-    await ops.replay(store, cluster, task_ids, tally, rate, show)
+    await ops.replay(store, router, task_ids, tally, rate, show)
 
 
 def _progress_bar(enabled: bool) -> Progress | None:

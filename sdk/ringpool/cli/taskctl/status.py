@@ -54,8 +54,19 @@ async def node_status(member: Member, settings: ClientSettings, timeout_s: float
     return {
         "in_flight": reply.in_flight, "queued": reply.queued, "running": reply.running,
         "draining": reply.draining, "node_ring_version": reply.ring_version,
+        "zookeeper": reply.zookeeper_state, "ring_stale_s": round(reply.ring_stale_s, 1),
         "counters": dict(reply.counters), "error": None,
     }
+
+
+def member_state(reply: dict[str, Any]) -> str:
+    """unreachable, draining, no-zookeeper (serving on its last ring) or serving."""
+    if reply["error"]:
+        return "unreachable"
+    if reply.get("draining"):
+        return "draining"
+    # An older node leaves the field empty.
+    return "no-zookeeper" if reply.get("zookeeper") not in ("CONNECTED", "") else "serving"
 
 
 @click.command()
@@ -83,15 +94,15 @@ def status(ctx: click.Context) -> None:
         )
         members = []
         for member, reply in zip(ordered, replies, strict=True):
-            state = "unreachable" if reply["error"] else (
-                "draining" if reply.get("draining") else "serving")
             members.append({
                 "node_id": member.node_id, "address": member.addr,
                 "share": round(shares.get(member.node_id, 0.0), 6), "weight": member.weight,
-                "state": state, "in_flight": reply.get("in_flight"),
+                "state": member_state(reply), "in_flight": reply.get("in_flight"),
                 "queued": reply.get("queued"), "running": reply.get("running"),
                 "in_flight_recorded": recorded.get(member.node_id, 0),
                 "started_at": member.started_at or None,
+                "zookeeper": reply.get("zookeeper"), "ring_stale_s": reply.get("ring_stale_s"),
+                "node_ring_version": reply.get("node_ring_version"),
                 "counters": reply.get("counters", {}), "error": reply["error"],
             })
         return {
@@ -112,6 +123,7 @@ def status(ctx: click.Context) -> None:
                   "started")
         for m in data["members"]:
             state = {"serving": "[green]serving[/green]", "draining": "[yellow]draining[/yellow]",
+                     "no-zookeeper": "[yellow]no-zookeeper[/yellow]",
                      "unreachable": "[red]unreachable[/red]"}[m["state"]]
             dash = "-"
             t.add_row(
@@ -127,6 +139,9 @@ def status(ctx: click.Context) -> None:
         for m in data["members"]:
             if m["error"]:
                 out.print(f"[red]{m['node_id']}: {m['error']}[/red]")
+            elif m["state"] == "no-zookeeper":
+                out.print(f"[yellow]{m['node_id']}: without ZooKeeper for {m['ring_stale_s']:.0f}s"
+                          f", serving on its ring v{m['node_ring_version']}[/yellow]")
 
     emit(options, data, human)
 

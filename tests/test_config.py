@@ -169,6 +169,7 @@ def test_taskctl_config_get_and_set(
         (("config", "set", "pool.threads=4"), 5, "unknown config key 'pool.threads'"),
         (("config", "get", "pool.threads"), 5, "unknown config key 'pool.threads'"),
         (("config", "set", "pool.max_workers"), 2, "expected KEY=VALUE"),
+        (("config", "set", "pool.max_workers="), 5, "'' is not a number"),
     ],
 )
 def test_taskctl_config_refuses_bad_values(

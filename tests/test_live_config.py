@@ -93,6 +93,12 @@ def test_a_bad_value_changes_nothing(local: LocalCluster) -> None:
 def test_durability_and_result_ttl_change_live_and_empty_gives_back_the_flags(
     local: LocalCluster
 ) -> None:
+    zk = connect_zookeeper(local.zk)
+    try:  # a good config to change (the test above leaves one the nodes refused)
+        zk.set(Names(local.cluster).config, b"{}")
+    finally:
+        zk.stop()
+        zk.close()
     # The session's Redis has no replica: a node told to wait for one refuses to ack.
     with local.connect(accept_timeout_s=3.0) as client:
         assert client.dispatch("a", Task("demo.add", args=(1, 1))).result(timeout=30) == 2

@@ -76,12 +76,15 @@ class Keys:
     cluster: str
     partitions: int = DEFAULT_PARTITIONS
     prefix: str = field(init=False)
+    _tags: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_cluster_name(self.cluster)
         check_partitions(self.partitions)
         assert SLOTS >= MAX_PARTITIONS
         object.__setattr__(self, "prefix", f"ringpool:{{{self.cluster}}}")
+        object.__setattr__(self, "_tags", tuple(
+            f"ringpool:{{{self.cluster}:{p}}}" for p in range(self.partitions)))
 
     # -- partitions ------------------------------------------------------------------
 
@@ -94,17 +97,19 @@ class Keys:
 
     def tag(self, partition: int) -> str:
         """What every key of ``partition`` starts with."""
-        return f"ringpool:{{{self.cluster}:{partition}}}"
+        return self._tags[partition]
 
-    # -- one task's keys (in its partition) --------------------------------------------
+    # -- one task's keys (in its partition; pass ``partition`` when it is known) ---------
 
-    def task(self, task_id: str) -> str:
-        return f"{self.tag(self.partition_of(task_id))}:task:{task_id}"
+    def task(self, task_id: str, partition: int | None = None) -> str:
+        p = self.partition_of(task_id) if partition is None else partition
+        return f"{self._tags[p]}:task:{task_id}"
 
-    def fingerprint(self, task_id: str, name: str, idempotency_key: str) -> str:
+    def fingerprint(self, task_id: str, name: str, idempotency_key: str,
+                    partition: int | None = None) -> str:
         """The caller's idempotency key scoped by task name, else the task id itself; in
         the task's partition (its id carries the slot of its idempotency key)."""
-        tag = self.tag(self.partition_of(task_id))
+        tag = self._tags[self.partition_of(task_id) if partition is None else partition]
         if idempotency_key:
             return f"{tag}:fp:k:{len(name)}:{name}:{idempotency_key}"
         return f"{tag}:fp:t:{task_id}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -179,14 +179,6 @@ def _pack(items: list[Any]) -> bytes:
     return msgpack.packb(items, use_bin_type=False)  # type: ignore[no-any-return]
 
 
-def _by_partition(keys: Keys, task_ids: Iterable[str]) -> dict[int, list[int]]:
-    """Indexes of ``task_ids`` grouped by partition, each group in the given order."""
-    groups: dict[int, list[int]] = {}
-    for index, task_id in enumerate(task_ids):
-        groups.setdefault(keys.partition_of(task_id), []).append(index)
-    return groups
-
-
 @dataclass(frozen=True)
 class _Group:
     """The items of a batch that one script call takes."""
@@ -194,18 +186,27 @@ class _Group:
     partitions: list[int]  # the partitions the call covers, in the order of its KEYS
     indexes: list[int]  # the batch's items it takes, in batch order
     places: list[int]  # each item's partition's place in ``partitions``, from 1 (for Lua)
+    of_item: list[int]  # each item's partition
+
+    def items(self) -> Iterator[tuple[int, int, int]]:
+        """(index in the batch, partition, place) of each item."""
+        return zip(self.indexes, self.of_item, self.places, strict=True)
 
 
 def _groups(keys: Keys, task_ids: Sequence[str], together: bool) -> list[_Group]:
     """One group per partition (a Redis Cluster: a call stays in one slot), or one group
     for the whole batch (one Redis: fewer, larger calls cost Redis less)."""
-    by_partition = _by_partition(keys, task_ids)
+    of_item = [keys.partition_of(t) for t in task_ids]
+    by_partition: dict[int, list[int]] = {}
+    for index, p in enumerate(of_item):
+        by_partition.setdefault(p, []).append(index)
     if not together:
-        return [_Group([p], indexes, [1] * len(indexes)) for p, indexes in by_partition.items()]
+        return [_Group([p], indexes, [1] * len(indexes), [p] * len(indexes))
+                for p, indexes in by_partition.items()]
     partitions = sorted(by_partition)
     place = {p: n for n, p in enumerate(partitions, 1)}
-    indexes = list(range(len(task_ids)))
-    return [_Group(partitions, indexes, [place[keys.partition_of(t)] for t in task_ids])]
+    return [_Group(partitions, list(range(len(task_ids))), [place[p] for p in of_item],
+                   of_item)]
 
 
 def _raise_first(replies: Sequence[Any]) -> None:
@@ -324,10 +325,10 @@ class StateStore:
         for group in groups:
             call_keys = self._partition_keys(keys, node_id, group)
             tasks = []
-            for i, place in zip(group.indexes, group.places, strict=True):
+            for i, partition, place in group.items():
                 env = envelopes[i]
-                call_keys += [keys.task(env.task_id),
-                              keys.fingerprint(env.task_id, env.name, env.idempotency_key)]
+                call_keys += [keys.task(env.task_id, partition), keys.fingerprint(
+                    env.task_id, env.name, env.idempotency_key, partition)]
                 tasks.append((env.task_id, SOURCE_NAMES[env.source], env.SerializeToString(),
                               env.attempt, env.reply_to, int(not env.idempotency_key), place))
             calls.append(Call(ACCEPT, call_keys, [node_id, epoch, now, self.fingerprint_ttl_s,
@@ -374,7 +375,7 @@ class StateStore:
         calls = [
             Call(TRANSITION,
                  [*self._partition_keys(keys, node_id, group),
-                  *(keys.task(ops[i].task_id) for i in group.indexes)],
+                  *(keys.task(ops[i].task_id, p) for i, p, _ in group.items())],
                  [node_id, epoch, now, self.result_ttl_s, keys.done_channel(""),
                   keys.retry_channel, len(group.partitions),
                   _pack([(*ops[i].packed(), place)
@@ -432,7 +433,7 @@ class StateStore:
         calls = [
             Call(RECOVER,
                  [*self._partition_keys(keys, node_id, group),
-                  *(keys.task(ids[i]) for i in group.indexes)],
+                  *(keys.task(ids[i], p) for i, p, _ in group.items())],
                  [node_id, time.time(), keep, max_recoveries, keys.done_channel(""),
                   keys.retry_channel, len(group.partitions),
                   _pack([(ids[i], place)
@@ -495,7 +496,7 @@ class StateStore:
                            for task_id, score in entries))[:limit]
         ids = [task_id for _, task_id in earliest]
         calls = [Call(CLAIM, [*(keys.retries(p) for p in group.partitions),
-                              *(keys.task(ids[i]) for i in group.indexes)],
+                              *(keys.task(ids[i], p) for i, p, _ in group.items())],
                       [now, now + lease_s, len(group.partitions),
                        _pack([(ids[i], place)
                               for i, place in zip(group.indexes, group.places, strict=True)])])
@@ -718,7 +719,7 @@ class StateStore:
         if not entries:
             return []
         client, keys = await self._ready()
-        calls = [Call(SUMMARIES, [keys.task(entries[i][0]) for i in group.indexes],
+        calls = [Call(SUMMARIES, [keys.task(entries[i][0], p) for i, p, _ in group.items()],
                       [state, *patterns, *(part for i in group.indexes for part in entries[i])])
                  for group in self._groups(keys, [task_id for task_id, _ in entries])]
         replies = (await run(client, calls)).replies
@@ -783,7 +784,7 @@ class StateStore:
             return 0
         client, keys = await self._ready()
         calls = [Call(PURGE, [*(keys.dlq(p) for p in group.partitions),
-                              *(keys.task(task_ids[i]) for i in group.indexes)],
+                              *(keys.task(task_ids[i], p) for i, p, _ in group.items())],
                       [len(group.partitions),
                        *(part for i, place in zip(group.indexes, group.places, strict=True)
                          for part in (task_ids[i], place))])

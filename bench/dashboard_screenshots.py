@@ -5,7 +5,7 @@
 Starts a local cluster (3 nodes, a coordinator), sends it steady traffic and a few
 tasks that fail into the DLQ or wait for a retry, serves ``ringpool-dashboard`` and
 saves a PNG of each page: overview (with a key looked up), tasks, a task, the dead
-letters, a purge confirmation and the config.
+letters, a purge confirmation, the schedules and the config.
 """
 
 from __future__ import annotations
@@ -61,6 +61,13 @@ def main() -> None:
         done = client.dispatch("user:42", Task("demo.add", args=(40, 2)))
         done.result(timeout=10)
         slow = client.dispatch("report:monthly", Task("demo.sleep", args=(120,)))
+        client.schedule("nightly-report", "reports", Task("demo.add", args=(1, 2)),
+                        cron="30 2 * * *", tz="Europe/Berlin")
+        client.schedule("heartbeat", "health", Task("demo.add", args=(0, 0)), every=10)
+        client.schedule("weekly-digest", "digest", Task("demo.add", args=(7, 7)),
+                        cron="0 8 * * 1")
+        for i in range(3):
+            client.dispatch(f"reminder:{i}", Task("demo.add", args=(i, i)), countdown=600 * (i + 1))
         sender = threading.Thread(target=traffic, args=(client, stop), daemon=True)
         sender.start()
 
@@ -98,6 +105,9 @@ def main() -> None:
             page.check("[data-select-all]")
             page.click("button:has-text('Purge selected')")
             page.screenshot(path=args.out / "purge-confirm.png")
+            page.goto(f"{url}/schedules")
+            page.click("tr[data-schedule='weekly-digest'] button:has-text('Pause')")
+            page.screenshot(path=args.out / "schedules.png", full_page=True)
             page.goto(f"{url}/config")
             page.screenshot(path=args.out / "config.png", full_page=True)
             browser.close()

@@ -11,6 +11,7 @@ pytest is given ``--redis-cluster all`` (``none``: not at all).
 
 from __future__ import annotations
 
+import multiprocessing.util
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -61,6 +62,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def workdir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="ringpool-tests-") as path:
         yield Path(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temp_dirs_go_with_the_session(workdir: Path) -> Iterator[None]:
+    """Temp dirs made during the run (each LocalCluster's logs) live under the session's
+    work dir, which goes at the end: runs leave nothing behind in /tmp."""
+    # multiprocessing removes its own temp dir at interpreter exit, after this session's
+    # work dir is gone: it makes that dir in the usual place, before the switch.
+    multiprocessing.util.get_temp_dir()
+    before = tempfile.tempdir
+    tempfile.tempdir = str(workdir)
+    yield
+    tempfile.tempdir = before
 
 
 @pytest.fixture(scope="session")

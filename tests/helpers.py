@@ -1,6 +1,6 @@
 """What the tests share: waiting on a condition with a deadline, reading task records,
-a process's unlabelled metrics and a node's ring version, Redis clients and keys that
-work on a single Redis and on a Redis Cluster."""
+a process's metrics (its unlabelled samples, or one sample by labels) and a node's ring
+version, Redis clients and keys that work on a single Redis and on a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -126,3 +126,13 @@ def gauges(port: int) -> dict[str, float]:
         text = response.read().decode()
     return {s.name: s.value for f in text_string_to_metric_families(text)
             for s in f.samples if not s.labels}
+
+
+def metric_value(local: LocalCluster, process: str, name: str, **labels: str) -> float:
+    """The sample ``name`` with exactly ``labels`` that ``process`` (a node id or
+    ``coordinator-N``) serves on its metrics endpoint now; 0.0 when it has none (yet)."""
+    url = f"http://127.0.0.1:{local.metrics_ports[process]}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return next((s.value for f in text_string_to_metric_families(text) for s in f.samples
+                 if s.name == name and s.labels == labels), 0.0)

@@ -48,7 +48,7 @@ def where() -> dict[str, object]:
     ctx = current_task()
     assert ctx is not None
     return {"node": ctx.node_id, "key": ctx.key, "attempt": ctx.attempt,
-            "headers": dict(ctx.headers)}
+            "headers": dict(ctx.headers), "eta": ctx.eta}
 
 
 @task("conformance.log", timeout=5.0)
@@ -93,3 +93,48 @@ def gate(path: str) -> str:
     if os.path.exists(path):
         raise Flaky(f"gate {path} is closed")
     return "open"
+
+
+@task("conformance.linger", timeout=60.0, max_retries=0)
+def linger(path: str, seconds: float) -> str:
+    """Runs until cancelled (or ``seconds``); writes ``<path>.started``, then
+    ``<path>.cancelled`` when it sees ``ctx.cancelled``."""
+    ctx = current_task()
+    assert ctx is not None
+    open(f"{path}.started", "w").close()
+    if ctx.cancelled.wait(seconds):
+        open(f"{path}.cancelled", "w").close()
+        return "cancelled"
+    return "done"
+
+
+@task("conformance.linger_async", timeout=60.0, max_retries=0)
+async def linger_async(path: str, seconds: float) -> str:
+    """Sleeps ``seconds`` after writing ``<path>.started``; writes ``<path>.cancelled``
+    when its coroutine is cancelled."""
+    open(f"{path}.started", "w").close()
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        open(f"{path}.cancelled", "w").close()
+        raise
+    return "done"
+
+
+@task("conformance.linger_cpu", timeout=60.0, max_retries=0, kind="cpu")
+def linger_cpu(path: str, seconds: float) -> int:
+    """Writes its process id to ``<path>.started`` and sleeps ``seconds``."""
+    with open(f"{path}.started", "w") as out:
+        out.write(str(os.getpid()))
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@task("conformance.tick", timeout=5.0)
+def tick(path: str) -> float:
+    """Appends the tick's due time and its task id to ``path``."""
+    ctx = current_task()
+    assert ctx is not None
+    with open(path, "a") as out:
+        out.write(f"{ctx.eta!r} {ctx.task_id}\n")
+    return ctx.eta

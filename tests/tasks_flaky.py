@@ -3,7 +3,9 @@
 ``probe.run(tag)`` counts each run per task id in ``probe:runs:<tag>``, logs
 which node started it in ``probe:log:<tag>`` and says so in its result;
 ``probe.fail_times(tag, n)`` fails its first ``n`` attempts and logs each
-attempt's start time in ``probe:attempts:<task id>``.
+attempt's start time in ``probe:attempts:<task id>``; ``probe.blob(n)`` returns
+``n`` characters; ``probe.exit`` and ``probe.cancelled`` leave by ``SystemExit`` and by a
+``CancelledError`` nobody asked for.
 
 ``flaky.gate(gate)`` fails while the Redis key ``flaky:gate:<gate>`` exists and
 succeeds once it is deleted; each run counts itself in the hash
@@ -14,6 +16,7 @@ never at import.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -93,3 +96,23 @@ def probe_fail_times(tag: str, failures: int) -> int:
     if ctx.attempt <= failures:
         raise PlannedFailure(f"attempt {ctx.attempt} of {tag} fails as planned")
     return ctx.attempt
+
+
+@task("probe.blob", timeout=10.0)
+def probe_blob(size: int) -> str:
+    """A result of ``size`` characters: for tests of what a node holds for its clients."""
+    return "x" * size
+
+
+@task("probe.exit", timeout=10.0, max_retries=0)
+def probe_exit(code: int) -> None:
+    """Calls sys.exit inside the task: a failure of the task, never of its worker."""
+    raise SystemExit(code)
+
+
+@task("probe.cancelled", timeout=10.0, max_retries=0)
+async def probe_cancelled() -> None:
+    """An async task out of which a CancelledError escapes that nobody asked for."""
+    waited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(waited.cancel)
+    await waited

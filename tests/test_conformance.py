@@ -2,15 +2,18 @@
 
 Every test runs against both (``backend`` is parametrized): results, typed errors,
 retries with the task's policy, the DLQ and its replay, idempotency, per-key order,
-key affinity. The in-memory side gets a fresh cluster per test; the real side is one
-local cluster for the module (3 nodes named as the in-memory ones, a coordinator).
+key affinity, delayed tasks and cancels. The in-memory side gets a fresh cluster per
+test; the real side is one local cluster for the module (3 nodes named as the in-memory
+ones, a coordinator).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,8 @@ from ringpool import (
     PayloadTooLarge,
     PermanentError,
     Task,
+    TaskAlreadyFinished,
+    TaskCancelled,
     TaskFailed,
     TaskNotFound,
     UnknownTask,
@@ -291,3 +296,91 @@ def test_ordered_tasks_of_a_key_run_in_dispatch_order(
         handles = [backend.cluster.dispatch(key, task) for key, task in items]
     assert [h.result(timeout=WAIT_S) for h in handles] == [str(i) for i in range(20)]
     assert runs.read_text().split() == [str(i) for i in range(20)]
+
+
+# -- delayed tasks ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["countdown", "eta"])
+def test_a_delayed_task_is_scheduled_until_its_time_then_runs(backend: Backend, how: str) -> None:
+    cluster = backend.cluster
+    delay = {"countdown": 0.5} if how == "countdown" else {
+        "eta": datetime.fromtimestamp(cluster_now(backend) + 0.5, UTC)}
+    handle = cluster.dispatch("delay:1", tasks.where.s(), **delay)  # type: ignore[arg-type]
+    handle.accepted(timeout=WAIT_S)
+    assert handle.status() == "SCHEDULED"
+    record = backend.record(handle.task_id)
+    assert record is not None and record.state == "SCHEDULED" and record.eta is not None
+    seen = handle.result(timeout=WAIT_S)
+    assert seen["eta"] == pytest.approx(record.eta) and seen["attempt"] == 1
+    assert seen["node"] == cluster.owner("delay:1")
+    assert handle.status() == "SUCCEEDED"
+
+
+def test_an_eta_in_the_past_runs_at_once(backend: Backend) -> None:
+    handle = backend.cluster.dispatch("delay:2", tasks.add.s(2, 3),
+                                      eta=datetime.now(UTC) - timedelta(hours=1))
+    assert handle.result(timeout=WAIT_S) == 5
+
+
+@pytest.mark.parametrize("delay", [
+    {"eta": datetime(2030, 1, 1, 12, 0)},
+    {"countdown": -1},
+    {"countdown": math.nan},
+    {"countdown": math.inf},
+    {"countdown": "5"},
+    {"countdown": 400 * 86400},
+    {"countdown": 5, "eta": datetime.now(UTC)},
+    {"eta": "2030-01-01T12:00:00Z"},
+    {"eta": datetime.now(UTC) + timedelta(days=400)},
+], ids=["naive-eta", "negative", "nan", "inf", "text", "too-far", "both", "eta-text",
+        "eta-too-far"])
+def test_bad_delays_are_refused_typed(backend: Backend, delay: dict[str, object]) -> None:
+    with pytest.raises(InvalidTask):
+        backend.cluster.dispatch("delay:3", tasks.add.s(1, 1), **delay)  # type: ignore[arg-type]
+    assert backend.cluster.dispatch("delay:3", tasks.add.s(1, 1)).result(timeout=WAIT_S) == 2
+
+
+# -- cancelling -----------------------------------------------------------------------------
+
+
+def test_a_cancelled_delayed_task_never_runs(backend: Backend, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    cancelled = backend.cluster.dispatch("cancel:1", tasks.log.s(str(runs), "cancelled"),
+                                         countdown=0.5)
+    assert cancelled.cancel() == "SCHEDULED"
+    assert cancelled.status() == "CANCELLED"
+    with pytest.raises(TaskCancelled) as caught:
+        cancelled.result(timeout=WAIT_S)
+    assert caught.value.task_id == cancelled.task_id
+    # A later task of the same file, due after the cancelled one was: only it runs.
+    later = backend.cluster.dispatch("cancel:1", tasks.log.s(str(runs), "later"), countdown=1.0)
+    assert later.result(timeout=WAIT_S) == "later"
+    assert runs.read_text() == "later\n"
+    record = backend.record(cancelled.task_id)
+    assert record is not None and record.state == "CANCELLED" and record.finished_at
+
+
+def test_cancelling_a_finished_task_says_so(backend: Backend) -> None:
+    done = backend.cluster.dispatch("cancel:2", tasks.add.s(1, 1))
+    assert done.result(timeout=WAIT_S) == 2
+    with pytest.raises(TaskAlreadyFinished) as caught:
+        backend.cluster.cancel(done.task_id)
+    assert caught.value.state == "SUCCEEDED"
+    waiting = backend.cluster.dispatch("cancel:2", tasks.add.s(1, 1), countdown=60)
+    assert backend.cluster.cancel(waiting.accepted()) == "SCHEDULED"
+    with pytest.raises(TaskAlreadyFinished) as again:
+        waiting.cancel()
+    assert again.value.state == "CANCELLED"
+    assert backend.record(done.task_id).state == "SUCCEEDED"  # type: ignore[union-attr]
+
+
+def test_cancelling_an_unknown_task_says_so(backend: Backend) -> None:
+    with pytest.raises(TaskNotFound):
+        backend.cluster.cancel("f" * 32)
+
+
+def cluster_now(backend: Backend) -> float:
+    """The backend's clock: the in-memory cluster's own, the wall clock for a real one."""
+    return backend.cluster.now if isinstance(backend, InMemoryBackend) else \
+        datetime.now(UTC).timestamp()

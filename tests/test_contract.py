@@ -25,8 +25,12 @@ def test_ringpool_exports_exactly_the_documented_api() -> None:
         # the error tree (ringpool/errors.py)
         "RingpoolError", "DispatchError", "UnknownTask", "InvalidKey", "InvalidTask",
         "PayloadTooLarge", "NoNodesAvailable", "Overloaded", "TooManyHops", "NotRedeliverable",
+        "TaskIdTaken", "PermissionDenied",
         "ClusterUnavailable", "Unauthenticated", "ResultTimeout", "TaskNotFound", "TaskFailed",
-        "ConfigError",
+        "ConfigError", "TaskCancelled", "TaskAlreadyFinished", "InvalidSchedule",
+        "ScheduleNotFound",
+        # periodic schedules: declared in task modules, as cluster.schedule() returns them
+        "periodic", "StoredSchedule",
     }
     assert set(ringpool.__all__) == contract | extensions
     for name in ringpool.__all__:

@@ -388,7 +388,7 @@ def test_config_changes_are_validated_together_before_anything_is_written(
     ("/dlq?limit=7", 400, "page size must be one of"),
     ("/dlq?cursor=nonsense", 400, "not a listing cursor"),
     ("/tasks?state=sleeping", 400, "no task state 'sleeping'"),
-    ("/tasks?state=queued&since=1h", 400, "a time range filters the retry set only"),
+    ("/tasks?state=queued&since=1h", 400, "a time range filters retrying and scheduled tasks only"),
     ("/tasks/no-such-task", 404, "no task no-such-task"),
     ("/dlq/jobs/99999", 404, "no job 99999"),
     ("/tasks/find?q=", 400, "type a task id or a key"),
@@ -431,3 +431,127 @@ def test_snapshot_api_says_what_the_overview_shows(operator: Page, url: str) -> 
     assert {p["kind"] for p in node["pools"]} == {"io", "cpu", "async"}
     assert 0 <= node["load"] <= 1
 
+
+
+# -- schedules and delayed tasks ----------------------------------------------------------------
+
+
+def schedule_names(rds: redis.Redis, local: LocalCluster) -> list[str]:
+    keys = Keys(local.cluster)
+    return sorted(name.decode() for p in keys.all_partitions
+                  for name in rds.zrange(keys.schedules(p), 0, -1))
+
+
+def test_an_operator_adds_pauses_resumes_and_removes_a_schedule(
+    operator: Page, url: str, local: LocalCluster, rds: redis.Redis
+) -> None:
+    page = operator
+    page.goto(url)
+    page.click("header nav a:has-text('Schedules')")
+    expect(page).to_have_url(re.compile(r"/schedules$"))
+    form = page.locator("form.schedule-form")
+    form.locator("input[name=name]").fill("ui-report")
+    form.locator("input[name=task]").fill("demo.add")
+    form.locator("input[name=key]").fill("report:1")
+    form.locator("input[name=args]").fill("[1, 2]")
+    form.locator("input[name=cron]").fill("30 2 * * *")
+    form.locator("input[name=tz]").fill("Europe/Berlin")
+    form.locator("button[type=submit]").click()
+    expect(page.get_by_role("status")).to_contain_text("schedule ui-report created")
+    row = page.locator("tr[data-schedule='ui-report']")
+    expect(row).to_contain_text("cron 30 2 * * * (Europe/Berlin)")
+    expect(row).to_contain_text("demo.add")
+    row.locator("button:has-text('Pause')").click()
+    expect(row).to_contain_text("PAUSED")
+    assert rds.hget(Keys(local.cluster).schedule("ui-report"), "paused") == b"1"
+    row.locator("button:has-text('Resume')").click()
+    expect(row.locator("button:has-text('Pause')")).to_be_visible()
+    row.locator("button:has-text('Remove')").click()
+    expect(page.get_by_role("status")).to_contain_text("schedule ui-report removed")
+    expect(row).to_have_count(0)
+    assert "ui-report" not in schedule_names(rds, local)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"cron": "61 * * * *"}, "bad cron expression"),
+    ({}, "give a schedule cron=EXPR or every=SECONDS"),
+    ({"cron": "0 3 * * *", "every": "1h"}, "one of them"),
+    ({"every": "soon"}, "is not a duration"),
+    ({"every": "1h", "args": "[1,"}, "arguments must be JSON"),
+    ({"every": "1h", "task": "no.such.task"}, "no node serves a task named &#39;no.such.task"),
+    ({"cron": "0 3 * * *", "tz": "Nowhere/Town"}, "unknown time zone"),
+    ({"every": "1h", "name": "has space"}, "a schedule name is"),
+    ({"every": "1h", "key": ""}, "routing key"),
+], ids=["bad-cron", "neither", "both", "bad-every", "bad-json", "unknown-task", "bad-tz",
+        "bad-name", "empty-key"])
+def test_a_bad_schedule_form_says_why_and_writes_nothing(
+    operator: Page, url: str, local: LocalCluster, rds: redis.Redis, fields: dict[str, str],
+    message: str,
+) -> None:
+    page = operator
+    page.goto(f"{url}/schedules")
+    form = {"name": "bad-form", "task": "demo.add", "key": "k", **fields}
+    reply = page.request.post(f"{url}/schedules", form={"csrf": csrf_of(page), **form})
+    assert reply.status == 400, reply.text()[:300]
+    assert message in reply.text()
+    assert "nothing was written" in reply.text()
+    assert "bad-form" not in schedule_names(rds, local)
+
+
+def test_a_viewer_sees_schedules_and_changes_none(
+    viewer: Page, url: str, local: LocalCluster, client: Cluster, rds: redis.Redis
+) -> None:
+    client.schedule("viewed", "k", Task("demo.add", args=(1, 1)), every=3600)
+    try:
+        page = viewer
+        page.goto(f"{url}/schedules")
+        expect(page.locator("tr[data-schedule='viewed']")).to_contain_text("every 3600s")
+        expect(page.locator("form.schedule-form")).to_have_count(0)
+        expect(page.locator("button:has-text('Pause')")).to_have_count(0)
+        csrf = csrf_of(page)
+        for path, form in (("/schedules", {"name": "v2", "task": "demo.add", "key": "k",
+                                           "every": "1h"}),
+                           ("/schedules/viewed/pause", {}), ("/schedules/viewed/remove", {}),
+                           ("/tasks/cancel", {"ids": "x"})):
+            reply = page.request.post(f"{url}{path}", form={"csrf": csrf, **form})
+            assert reply.status == 403, path
+            assert "viewers cannot change anything" in reply.text()
+        assert schedule_names(rds, local).count("viewed") == 1
+        assert rds.hget(Keys(local.cluster).schedule("viewed"), "paused") is None
+    finally:
+        client.unschedule("viewed")
+
+
+def test_schedule_changes_need_the_csrf_token_and_a_known_name(
+    operator: Page, url: str, local: LocalCluster, client: Cluster, rds: redis.Redis
+) -> None:
+    client.schedule("guarded", "k", Task("demo.add", args=(1, 1)), every=3600)
+    try:
+        page = operator
+        page.goto(f"{url}/schedules")
+        for path in ("/schedules/guarded/pause", "/schedules/guarded/remove"):
+            assert page.request.post(f"{url}{path}", form={"csrf": "forged"}).status == 403
+        assert page.request.post(f"{url}/schedules/nope/pause",
+                                 form={"csrf": csrf_of(page)}).status == 404
+        assert "guarded" in schedule_names(rds, local)
+    finally:
+        client.unschedule("guarded")
+
+
+def test_a_delayed_task_is_listed_and_cancelled_from_its_page(
+    operator: Page, url: str, local: LocalCluster, client: Cluster, rds: redis.Redis
+) -> None:
+    handle = client.dispatch("later:1", Task("demo.add", args=(2, 2)), countdown=3600)
+    task_id = handle.accepted(timeout=30)
+    page = operator
+    page.goto(f"{url}/tasks?state=scheduled&key=later:1")
+    expect(page.locator(f"a[href='/tasks/{task_id}']")).to_be_visible()
+    page.click(f"a[href='/tasks/{task_id}']")
+    expect(page.locator("h1")).to_contain_text("SCHEDULED")
+    expect(page.locator("dl.facts")).to_contain_text("Due")
+    page.click("#cancel-task")
+    expect(page.locator("h1")).to_contain_text("CANCELLED")
+    expect(page.locator("#cancel-task")).to_have_count(0)
+    assert state(rds, local, task_id) == "CANCELLED"
+    again = page.request.post(f"{url}/tasks/cancel", form={"csrf": csrf_of(page), "ids": task_id})
+    assert again.status == 400 and "already finished (CANCELLED)" in again.text()

@@ -1,11 +1,13 @@
-"""What only the in-memory cluster has: its modes, the test's clock, expiry, nesting,
-its settings and the plugin's fixture. What it shares with a real cluster is in
-``test_conformance.py``."""
+"""What only the in-memory cluster has: its modes, the test's clock (and delayed tasks
+on it), expiry, nesting, cancelling a run, its settings and the plugin's fixture. What
+it shares with a real cluster is in ``test_conformance.py``."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,8 @@ from ringpool import (
     Retry,
     RetryPolicy,
     Task,
+    TaskAlreadyFinished,
+    TaskCancelled,
     TaskFailed,
     TaskNotFound,
     UnknownTask,
@@ -292,3 +296,49 @@ def test_the_plugin_fixture_takes_the_marker_options(ringpool_cluster: InMemoryC
     assert handle.status() == "QUEUED"
     assert ringpool_cluster.run_pending() == 1
     assert handle.result()["node"] == "solo"
+
+
+# -- delays and cancels ----------------------------------------------------------------------
+
+
+@task("memory.log", timeout=5.0)
+def log_run(name: str) -> str:
+    ran.append(name)
+    return name
+
+
+def test_advance_fires_delayed_tasks_at_their_time_in_order(cluster: InMemoryCluster) -> None:
+    ran.clear()
+    late = cluster.dispatch("a", log_run.s("late"), countdown=30)
+    early = cluster.dispatch("b", log_run.s("early"), countdown=10)
+    assert (late.status(), early.status()) == ("SCHEDULED", "SCHEDULED")
+    assert cluster.advance(9.9) == 0 and ran == []
+    assert cluster.advance(0.1) == 1 and ran == ["early"]
+    record = cluster.record(early.task_id)
+    assert record is not None and record.started_at == record.eta == cluster.now
+    assert cluster.advance(20) == 1 and ran == ["early", "late"]
+
+
+def test_a_cancelled_delayed_task_is_skipped_by_advance(cluster: InMemoryCluster) -> None:
+    ran.clear()
+    handle = cluster.dispatch("a", log_run.s("never"), countdown=5)
+    assert cluster.cancel(handle.task_id) == "SCHEDULED"
+    assert cluster.advance(60) == 0 and ran == []
+    with pytest.raises(TaskCancelled):
+        handle.result(timeout=1)
+
+
+async def test_the_async_twin_cancels_a_running_task(tmp_path: Path) -> None:
+    async with AsyncInMemoryCluster(TASKS, mode="queued") as cluster:
+        path = tmp_path / "run"
+        handle = await cluster.dispatch("a", tasks.linger_async.s(str(path), 60))
+        running = asyncio.ensure_future(cluster.run_pending())
+        while await handle.status() != "RUNNING":
+            await asyncio.sleep(0.01)
+        assert await handle.cancel() == "RUNNING"
+        assert await running == 1
+        assert (tmp_path / "run.cancelled").exists()
+        with pytest.raises(TaskCancelled):
+            await handle.result(timeout=1)
+        with pytest.raises(TaskAlreadyFinished):
+            await handle.cancel()

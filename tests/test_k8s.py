@@ -568,8 +568,9 @@ def test_node_identity_address_and_ports(path: Path) -> None:
     ann = sts["spec"]["template"]["metadata"].get("annotations", {})
     assert ann.get("prometheus.io/scrape") == "true"
     assert int(ann["prometheus.io/port"]) == metrics
-    # Token from a Secret, never inline.
+    # Both tokens from a Secret, never inline.
     assert "secretKeyRef" in env["RINGPOOL_TOKEN"]["valueFrom"]
+    assert "secretKeyRef" in env["RINGPOOL_OPERATOR_TOKEN"]["valueFrom"]
     assert env["RINGPOOL_TASKS"]["value"].split(",")[0] == "ringpool.demo"
 
 
@@ -629,8 +630,9 @@ def test_dashboard(path: Path) -> None:
     for probe in ("readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"]["path"] == "/healthz"
         assert port_number(c, c[probe]["httpGet"]["port"]) == port
-    for secret in ("RINGPOOL_TOKEN", "RINGPOOL_OPERATOR_TOKEN", "RINGPOOL_VIEWER_TOKEN",
-                   "RINGPOOL_SESSION_SECRET"):
+    # Operators sign in with the cluster's operator token, which the nodes take too.
+    assert env["RINGPOOL_OPERATOR_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "operator-token"
+    for secret in ("RINGPOOL_OPERATOR_TOKEN", "RINGPOOL_VIEWER_TOKEN", "RINGPOOL_SESSION_SECRET"):
         assert "secretKeyRef" in env[secret]["valueFrom"], f"{secret} from a Secret, never inline"
     service = by_kind_name(objs, "Service", "ringpool-dashboard")
     assert selects(service["spec"]["selector"], dep["spec"]["template"]["metadata"]["labels"])

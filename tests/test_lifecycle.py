@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kazoo.client import KazooClient
@@ -166,10 +167,11 @@ def test_a_restarted_node_reclaims_its_tasks_under_its_own_crash_limit(
     zk_hosts: str, redis_url: str
 ) -> None:
     """The node's limit (1) decides, not the coordinator's (100): the second restart finds
-    the task recovered once already and sends it to the DLQ as poison."""
+    the task recovered once already and sends it to the DLQ as poison. Each restart waits
+    for the killed process's session to end, holding the id's restarting znode, which
+    keeps the coordinator away from the id's tasks."""
     with LocalCluster(nodes=1, coordinators=1, zk=zk_hosts, redis=redis_url,
-                      node_args=["--max-crash-recoveries", "1",
-                                 "--zk-session-timeout", "30"],  # the coordinator waits
+                      node_args=["--max-crash-recoveries", "1", "--zk-session-timeout", "4"],
                       coordinator_args=["--max-crash-recoveries", "100"]) as local, \
             Cluster.connect(zk=local.zk, redis=local.redis, cluster=local.cluster) as cluster:
         handle = cluster.dispatch("k", demo.sleep.s(60))
@@ -206,3 +208,24 @@ def test_a_process_that_asks_for_another_partition_count_does_not_start(
         assert done.returncode == 2, done.stderr
         assert f"cluster {cluster_name!r} has 8 partitions" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_a_sigterm_during_start_up_drains_instead_of_killing(
+    zk_hosts: str, redis_url: str, cluster_name: str, tmp_path: Path,
+) -> None:
+    # The signal lands while the node is still starting (before it serves): it must
+    # finish starting, leave the ring and exit 0 — never die of the default action.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with open(tmp_path / "node.log", "wb") as log:
+        node = subprocess.Popen(
+            [sys.executable, "-m", "ringpool_node", "--zk", zk_hosts, "--redis", redis_url,
+             "--cluster", cluster_name, "--node-id", "early", "--metrics-port", "0",
+             "--listen", "127.0.0.1:0", "--tasks", "ringpool.demo"],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            eventually(lambda: b"INFO" in (tmp_path / "node.log").read_bytes(), PROMPTLY_S,
+                       "the node to start logging")
+            node.send_signal(signal.SIGTERM)
+            assert node.wait(PROMPTLY_S * 3) == 0, (tmp_path / "node.log").read_text()
+        finally:
+            node.kill()

@@ -143,6 +143,26 @@ def test_unreadable_member_data_is_ignored_not_fatal(
         local.stop()
 
 
+@pytest.mark.parametrize("weight", ["NaN", "Infinity", "-Infinity", "1e9", "100.5", "0.001", "0",
+                                    "-1", '"heavy"', "null"])
+def test_a_member_with_an_impossible_weight_is_ignored(
+    zk_client, cluster_name: str, weight: str  # type: ignore[no-untyped-def]
+) -> None:
+    """NaN froze every ring build; 1e9 asked for 128e9 points. Weights are 0.01-100."""
+    names = Names(cluster_name)
+    bad = b'{"addr": "127.0.0.1:6", "weight": %s}' % weight.encode()
+    zk_client.create(names.member("bad"), bad, ephemeral=True, makepath=True)
+    zk_client.create(names.member("good"), json.dumps({"addr": "127.0.0.1:5", "weight": 100}
+                                                      ).encode(), ephemeral=True)
+    local = Membership(zk_client, cluster_name).start()
+    try:
+        ring: Ring = local.wait_for(lambda r: "good" in r.members, timeout=5)
+        assert sorted(ring.members) == ["good"]
+        assert ring.owner("any key") == "good"
+    finally:
+        local.stop()
+
+
 def test_unreachable_zookeeper_is_a_typed_error_within_its_timeout() -> None:
     from ringpool.errors import ClusterUnavailable
     from ringpool.testing.local import free_port

@@ -93,7 +93,7 @@ async def test_overload_raises_the_typed_error_at_once_and_changes_nothing(
     assert all(o.ok for o in await asyncio.gather(*accepted))
 
 
-async def test_a_timed_out_task_frees_its_slot_and_its_late_result_is_dropped(
+async def test_a_timed_out_thread_is_abandoned_and_replaced_and_its_late_result_dropped(
     make_pools: PoolFactory,
 ) -> None:
     pools = make_pools(min_workers=0, max_workers=1)
@@ -113,15 +113,121 @@ async def test_a_timed_out_task_frees_its_slot_and_its_late_result_is_dropped(
     assert outcome.error_type == "TaskTimeout"
     assert seen_cancel.wait(5)
     stats = io_stats(pools)
-    assert (stats["running"], stats["overrunning"], stats["timed_out"]) == (0, 1, 1)
-    # The overrunning thread still counts against max_workers: the next job waits.
+    assert (stats["running"], stats["abandoned"], stats["timed_out"]) == (0, 1, 1)
+    # The abandoned thread no longer counts against max_workers: a fresh one runs the next.
     follow = pools.submit(make_job(lambda: "next"))
-    assert io_stats(pools)["queued"] == 1
-    assert io_stats(pools)["threads"] == 1
+    assert (await asyncio.wait_for(follow, 5)).value == "next"
+    assert not gate.is_set()
     gate.set()
-    assert (await follow).value == "next"
+    await eventually_async(lambda: io_stats(pools)["abandoned"] == 0, 5,
+                           "the abandoned thread to return and leave")
     stats = io_stats(pools)
-    assert (stats["overrunning"], stats["completed"], stats["failed"]) == (0, 1, 0)
+    assert (stats["completed"], stats["failed"], stats["threads"]) == (1, 0, 1)
+
+
+async def test_forty_hung_tasks_do_not_wedge_the_pool_and_the_ceiling_holds(
+    make_pools: PoolFactory,
+) -> None:
+    """The reproduced wedge: io tasks hanging past their timeout took every worker."""
+    pools = make_pools(min_workers=0, max_workers=4, max_abandoned=50)
+    hang = threading.Event()
+    try:
+        hung = [pools.submit(make_job(hang.wait, 30, timeout_s=0.2)) for _ in range(40)]
+        assert all(o.timed_out for o in await asyncio.wait_for(asyncio.gather(*hung), 30))
+        assert (await asyncio.wait_for(pools.submit(make_job(lambda: 2)), 5)).value == 2
+        stats = io_stats(pools)
+        assert stats["abandoned"] == 40 and not pools.wedged
+    finally:
+        hang.set()
+    await eventually_async(lambda: io_stats(pools)["abandoned"] == 0, 10)
+
+
+async def test_past_max_abandoned_the_pool_is_wedged_and_stops_replacing(
+    make_pools: PoolFactory,
+) -> None:
+    pools = make_pools(min_workers=0, max_workers=2, max_abandoned=3)
+    hang = threading.Event()
+    try:
+        for _ in range(3):
+            assert (await pools.submit(make_job(hang.wait, 30, timeout_s=0.1))).timed_out
+        assert pools.wedged
+        # Two more hang: replaced no further than max_workers + max_abandoned threads.
+        late = [pools.submit(make_job(hang.wait, 30, timeout_s=0.1)) for _ in range(2)]
+        await asyncio.gather(*late)
+        stats = io_stats(pools)
+        assert stats["abandoned"] == 5 and stats["threads"] == 0
+        waiting = pools.submit(make_job(lambda: "after"))
+        await asyncio.sleep(0.3)
+        assert not waiting.done() and io_stats(pools)["queued"] == 1
+    finally:
+        hang.set()
+    assert (await asyncio.wait_for(waiting, 10)).value == "after"
+    await eventually_async(lambda: not pools.wedged and io_stats(pools)["abandoned"] == 0, 10)
+
+
+async def test_an_ordered_key_waits_for_its_abandoned_run_to_really_end(
+    make_pools: PoolFactory,
+) -> None:
+    pools = make_pools(min_workers=0, max_workers=4)
+    release = threading.Event()
+    log: list[str] = []
+
+    def first() -> None:
+        log.append("first starts")
+        release.wait(10)
+        log.append("first ends")
+
+    def second() -> str:
+        log.append("second starts")
+        return "second"
+
+    hung = pools.submit(make_job(first, timeout_s=0.2, key="k", ordered=True))
+    follow = pools.submit(make_job(second, key="k", ordered=True))
+    other = pools.submit(make_job(lambda: "other key", key="other", ordered=True))
+    assert (await hung).timed_out
+    assert (await other).value == "other key"  # other keys never wait on it
+    await asyncio.sleep(0.3)
+    assert not follow.done() and log == ["first starts"]
+    release.set()
+    assert (await asyncio.wait_for(follow, 5)).value == "second"
+    assert log == ["first starts", "first ends", "second starts"]
+
+
+async def test_a_cancelled_run_is_abandoned_like_a_timed_out_one(
+    make_pools: PoolFactory,
+) -> None:
+    pools = make_pools(min_workers=0, max_workers=1)
+    release = threading.Event()
+    started = threading.Event()
+    log: list[str] = []
+
+    def first() -> str:
+        started.set()
+        release.wait(10)  # ignores ctx.cancelled: a thread cannot be stopped
+        log.append("first ends")
+        return "dropped"
+
+    def second() -> str:
+        log.append("second starts")
+        return "second"
+
+    job = make_job(first, key="k", ordered=True)
+    running = pools.submit(job)
+    follow = pools.submit(make_job(second, key="k", ordered=True))
+    assert await asyncio.to_thread(started.wait, 5)
+    assert pools.cancel(job)
+    outcome = await asyncio.wait_for(running, 5)
+    assert outcome.cancelled and not outcome.ok and job.context.cancelled.is_set()
+    stats = io_stats(pools)
+    assert (stats["running"], stats["abandoned"]) == (0, 1)
+    # A fresh thread takes its place, but its key's next job waits for the thread's end.
+    assert (await asyncio.wait_for(pools.submit(make_job(lambda: "other")), 5)).value == "other"
+    await asyncio.sleep(0.3)
+    assert not follow.done() and log == []
+    release.set()
+    assert (await asyncio.wait_for(follow, 5)).value == "second"
+    assert log == ["first ends", "second starts"]
+    assert not pools.cancel(job)  # over: nothing left to cancel
 
 
 async def test_an_exception_never_kills_the_worker(make_pools: PoolFactory) -> None:
@@ -203,7 +309,7 @@ async def test_bad_jobs_and_settings_are_refused_with_typed_errors(
             pools.submit(make_job(lambda: None, timeout_s=timeout_s))
     assert pools.stats()["inflight"] == 0
     for bad in [dict(min_workers=5, max_workers=1), dict(max_queue=-1),
-                dict(idle_timeout_s=0), dict(async_concurrency=0)]:
+                dict(idle_timeout_s=0), dict(async_concurrency=0), dict(max_abandoned=0)]:
         with pytest.raises(ConfigError):
             PoolSettings(**bad)  # type: ignore[arg-type]
 

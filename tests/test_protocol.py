@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from ringpool import DispatchError, InvalidKey, InvalidTask, NoNodesAvailable, TaskState
+from ringpool import (
+    DispatchError,
+    InvalidKey,
+    InvalidTask,
+    NoNodesAvailable,
+    TaskAlreadyFinished,
+    TaskNotFound,
+    TaskState,
+)
 from ringpool.core.protocol import (
     ACCEPTS,
     BACK_OFF,
     REFUSALS,
     REROUTE,
     ack_code_for,
+    cancel_refusal,
     code_name,
     refusal,
 )
@@ -60,4 +69,16 @@ def test_task_states_round_trip_the_wire_and_read_as_text() -> None:
     assert {s.wire for s in TaskState} == {code for _, code in pb.TaskState.items()}
     assert TaskState.parse("") is TaskState.UNKNOWN and TaskState.parse("bogus") is TaskState.UNKNOWN
     assert f"{TaskState.FAILED}" == "FAILED"
-    assert [s for s in TaskState if s.terminal] == [TaskState.SUCCEEDED, TaskState.FAILED]
+    assert [s for s in TaskState if s.terminal] == [
+        TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED]
+
+
+def test_a_cancel_is_refused_typed_for_finished_and_unknown_tasks() -> None:
+    for state in (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING,
+                  TaskState.RETRY_SCHEDULED):
+        assert cancel_refusal("t1", state) is None
+    for state in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED):
+        refused = cancel_refusal("t1", state)
+        assert isinstance(refused, TaskAlreadyFinished) and refused.state == state
+        assert "already finished" in str(refused)
+    assert isinstance(cancel_refusal("t1", TaskState.UNKNOWN), TaskNotFound)

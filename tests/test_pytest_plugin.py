@@ -21,10 +21,11 @@ SERVERS = ("java", "redis-server", "zkServer.sh")
 
 
 def _env(without_servers: bool) -> dict[str, str]:
-    """This checkout's client library first on the path; with ``without_servers``, a PATH
-    holding none of the servers' binaries and no ZooKeeper jar."""
+    """This checkout's packages first on the path (the node and coordinator a real cluster
+    starts too); with ``without_servers``, a PATH holding none of the servers' binaries and
+    no ZooKeeper jar."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RINGPOOL_", "PYTEST_"))}
-    env["PYTHONPATH"] = str(ROOT / "sdk")
+    env["PYTHONPATH"] = os.pathsep.join(str(ROOT / p) for p in ("sdk", "node", "coordinator"))
     if without_servers:
         env["PATH"] = os.pathsep.join(
             folder for folder in env.get("PATH", "").split(os.pathsep)

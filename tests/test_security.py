@@ -23,13 +23,15 @@ import redis
 from ringpool import Cluster, Task
 from ringpool.core.envelope import DEFAULT_MAX_RETRIES, new_task_id
 from ringpool.errors import InvalidKey, InvalidTask, PayloadTooLarge, RingpoolError
+from ringpool.store.keys import Keys
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
 from tests.tlscerts import Pki, make_pki, node_args
 
 TOKEN = "hostile-test-token"
-AUTH = (("authorization", f"Bearer {TOKEN}"),)
+OPERATOR_TOKEN = "hostile-test-operator-token"
+AUTH = (("authorization", f"Bearer {TOKEN}"),)  # an app's: what an outside client holds
 MIB = 1024 * 1024
 STREAM_LIMIT = 4
 SUBMIT_BATCH = "/ringpool.v1.Node/SubmitBatch"
@@ -58,7 +60,8 @@ def ctx(
     local = LocalCluster(
         nodes=1, coordinators=0, cluster=f"sec{uuid.uuid4().hex[:8]}", zk=zookeeper.address,
         redis=redis_server.url, workdir=workdir / f"sec-{uuid.uuid4().hex[:6]}",
-        node_args=[*node_args(pki), "--token", TOKEN, "--max-stream-pending", str(STREAM_LIMIT)],
+        node_args=[*node_args(pki), "--token", TOKEN, "--operator-token", OPERATOR_TOKEN,
+                   "--max-stream-pending", str(STREAM_LIMIT)],
     )
     local.workdir.mkdir(parents=True, exist_ok=True)
     with local:
@@ -205,6 +208,14 @@ CASES: list[tuple[str, Callable[[Ctx], Outcome], Outcome]] = [
     ("empty key", lambda c: submit(c, envelope(key="")), "ack:INVALID_KEY"),
     ("unknown task name", lambda c: submit(c, envelope(name="os.system")), "ack:UNKNOWN_TASK"),
     ("empty task id", lambda c: submit(c, envelope(task_id="")), "ack:INVALID_ARGUMENT"),
+    ("control characters in the task id",
+     lambda c: submit(c, envelope(task_id="t\x1b[2J\x1b[31mred\r\n")), "ack:INVALID_ARGUMENT"),
+    ("a space in the task id", lambda c: submit(c, envelope(task_id="a b")),
+     "ack:INVALID_ARGUMENT"),
+    ("a retry with an app token", lambda c: submit(c, envelope(source=pb.SOURCE_RETRY)),
+     "ack:PERMISSION_DENIED"),
+    ("a replay with an app token", lambda c: submit(c, envelope(source=pb.SOURCE_REPLAY)),
+     "ack:PERMISSION_DENIED"),
     ("negative timeout", lambda c: submit(c, envelope(timeout_s=-1.0)), "ack:INVALID_ARGUMENT"),
     ("huge timeout", lambda c: submit(c, envelope(timeout_s=1e12)), "ack:INVALID_ARGUMENT"),
     ("NaN timeout", lambda c: submit(c, envelope(timeout_s=math.nan)), "ack:INVALID_ARGUMENT"),
@@ -306,4 +317,23 @@ def test_pending_per_stream_is_bounded(ctx: Ctx, client: Cluster, redis_client: 
     keys = b" ".join(cluster_keys(redis_client, ctx.local.cluster))
     for ack in overloaded:
         assert ack.task_id.encode() not in keys
+    serves_a_normal_task(ctx, client)
+
+
+def test_a_new_task_with_a_taken_id_is_refused_not_written_over(
+    ctx: Ctx, client: Cluster, redis_client: redis.Redis
+) -> None:
+    handle = client.dispatch(f"id:{uuid.uuid4().hex}", Task("demo.add", args=(1, 2)))
+    assert handle.result(timeout=15) == 3
+    record_key = Keys(ctx.local.cluster).task(handle.task_id)
+    before = redis_client.hgetall(record_key)
+    # Another task under that id: other arguments, a fresh idempotency key.
+    intruder = envelope(task_id=handle.task_id, payload=b'{"args":[40,2]}',
+                        idempotency_key=uuid.uuid4().hex)
+    reply = ctx.stub().SubmitBatch(pb.SubmitRequest(batch_id=1, tasks=[intruder]),
+                                   timeout=30, metadata=AUTH)
+    assert redis_client.hgetall(record_key) == before  # neither overwritten nor merged
+    (ack,) = reply.acks
+    assert (pb.AckCode.Name(ack.code), ack.state) == ("ID_TAKEN", pb.SUCCEEDED), ack
+    assert client.handle(handle.task_id).result(timeout=5) == 3
     serves_a_normal_task(ctx, client)

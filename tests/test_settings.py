@@ -46,6 +46,7 @@ def test_arguments_beat_the_environment_which_beats_defaults(
     monkeypatch.setenv("RINGPOOL_ZK", "zk-env:2181")
     monkeypatch.setenv("RINGPOOL_REDIS", "redis://env/0")
     monkeypatch.setenv("RINGPOOL_TOKEN", "t-env")
+    monkeypatch.setenv("RINGPOOL_OPERATOR_TOKEN", "o-env")
     monkeypatch.setenv("RINGPOOL_TLS_CA", "/env/ca.pem")
     monkeypatch.delenv("RINGPOOL_CLUSTER", raising=False)
     client = ClientSettings.resolve(zk="zk-arg:2181")
@@ -53,8 +54,9 @@ def test_arguments_beat_the_environment_which_beats_defaults(
         "zk-arg:2181", "redis://env/0", "default", "t-env", "/env/ca.pem")
     for command in (node_main, coordinator_main):
         process = settings_of(command, ["--zk", "zk-arg:2181"])
-        assert (process.zk, process.redis, process.cluster, process.token) == (
-            "zk-arg:2181", "redis://env/0", "default", "t-env")
+        assert (process.zk, process.redis, process.cluster, process.token,
+                process.operator_token) == ("zk-arg:2181", "redis://env/0", "default", "t-env",
+                                            "o-env")
     coordinator = settings_of(coordinator_main, [])
     assert isinstance(coordinator, CoordinatorSettings)
     assert coordinator.tls_ca == "/env/ca.pem"  # it dials nodes: a client's TLS settings

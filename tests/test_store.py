@@ -127,15 +127,18 @@ def test_entries_leaving_mid_read_make_none_of_the_others_skip(
 def test_queue_sizes_and_dead_letter_times(
     redis_url: str, redis_client: redis.Redis, cluster_name: str
 ) -> None:
+    keys = Keys(cluster_name)
     put_in_dlq(redis_client, cluster_name, {"x": 7.5, "y": 8.0})
     redis_client.zadd(retry_key(cluster_name, "r"), {"r": 1.0})
+    for task_id, eta in {"s1": 9.0, "s2": 9.5, "s3": 10.0}.items():
+        redis_client.zadd(keys.scheduled(keys.partition_of(task_id)), {task_id: eta})
 
     async def read(store: StateStore) -> tuple[QueueSizes, list[float | None], int]:
         return (await store.queue_sizes(), await store.dlq_times(["y", "nope", "x"]),
                 await store.dlq_count(7.6, 9.0))
 
-    assert with_store(redis_url, cluster_name, read) == (QueueSizes(retries=1, dlq=2),
-                                                         [8.0, None, 7.5], 1)
+    assert with_store(redis_url, cluster_name, read) == (
+        QueueSizes(retries=1, dlq=2, scheduled=3), [8.0, None, 7.5], 1)
 
 
 # -- accepts and transitions ------------------------------------------------------------------
@@ -154,7 +157,7 @@ def test_accept_codes_and_each_transition_land_in_the_record(
         applied = await store.transition("n1", 7, [
             Transition.started(ok.task_id, 100.0),
             Transition.succeeded(ok.task_id, b"0", 100.0),
-            Transition.retry(retried.task_id, 101.0, retry_at=5000.0, error_type="E",
+            Transition.retry(retried.task_id, 101.0, retry_in_s=5000.0, error_type="E",
                              error_message="m", traceback="tb"),
             Transition.dead(dead.task_id, 102.0, dead_reason="permanent", error_type="P",
                             error_message="no", traceback="tb2"),
@@ -172,7 +175,9 @@ def test_accept_codes_and_each_transition_land_in_the_record(
     assert (done.state, done.result, done.started_at) == (TaskState.SUCCEEDED, b"0", 100.0)
     assert (waiting.state, waiting.error_type, waiting.error_message, waiting.traceback) == (
         TaskState.RETRY_SCHEDULED, "E", "m", "tb")
-    assert redis_client.zscore(retry_key(cluster_name, retried.task_id), retried.task_id) == 5000.0
+    due = redis_client.zscore(retry_key(cluster_name, retried.task_id), retried.task_id)
+    seconds, micros = redis_client.time()
+    assert due is not None and 4990 < due - (seconds + micros / 1e6) <= 5000.0
     assert (buried.state, buried.dead_reason, buried.error_type, buried.traceback) == (
         TaskState.FAILED, "permanent", "P", "tb2")
     assert redis_client.zscore(dlq_key(cluster_name, dead.task_id), dead.task_id) is not None
@@ -325,3 +330,64 @@ def test_each_durability_is_kept_by_the_command_the_server_has_or_said_why_not(
 def test_an_unknown_durability_is_refused() -> None:
     with pytest.raises(ConfigError, match="memory, replica, aof"):
         AcceptDurability.parse("disk")
+
+
+def test_a_new_task_with_a_taken_id_is_refused_and_the_record_kept(
+    redis_url: str, redis_client: redis.Redis, cluster_name: str
+) -> None:
+    """A client task whose id has a record is refused, even with a fresh idempotency key."""
+    first = build("k1", Task("demo.add", args=(1, 1)), 1)
+    intruder = build("k2", Task("demo.add", args=(9, 9), idempotency_key="fresh"), 1)
+    intruder.task_id = first.task_id
+
+    async def run(store: StateStore) -> list[object]:
+        await store.accept("n1", 7, [first])
+        await store.transition("n1", 7, [Transition.succeeded(first.task_id, b"2", 1.0)])
+        before = redis_client.hgetall(Keys(cluster_name).task(first.task_id))
+        refused = await store.accept("n2", 8, [intruder])
+        return [before, refused, await store.inflight("n2")]
+
+    before, refused, inflight = with_store(redis_url, cluster_name, run)
+    assert [(r.code, r.task_id, r.state) for r in refused] == [
+        (AcceptCode.ID_TAKEN, first.task_id, TaskState.SUCCEEDED)]
+    assert redis_client.hgetall(Keys(cluster_name).task(first.task_id)) == before
+    assert inflight == {}
+    assert redis_client.get(
+        Keys(cluster_name).fingerprint(first.task_id, "demo.add", "fresh")) is None
+
+
+def test_fingerprints_of_different_names_and_keys_never_meet(
+    redis_url: str, cluster_name: str
+) -> None:
+    """Name ``a`` with key ``b:c`` and name ``a:b`` with key ``c`` are two submissions."""
+    keys = Keys(cluster_name)
+    one = build("k", Task("a", idempotency_key="b:c"), 1)
+    other = build("k", Task("a:b", idempotency_key="c"), 1)
+    assert keys.fingerprint(one.task_id, "a", "b:c") != keys.fingerprint(other.task_id, "a:b", "c")
+    results = with_store(redis_url, cluster_name, lambda store: store.accept("n1", 1, [one, other]))
+    assert [(r.code, r.task_id) for r in results] == [
+        (AcceptCode.ACCEPTED, one.task_id), (AcceptCode.ACCEPTED, other.task_id)]
+
+
+def test_recovery_is_fenced_by_epoch_and_counts_only_when_asked(
+    redis_url: str, cluster_name: str
+) -> None:
+    old, new, blip = (build(f"k{i}", Task("demo.add", args=(i, i)), 1) for i in range(3))
+
+    async def run(store: StateStore) -> list[object]:
+        await store.accept("n1", 100, [old])
+        await store.accept("n1", 2**60 + 5, [new])  # a later registration (zxids pass 2^53)
+        fenced = await store.recover("n1", max_epoch=2**60 + 4, max_recoveries=3)
+        left = await store.inflight("n1")
+        await store.accept("n1", 2**60 + 5, [blip])
+        uncounted = await store.recover("n1", max_epoch=None, max_recoveries=0)
+        return [fenced, left, uncounted, await store.records([old.task_id, new.task_id,
+                                                               blip.task_id])]
+
+    fenced, left, uncounted, (r_old, r_new, r_blip) = with_store(redis_url, cluster_name, run)
+    assert (fenced.recovered, fenced.poisoned) == (1, 0)
+    assert left == {new.task_id: 2**60 + 5}  # the live owner's task stays its own
+    assert uncounted.recovered == 2
+    assert (r_old.state, r_old.recoveries) == (TaskState.RETRY_SCHEDULED, 1)
+    assert (r_new.state, r_new.recoveries) == (TaskState.RETRY_SCHEDULED, 0)
+    assert (r_blip.state, r_blip.recoveries) == (TaskState.RETRY_SCHEDULED, 0)

@@ -188,16 +188,18 @@ def test_retries_soonest_due_first(
 
     async def seed(store: StateStore) -> Page:
         await store.accept("n1", 1, batch)
+        now = await store.now()  # due times are Redis' clock: now plus each delay
         await store.transition("n1", 1, [
-            Transition.retry(e.task_id, 1.0, retry_at=5000.0 - i, error_type="Flaky",
+            Transition.retry(e.task_id, 1.0, retry_in_s=5000.0 - i, error_type="Flaky",
                              error_message="again", traceback="tb")
             for i, e in enumerate(batch)])
-        return await store.retries_list(TaskQuery(error="Flaky", until=4998.0), limit=10)
+        return await store.retries_list(TaskQuery(error="Flaky", until=now + 4998.5), limit=10)
 
     page = with_store(redis_url, cluster_name, seed)
-    assert [(i.record.task_id, i.at, i.record.state) for i in page.items] == [
-        (batch[3].task_id, 4997.0, TaskState.RETRY_SCHEDULED),
-        (batch[2].task_id, 4998.0, TaskState.RETRY_SCHEDULED)]
+    assert [(i.record.task_id, i.record.state) for i in page.items] == [
+        (batch[3].task_id, TaskState.RETRY_SCHEDULED),
+        (batch[2].task_id, TaskState.RETRY_SCHEDULED)]
+    assert page.items[1].at - page.items[0].at == pytest.approx(1.0)
     assert page.next is None
 
 

@@ -21,6 +21,7 @@ from tests.tasks_flaky import probe_fail_times
 from tests.tlscerts import Pki, make_pki, node_args
 
 TOKEN = "s3cret-token"
+OPERATOR_TOKEN = "s3cret-operator-token"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def secure_node(
     local = LocalCluster(
         nodes=1, coordinators=0, cluster=f"tls{uuid.uuid4().hex[:8]}", zk=zookeeper.address,
         redis=redis_server.url, workdir=workdir / f"tls-{uuid.uuid4().hex[:6]}",
-        node_args=[*node_args(pki), "--token", TOKEN],
+        node_args=[*node_args(pki), "--token", TOKEN, "--operator-token", OPERATOR_TOKEN],
     )
     local.workdir.mkdir(parents=True, exist_ok=True)
     with local:
@@ -131,9 +132,11 @@ def test_the_coordinator_re_dispatches_over_mtls_with_the_client_tls_flags(
     local = LocalCluster(
         nodes=1, coordinators=1, cluster=f"tls{uuid.uuid4().hex[:8]}", zk=zookeeper.address,
         redis=redis_server.url, workdir=workdir / f"tls-{uuid.uuid4().hex[:6]}",
-        tasks=["tests.tasks_flaky"], node_args=[*node_args(pki), "--token", TOKEN],
-        coordinator_args=["--token", TOKEN, *(arg for name, path in client_tls.items()
-                                              for arg in (f"--{name.replace('_', '-')}", path))],
+        tasks=["tests.tasks_flaky"],
+        node_args=[*node_args(pki), "--token", TOKEN, "--operator-token", OPERATOR_TOKEN],
+        coordinator_args=["--operator-token", OPERATOR_TOKEN,
+                          *(arg for name, path in client_tls.items()
+                            for arg in (f"--{name.replace('_', '-')}", path))],
     )
     local.workdir.mkdir(parents=True, exist_ok=True)
     with local, connect(local, token=TOKEN, **client_tls) as cluster:

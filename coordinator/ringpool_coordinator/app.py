@@ -1,4 +1,5 @@
-"""Run a coordinator replica: contend for leadership; while leading, fire retries and recover.
+"""Run a coordinator replica: contend for leadership; while leading, fire retries, delayed
+tasks and schedule ticks, and recover.
 
 What start-up opens goes on one exit stack, so a start-up that fails half-way closes
 exactly what it opened. Each term's loops run in one task group, which has ended
@@ -21,13 +22,15 @@ from ringpool.client.metrics import client_metrics
 from ringpool.client.router import Router
 from ringpool.core.membership import Membership
 from ringpool.core.telemetry import configure_from_env
+from ringpool.store.store import Waiting
 from ringpool_coordinator.election import Leadership
 from ringpool_coordinator.events import CoordinatorEvents
+from ringpool_coordinator.firing import DueFirer
 from ringpool_coordinator.metrics import CoordinatorMetrics
 from ringpool_coordinator.recovery import Recoverer
 from ringpool_coordinator.retention import DlqRetention
-from ringpool_coordinator.retries import RetryFirer
 from ringpool_coordinator.settings import CoordinatorSettings
+from ringpool_coordinator.ticker import ScheduleTicker
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +50,15 @@ async def run(settings: CoordinatorSettings) -> int:
         membership = await asyncio.to_thread(Membership(zk, settings.cluster).start)
         stack.push_async_callback(asyncio.to_thread, membership.stop)
         registry = metrics_registry(settings.metrics_port)
-        # Retries go out through a Router on this same ZooKeeper session and ring.
+        # Retries and delayed tasks go out through a Router on this same ZooKeeper session
+        # and ring.
         router = Router(settings, membership, client_metrics(registry)).start()
         stack.push_async_callback(router.close)
         metrics = CoordinatorMetrics(store, loop, registry)
         recoverer = Recoverer(zk, store, membership, settings.max_crash_recoveries, metrics)
-        firer = RetryFirer(store, router, events=metrics)
+        retries = DueFirer(store, router, Waiting.RETRY, events=metrics)
+        delays = DueFirer(store, router, Waiting.SCHEDULED, events=metrics)
+        ticker = ScheduleTicker(store, metrics)
         retention = DlqRetention(store, settings.dlq_retention_s, metrics)
 
         def on_ring(_: object) -> None:
@@ -70,7 +76,8 @@ async def run(settings: CoordinatorSettings) -> int:
             stack.callback(loop.remove_signal_handler, sig)
         async with asyncio.TaskGroup() as tasks:
             leading = tasks.create_task(lead_when_elected(
-                leadership, identifier, (firer.run, recoverer.run, retention.run), metrics))
+                leadership, identifier,
+                (retries.run, delays.run, ticker.run, recoverer.run, retention.run), metrics))
             await stop.wait()
             leading.cancel()
     return 0

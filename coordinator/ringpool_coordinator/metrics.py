@@ -1,6 +1,6 @@
 """The coordinator's Prometheus metrics (served on ``--metrics-port``): events that count.
 
-Sizes of the retry set and the DLQ are read through the state store when
+Sizes of the retry set, the scheduled set and the DLQ are read through the state store when
 Prometheus scrapes: the scrape's thread asks the coordinator's event loop and
 waits at most ``SIZES_TIMEOUT_S`` (a scrape during a Redis outage just leaves
 them out). Every replica reports the sizes; only the leader's counters move, and
@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ringpool.store.store import QueueSizes, Recovery, StateStore
+from ringpool.store.store import QueueSizes, Recovery, StateStore, Waiting
 from ringpool_coordinator.events import CoordinatorEvents
 
 log = logging.getLogger(__name__)
@@ -36,14 +36,39 @@ class CoordinatorMetrics(CoordinatorEvents, Collector):
         def counter(name: str, doc: str) -> Counter:
             return Counter(name, doc, registry=registry)
 
-        self.retry_lag = Histogram(
-            "ringpool_retry_lag_seconds",
-            "How late the oldest due retry was when the leader claimed it, in seconds.",
-            buckets=LAG_BUCKETS_S, registry=registry,
-        )
-        self.fired = counter("ringpool_retries_fired", "Due retries re-dispatched and accepted.")
-        self.buried = counter("ringpool_retries_buried",
-                              "Due retries whose re-dispatch was refused, moved to the DLQ.")
+        def lag(name: str, doc: str, labels: tuple[str, ...] = ()) -> Histogram:
+            return Histogram(name, doc, labels, buckets=LAG_BUCKETS_S, registry=registry)
+
+        self.lag = {
+            Waiting.RETRY: lag("ringpool_retry_lag_seconds",
+                               "How late the oldest due retry was when the leader claimed it, "
+                               "in seconds."),
+            Waiting.SCHEDULED: lag("ringpool_delay_lag_seconds",
+                                   "How late the oldest due delayed task (or schedule tick) was "
+                                   "when the leader claimed it, in seconds."),
+        }
+        self.fired = {
+            Waiting.RETRY: counter("ringpool_retries_fired",
+                                   "Due retries re-dispatched and accepted."),
+            Waiting.SCHEDULED: counter("ringpool_delayed_fired",
+                                       "Due delayed tasks and schedule ticks dispatched and "
+                                       "accepted."),
+        }
+        self.buried = {
+            Waiting.RETRY: counter("ringpool_retries_buried",
+                                   "Due retries whose re-dispatch was refused, moved to the DLQ."),
+            Waiting.SCHEDULED: counter("ringpool_delayed_buried",
+                                       "Due delayed tasks whose dispatch was refused, moved to "
+                                       "the DLQ."),
+        }
+        self.ticks = Counter("ringpool_schedule_ticks", "Schedule ticks claimed (made into tasks).",
+                             ["schedule"], registry=registry)
+        self.skipped = Counter("ringpool_schedule_ticks_skipped",
+                               "Schedule ticks missed while no coordinator led, coalesced into "
+                               "the next tick fired.", ["schedule"], registry=registry)
+        self.tick_lag = lag("ringpool_schedule_lag_seconds",
+                            "How late a schedule's tick was when the leader claimed it, in "
+                            "seconds.")
         self.recovered = counter("ringpool_tasks_recovered",
                                  "In-flight tasks of dead nodes moved to the retry set.")
         self.poisoned = counter("ringpool_tasks_poisoned",
@@ -58,14 +83,20 @@ class CoordinatorMetrics(CoordinatorEvents, Collector):
     def leading(self, leading: bool) -> None:
         self._leading = leading
 
-    def retries_claimed(self, lag_s: float) -> None:
-        self.retry_lag.observe(lag_s)
+    def due_claimed(self, waiting: Waiting, lag_s: float) -> None:
+        self.lag[waiting].observe(lag_s)
 
-    def retries_fired(self, count: int) -> None:
-        self.fired.inc(count)
+    def due_fired(self, waiting: Waiting, count: int) -> None:
+        self.fired[waiting].inc(count)
 
-    def retries_buried(self, count: int) -> None:
-        self.buried.inc(count)
+    def due_buried(self, waiting: Waiting, count: int) -> None:
+        self.buried[waiting].inc(count)
+
+    def schedule_ticked(self, name: str, lag_s: float, skipped: int) -> None:
+        self.ticks.labels(name).inc()
+        self.tick_lag.observe(lag_s)
+        if skipped:
+            self.skipped.labels(name).inc(skipped)
 
     def dead_node_recovered(self, recovery: Recovery) -> None:
         self.recovered.inc(recovery.recovered)
@@ -86,6 +117,9 @@ class CoordinatorMetrics(CoordinatorEvents, Collector):
                                     value=sizes.retries)
             yield GaugeMetricFamily("ringpool_dlq_size", "Tasks in the dead-letter queue.",
                                     value=sizes.dlq)
+            yield GaugeMetricFamily("ringpool_scheduled_set_size",
+                                    "Delayed tasks and schedule ticks waiting for their eta.",
+                                    value=sizes.scheduled)
 
     def _queue_sizes(self) -> QueueSizes | None:
         """The sizes, read on the store's loop; None when they do not come in time (or

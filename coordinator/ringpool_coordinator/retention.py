@@ -1,14 +1,14 @@
 """DLQ retention: the leader removes dead letters older than the configured age.
 
 Never silent: every removal is logged with its count and counted in
-``ringpool_dlq_expired_total``. A retention of 0 keeps dead letters forever.
+``ringpool_dlq_expired_total``. A retention of 0 keeps dead letters forever. Ages are
+measured with Redis' clock, the one that stamped the dead letters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from ringpool.store.store import StateStore
 from ringpool_coordinator.events import CoordinatorEvents
@@ -41,7 +41,7 @@ class DlqRetention:
 
     async def expire(self) -> int:
         """Remove every dead letter older than the retention; how many went."""
-        cutoff = time.time() - self.retention_s
+        cutoff = await self.store.now() - self.retention_s
         removed = 0
         async for page in self.store.dlq_pages(until=cutoff, page_size=BATCH):
             removed += await self.store.dlq_purge([task_id for task_id, _ in page])

@@ -19,6 +19,7 @@ from ringpool.cli.process import (
     run_process,
     version_option,
 )
+from ringpool.core.ring import MAX_WEIGHT, MIN_WEIGHT
 from ringpool.errors import ConfigError
 from ringpool.store.durability import AcceptDurability
 from ringpool.store.store import DEFAULT_RESULT_TTL_S
@@ -62,13 +63,24 @@ def check_server_certificate(settings: NodeSettings, environ: Mapping[str, str])
              "spelling.")
 @option("--max-stream-pending", default=10_000, type=click.IntRange(1, 1_000_000),
         help="Tasks pending per client stream before OVERLOADED.")
+@option("--max-stream-bytes", default=16 * 2**20, type=click.IntRange(64 * 1024, 2**31),
+        help="Bytes queued for a client that does not read its stream (then the node "
+             "stops reading it).")
+@option("--max-pending", default=20_000, type=click.IntRange(1, 10_000_000),
+        help="Tasks pending on the node (all streams) before OVERLOADED.")
+@option("--max-abandoned-threads", default=16, type=click.IntRange(1, 10_000),
+        help="Hung io threads (past their timeout) at which the node drains and exits 3.")
+@option("--redis-lost-after", "redis_lost_after_s", default=10.0,
+        type=click.FloatRange(1, 3600),
+        help="Seconds without Redis after which the node leaves the ring until it is back.")
 @max_crash_recoveries_option
 @option("--result-ttl", "result_ttl_s", default=DEFAULT_RESULT_TTL_S,
         type=click.IntRange(1, 365 * 24 * 3600),
         help="Seconds a finished task's record (and its result) is kept.")
 @accept_durability_option
 @partitions_option
-@option("--weight", default=1.0, type=click.FloatRange(0.01, 100), help="Share of the ring.")
+@option("--weight", default=1.0, type=click.FloatRange(MIN_WEIGHT, MAX_WEIGHT),
+        help="Share of the ring.")
 def main(log_level: str, **flags: Any) -> None:
     """Run a ringpool worker node."""
 

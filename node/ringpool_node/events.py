@@ -28,6 +28,10 @@ class NodeEvents(StoreEvents):
     def recorded(self, outcomes: Iterable[tuple[str, TransitionOp]]) -> None:
         """Outcomes were written: (task name, op), op SUCCEED, RETRY or DEAD."""
 
+    def stopped(self, name: str, cancelled: bool) -> None:
+        """A run of task ``name`` was stopped here: its task was cancelled (True), or Redis
+        no longer held it in flight for this node (False)."""
+
     def fenced(self, name: str) -> None:
         """An outcome of task ``name`` was dropped: the task is no longer this node's."""
 

@@ -8,6 +8,10 @@ outcome records when they started. Only after an outcome is recorded is
 the result pushed to the submitter's stream, or announced on the done channel
 when no stream of its submitter is open. No coroutine or future per task: pool
 futures call back into the queue directly.
+
+A run that is stopped (``stop``: the task was cancelled, or Redis no longer holds it
+in flight for this node) records nothing: its record already moved on. A cancelled
+task's submitter hears CANCELLED on its stream when that is open.
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class Execution:
         # Tasks started here and not yet off our hands: by id (a redelivery can overlap a
         # stale run of the same id), and their total, kept as a count for the hot path.
         self.active: Counter[str] = Counter()
+        self._jobs: dict[str, Job] = {}  # the latest run of each active task, to stop it
+        self._stopped: dict[str, bool] = {}  # stopped runs -> whether it was a cancel
         self.pending = 0
         # Two lanes, each with one flusher: RUNNING marks never hold up completions.
         self._lanes: dict[bool, _Lane] = {True: _Lane(delay_s=MARK_AFTER_S), False: _Lane()}
@@ -101,6 +107,7 @@ class Execution:
                            Outcome.permanent(INVALID_ARGUMENTS, str(exc)))
             return
         job = Job.for_envelope(envelope, definition, args, kwargs, self.node_id)
+        self._jobs[envelope.task_id] = job
         started_at = time.time()
         # Marking RUNNING is informational: written late if at all, never retried.
         self._enqueue(_Pending(epoch, Transition.started(envelope.task_id, started_at)))
@@ -119,16 +126,37 @@ class Execution:
         # Accepted already: wait for room rather than refuse.
         while True:
             await asyncio.sleep(delay_s)
+            if job.context.cancelled.is_set():  # stopped while it waited
+                stopped: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+                stopped.set_result(Outcome.cancelled_run(job))
+                done(stopped)
+                return
             try:
                 self.pools.submit(job).add_done_callback(done)
                 return
             except PoolOverloaded as exc:
                 delay_s = exc.retry_after_s
 
+    def stop(self, task_id: str, cancelled: bool) -> bool:
+        """Stop the run of ``task_id`` here (queued: it never runs; running: see
+        ``Pools.cancel``); nothing is recorded for it. False when it is not running here."""
+        job = self._jobs.get(task_id)
+        if job is None or task_id in self._stopped:
+            return False
+        self._stopped[task_id] = cancelled
+        if not self.pools.cancel(job):
+            # Waiting for room in the pools (it is dropped when it gets some), or finished
+            # and not yet recorded (that write is fenced off).
+            log.info("task %s was not in the pools when it was stopped", task_id)
+        return True
+
     def _on_done(
         self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], epoch: int,
         stream: ClientStream | None, started_at: float, future: asyncio.Future[Outcome],
     ) -> None:
+        if envelope.task_id in self._stopped:
+            self._was_stopped(envelope, stream)
+            return
         if future.cancelled():
             # Handed back by a drain: it stays in flight until the hand-back moves it.
             self.events.handed_back(envelope.task_id)
@@ -165,7 +193,7 @@ class Execution:
             )
         if verdict.op == "retry":
             return Transition.retry(
-                task_id, started_at, retry_at=time.time() + verdict.retry_in_s,
+                task_id, started_at, retry_in_s=verdict.retry_in_s,
                 error_type=verdict.error_type, error_message=verdict.error_message,
                 traceback=verdict.traceback,
             ), None
@@ -247,17 +275,32 @@ class Execution:
                 name = item.envelope.name
                 self.typical_s[name] = self.typical_s.get(name, took) * 0.8 + took * 0.2
         pushed = stream is not None and applied and result is not None and stream.push_result(result)
-        if stream is not None and not pushed and applied and result is not None \
-                and not item.transition.publish:
-            # The stream went away after we chose it: announce the result instead.
-            await self.store.publish_done(item.envelope.task_id, item.envelope.reply_to)
-        self._forget(item.envelope.task_id, None if pushed else stream)
+        try:
+            if stream is not None and not pushed and applied and result is not None \
+                    and not item.transition.publish:
+                # The stream went away (or is full) after we chose it: announce the result.
+                await self.store.publish_done(item.envelope.task_id, item.envelope.reply_to)
+        except Exception as exc:
+            # The record holds the outcome: a waiting submitter finds it when it polls.
+            log.warning("could not announce the outcome of %s: %s", item.envelope.task_id, exc)
+        finally:
+            self._forget(item.envelope.task_id, None if pushed else stream)
+
+    def _was_stopped(self, envelope: pb.TaskEnvelope, stream: ClientStream | None) -> None:
+        cancelled = self._stopped.pop(envelope.task_id)
+        self.events.stopped(envelope.name, cancelled)
+        pushed = cancelled and stream is not None and stream.push_result(pb.TaskResult(
+            task_id=envelope.task_id, state=pb.CANCELLED, node_id=self.node_id,
+            attempt=envelope.attempt))
+        self._forget(envelope.task_id, None if pushed else stream)
 
     def _forget(self, task_id: str, stream: ClientStream | None) -> None:
         """A task is off our hands: count it out of the node and of its stream."""
         self.active[task_id] -= 1
         if not self.active[task_id]:
             del self.active[task_id]
+            self._jobs.pop(task_id, None)
+            self._stopped.pop(task_id, None)
         if stream is not None:
             stream.outstanding -= 1
             stream.wake()

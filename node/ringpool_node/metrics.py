@@ -63,6 +63,11 @@ class NodeMetrics(NodeEvents):
                               "Task attempts that failed (each is then retried or dead-lettered).")
         self.retried = counter("ringpool_tasks_retried", "Failed attempts scheduled for a retry.")
         self.dead_lettered = counter("ringpool_tasks_dead_lettered", "Tasks moved to the DLQ.")
+        self.stopped_runs = counter(
+            "ringpool_runs_stopped",
+            "Runs stopped on this node, by reason: cancelled (the task was cancelled) or "
+            "not_ours (Redis no longer held the task in flight for this node).",
+            ("task", "reason"))
         self.stale_outcomes = counter(
             "ringpool_outcomes_fenced",
             "Outcomes not written: the task was no longer this node's (fenced by its epoch).")
@@ -103,7 +108,7 @@ class NodeMetrics(NodeEvents):
         self._totals = {"accepted": self.accepted, "duplicate": self.duplicated,
                         "rejected": self.rejected, "succeeded": self.succeeded,
                         "retried": self.retried, "dead": self.dead_lettered,
-                        "stale": self.stale_outcomes}
+                        "stale": self.stale_outcomes, "stopped": self.stopped_runs}
         # Accept times by task id, popped by the timing middleware when the run starts.
         self._queued_at: dict[str, float] = {}
 
@@ -153,6 +158,9 @@ class NodeMetrics(NodeEvents):
             self._child(counter, op, label).inc(n)
             if op is not TransitionOp.SUCCEED:
                 self._child(self.failed, "failed", label).inc(n)
+
+    def stopped(self, name: str, cancelled: bool) -> None:
+        self.stopped_runs.labels(task_label(name), "cancelled" if cancelled else "not_ours").inc()
 
     def fenced(self, name: str) -> None:
         self._child(self.stale_outcomes, "fenced", task_label(name)).inc()
@@ -228,7 +236,7 @@ class NodeCollector(Collector):
             figures = stats[tier]
             depth.add_metric([tier], figures["queued"])
             timed_out.add_metric([tier], figures["timed_out"])
-            for state in ("running", "idle", "overrunning"):
+            for state in ("running", "idle", "abandoned"):
                 if state in figures:
                     workers.add_metric([tier, state], figures[state])
         depth.add_metric(["ordered"], stats["ordered_waiting"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import importlib
 import logging
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import grpc
 from grpc import aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ringpool.cli.process import (
@@ -27,21 +28,24 @@ from ringpool.cli.process import (
 )
 from ringpool.core.membership import Membership
 from ringpool.core.naming import Names, check_node_id
+from ringpool.core.schedule import DECLARED
 from ringpool.errors import ConfigError
 from ringpool.pool import Pools
+from ringpool.store.schedules import PutResult
+from ringpool.store.store import StateStore, connect_redis
 from ringpool.task import REGISTRY
-from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
-from ringpool_node.auth import TokenAuth
+from ringpool_node.auth import Credentials, TokenAuth
 from ringpool_node.config_watch import ConfigWatch
 from ringpool_node.core import Node
+from ringpool_node.health import PING_TIMEOUT_S, SERVICE_NAME, Health, set_health
 from ringpool_node.metrics import NodeMetrics, instrument, probe_zookeeper
 from ringpool_node.registration import Registration
 from ringpool_node.service import NodeService
 from ringpool_node.settings import NodeSettings
 
 log = logging.getLogger(__name__)
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Node"].full_name
+EXIT_ID_TAKEN = 2  # another process registered our node id while our session was gone
 
 
 def load_task_modules(modules: tuple[str, ...]) -> None:
@@ -50,6 +54,22 @@ def load_task_modules(modules: tuple[str, ...]) -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise ConfigError(f"cannot import task module {module!r}: {exc}") from None
+    for schedule in DECLARED.values():
+        if schedule.task.name not in REGISTRY:
+            raise ConfigError(f"schedule {schedule.name!r} runs task {schedule.task.name!r}, "
+                              "which no loaded task module registers")
+
+
+async def publish_schedules(store: StateStore, settings: NodeSettings) -> None:
+    """Publish the schedules the task modules declare; unchanged ones stay as they are
+    (their next tick, their counts, paused or not)."""
+    for schedule in DECLARED.values():
+        result = await store.schedules.put(
+            schedule.name, schedule.key, schedule.template(settings.limits), schedule.timing,
+            origin=f"node:{settings.node_id}")
+        if result is not PutResult.UNCHANGED:
+            log.info("schedule %s %s (%s)", schedule.name, result.name.lower(),
+                     schedule.timing.describe())
 
 
 def server_credentials(settings: NodeSettings) -> grpc.ServerCredentials | None:
@@ -90,19 +110,26 @@ async def serve(settings: NodeSettings) -> int:
     check_node_id(settings.node_id)
     load_task_modules(settings.tasks)
     credentials = server_credentials(settings)
+    tokens = Credentials(settings.token, settings.operator_token)
     names = Names(settings.cluster)
     loop = asyncio.get_running_loop()
     metrics = NodeMetrics(metrics_registry(settings.metrics_port))
     drain_requested = asyncio.Event()
     drain_timeout_s = settings.drain_timeout_s
+    exit_code = 0
 
-    def request_drain(timeout_s: float = 0.0) -> None:
-        nonlocal drain_timeout_s
+    def request_drain(timeout_s: float = 0.0, code: int = 0) -> None:
+        nonlocal drain_timeout_s, exit_code
         if timeout_s > 0:
             drain_timeout_s = timeout_s
+        exit_code = exit_code or code
         loop.call_soon_threadsafe(drain_requested.set)
 
     async with contextlib.AsyncExitStack() as stack:
+        # From the first moment: a SIGTERM during start-up drains once started, never kills.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, request_drain)
+            stack.callback(loop.remove_signal_handler, sig)
         zk = await stack.enter_async_context(
             zookeeper_session(settings, settings.zk_session_timeout_s))
         store = await stack.enter_async_context(state_store(
@@ -110,20 +137,26 @@ async def serve(settings: NodeSettings) -> int:
             result_ttl_s=settings.result_ttl_s, events=metrics,
             partitions=settings.partitions or None, durability=settings.accept_durability))
         await store.check_durability()
+        probe = StateStore(connect_redis(settings.redis, connect_timeout_s=PING_TIMEOUT_S,
+                                         timeout_s=PING_TIMEOUT_S, retries=0), settings.cluster)
+        stack.push_async_callback(probe.close)
         membership = await asyncio.to_thread(Membership(zk, settings.cluster).start)
         stack.callback(membership.stop)
-        pools = Pools(settings.pool)
+        pools = Pools(dataclasses.replace(settings.pool,
+                                          max_abandoned=settings.max_abandoned_threads))
         stack.push_async_callback(pools.release, 0.0)
         node = Node(settings.node_id, store, membership, pools, settings.limits,
+                    max_pending=settings.max_pending,
                     max_crash_recoveries=settings.max_crash_recoveries,
                     max_stream_pending=settings.max_stream_pending, events=metrics)
         instrument(node, metrics)
 
-        server, port = grpc_server(settings, credentials)
+        server, port = grpc_server(settings, credentials, tokens)
         stack.push_async_callback(server.stop, 1.0)
         address = advertised_address(settings, port)
         pb_grpc.add_NodeServicer_to_server(
-            NodeService(node, metrics, address, time.time(), request_drain), server)
+            NodeService(node, metrics, address, time.time(), request_drain, tokens,
+                        settings.max_stream_bytes), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         await set_health(health_servicer, serving=False)
@@ -138,43 +171,51 @@ async def serve(settings: NodeSettings) -> int:
             # Called from ZooKeeper threads: record and hand off. A lost session stops
             # accepts at once; a new registration reclaims work stamped with the old epoch.
             again = node.epoch is None and epoch is not None and registered.is_set()
-            node.epoch = epoch
+            node.registered(epoch)
             if again:
                 loop.call_soon_threadsafe(reregistered.set)
             registered.set()
 
+        def id_taken() -> None:
+            request_drain(0.0, EXIT_ID_TAKEN)
+
         async with asyncio.TaskGroup() as tasks:
             loops = [tasks.create_task(probe_zookeeper(zk, names.zk_root, metrics)),
                      tasks.create_task(node.reconcile_forever()),
+                     tasks.create_task(node.cancel_forever()),
                      tasks.create_task(reclaim_when(reregistered, node))]
-            # Our own in-flight tasks from an earlier life go back to the retry set first.
-            await node.reclaim()
-            registration = Registration(zk, names, settings.node_id, address, settings.weight,
-                                        REGISTRY, set_epoch)
+            # One process per node id: wait for an earlier one's session to end (or give
+            # up, saying so); then what it held goes back to the retry set before we join.
+            registration = Registration(
+                zk, names, settings.node_id, address, settings.weight, REGISTRY, set_epoch,
+                takeover_wait_s=2 * settings.zk_session_timeout_s + 5, on_id_taken=id_taken)
             stack.callback(registration.stop)
+            await asyncio.to_thread(registration.claim)
+            await node.reclaim()
+            await publish_schedules(store, settings)
             await asyncio.to_thread(registration.register)
             await asyncio.to_thread(
                 membership.wait_for, lambda ring: settings.node_id in ring.members,
                 STARTUP_TIMEOUT_S)
-            await set_health(health_servicer, serving=True)
+            watch = Health(health_servicer, node, registration, probe,
+                           settings.redis_lost_after_s, request_drain)
+            await watch.show(node.serving)
+            loops.append(tasks.create_task(watch.run()))
             log.info("node %s serving on %s (advertised %s)", settings.node_id, settings.listen,
                      address)
 
             # Startup objects live as long as the node: keep them out of every future GC pass.
             gc.freeze()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, request_drain)
-                stack.callback(loop.remove_signal_handler, sig)
             await drain_requested.wait()
 
             log.info("draining (timeout %.1fs)", drain_timeout_s)
-            await set_health(health_servicer, serving=False)
             node.draining = True
+            await watch.show(serving=False)
             await asyncio.to_thread(registration.leave)
             await node.drain(drain_timeout_s)
             for task in loops:
                 task.cancel()
-    return 0
+    return exit_code
 
 
 async def reclaim_when(reregistered: asyncio.Event, node: Node) -> None:
@@ -185,19 +226,12 @@ async def reclaim_when(reregistered: asyncio.Event, node: Node) -> None:
         await node.reclaim_stale()
 
 
-async def set_health(servicer: health.aio.HealthServicer, serving: bool) -> None:
-    status = (health_pb2.HealthCheckResponse.SERVING if serving
-              else health_pb2.HealthCheckResponse.NOT_SERVING)
-    for name in ("", SERVICE_NAME):
-        await servicer.set(name, status)
-
-
-def grpc_server(settings: NodeSettings,
-                credentials: grpc.ServerCredentials | None) -> tuple[aio.Server, int]:
+def grpc_server(settings: NodeSettings, credentials: grpc.ServerCredentials | None,
+                tokens: Credentials) -> tuple[aio.Server, int]:
     """The node's gRPC server, bound (not started), and its port."""
     max_message = settings.limits.max_message_bytes
     server = aio.server(
-        interceptors=[TokenAuth(settings.token)] if settings.token else [],
+        interceptors=[TokenAuth(tokens)] if tokens.required else [],
         options=[
             ("grpc.max_receive_message_length", max_message),
             ("grpc.max_send_message_length", max_message),

@@ -12,6 +12,7 @@ from grpc import aio
 
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
+from ringpool_node.auth import Credentials
 from ringpool_node.core import Node
 from ringpool_node.metrics import NodeMetrics
 from ringpool_node.streams import ClientStream
@@ -20,20 +21,27 @@ log = logging.getLogger(__name__)
 
 
 class NodeService(pb_grpc.NodeServicer):
+    """The RPCs. Who may call which is ``TokenAuth``'s business; whether a caller may send
+    retries and replays is decided here, per call, from the same ``credentials``."""
+
     def __init__(self, node: Node, metrics: NodeMetrics, address: str, started_at: float,
-                 request_drain: Callable[[float], None]) -> None:
+                 request_drain: Callable[[float], None], credentials: Credentials,
+                 max_stream_bytes: int) -> None:
         self.node = node
         self.metrics = metrics
         self.address = address
         self.started_at = started_at
         self._request_drain = request_drain
+        self.credentials = credentials
+        self.max_stream_bytes = max_stream_bytes
         self.version = installed_version()
 
     async def Submit(
         self, request_iterator: AsyncIterator[pb.SubmitRequest], context: aio.ServicerContext
     ) -> AsyncIterator[pb.SubmitResponse]:
-        stream = ClientStream()
-        reader = asyncio.create_task(self._read(request_iterator, stream))
+        stream = ClientStream(max_buffer_bytes=self.max_stream_bytes)
+        operator = self.credentials.is_operator(context)
+        reader = asyncio.create_task(self._read(request_iterator, stream, operator))
         try:
             async for response in stream.responses():
                 yield response
@@ -42,23 +50,26 @@ class NodeService(pb_grpc.NodeServicer):
             reader.cancel()
 
     async def _read(
-        self, request_iterator: AsyncIterator[pb.SubmitRequest], stream: ClientStream
+        self, request_iterator: AsyncIterator[pb.SubmitRequest], stream: ClientStream,
+        operator: bool,
     ) -> None:
         # One batch at a time, in the order sent: a key's ordered tasks are judged (and
         # fenced, see KeyFences) in their client's order, and HTTP/2 flow control holds
         # a fast sender back instead of our memory. Execution and results go on meanwhile.
         try:
             async for request in request_iterator:
-                await self._handle(request, stream)
+                await stream.wait_for_room()  # a client that does not read: stop reading too
+                await self._handle(request, stream, operator)
         finally:
             stream.input_done = True
             stream.wake()
 
-    async def _handle(self, request: pb.SubmitRequest, stream: ClientStream) -> None:
+    async def _handle(self, request: pb.SubmitRequest, stream: ClientStream,
+                      operator: bool) -> None:
         stream.handlers += 1
         try:
             tasks = list(request.tasks)
-            acks, hold = await self._answer(tasks, request, stream)
+            acks, hold = await self._answer(tasks, request, stream, operator)
             stream.fences.raise_for(tasks, acks, stream.responses_sent + 1)
             stream.push_acks(acks, hold=hold)
         finally:
@@ -66,13 +77,14 @@ class NodeService(pb_grpc.NodeServicer):
             stream.wake()
 
     async def _answer(
-        self, tasks: list[pb.TaskEnvelope], request: pb.SubmitRequest, stream: ClientStream
+        self, tasks: list[pb.TaskEnvelope], request: pb.SubmitRequest, stream: ClientStream,
+        operator: bool,
     ) -> tuple[list[pb.Ack], bool]:
         """An ack per task, and whether to hold them for a result to ride along."""
         try:
             held = stream.fences.held_back(tasks, request.responses_seen)
             judged = [t for i, t in enumerate(tasks) if i not in held] if held else tasks
-            answers = iter(await self.node.submit(judged, stream))
+            answers = iter(await self.node.submit(judged, stream, operator))
             if not held:
                 acks = list(answers)
                 return acks, self.node.results_soon(judged, acks, stream.hold_s)
@@ -86,7 +98,8 @@ class NodeService(pb_grpc.NodeServicer):
     async def SubmitBatch(
         self, request: pb.SubmitRequest, context: aio.ServicerContext
     ) -> pb.SubmitResponse:
-        acks = await self.node.submit(list(request.tasks), None)
+        acks = await self.node.submit(list(request.tasks), None,
+                                      self.credentials.is_operator(context))
         return pb.SubmitResponse(batch_id=request.batch_id, acks=acks)
 
     async def Status(

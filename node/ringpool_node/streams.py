@@ -15,6 +15,7 @@ from ringpool.v1 import node_pb2 as pb
 # saves a message each way on a dispatch().result() round trip, and a client's next
 # batch gathers while held acks are on their way.
 ACK_HOLD_S = 0.002
+MAX_BUFFER_BYTES = 16 * 2**20
 # Answers that make the client send a task again (after a ring refresh or a back-off).
 RESEND_CODES = frozenset({pb.WRONG_OWNER, pb.DRAINING, pb.OVERLOADED, pb.INTERNAL})
 MAX_FENCES = 1_000  # past this many fenced keys, those the client has seen are dropped
@@ -81,12 +82,20 @@ class ClientStream:
     ``responses_sent + 1``.
 
     ``outstanding`` plus ``reserved`` is bounded by the node's per-stream limit
-    (``Node.max_stream_pending``): tasks over it are answered OVERLOADED, so one
-    client cannot hold more results queued here than that.
+    (``Node.max_stream_pending``): tasks over it are answered OVERLOADED.
+
+    What waits here to be sent is bounded by bytes, for a client that does not read
+    its stream: past ``max_buffer_bytes`` a result is not queued (``push_result`` says
+    False, and the node announces it through Redis instead), and the reader stops
+    taking batches (``wait_for_room``) until the client reads, so HTTP/2 flow control
+    holds the client back. Results count as done only once they are queued here.
     """
 
-    def __init__(self, hold_s: float = ACK_HOLD_S) -> None:
+    def __init__(self, hold_s: float = ACK_HOLD_S,
+                 max_buffer_bytes: int = MAX_BUFFER_BYTES) -> None:
         self.hold_s = hold_s
+        self.max_buffer_bytes = max_buffer_bytes
+        self.buffered_bytes = 0  # acks and results queued and not yet sent
         self.open = True
         self.outstanding = 0  # tasks accepted on this stream whose result is not pushed yet
         self.reserved = 0  # tasks admitted by a batch whose durable accept is in progress
@@ -97,6 +106,7 @@ class ClientStream:
         self._acks: list[pb.Ack] = []
         self._results: list[pb.TaskResult] = []
         self._ready = asyncio.Event()
+        self._sent = asyncio.Event()  # set whenever queued bytes went out
         self._hold_until = 0.0  # loop time until which queued acks wait for a result
 
     def push_acks(self, acks: Iterable[pb.Ack], hold: bool = False) -> None:
@@ -104,17 +114,31 @@ class ClientStream:
             self._hold_until = 0.0
         elif not self._acks:
             self._hold_until = asyncio.get_running_loop().time() + self.hold_s
+        before = len(self._acks)
         self._acks.extend(acks)
+        self.buffered_bytes += sum(ack.ByteSize() for ack in self._acks[before:])
         self._ready.set()
 
+    @property
+    def full(self) -> bool:
+        return self.buffered_bytes >= self.max_buffer_bytes
+
     def push_result(self, result: pb.TaskResult) -> bool:
-        """Queue a result for the client; False when the stream is gone (publish instead)."""
-        if not self.open:
+        """Queue a result for the client; False when the stream is gone or full (the
+        caller announces it through Redis instead)."""
+        if not self.open or self.full:
             return False
         self.outstanding -= 1
         self._results.append(result)
+        self.buffered_bytes += result.ByteSize()
         self._ready.set()
         return True
+
+    async def wait_for_room(self) -> None:
+        """Return once the queue is under its bytes cap (or the stream is closed)."""
+        while self.open and self.full:
+            self._sent.clear()
+            await self._sent.wait()
 
     def room(self, limit: int) -> int:
         """How many more tasks this stream may have pending under ``limit``."""
@@ -126,6 +150,7 @@ class ClientStream:
     def close(self) -> None:
         self.open = False
         self._ready.set()
+        self._sent.set()
 
     def _finished(self) -> bool:
         return self.input_done and self.handlers == 0 and self.outstanding <= 0
@@ -141,7 +166,11 @@ class ClientStream:
                 self.responses_sent += 1
                 acks, self._acks = self._acks, []
                 results, self._results = self._results, []
+                sending = self.buffered_bytes  # all of it goes in this message
+                # Returns once gRPC took the message: a client that does not read stalls it.
                 yield pb.SubmitResponse(acks=acks, results=results)
+                self.buffered_bytes -= sending
+                self._sent.set()
             if self._finished():
                 return
 

@@ -10,24 +10,32 @@
 from ringpool.client.async_cluster import AsyncCluster, AsyncTaskHandle
 from ringpool.client.cluster import Cluster, TaskHandle
 from ringpool.core.protocol import TaskState
+from ringpool.core.schedule import periodic
 from ringpool.errors import (
     ClusterUnavailable,
     ConfigError,
     DispatchError,
     InvalidKey,
+    InvalidSchedule,
     InvalidTask,
     NoNodesAvailable,
     NotRedeliverable,
     Overloaded,
     PayloadTooLarge,
+    PermissionDenied,
     ResultTimeout,
     RingpoolError,
+    ScheduleNotFound,
+    TaskAlreadyFinished,
+    TaskCancelled,
     TaskFailed,
+    TaskIdTaken,
     TaskNotFound,
     TooManyHops,
     Unauthenticated,
     UnknownTask,
 )
+from ringpool.store.schedules import StoredSchedule
 from ringpool.task import PermanentError, Retry, RetryPolicy, Task, TaskContext, current_task, task
 
 __version__ = "0.2.0"
@@ -40,25 +48,33 @@ __all__ = [
     "ConfigError",
     "DispatchError",
     "InvalidKey",
+    "InvalidSchedule",
     "InvalidTask",
     "NoNodesAvailable",
     "NotRedeliverable",
     "Overloaded",
     "PayloadTooLarge",
     "PermanentError",
+    "PermissionDenied",
     "ResultTimeout",
     "Retry",
     "RetryPolicy",
     "RingpoolError",
+    "ScheduleNotFound",
+    "StoredSchedule",
     "Task",
+    "TaskAlreadyFinished",
+    "TaskCancelled",
     "TaskContext",
     "TaskFailed",
     "TaskHandle",
+    "TaskIdTaken",
     "TaskNotFound",
     "TaskState",
     "TooManyHops",
     "Unauthenticated",
     "UnknownTask",
     "current_task",
+    "periodic",
     "task",
 ]

@@ -83,7 +83,12 @@ class Task:
 
 @dataclass
 class TaskContext:
-    """What a running task may ask about itself; ``cancelled`` is set at its deadline."""
+    """What a running task may ask about itself.
+
+    ``cancelled`` is set at its deadline and when the task is cancelled; ``eta`` is the
+    unix time a delayed task or a schedule's tick was due (0.0 for a task sent to run
+    at once).
+    """
 
     task_id: str
     key: str
@@ -93,6 +98,7 @@ class TaskContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     headers: Mapping[str, str] = field(default_factory=dict)
     node_id: str = ""
+    eta: float = 0.0
 
 
 _current: ContextVar[TaskContext | None] = ContextVar("ringpool_task_context", default=None)

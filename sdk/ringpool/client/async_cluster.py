@@ -1,11 +1,12 @@
 """``AsyncCluster``: dispatch by key through a ``Router``, hand out handles, wait for results.
 
-``dispatch()`` checks a task on the caller's thread (key, size, JSON, and the task
-name against the names the nodes publish) and returns its handle once it is
-queued; the Router sends it and settles it. ``handle.accepted()`` waits for the
-durable accept, ``flush()`` for every task dispatched so far, and ``close()`` (or
-leaving ``async with``) flushes. The sync ``Cluster`` uses this same object from
-a private event loop, so the checks, the routing and the result logic exist once.
+``dispatch()`` checks a task on the caller's thread (key, size, JSON, the task name
+against the names the nodes publish, a countdown or an eta) and returns its handle
+once it is queued; the Router sends it and settles it. ``handle.accepted()`` waits
+for the durable accept, ``flush()`` for every task dispatched so far, and ``close()``
+(or leaving ``async with``) flushes. ``cancel()`` and ``schedule()`` go through the
+state store. The sync ``Cluster`` uses this same object from a private event loop, so
+the checks, the routing and the result logic exist once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Coroutine, Generator, Iterable, Mapping
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -22,6 +24,7 @@ from kazoo.client import KazooClient
 from ringpool.client.metrics import CallTimer, client_metrics
 from ringpool.client.results import ResultWaiter, unwrap
 from ringpool.client.router import Router
+from ringpool.client.schedules import publish
 from ringpool.client.settings import ClientSettings
 from ringpool.client.tickets import Ticket
 from ringpool.core import envelope as envelopes
@@ -29,7 +32,17 @@ from ringpool.core import telemetry
 from ringpool.core.membership import Membership, connect_zookeeper
 from ringpool.core.protocol import TaskState
 from ringpool.core.ring import Ring
-from ringpool.errors import ClusterUnavailable, ResultTimeout, RingpoolError, UnknownTask
+from ringpool.core.schedule import Schedule, check_schedule_name, timing
+from ringpool.errors import (
+    ClusterUnavailable,
+    ResultTimeout,
+    RingpoolError,
+    ScheduleNotFound,
+    TaskAlreadyFinished,
+    TaskNotFound,
+    UnknownTask,
+)
+from ringpool.store.schedules import StoredSchedule
 from ringpool.store.store import StateStore
 from ringpool.task import Task
 from ringpool.v1 import node_pb2 as pb
@@ -83,9 +96,9 @@ class AsyncTaskHandle:
         return ticket.accepted.get()
 
     async def status(self) -> TaskState:
-        """Where the task is now: QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in
-        the DLQ), or UNKNOWN (no record). Waits for the accept first; raises the refusal
-        of a task that was not accepted."""
+        """Where the task is now: SCHEDULED, QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED,
+        FAILED (in the DLQ), CANCELLED, or UNKNOWN (no record). Waits for the accept first;
+        raises the refusal of a task that was not accepted."""
         await self.accepted()
         result = self._ticket.result
         if result.done and result.error is None:
@@ -94,13 +107,18 @@ class AsyncTaskHandle:
         return state
 
     async def result(self, timeout: float | None = None) -> Any:
-        """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), TaskNotFound,
-        or the refusal of a task that was not accepted."""
+        """The return value; raises TaskFailed, TaskCancelled, ResultTimeout (a
+        TimeoutError), TaskNotFound, or the refusal of a task that was not accepted."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         await self.accepted(timeout)
         remaining = None if timeout is None else max(0.0, timeout - (loop.time() - started))
         return unwrap(await self._cluster._results.wait(self.task_id, remaining))
+
+    async def cancel(self) -> TaskState:
+        """Cancel the task (see ``AsyncCluster.cancel``); waits for its accept first."""
+        await self.accepted()
+        return await self._cluster.cancel(self.task_id)
 
 
 class AsyncCluster:
@@ -193,11 +211,14 @@ class AsyncCluster:
 
     def _ticket(
         self, key: str, task: Task, headers: Mapping[str, str] | None, timer: CallTimer | None,
+        eta: float = 0.0,
     ) -> Ticket:
         """A checked ticket; raises the DispatchError a node would answer."""
         ring = self.ring
-        envelope = envelopes.build(key, task, ring.version, headers, self.settings.limits,
+        envelope = envelopes.build(key, task, ring.version, headers, self.settings.limits, eta,
                                    reply_to=self.store.reply_to)
+        if eta:
+            self.metrics.delayed.inc()
         names = ring.task_names
         if names is not None and task.name not in names:
             raise UnknownTask(f"no node serves a task named {task.name!r}")
@@ -209,13 +230,20 @@ class AsyncCluster:
         return [self._ticket(key, task, traced, timer) for key, task in items]
 
     async def dispatch(
-        self, key: str, task: Task, headers: Mapping[str, str] | None = None
+        self, key: str, task: Task, headers: Mapping[str, str] | None = None, *,
+        countdown: float | None = None, eta: datetime | None = None,
     ) -> AsyncTaskHandle:
         """Queue ``task`` for the owner of ``key``; returns its handle at once (waiting
-        only while ``max_outstanding`` tasks are unanswered)."""
+        only while ``max_outstanding`` tasks are unanswered).
+
+        With ``countdown`` (seconds) or ``eta`` (a timezone-aware datetime) the task is
+        held durably in Redis (SCHEDULED) and sent to its key's owner of that time when
+        it falls due; it can be cancelled until then.
+        """
+        when = envelopes.eta_of(countdown, eta)
         with telemetry.dispatch_span("dispatch", name_of(task), 1, headers) as traced:
             ticket = self._ticket(key, task, headers if traced is None else traced,
-                                  CallTimer(self.metrics.dispatch, 1))
+                                  CallTimer(self.metrics.dispatch, 1), when)
             handle = AsyncTaskHandle(self, ticket)
             await self.router.queue_async((ticket,))
         return handle
@@ -243,6 +271,53 @@ class AsyncCluster:
         ticket.accepted.set(task_id)
         self._expect_result(ticket)
         return AsyncTaskHandle(self, ticket)
+
+    # -- cancelling and schedules --------------------------------------------------
+
+    async def cancel(self, task_id: str) -> TaskState:
+        """Cancel a task that has not finished; returns the state it was in.
+
+        A SCHEDULED, QUEUED or RETRY_SCHEDULED task never runs; a RUNNING one gets
+        ``ctx.cancelled`` (an async task is cancelled, a cpu task's process killed) and
+        what it returns is dropped. The record ends CANCELLED, and ``result()`` raises
+        TaskCancelled. Raises TaskAlreadyFinished for a task that already has its
+        outcome, TaskNotFound for an unknown id.
+        """
+        if not isinstance(task_id, str) or not task_id:
+            raise TaskNotFound(f"no task {task_id!r}")
+        try:
+            state = await self.store.cancel(task_id)
+        except (TaskAlreadyFinished, TaskNotFound) as exc:
+            outcome = "finished" if isinstance(exc, TaskAlreadyFinished) else "not_found"
+            self.metrics.cancels.labels(outcome).inc()
+            raise
+        self.metrics.cancels.labels("cancelled").inc()
+        self._results.deliver(pb.TaskResult(task_id=task_id, state=pb.CANCELLED))
+        return state
+
+    async def schedule(
+        self, name: str, key: str, task: Task, *, cron: str | None = None,
+        every: float | timedelta | None = None, tz: str | None = None,
+    ) -> StoredSchedule:
+        """Dispatch ``task`` to ``key`` at each tick: ``cron="*/5 * * * *"`` (in the time
+        zone ``tz``, default UTC) or ``every=SECONDS``; see ``ringpool.core.schedule``
+        for when ticks fall, across DST changes and after an outage.
+
+        The schedule named ``name`` is created, or replaced when its definition differs
+        (its counts and pause are kept); the same definition again changes nothing.
+        Returns the schedule as stored. Raises InvalidSchedule, or the DispatchError the
+        task itself would get (UnknownTask, InvalidTask, InvalidKey).
+        """
+        spec = Schedule(name, key, task, timing(cron, every, tz))
+        _, stored = await publish(self.store, self.ring, spec, "api", self.settings.limits)
+        return stored
+
+    async def unschedule(self, name: str) -> None:
+        """Remove the schedule ``name`` (tasks its ticks already made stay);
+        ScheduleNotFound when there is none."""
+        check_schedule_name(name)
+        if not await self.store.schedules.remove(name):
+            raise ScheduleNotFound(f"no schedule named {name!r}")
 
     # -- the Router's hooks (on the loop) ------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -19,9 +20,11 @@ from ringpool.client.portal import Portal
 from ringpool.client.results import FAST_PATH_WAIT_S, unwrap
 from ringpool.client.settings import ClientSettings
 from ringpool.client.tickets import Ticket
+from ringpool.core import envelope as envelopes
 from ringpool.core import telemetry
 from ringpool.core.protocol import TaskState
 from ringpool.core.ring import Ring
+from ringpool.store.schedules import StoredSchedule
 from ringpool.task import Task
 
 
@@ -62,9 +65,13 @@ class TaskHandle:
         self.accepted()
         return self._cluster._portal.call(AsyncTaskHandle(self._cluster._async, self._ticket).status())
 
+    def cancel(self) -> TaskState:
+        """Cancel the task (see ``Cluster.cancel``); waits for its accept first."""
+        return self._cluster.cancel(self.accepted())
+
     def result(self, timeout: float | None = None) -> Any:
-        """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), or the
-        refusal of a task that was not accepted."""
+        """The return value; raises TaskFailed, TaskCancelled, ResultTimeout (a
+        TimeoutError), or the refusal of a task that was not accepted."""
         started = time.monotonic()
         latch = self._ticket.result  # settles with the refusal too
         results = self._cluster._async._results
@@ -119,13 +126,21 @@ class Cluster:
     def owner(self, key: str) -> str:
         return self._async.owner(key)
 
-    def dispatch(self, key: str, task: Task, headers: Mapping[str, str] | None = None) -> TaskHandle:
+    def dispatch(
+        self, key: str, task: Task, headers: Mapping[str, str] | None = None, *,
+        countdown: float | None = None, eta: datetime | None = None,
+    ) -> TaskHandle:
         """Check ``task`` and queue it for the owner of ``key``; returns its handle at once
-        (blocking only while ``max_outstanding`` tasks are unanswered)."""
+        (blocking only while ``max_outstanding`` tasks are unanswered).
+
+        With ``countdown`` (seconds) or ``eta`` (a timezone-aware datetime) the task is
+        held durably (SCHEDULED) until then, and can be cancelled meanwhile.
+        """
         cluster = self._async
+        when = envelopes.eta_of(countdown, eta)
         with telemetry.dispatch_span("dispatch", name_of(task), 1, headers) as traced:
             ticket = cluster._ticket(key, task, headers if traced is None else traced,
-                                     CallTimer(cluster.metrics.dispatch, 1))
+                                     CallTimer(cluster.metrics.dispatch, 1), when)
             handle = TaskHandle(self, ticket, bool(task.idempotency_key))
             cluster.router.queue((ticket,))
         return handle
@@ -150,6 +165,25 @@ class Cluster:
     def handle(self, task_id: str, key: str = "") -> TaskHandle:
         """A handle for a task dispatched elsewhere (e.g. by id from a log)."""
         return TaskHandle(self, self._portal.call(_accepted_ticket(self._async, task_id, key)))
+
+    def cancel(self, task_id: str) -> TaskState:
+        """Cancel a task that has not finished; the state it was in. A waiting task never
+        runs, a running one gets ``ctx.cancelled`` (async: cancelled, cpu: its process
+        killed). Raises TaskAlreadyFinished or TaskNotFound (see ``AsyncCluster.cancel``)."""
+        return self._portal.call(self._async.cancel(task_id))
+
+    def schedule(
+        self, name: str, key: str, task: Task, *, cron: str | None = None,
+        every: float | timedelta | None = None, tz: str | None = None,
+    ) -> StoredSchedule:
+        """Dispatch ``task`` to ``key`` at each tick of ``cron`` (in ``tz``) or ``every``
+        seconds; creates or replaces the schedule ``name`` (see ``AsyncCluster.schedule``)."""
+        return self._portal.call(self._async.schedule(name, key, task, cron=cron, every=every,
+                                                      tz=tz))
+
+    def unschedule(self, name: str) -> None:
+        """Remove the schedule ``name``; ScheduleNotFound when there is none."""
+        self._portal.call(self._async.unschedule(name))
 
     def close(self) -> None:
         """Flush, then close every connection."""

@@ -92,7 +92,9 @@ def open_channel(addr: str, settings: ClientSettings) -> aio.Channel:
 
 
 def call_metadata(settings: ClientSettings) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {settings.token}"),) if settings.token else ()
+    """The bearer token a call presents: the operator's when this client has it."""
+    token = settings.operator_token or settings.token
+    return (("authorization", f"Bearer {token}"),) if token else ()
 
 
 def batches(tickets: list[Ticket]) -> list[list[Ticket]]:

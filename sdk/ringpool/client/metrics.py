@@ -1,4 +1,4 @@
-"""Client-side Prometheus metrics: dispatch latency and resends.
+"""Client-side Prometheus metrics: dispatch latency, resends, delayed tasks and cancels.
 
 One ``ClientMetrics`` per registry (several clients in a process share it, since a
 registry refuses the same name twice). Pass ``registry=`` to ``AsyncCluster`` or
@@ -32,6 +32,15 @@ class ClientMetrics:
             "ringpool_client_resends",
             "Tasks the client sent again, by why (a moved owner, a draining or busy node...).",
             ["reason"], registry=registry,
+        )
+        self.delayed = Counter(
+            "ringpool_client_delayed",
+            "Tasks dispatched with a countdown or an eta (held until then).", registry=registry,
+        )
+        self.cancels = Counter(
+            "ringpool_client_cancels",
+            "Cancel calls, by outcome: cancelled, finished (it already had its outcome) or "
+            "not_found.", ["outcome"], registry=registry,
         )
         self.dispatch = self.dispatch_seconds.labels("dispatch")
         self.dispatch_many = self.dispatch_seconds.labels("dispatch_many")

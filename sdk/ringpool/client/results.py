@@ -20,7 +20,7 @@ from typing import Any
 from ringpool.client.latch import Latch
 from ringpool.core import codec
 from ringpool.core.protocol import TaskState
-from ringpool.errors import ResultTimeout, TaskFailed, TaskNotFound
+from ringpool.errors import ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
 from ringpool.store.store import StateStore, TaskRecord
 from ringpool.v1 import node_pb2 as pb
 
@@ -29,6 +29,9 @@ FAST_PATH_WAIT_S = 0.5  # how long to trust the stream before asking Redis
 
 
 def result_from_record(record: TaskRecord) -> pb.TaskResult | None:
+    if record.state is TaskState.CANCELLED:
+        return pb.TaskResult(task_id=record.task_id, state=pb.CANCELLED, node_id=record.node,
+                             attempt=record.attempt)
     if record.state is TaskState.SUCCEEDED:
         return pb.TaskResult(task_id=record.task_id, state=pb.SUCCEEDED,
                              result=record.result or b"null", node_id=record.node,
@@ -42,9 +45,11 @@ def result_from_record(record: TaskRecord) -> pb.TaskResult | None:
 
 
 def unwrap(result: pb.TaskResult) -> Any:
-    """The task's return value, or TaskFailed with the remote error."""
+    """The task's return value, TaskFailed with the remote error, or TaskCancelled."""
     if result.state == pb.SUCCEEDED:
         return codec.decode(result.result)
+    if result.state == pb.CANCELLED:
+        raise TaskCancelled(result.task_id)
     raise TaskFailed(result.task_id, result.error_type, result.error_message,
                      result.traceback, result.attempt)
 

@@ -22,6 +22,8 @@ def encode(value: Any) -> bytes:
         return _encoder.encode(value).encode()
     except (TypeError, ValueError) as exc:
         raise InvalidTask(f"not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise InvalidTask("not JSON-serialisable: nested too deeply") from None
 
 
 def _refuse_constant(name: str) -> Any:

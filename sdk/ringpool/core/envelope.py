@@ -6,8 +6,12 @@ refuse, and a node still refuses it when the client is not ours.
 
 from __future__ import annotations
 
+import math
+import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from ringpool.core import codec
 from ringpool.core.slots import idempotent_slot, new_task_id, slot_of, task_slot
@@ -18,6 +22,10 @@ from ringpool.v1 import node_pb2 as pb
 MIB = 1024 * 1024
 # max_retries travels as uint32; this value means "the task's declared default".
 DEFAULT_MAX_RETRIES = 2**32 - 1
+MAX_DELAY_S = 366 * 24 * 3600.0  # the furthest ahead a countdown or an eta may be
+CLOCK_SKEW_S = 3600.0  # a node allows a sender's clock this far ahead of its own
+# Task ids reach logs and terminals: printable ASCII only, no spaces or control characters.
+_TASK_ID = re.compile(r"[!-~]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,12 @@ DEFAULT_LIMITS = Limits()
 MAX_REPLY_TO_CHARS = 64
 
 
+def check_task_id(task_id: str) -> str:
+    if not _TASK_ID.fullmatch(task_id):
+        raise InvalidTask("task_id must be 1-64 printable ASCII characters, no spaces")
+    return task_id
+
+
 def check_key(key: object, limits: Limits = DEFAULT_LIMITS) -> str:
     if not isinstance(key, str) or not key:
         raise InvalidKey("the routing key must be a non-empty string")
@@ -52,20 +66,50 @@ def check_key(key: object, limits: Limits = DEFAULT_LIMITS) -> str:
     return key
 
 
+def eta_of(countdown: object = None, eta: object = None, now: float | None = None) -> float:
+    """The unix time a task may run from, for ``dispatch(countdown=...)`` or ``eta=...``:
+    0.0 (at once) when neither is given. An eta in the past means at once too.
+
+    A countdown is a number of seconds in [0, ``MAX_DELAY_S``]; an eta a timezone-aware
+    ``datetime`` at most that far ahead (a naive one is ambiguous: refused).
+    """
+    if countdown is not None and eta is not None:
+        raise InvalidTask("give a countdown or an eta, not both")
+    now = time.time() if now is None else now
+    if countdown is not None:
+        if isinstance(countdown, bool) or not isinstance(countdown, int | float) \
+                or not 0 <= countdown <= MAX_DELAY_S:  # also refuses NaN
+            raise InvalidTask(f"countdown must be a number of seconds in [0, {MAX_DELAY_S:g}], "
+                              f"got {countdown!r}")
+        return now + countdown if countdown else 0.0
+    if eta is None:
+        return 0.0
+    if not isinstance(eta, datetime):
+        raise InvalidTask(f"eta must be a timezone-aware datetime, got {type(eta).__name__}")
+    if eta.tzinfo is None or eta.utcoffset() is None:
+        raise InvalidTask("eta must be timezone-aware (e.g. datetime.now(UTC) + timedelta(...)): "
+                          f"a naive datetime ({eta.isoformat()}) names no single moment")
+    at = eta.timestamp()
+    if at > now + MAX_DELAY_S:
+        raise InvalidTask(f"eta {eta.isoformat()} is more than {MAX_DELAY_S / 86400:g} days ahead")
+    return at
+
+
 def build(
     key: str,
     task: Task,
     ring_version: int,
     headers: Mapping[str, str] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    eta: float = 0.0,
     reply_to: str = "",
 ) -> pb.TaskEnvelope:
     """A validated envelope for a new task; raises the DispatchError a node would answer.
 
     Each field is checked as the Python value it is made from, with the rules
-    ``validate`` applies to it at the node. ``reply_to`` names the sender's done channel
-    (``StateStore.reply_to``): where the task's outcome is announced when it finishes
-    away from an open stream of the sender.
+    ``validate`` applies to it at the node. ``eta`` comes from ``eta_of``. ``reply_to``
+    names the sender's done channel (``StateStore.reply_to``): where the task's outcome
+    is announced when it finishes away from an open stream of the sender.
     """
     if not isinstance(task, Task):
         raise InvalidTask(f"expected a Task, got {type(task).__name__}")
@@ -87,6 +131,7 @@ def build(
         priority=int(_in_range("priority", task.priority, -PRIORITY_LIMIT, PRIORITY_LIMIT, 0)),
         ordered=bool(task.ordered),
         ring_version=ring_version,
+        eta=eta,
         reply_to=reply_to,
     )
     if headers:
@@ -136,18 +181,18 @@ def validate(
     envelope: pb.TaskEnvelope, limits: Limits = DEFAULT_LIMITS, decode_payload: bool = True
 ) -> None:
     """Raise the matching DispatchError for any field a node must refuse."""
-    if not envelope.task_id or len(envelope.task_id) > 64 or not envelope.task_id.isascii():
-        raise InvalidTask("task_id must be 1-64 ASCII characters")
+    check_task_id(envelope.task_id)
     check_key(envelope.key, limits)
     check_name(envelope.name, limits)
     if envelope.codec != codec.CODEC:
         raise InvalidTask(f"unsupported codec {envelope.codec!r}: only 'json' is accepted")
     check_payload(envelope.payload, limits)
     check_idempotency_key(envelope.idempotency_key, limits)
-    if envelope.idempotency_key and slot_of(envelope.task_id) != idempotent_slot(
-            envelope.name, envelope.idempotency_key):
+    if envelope.idempotency_key and envelope.source == pb.SOURCE_CLIENT and slot_of(
+            envelope.task_id) != idempotent_slot(envelope.name, envelope.idempotency_key):
         # Its fingerprint lives in the partition its id names: every submission of the
-        # task must name the same one (ringpool.core.slots).
+        # task must name the same one (ringpool.core.slots). A schedule's tick carries
+        # its schedule's slot instead, and is never checked against a fingerprint.
         raise InvalidTask("the task id does not carry the slot of its idempotency key")
     if len(envelope.reply_to) > MAX_REPLY_TO_CHARS or not envelope.reply_to.isascii():
         raise InvalidTask(f"reply_to must be at most {MAX_REPLY_TO_CHARS} ASCII characters")
@@ -161,6 +206,11 @@ def validate(
         raise InvalidTask(f"priority must be in [-{PRIORITY_LIMIT}, {PRIORITY_LIMIT}]")
     if envelope.headers:
         check_headers(envelope.headers, limits)
+    if envelope.eta and not (math.isfinite(envelope.eta)
+                             and 0 < envelope.eta <= time.time() + MAX_DELAY_S + CLOCK_SKEW_S):
+        raise InvalidTask(f"eta must be a unix time at most {MAX_DELAY_S / 86400:g} days ahead")
+    if len(envelope.schedule.encode()) > limits.max_name_bytes:
+        raise InvalidTask(f"schedule name is over {limits.max_name_bytes} bytes")
     if decode_payload:
         codec.decode_call(envelope.payload)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -30,7 +31,7 @@ from kazoo.exceptions import NoNodeError
 from kazoo.protocol.states import WatchedEvent
 
 from ringpool.core.naming import Names
-from ringpool.core.ring import DEFAULT_VNODES, EMPTY_RING, Member, Ring
+from ringpool.core.ring import DEFAULT_VNODES, EMPTY_RING, MAX_WEIGHT, MIN_WEIGHT, Member, Ring
 from ringpool.core.zkacl import client_options
 from ringpool.errors import ClusterUnavailable
 
@@ -64,20 +65,27 @@ def connect_zookeeper(
 
 
 def parse_member(node_id: str, data: bytes, epoch: int) -> Member | None:
-    """A member from its znode JSON, or None (logged) for data that is not one."""
+    """A member from its znode JSON, or None (logged) for data that is not one.
+
+    A weight outside [MIN_WEIGHT, MAX_WEIGHT] (or not a finite number) is refused too: it
+    would freeze (NaN) or exhaust (1e9 x 128 points) every process building the ring.
+    """
     try:
         info = json.loads(data)
+        weight = float(info.get("weight", 1.0))
+        if not (math.isfinite(weight) and MIN_WEIGHT <= weight <= MAX_WEIGHT):
+            raise ValueError(f"weight {weight} is not in [{MIN_WEIGHT}, {MAX_WEIGHT}]")
         tasks = info.get("tasks")
         return Member(
             node_id=node_id,
             addr=str(info["addr"]),
-            weight=float(info.get("weight", 1.0)),
+            weight=weight,
             started_at=float(info.get("started_at", 0.0)),
             epoch=epoch,
             tasks=None if tasks is None else frozenset(str(name) for name in tasks),
         )
-    except (ValueError, KeyError, TypeError):
-        log.warning("ignoring member %s with unreadable data %r", node_id, data[:200])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("ignoring member %s with unreadable data %r (%s)", node_id, data[:200], exc)
         return None
 
 

@@ -52,6 +52,18 @@ class Names:
         return f"{self.zk_root}/draining"
 
     @property
+    def restarting(self) -> str:
+        """Ephemeral znodes of node ids a starting process is taking over (it waits for an
+        earlier one's session to end, then reclaims that one's tasks itself)."""
+        return f"{self.zk_root}/restarting"
+
+    @property
+    def cut_off(self) -> str:
+        """Ephemeral znodes of nodes that left the ring because they cannot reach Redis:
+        the coordinator recovers their tasks without counting it as a crash."""
+        return f"{self.zk_root}/cut-off"
+
+    @property
     def config(self) -> str:
         return f"{self.zk_root}/config"
 

@@ -10,6 +10,9 @@ Every ``AckCode`` a node answers has exactly one meaning for the sender:
 ``REFUSALS`` is the one table between refusing codes and exceptions: a node answers
 ``ack_code_for(error)``, a sender raises ``refusal(code, message)``, and each code
 maps to exactly one exception class and back.
+
+A cancel stops a task in any ``CANCELLABLE`` state; ``cancel_refusal`` is what it raises
+for the others (a finished task: ``TaskAlreadyFinished``, no record: ``TaskNotFound``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ from ringpool.errors import (
     InvalidTask,
     NotRedeliverable,
     PayloadTooLarge,
+    PermissionDenied,
+    RingpoolError,
+    TaskAlreadyFinished,
+    TaskIdTaken,
+    TaskNotFound,
     UnknownTask,
 )
 from ringpool.v1 import node_pb2 as pb
@@ -42,13 +50,19 @@ class TaskState(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     #: It failed for good and sits in the dead-letter queue.
     FAILED = "FAILED"
+    #: Accepted with a countdown or an eta (or made by a schedule's tick): held in Redis
+    #: until its time, then sent to its key's owner.
+    SCHEDULED = "SCHEDULED"
+    #: Cancelled before it finished: it has no result; the record expires after the
+    #: result TTL.
+    CANCELLED = "CANCELLED"
     #: No record: never accepted, purged from the DLQ, or its result expired.
     UNKNOWN = "UNKNOWN"
 
     @property
     def terminal(self) -> bool:
-        """True once the task has its outcome (SUCCEEDED or FAILED)."""
-        return self in (TaskState.SUCCEEDED, TaskState.FAILED)
+        """True once the task has its outcome (SUCCEEDED, FAILED or CANCELLED)."""
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
 
     @property
     def wire(self) -> int:
@@ -84,8 +98,23 @@ REFUSALS: Mapping[int, type[DispatchError]] = MappingProxyType({
     pb.PAYLOAD_TOO_LARGE: PayloadTooLarge,
     pb.INVALID_KEY: InvalidKey,
     pb.NOT_REDELIVERABLE: NotRedeliverable,
+    pb.ID_TAKEN: TaskIdTaken,
+    pb.PERMISSION_DENIED: PermissionDenied,
 })
 _CODES: dict[type[DispatchError], int] = {kind: code for code, kind in REFUSALS.items()}
+
+
+CANCELLABLE = frozenset({TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING,
+                         TaskState.RETRY_SCHEDULED})
+
+
+def cancel_refusal(task_id: str, state: TaskState) -> RingpoolError | None:
+    """What cancelling a task in ``state`` raises; None when it can be cancelled."""
+    if state in CANCELLABLE:
+        return None
+    if state is TaskState.UNKNOWN:
+        return TaskNotFound(f"no task {task_id}")
+    return TaskAlreadyFinished(task_id, state.value)
 
 
 def code_name(code: int) -> str:

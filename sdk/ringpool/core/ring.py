@@ -17,6 +17,7 @@ import mmh3
 from ringpool.errors import NoNodesAvailable
 
 DEFAULT_VNODES = 128
+MIN_WEIGHT, MAX_WEIGHT = 0.01, 100.0  # a member's share, relative to the others
 
 
 def key_position(key: str) -> int:

@@ -36,11 +36,15 @@ class ConnectionSettings:
     zk: str  # ZooKeeper hosts, host:port[,host:port]
     redis: str  # a Redis URL (rediss:// for TLS); any node of a Redis Cluster
     cluster: str = "default"
-    token: str = ""  # the bearer token: nodes require it, clients present it
+    token: str = ""  # the app token: nodes require it to submit tasks, apps present it
+    # The operator token: nodes require it for retries, replays, Status and Drain; the
+    # coordinator and taskctl present it (a client with both presents this one).
+    operator_token: str = ""
     zk_auth: str = ""  # USER:PASSWORD digest identity of cluster members (ringpool.core.zkacl)
 
     #: The fields that fall back to ``RINGPOOL_<FIELD>`` when they are not given.
-    ENV_FIELDS: ClassVar[tuple[str, ...]] = ("zk", "redis", "cluster", "token", "zk_auth")
+    ENV_FIELDS: ClassVar[tuple[str, ...]] = ("zk", "redis", "cluster", "token", "operator_token",
+                                             "zk_auth")
 
     def __post_init__(self) -> None:
         if not self.zk:

@@ -2,7 +2,8 @@
 
 A task's slot is the hash of its routing key, or of its task name and idempotency
 key when it has one (so that every submission of one idempotent task meets the
-same fingerprint). The state store keeps a task in partition ``slot % partitions``,
+same fingerprint), or for a schedule's tick the schedule's name's (so that a tick is
+made in the schedule's partition). The state store keeps a task in partition ``slot % partitions``,
 and reads the slot back from the id alone: a lookup by id needs no key, and the
 partition count can be chosen per cluster without changing how ids are made.
 """
@@ -28,6 +29,11 @@ def idempotent_slot(name: str, idempotency_key: str) -> int:
     The name's length goes first, so that no two pairs hash the same text.
     """
     return key_slot(f"{len(name)}:{name}:{idempotency_key}")
+
+
+def schedule_slot(name: str) -> int:
+    """The slot of a schedule and of its ticks' tasks: its name's."""
+    return key_slot(f"schedule:{name}")
 
 
 def task_slot(key: str, name: str, idempotency_key: str) -> int:

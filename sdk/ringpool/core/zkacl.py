@@ -13,7 +13,8 @@ Everyone can still read the ring (clients route with it) and the config.
 
     /ringpool                       world READ|CREATE   (shared by clusters)
     /ringpool/<cluster>             world READ|CREATE, member ALL but DELETE
-    .../members, draining, coordinator   world READ, member ALL (children too)
+    .../members, draining, restarting, cut-off, coordinator
+                                    world READ, member ALL (children too)
     .../config                      world READ, operator ALL
 """
 
@@ -91,5 +92,6 @@ def secure_cluster(client: KazooClient, cluster: str, auth: str) -> None:
     world_read_create = make_acl("world", "anyone", read=True, create=True)
     client.ensure_path(ROOT, acl=[world_read_create])  # never tightened: clusters share it
     _ensure_acl(client, names.zk_root, [world_read_create, member_root])
-    for path in (names.members, names.draining, names.election):
+    for path in (names.members, names.draining, names.restarting, names.cut_off,
+                 names.election):
         _ensure_acl(client, path, [world_read, member])

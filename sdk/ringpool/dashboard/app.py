@@ -23,8 +23,8 @@ from ringpool.dashboard.jobs import Jobs
 from ringpool.dashboard.live import ClusterView
 from ringpool.dashboard.ringsvg import RingPicture, picture
 from ringpool.dashboard.settings import DashboardSettings
-from ringpool.dashboard.views import config, dlq, overview, session, tasks
-from ringpool.errors import ClusterUnavailable, ConfigError, TaskNotFound
+from ringpool.dashboard.views import config, dlq, overview, schedules, session, tasks
+from ringpool.errors import ClusterUnavailable, ConfigError, ScheduleNotFound, TaskNotFound
 from ringpool.store.store import StateStore
 
 SECURITY_HEADERS = [
@@ -87,7 +87,7 @@ async def refused(request: Request, exc: Exception) -> Response:
 def _status_of(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, Refused):
         return exc.status, exc.message
-    if isinstance(exc, TaskNotFound):
+    if isinstance(exc, TaskNotFound | ScheduleNotFound):
         return 404, str(exc)
     if isinstance(exc, ConfigError):
         return 400, str(exc)
@@ -105,7 +105,8 @@ def create_app(dashboard: Dashboard) -> Starlette:
     settings = dashboard.settings
     app = Starlette(
         routes=[
-            *session.routes, *overview.routes, *tasks.routes, *dlq.routes, *config.routes,
+            *session.routes, *overview.routes, *schedules.routes, *tasks.routes, *dlq.routes,
+            *config.routes,
             Route("/healthz", healthz),
             Mount("/static", app=_static(), name="static"),
         ],
@@ -116,7 +117,8 @@ def create_app(dashboard: Dashboard) -> Starlette:
                        same_site="strict", https_only=settings.tls),
             Middleware(RequireSignIn),
         ],
-        exception_handlers={Refused: refused, TaskNotFound: refused, ConfigError: refused,
+        exception_handlers={Refused: refused, TaskNotFound: refused, ScheduleNotFound: refused,
+                            ConfigError: refused,
                             RedisError: refused, ClusterUnavailable: refused},
     )
     app.state.dashboard = dashboard

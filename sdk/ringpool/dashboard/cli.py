@@ -28,11 +28,14 @@ log = logging.getLogger("ringpool.dashboard")
 
 
 def dashboard_options(command: F) -> F:
-    """The dashboard's own flags (``taskctl dashboard`` takes the connection from taskctl)."""
+    """The dashboard's own flags (``taskctl dashboard`` takes the connection from taskctl).
+
+    Operators sign in with the cluster's operator token (``--operator-token``, a
+    connection flag: the dashboard presents it to the nodes too); without any token
+    one is made and logged.
+    """
     for decorate in reversed((
         option("--listen", default=DEFAULT_LISTEN, help="HTTP listen address HOST:PORT."),
-        option("--operator-token", default="",
-               help="Token that signs in with every right (default: one is made and logged)."),
         option("--viewer-token", default="", help="Token that signs in read-only."),
         option("--session-secret", default="",
                help="Key that signs session cookies; keep it across restarts "

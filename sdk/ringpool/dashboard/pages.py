@@ -16,7 +16,8 @@ from ringpool.ops.units import ago, when
 if TYPE_CHECKING:
     from ringpool.dashboard.app import Dashboard
 
-NAV = (("/", "Overview"), ("/tasks", "Tasks"), ("/dlq", "Dead letters"), ("/config", "Config"))
+NAV = (("/", "Overview"), ("/tasks", "Tasks"), ("/dlq", "Dead letters"),
+       ("/schedules", "Schedules"), ("/config", "Config"))
 
 
 def percent(value: float) -> str:

@@ -26,7 +26,8 @@ class DashboardSettings(ClientSettings):
     zk_operator_auth: str = ""  # ZooKeeper operator identity: may write the config
     zk_session_timeout_s: float = 10.0
     listen: str = DEFAULT_LISTEN
-    operator_token: str = field(default="", repr=False)  # signs in with every right
+    # The cluster's operator token: signs in with every right, and goes to the nodes.
+    operator_token: str = field(default="", repr=False)
     viewer_token: str = field(default="", repr=False)  # signs in read-only
     session_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     server_tls_cert: str = ""  # serve HTTPS with this certificate (PEM)...

@@ -53,10 +53,12 @@ def iso(ts: float | None) -> str | None:
 
 
 def ago(ts: float | None, now: float | None = None) -> str:
+    """How long ago ``ts`` was (``5m ago``), or how soon it comes (``in 5m``)."""
     if not ts:
         return "-"
-    seconds = max(0.0, (now or time.time()) - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
+    seconds = (now or time.time()) - ts
+    span = abs(seconds)
+    unit, size = next(((u, n) for u, n in (("d", 86400), ("h", 3600), ("m", 60)) if span >= n),
+                      ("s", 1))
+    amount = f"{span / size:.0f}{unit}"
+    return f"{amount} ago" if seconds >= -0.5 else f"in {amount}"

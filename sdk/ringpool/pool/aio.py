@@ -1,8 +1,12 @@
 """The async tier: ``async def`` handlers on the node's event loop, at most ``limit`` at once.
 
 Beyond the limit, jobs wait in a bounded priority heap. A handler past its timeout is
-really cancelled (``asyncio.timeout``) and ``ctx.cancelled`` is set. Everything here
-runs on the event loop, so there is no lock.
+really cancelled (``asyncio.timeout``) and ``ctx.cancelled`` is set; so is one whose
+task was cancelled (``cancel``): its outcome says cancelled. Every other way out of a
+handler is its failure: an exception, ``SystemExit`` or ``KeyboardInterrupt`` it
+raises, and a ``CancelledError`` that escapes it without anyone having cancelled its
+task (only ``cancel()`` and ``release()`` do). Everything here runs on the event loop,
+so there is no lock.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import contextlib
 
 from ringpool.pool.backlog import Backlog
 from ringpool.pool.errors import PoolClosed, PoolOverloaded
-from ringpool.pool.job import Outcome, PanicHandler, Ticket, report_panic
+from ringpool.pool.job import Job, Outcome, PanicHandler, Ticket, report_panic
 from ringpool.pool.middleware import Chain
 from ringpool.task import set_current_task
 
@@ -28,6 +32,7 @@ class AsyncTier:
         self._panic = panic_handler
         self._backlog = Backlog()
         self._tasks: dict[asyncio.Task[None], Ticket] = {}
+        self._cancelling: set[Ticket] = set()
         self._quiet: asyncio.Event | None = None
         self._closed = False
         self.submitted = 0
@@ -71,11 +76,36 @@ class AsyncTier:
                 job.context.cancelled.set()
                 outcome = Outcome.timeout(job)
                 self.timed_out += 1
-        except Exception as exc:
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if ticket in self._cancelling:  # cancel() asked for it: the run is cancelled
+                outcome = Outcome.cancelled_run(job)
+            elif task is not None and task.cancelling():
+                raise  # release() cancelled it: it is handed back, not finished
+            else:  # nobody asked: the handler's own doing, so its failure
+                outcome = self._failed(ticket, exc)
+        except BaseException as exc:
             outcome = self._failed(ticket, exc)
+        finally:
+            self._cancelling.discard(ticket)
         ticket.finish(outcome)
 
-    def _failed(self, ticket: Ticket, exc: Exception) -> Outcome:
+    def cancel(self, job: Job) -> bool:
+        """Withdraw ``job`` if it waits, or cancel its coroutine if it runs; False when it
+        is not here."""
+        ticket = self._backlog.remove(job)
+        if ticket is not None:
+            ticket.finish(Outcome.cancelled_run(job))
+            return True
+        for task, running in self._tasks.items():
+            if running.job is job:
+                job.context.cancelled.set()
+                self._cancelling.add(running)
+                task.cancel()
+                return True
+        return False
+
+    def _failed(self, ticket: Ticket, exc: BaseException) -> Outcome:
         self.failed += 1
         report_panic(self._panic, ticket.job, exc)
         return Outcome.failure(exc)

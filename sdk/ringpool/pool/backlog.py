@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 
-from ringpool.pool.job import Ticket
+from ringpool.pool.job import Job, Ticket
 
 
 class Backlog:
@@ -23,6 +23,16 @@ class Backlog:
 
     def pop(self) -> Ticket:
         return heapq.heappop(self._heap)[2]
+
+    def remove(self, job: Job) -> Ticket | None:
+        """Take out the ticket of ``job`` (a cancel), if it waits here."""
+        for index, entry in enumerate(self._heap):
+            if entry[2].job is job:
+                self._heap[index] = self._heap[-1]
+                self._heap.pop()
+                heapq.heapify(self._heap)
+                return entry[2]
+        return None
 
     def drain(self) -> list[Ticket]:
         """Every waiting ticket, in the order they would have run; the backlog is left empty."""

@@ -45,7 +45,7 @@ class Pools:
         self.settings = s = settings or PoolSettings()
         self._chain = Chain()
         self._threads = ThreadTier(s.min_workers, s.max_workers, s.max_queue, s.idle_timeout_s,
-                                   self._chain, panic_handler)
+                                   self._chain, panic_handler, s.max_abandoned)
         self._cpu = ProcessTier(s.cpu, self._chain, panic_handler)
         self._aio = AsyncTier(s.async_concurrency, s.max_queue, self._chain, panic_handler)
         if policy is None:
@@ -54,7 +54,7 @@ class Pools:
         self._autoscaler = Autoscaler(self._threads, policy, s.autoscaler.tick_s)
         self._order = KeyOrder()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._outcomes: deque[tuple[Ticket, Outcome]] = deque()
+        self._outcomes: deque[tuple[Ticket, Outcome | None]] = deque()
         self._drain_scheduled = False
         self._inflight = 0
         self._space: asyncio.Event | None = None
@@ -143,6 +143,23 @@ class Pools:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._space.wait(), remaining)
 
+    def cancel(self, job: Job) -> bool:
+        """Stop ``job``; its future resolves to a cancelled outcome. A queued job never
+        runs; a running one gets ``ctx.cancelled``, and an async one is cancelled, a cpu
+        one's process killed, an io one's outcome given at once (its thread cannot be
+        stopped: what it returns is dropped). False when it is not here (finished)."""
+        job.context.cancelled.set()
+        waiting = self._order.remove(job) if job.ordered else None
+        if waiting is not None:  # never reached a tier: nothing follows it in its key's line
+            self._inflight -= 1
+            waiting.token.set_result(Outcome.cancelled_run(job))
+            if self._quiet is not None and self._inflight == 0:
+                self._quiet.set()
+            return True
+        kind = job.definition.kind
+        tier = self._threads if kind == "io" else self._cpu if kind == "cpu" else self._aio
+        return tier.cancel(job)
+
     def _route(self, ticket: Ticket, *, force: bool) -> None:
         kind = ticket.job.definition.kind
         if kind == "io":
@@ -154,7 +171,7 @@ class Pools:
 
     # -- outcomes -------------------------------------------------------------------
 
-    def _from_thread(self, ticket: Ticket, outcome: Outcome) -> None:
+    def _from_thread(self, ticket: Ticket, outcome: Outcome | None) -> None:
         self._outcomes.append((ticket, outcome))
         # The drain clears the flag before it empties the deque, so an append that
         # sees the flag set is always picked up by that drain.
@@ -170,13 +187,17 @@ class Pools:
         while self._outcomes:
             self._on_loop(*self._outcomes.popleft())
 
-    def _on_loop(self, ticket: Ticket, outcome: Outcome) -> None:
-        future: asyncio.Future[Outcome] = ticket.token
-        if not future.done():
-            future.set_result(outcome)
-        self._inflight -= 1
-        # Once release() collects leftovers, the key's line stays put and is handed back.
-        if ticket.job.ordered and not self._collecting:
+    def _on_loop(self, ticket: Ticket, outcome: Outcome | None) -> None:
+        """An outcome, or (None) the return of a run abandoned at its deadline."""
+        if outcome is not None:
+            future: asyncio.Future[Outcome] = ticket.token
+            if not future.done():
+                future.set_result(outcome)
+            self._inflight -= 1
+        ticket.holds -= 1
+        # The key's next job waits until nothing of this one runs any more. Once
+        # release() collects leftovers, the key's line stays put and is handed back.
+        if ticket.job.ordered and not ticket.holds and not self._collecting:
             following = self._order.next(ticket.job.key)
             if following is not None:
                 self._route(following, force=True)
@@ -186,6 +207,12 @@ class Pools:
             self._quiet.set()
 
     # -- lifecycle ------------------------------------------------------------------
+
+    @property
+    def wedged(self) -> bool:
+        """True once the io tier holds ``max_abandoned`` abandoned threads that still run:
+        the process should stop taking work, hand back what it holds and be restarted."""
+        return self._threads.wedged
 
     async def release(self, timeout: float) -> list[Job]:
         """Accept nothing more; finish queued and running jobs within ``timeout`` seconds.

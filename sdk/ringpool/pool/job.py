@@ -40,7 +40,7 @@ class Job:
         context = TaskContext(
             task_id=envelope.task_id, key=envelope.key, name=envelope.name,
             attempt=envelope.attempt, deadline=time.monotonic() + timeout_s,
-            headers=dict(envelope.headers), node_id=node_id,
+            headers=dict(envelope.headers), node_id=node_id, eta=envelope.eta,
         )
         return cls(
             task_id=envelope.task_id, key=envelope.key, definition=definition, args=args,
@@ -57,6 +57,7 @@ class Outcome:
     error_message: str = ""
     traceback: str = ""
     timed_out: bool = False
+    cancelled: bool = False
     exception: BaseException | None = field(default=None, repr=False)
 
     @classmethod
@@ -65,10 +66,14 @@ class Outcome:
         # Other libraries use an ``error_type`` attribute too (redis-py: an enum), so only
         # a string counts.
         relayed = getattr(exc, "error_type", None)
+        try:
+            message = str(exc)
+        except Exception:  # a task's exception may fail even at that
+            message = f"<{type(exc).__name__} whose str() failed>"
         return cls(
             ok=False,
             error_type=relayed if isinstance(relayed, str) else type(exc).__name__,
-            error_message=str(exc),
+            error_message=message,
             traceback=getattr(exc, "remote_traceback", "")
             or "".join(traceback.format_exception(exc)),
             exception=exc,
@@ -79,6 +84,12 @@ class Outcome:
         """A failure decided before the task ran that retrying cannot fix."""
         return cls(ok=False, error_type=error_type, error_message=message,
                    exception=PermanentError(message))
+
+    @classmethod
+    def cancelled_run(cls, job: Job) -> Outcome:
+        """The job was cancelled: withdrawn before it ran, or stopped while running."""
+        return cls(ok=False, error_type="TaskCancelled", cancelled=True,
+                   error_message=f"task {job.task_id} was cancelled")
 
     @classmethod
     def timeout(cls, job: Job) -> Outcome:
@@ -95,16 +106,31 @@ class Ticket:
 
     ``token`` is the submitter's (the facade keeps the job's future there), so a tier
     needs no closure per job and ``release()`` can hand tickets back.
+
+    ``done(ticket, outcome)`` gets the outcome; for a run the io tier abandoned at its
+    deadline it later gets ``done(ticket, None)`` once the thread really returned.
+    ``holds`` says how many of these calls free the job's ordered key: 1, or 2 for an
+    abandoned run (set by the tier before either call).
     """
 
-    __slots__ = ("done", "job", "token")
+    __slots__ = ("done", "holds", "job", "token")
 
-    def __init__(self, job: Job, done: Callable[[Ticket, Outcome], None], token: Any = None):
+    def __init__(
+        self, job: Job, done: Callable[[Ticket, Outcome | None], None], token: Any = None
+    ) -> None:
         self.job = job
         self.done = done
         self.token = token
+        self.holds = 1
 
     def finish(self, outcome: Outcome) -> None:
+        self._call(outcome)
+
+    def thread_returned(self) -> None:
+        """The abandoned run of this ticket is over: nothing of it runs any more."""
+        self._call(None)
+
+    def _call(self, outcome: Outcome | None) -> None:
         try:
             self.done(self, outcome)
         except Exception:
@@ -125,13 +151,17 @@ def report_panic(handler: PanicHandler | None, job: Job, exc: BaseException) -> 
 def run_sync(
     job: Job, chain: Chain, panic: PanicHandler | None, call: Callable[[], Any]
 ) -> Outcome:
-    """Run ``call`` for ``job`` through the middleware chain, capturing how it ended."""
+    """Run ``call`` for ``job`` through the middleware chain, capturing how it ended.
+
+    Every way out is an outcome: ``SystemExit`` and ``KeyboardInterrupt`` raised by a task
+    are its failure, never the worker's end.
+    """
     set_current_task(job.context)
     try:
         return Outcome(ok=True, value=chain.run(job.context, call))
     except TaskTimeout:
         return Outcome.timeout(job)
-    except Exception as exc:
+    except BaseException as exc:
         report_panic(panic, job, exc)
         return Outcome.failure(exc)
     finally:

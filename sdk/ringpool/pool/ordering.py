@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from ringpool.pool.job import Ticket
+from ringpool.pool.job import Job, Ticket
 
 
 class KeyOrder:
@@ -35,6 +35,18 @@ class KeyOrder:
             return None
         self.waiting -= 1
         return line.popleft()
+
+    def remove(self, job: Job) -> Ticket | None:
+        """Take out the ticket of ``job`` (a cancel) if it waits behind its key."""
+        line = self._keys.get(job.key)
+        if line is None:
+            return None
+        for ticket in line:
+            if ticket.job is job:
+                line.remove(ticket)
+                self.waiting -= 1
+                return ticket
+        return None
 
     def drain(self) -> list[Ticket]:
         """Remove and return every waiting ticket."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from ringpool.pool.backlog import Backlog
 from ringpool.pool.errors import PoolClosed, PoolOverloaded, TaskTimeout
-from ringpool.pool.job import Job, PanicHandler, Ticket, run_sync
+from ringpool.pool.job import Job, Outcome, PanicHandler, Ticket, run_sync
 from ringpool.pool.middleware import Chain
 from ringpool.pool.settings import CpuSettings
 from ringpool.task import PermanentError, Retry, TaskContext, set_current_task
@@ -56,7 +56,7 @@ class RemoteRetry(RemoteTaskError, Retry):
         self.countdown = countdown
 
 
-def _failure_reply(exc: Exception) -> dict[str, Any]:
+def _failure_reply(exc: BaseException) -> dict[str, Any]:
     """What the parent needs to raise the same kind of failure (JSON, never pickled)."""
     reply: dict[str, Any] = {"ok": False, "type": type(exc).__name__, "message": str(exc),
                              "traceback": traceback.format_exc()}
@@ -105,7 +105,7 @@ def _child_main(conn: Connection, memory_limit_bytes: int | None, cpu: int | Non
             fn = _resolve(request["module"], request["qualname"])
             set_current_task(TaskContext(**request["context"]))
             reply = json.dumps({"ok": True, "value": fn(*request["args"], **request["kwargs"])})
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: the task failed, the process goes on
             reply = json.dumps(_failure_reply(exc))
         conn.send_bytes(reply.encode())
 
@@ -213,8 +213,12 @@ class ProcessTier:
                     process.kill()
                     process = None
                 with self._lock:
-                    # None when release() gave up on the job and returned it as unfinished.
+                    # None when release() gave up on the job and returned it as unfinished,
+                    # or cancel() stopped it: either killed the process.
                     kept = self._running.pop(index, None) is not None
+                    if not kept and process is not None:
+                        process.kill()
+                        process = None
                     if kept and outcome.timed_out:
                         self.timed_out += 1
                     elif kept and outcome.ok:
@@ -230,6 +234,24 @@ class ProcessTier:
         finally:
             if process is not None:
                 process.kill()
+
+    def cancel(self, job: Job) -> bool:
+        """Withdraw ``job`` if it waits, or kill its process if it runs (a fresh one starts
+        for the next job); False when it is not here."""
+        with self._lock:
+            ticket = self._backlog.remove(job)
+            if ticket is None:
+                for index, (running, process) in list(self._running.items()):
+                    if running.job is job:
+                        ticket = running
+                        del self._running[index]
+                        process.proc.kill()  # SIGKILL: the keeper sees it gone and replaces it
+                        break
+        if ticket is None:
+            return False
+        job.context.cancelled.set()
+        ticket.finish(Outcome.cancelled_run(job))
+        return True
 
     def release(self, timeout_s: float) -> list[Ticket]:
         """Run what is queued and running for up to ``timeout_s``; kill the rest.

@@ -93,6 +93,9 @@ class PoolSettings:
     idle_timeout_s: float = 10.0
     # How many async handlers may run at once on the event loop.
     async_concurrency: int = 1_000
+    # io threads abandoned past their task's deadline (Python cannot stop them) that may
+    # still run before the pool is wedged; they are replaced up to this many extra threads.
+    max_abandoned: int = 16
     autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
     cpu: CpuSettings = field(default_factory=CpuSettings)
 
@@ -103,3 +106,5 @@ class PoolSettings:
         _positive("idle_timeout_s", self.idle_timeout_s)
         if self.async_concurrency < 1:
             raise ConfigError("async_concurrency must be >= 1")
+        if self.max_abandoned < 1:
+            raise ConfigError("max_abandoned must be >= 1")

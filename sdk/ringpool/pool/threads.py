@@ -6,9 +6,14 @@ worker and the coldest ones reach ``idle_timeout_s`` first and exit, down to the
 floor (``max(min_workers, target)``; the autoscaler moves ``target``). Waiting jobs
 sit in a bounded priority heap (higher first, FIFO within a priority).
 
-A job past its deadline gets ``ctx.cancelled`` set and a timed-out outcome at once;
-its thread, which Python cannot kill, keeps counting against ``max_workers`` as
-*overrunning* until it returns, and what it returns is dropped.
+A job past its deadline gets ``ctx.cancelled`` set and a timed-out outcome at once.
+Its thread, which Python cannot kill, is *abandoned*: it no longer counts against
+``max_workers``, a fresh worker takes its place, and what it returns is dropped (the
+thread then exits). Abandoned threads still running are replaced only up to a hard
+ceiling of ``max_workers + max_abandoned`` threads in all; from ``max_abandoned`` on,
+the tier is ``wedged``: its owner should stop taking work and restart the process.
+An abandoned run's ticket is told when its thread returns (``Ticket.thread_returned``),
+so the next job of its ordered key can wait for that.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from functools import partial
 
 from ringpool.pool.backlog import Backlog
 from ringpool.pool.errors import PoolClosed, PoolOverloaded
-from ringpool.pool.job import Outcome, PanicHandler, Ticket, run_sync
+from ringpool.pool.job import Job, Outcome, PanicHandler, Ticket, run_sync
 from ringpool.pool.middleware import Chain
 from ringpool.pool.settings import check_workers
 
@@ -29,7 +34,7 @@ log = logging.getLogger("ringpool.pool")
 
 
 class _Worker:
-    __slots__ = ("deadline", "exit", "idle", "ticket", "timed_out", "wake")
+    __slots__ = ("abandoned", "deadline", "exit", "idle", "ticket", "wake")
 
     def __init__(self, ticket: Ticket | None) -> None:
         self.wake = threading.Lock()
@@ -37,7 +42,7 @@ class _Worker:
         self.ticket = ticket
         self.deadline = math.inf
         self.idle = False
-        self.timed_out = False
+        self.abandoned = False  # past its job's deadline (or released): its result is dropped
         self.exit = False
 
 
@@ -50,8 +55,10 @@ class ThreadTier:
         idle_timeout_s: float,
         chain: Chain | None = None,
         panic_handler: PanicHandler | None = None,
+        max_abandoned: int = 16,
     ) -> None:
         self._min, self._max = check_workers(min_workers, max_workers)
+        self._max_abandoned = max_abandoned
         self._target = self._min
         self._max_queue = max_queue
         self._idle_timeout_s = idle_timeout_s
@@ -62,7 +69,8 @@ class ThreadTier:
         self._drained = threading.Condition(self._lock)  # release() waiting for quiet
         self._watch = threading.Condition(self._lock)  # the deadline watcher
         self._backlog = Backlog()
-        self._workers: set[_Worker] = set()  # every live thread, overrunning ones included
+        self._workers: set[_Worker] = set()  # the pool's threads, abandoned ones excluded
+        self._abandoned: set[_Worker] = set()  # abandoned threads still running
         self._idle: list[_Worker] = []
         self._space_waiters = 0
         self._watch_until = math.inf
@@ -73,7 +81,6 @@ class ThreadTier:
         self._born: dict[_Worker, float] = {}
         self.submitted = 0
         self.running = 0
-        self.overrunning = 0
         self.completed = 0
         self.failed = 0
         self.rejected = 0
@@ -100,7 +107,7 @@ class ThreadTier:
                     wake = self._idle.pop()
                     wake.idle = False
                     self._assign(wake, ticket)
-                elif len(self._workers) < self._max:
+                elif self._room_for_a_thread():
                     start = self._new_worker(ticket)
                 elif len(self._backlog) < self._max_queue or force:
                     self._backlog.push(ticket)
@@ -120,6 +127,18 @@ class ThreadTier:
             wake.wake.release()
         elif start is not None:
             self._start(start)
+
+    def _room_for_a_thread(self) -> bool:
+        """Under the lock: whether one more worker may start (``max_workers``, and the
+        ceiling of all threads, abandoned ones included)."""
+        workers = len(self._workers)
+        return workers < self._max and (
+            workers + len(self._abandoned) < self._max + self._max_abandoned)
+
+    @property
+    def wedged(self) -> bool:
+        """True once ``max_abandoned`` abandoned threads are still running."""
+        return len(self._abandoned) >= self._max_abandoned
 
     def _retry_after_s(self) -> float:
         # Time for the queue ahead to drain at the current per-task run time.
@@ -164,8 +183,10 @@ class ThreadTier:
                     partial(job.definition.fn, *job.args, **job.kwargs),
                 )
                 late, following = self._finish(worker, outcome, time.monotonic() - began)
-                if not late:
-                    ticket.finish(outcome)
+                if late:
+                    ticket.thread_returned()
+                    return
+                ticket.finish(outcome)
                 if following is None and not worker.exit:
                     following = self._park(worker)
                 ticket = following
@@ -178,12 +199,22 @@ class ThreadTier:
     def _finish(
         self, worker: _Worker, outcome: Outcome, ran_s: float
     ) -> tuple[bool, Ticket | None]:
-        """Account for a finished job; returns (it timed out already, next job from the heap)."""
+        """Account for a finished job; returns (it was abandoned meanwhile, next job).
+
+        An abandoned worker leaves, dropping what its job returned; a thread may start
+        in its place if the ceiling held one back. One critical section: the deadline
+        watcher abandons a worker under the same lock, so a run is either finished here
+        or timed out there, never both.
+        """
+        start: list[_Worker] = []
         with self._lock:
-            late = worker.timed_out
+            late = worker.abandoned
+            worker.ticket = None
+            worker.deadline = math.inf
             if late:
-                worker.timed_out = False
-                self.overrunning -= 1
+                self._abandoned.discard(worker)
+                worker.exit = True
+                start = self._fill_from_queue()
             else:
                 self.running -= 1
                 if outcome.ok:
@@ -191,21 +222,21 @@ class ThreadTier:
                 else:
                     self.failed += 1
                 self._avg_run_s += 0.1 * (ran_s - self._avg_run_s)
-            worker.ticket = None
-            worker.deadline = math.inf
-            if len(self._workers) > self._max:
-                self._retire(worker)  # tune() lowered the cap while this worker was busy
-            elif self._backlog:
-                self._assign(worker, self._backlog.pop())
-                if self._space_waiters:
-                    self._space.notify()
-            elif self._closed:
-                self._retire(worker)
-            else:
-                worker.idle = True
-                self._idle.append(worker)
-            self._notify_drained()
-            return late, worker.ticket
+                if len(self._workers) > self._max:
+                    self._retire(worker)  # tune() lowered the cap while this worker was busy
+                elif self._backlog:
+                    self._assign(worker, self._backlog.pop())
+                    if self._space_waiters:
+                        self._space.notify()
+                elif self._closed:
+                    self._retire(worker)
+                else:
+                    worker.idle = True
+                    self._idle.append(worker)
+                self._notify_drained()
+            following = worker.ticket
+        self._launch([], start)
+        return late, following
 
     def set_idle_timeout(self, seconds: float) -> None:
         """Idle workers pick the new expiry up at their next wait."""
@@ -255,17 +286,17 @@ class ThreadTier:
                 now = time.monotonic()
                 expired: list[Ticket] = []
                 soonest = math.inf
-                for worker in self._workers:
+                for worker in list(self._workers):
                     if worker.deadline <= now and worker.ticket is not None:
+                        # Its outcome goes now; its key stays held until the thread returns.
+                        worker.ticket.holds = 2
                         expired.append(worker.ticket)
-                        worker.deadline = math.inf
-                        worker.timed_out = True
-                        self.running -= 1
-                        self.overrunning += 1
+                        self._abandon(worker)
                         self.timed_out += 1
                     elif worker.deadline < soonest:
                         soonest = worker.deadline
                 self._watch_until = soonest
+                start = self._fill_from_queue() if expired else []
                 if expired:
                     self._notify_drained()
                 elif self._closed and not self._workers:
@@ -275,9 +306,18 @@ class ThreadTier:
                 else:
                     self._watch.wait(None if soonest == math.inf else soonest - now)
                     continue
+            self._launch([], start)
             for ticket in expired:
                 ticket.job.context.cancelled.set()
                 ticket.finish(Outcome.timeout(ticket.job))
+
+    def _abandon(self, worker: _Worker) -> None:
+        """Under the lock: give up on ``worker``'s run; a fresh worker may take its place."""
+        worker.abandoned = True
+        worker.deadline = math.inf
+        self._workers.discard(worker)
+        self._abandoned.add(worker)
+        self.running -= 1
 
     # -- control --------------------------------------------------------------------
 
@@ -295,7 +335,9 @@ class ThreadTier:
         """The autoscaler's warm floor: keep (and pre-spawn) this many workers, within bounds."""
         with self._lock:
             self._target = min(max(target, self._min), self._max)
-            start = [self._new_worker(None) for _ in range(self._target - len(self._workers))]
+            start = []
+            while len(self._workers) < self._target and self._room_for_a_thread():
+                start.append(self._new_worker(None))
             start += self._fill_from_queue()
         self._launch([], start)
 
@@ -310,7 +352,7 @@ class ThreadTier:
 
     def _fill_from_queue(self) -> list[_Worker]:
         start: list[_Worker] = []
-        while self._backlog and len(self._workers) < self._max:
+        while self._backlog and self._room_for_a_thread():
             start.append(self._new_worker(self._backlog.pop()))
         return start
 
@@ -319,6 +361,30 @@ class ThreadTier:
             worker.wake.release()
         for worker in start:
             self._start(worker)
+
+    def cancel(self, job: Job) -> bool:
+        """Withdraw ``job`` if it waits; if it runs, set ``ctx.cancelled`` and give its
+        outcome now, as a deadline does: its thread is abandoned (it runs on until it
+        returns, what it returns is dropped, and its ordered key stays held until then).
+        False when it is not here."""
+        start: list[_Worker] = []
+        with self._lock:
+            ticket = self._backlog.remove(job)
+            if ticket is None:
+                for worker in self._workers:
+                    if worker.ticket is not None and worker.ticket.job is job:
+                        ticket = worker.ticket
+                        ticket.holds = 2
+                        self._abandon(worker)
+                        start = self._fill_from_queue()
+                        self._notify_drained()
+                        break
+        if ticket is None:
+            return False
+        self._launch([], start)
+        job.context.cancelled.set()
+        ticket.finish(Outcome.cancelled_run(job))
+        return True
 
     def release(self, timeout_s: float) -> list[Ticket]:
         """Accept nothing more, run what is queued and running for up to ``timeout_s``.
@@ -331,12 +397,10 @@ class ThreadTier:
             self._space.notify_all()
             self._drained.wait_for(lambda: not (self._backlog or self.running), timeout_s)
             left = self._backlog.drain()
-            for worker in self._workers:
-                if worker.ticket is not None and not worker.timed_out:
+            for worker in list(self._workers):
+                if worker.ticket is not None:
                     left.append(worker.ticket)
-                    worker.timed_out = True  # drop its result when it comes
-                    self.running -= 1
-                    self.overrunning += 1
+                    self._abandon(worker)  # drop its result when it comes
             for worker in self._idle:
                 self._retire(worker)
                 worker.wake.release()
@@ -355,7 +419,7 @@ class ThreadTier:
                 "idle": len(self._idle),
                 "queued": len(self._backlog),
                 "threads": len(self._workers),
-                "overrunning": self.overrunning,
+                "abandoned": len(self._abandoned),
                 "submitted": self.submitted,
                 "completed": self.completed,
                 "failed": self.failed,

@@ -10,7 +10,8 @@ form of its own (redis-py has none)::
 
 with ``rediss+sentinel://`` for TLS; the password is the master's (and the
 sentinels' unless ``sentinel_password`` says otherwise), the port defaults to 26379.
-The client is made on first use, so making one touches no network.
+The client is made on first use, so making one touches no network; it is one of
+``ringpool.store.redis_client``'s, which never lose a cancellation.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ringpool.errors import ConfigError
+from ringpool.store.redis_client import Cluster, Redis
 
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # -> TLS
@@ -108,7 +110,7 @@ async def open_redis(url: str, options: RedisOptions) -> RedisClient:
     sentinel = SentinelUrl.parse(url)
     if sentinel is not None:
         return _sentinel_master(sentinel, options)
-    plain = aioredis.Redis.from_url(url, retry=options.retry(),
+    plain = Redis.from_url(url, retry=options.retry(),
                                     retry_on_error=[RedisConnectionError, RedisTimeoutError],
                                     **options.connection())
     try:
@@ -121,7 +123,7 @@ async def open_redis(url: str, options: RedisOptions) -> RedisClient:
     if not info.get("cluster_enabled"):
         return plain
     await plain.aclose()
-    cluster = RedisCluster.from_url(url, retry=options.retry(), **options.connection())
+    cluster = Cluster.from_url(url, retry=options.retry(), **options.connection())
     await cluster.initialize()
     return cluster
 
@@ -133,7 +135,7 @@ def _sentinel_master(url: SentinelUrl, options: RedisOptions) -> aioredis.Redis:
         sentinel_kwargs={"password": url.sentinel_password, **tls, **options.connection()},
         **options.connection())
     master: aioredis.Redis = sentinel.master_for(
-        url.service, db=url.db, username=url.username, password=url.password,
+        url.service, redis_class=Redis, db=url.db, username=url.username, password=url.password,
         retry=options.retry(), retry_on_error=[RedisConnectionError, RedisTimeoutError], **tls)
     return master
 

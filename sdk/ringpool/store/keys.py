@@ -4,10 +4,12 @@ Task state is split into a fixed number of partitions per cluster (``P``, record
 once in Redis, 64 unless the first process asked for another count). A task lives
 in partition ``slot % P``, its slot being the 16-bit hash its id carries
 (``ringpool.core.slots``: the routing key's, or the task name's and idempotency
-key's), so a lookup by id needs nothing else. Each partition's keys share the hash
-tag ``{C:p}`` (``C`` the cluster name, ``p`` the partition): a Redis Cluster spreads
-the partitions over its slots, and every script, which declares all its keys, runs
-on one partition, in one slot. The same layout serves a single Redis.
+key's, or for a schedule's tick the schedule's), so a lookup by id needs nothing
+else. A schedule lives in the partition of its name's slot, with its ticks' tasks.
+Each partition's keys share the hash tag ``{C:p}`` (``C`` the cluster name, ``p`` the
+partition): a Redis Cluster spreads the partitions over its slots, and every script,
+which declares all its keys, runs on one partition (one slot) per call there. The same
+layout serves a single Redis, where one call may cover several partitions.
 
 Per partition ``p``:
 
@@ -21,32 +23,52 @@ Per partition ``p``:
                                                 finished (the fence of every transition)
     ringpool:{C:p}:inflight-nodes      set      nodes whose in-flight hash here is not empty
                                                 (a node leaves it with its last entry)
-    ringpool:{C:p}:retry               zset     task id -> due time (unix s): failed attempts,
-                                                and tasks recovered or handed back (due now)
-    ringpool:{C:p}:dlq                 zset     task id -> when it was dead-lettered
+    ringpool:{C:p}:retry               zset     task id -> due time (unix s, Redis' clock):
+                                                failed attempts, and tasks recovered or handed
+                                                back (due now)
+    ringpool:{C:p}:scheduled           zset     task id -> eta (unix s, read against Redis'
+                                                clock): delayed tasks and schedule ticks, held
+                                                SCHEDULED until then
+    ringpool:{C:p}:dlq                 zset     task id -> when it was dead-lettered (Redis'
+                                                clock)
+    ringpool:{C:p}:schedules           zset     schedule name -> its next tick (unix s, Redis'
+                                                clock; inf while paused)
+    ringpool:{C:p}:schedule:<name>     hash     a schedule (fields below)
 
 Cluster-wide:
 
     ringpool:{C}:partitions            string   ``P``, written once (SET NX); a process that
                                                 asks for another count is refused
     ringpool:{C}:done:<reply to>       channel  ids of tasks that finished away from an open
-                                                stream of their sender, for that sender only
-                                                (``reply_to`` in the envelope)
+                                                stream of their sender (or were cancelled), for
+                                                that sender only (``reply_to`` in the envelope)
     ringpool:{C}:retry-wake            channel  a new retry's due time: wakes the retry firer
+    ringpool:{C}:delay-wake            channel  a new delayed task's eta: wakes the delay firer
+    ringpool:{C}:schedule-wake         channel  a schedule added or resumed: wakes the ticker
+    ringpool:{C}:cancel:<node>         channel  ids of tasks in flight on <node> just cancelled
 
-Task record fields while a task can run or sits in the DLQ: ``state`` (a
-``TaskState``), ``envelope`` (the protobuf), ``reply_to``, ``attempt``,
-``redeliver_attempt`` (the attempt a retry fires as), ``node`` and ``epoch`` (the
-owner that accepted it), ``recoveries``, ``replays``, ``completions``, ``error_type``,
-``error_message``, ``traceback``, ``dead_reason``, and the times ``created_at``,
-``accepted_at``, ``started_at``, ``finished_at``, ``first_failure_at``,
-``last_failure_at`` (unix seconds). A task that succeeded keeps only ``state``,
-``result`` (JSON), ``name``, ``key``, ``node``, ``epoch``, ``attempt``, ``replays``,
-``completions``, its times and, when an earlier attempt failed, that failure's type,
-message and times (not its traceback): rebuilt small (a listpack when its values are
-short), it expires after the result TTL, and its fingerprint outlives it for the rest
-of the fingerprint TTL. The scripts in ``lua/`` write the
+Task record fields while a task can run, waits, or sits in the DLQ: ``state`` (a
+``TaskState``), ``envelope`` (the protobuf; a task's eta is in it), ``reply_to``,
+``attempt``, ``redeliver_attempt`` (the attempt a retry fires as), ``claims`` (leases
+the firer took on it since it last went out), ``node`` and ``epoch`` (the owner that
+accepted it), ``recoveries`` (crash recoveries), ``replays``, ``completions``,
+``error_type``, ``error_message``, ``traceback``, ``dead_reason``, and the times
+``created_at``, ``accepted_at``, ``started_at``, ``finished_at``, ``first_failure_at``,
+``last_failure_at`` (unix seconds: Redis' clock, but ``started_at``, the node's).
+
+A task that succeeded keeps only ``state``, ``result`` (JSON), ``name``, ``key``,
+``schedule`` and ``eta`` (when it had them), ``node``, ``epoch``, ``attempt``,
+``replays``, ``completions``, its times and, when an earlier attempt failed, that
+failure's type, message and times (not its traceback): rebuilt small (a listpack when
+its values are short), it expires after the result TTL, and its fingerprint outlives
+it for the rest of the fingerprint TTL. A cancelled task's record keeps its fields,
+ends CANCELLED and expires after the result TTL. The scripts in ``lua/`` write the
 records; ``TaskRecord`` reads them.
+
+Schedule fields: ``key``, ``envelope`` (the task, without an id), ``cron``, ``every_s``,
+``tz``, ``origin`` (who published it), ``digest`` (of the definition), ``paused``,
+``fired``, ``skipped``, ``last_tick_at``, ``last_task_id``, ``created_at``, ``updated_at``
+(unix seconds, Redis' clock). ``ScheduleStore`` reads and writes them.
 """
 
 from __future__ import annotations
@@ -54,7 +76,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ringpool.core.naming import check_cluster_name
-from ringpool.core.slots import SLOTS, slot_of
+from ringpool.core.slots import SLOTS, schedule_slot, slot_of
 from ringpool.errors import ConfigError
 
 DEFAULT_PARTITIONS = 64
@@ -125,8 +147,22 @@ class Keys:
     def retries(self, partition: int) -> str:
         return f"{self.tag(partition)}:retry"
 
+    def scheduled(self, partition: int) -> str:
+        return f"{self.tag(partition)}:scheduled"
+
     def dlq(self, partition: int) -> str:
         return f"{self.tag(partition)}:dlq"
+
+    # -- schedules (each in its name's partition) --------------------------------------
+
+    def schedule_partition(self, name: str) -> int:
+        return schedule_slot(name) % self.partitions
+
+    def schedules(self, partition: int) -> str:
+        return f"{self.tag(partition)}:schedules"
+
+    def schedule(self, name: str) -> str:
+        return f"{self.tag(self.schedule_partition(name))}:schedule:{name}"
 
     # -- cluster-wide ------------------------------------------------------------------
 
@@ -145,3 +181,15 @@ class Keys:
     @property
     def retry_channel(self) -> str:
         return f"{self.prefix}:retry-wake"
+
+    @property
+    def delay_channel(self) -> str:
+        return f"{self.prefix}:delay-wake"
+
+    @property
+    def schedule_channel(self) -> str:
+        return f"{self.prefix}:schedule-wake"
+
+    def cancel_channel(self, node_id: str) -> str:
+        """``cancel_channel("")`` is the prefix the cancel script adds a node id to."""
+        return f"{self.prefix}:cancel:{node_id}"

@@ -8,8 +8,10 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ringpool.store.connection import RedisClient
+from ringpool.store.redis_client import raise_a_swallowed_cancel
 
 log = logging.getLogger(__name__)
+POLL_S = 1.0  # a listener looks up this often, so that a lost cancel still stops it
 
 
 async def listen_forever(
@@ -30,8 +32,12 @@ async def listen_forever(
             await pubsub.subscribe(channel)
             if on_subscribed is not None:
                 await on_subscribed()
-            async for message in pubsub.listen():
-                await on_message(message["data"])
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                   timeout=POLL_S)
+                raise_a_swallowed_cancel()
+                if message is not None:
+                    await on_message(message["data"])
         except asyncio.CancelledError:
             raise
         except Exception as exc:

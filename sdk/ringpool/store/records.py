@@ -47,17 +47,30 @@ class TaskRecord:
     last_failure_at: float | None = None
     envelope: pb.TaskEnvelope = field(default_factory=pb.TaskEnvelope)
 
+    @property
+    def eta(self) -> float | None:
+        """When a delayed task or a schedule's tick was due; None for one sent to run at once."""
+        return self.envelope.eta or None
+
+    @property
+    def schedule(self) -> str:
+        """The schedule whose tick made this task ('' for none)."""
+        return self.envelope.schedule
+
     @classmethod
     def from_hash(cls, task_id: str, raw: Mapping[Any, Any]) -> TaskRecord:
         get = raw.get
         envelope = pb.TaskEnvelope()
         if get(b"envelope"):
             envelope.ParseFromString(raw[b"envelope"])
+        else:  # a slim record (the task succeeded) keeps these of its envelope, no id
+            envelope.key, envelope.name = text(get(b"key")), text(get(b"name"))
+            envelope.schedule, envelope.eta = text(get(b"schedule")), number(get(b"eta")) or 0.0
         return cls(
             task_id=task_id,
             state=TaskState.parse(text(get(b"state"))),
-            name=envelope.name or text(get(b"name")),
-            key=envelope.key or text(get(b"key")),
+            name=envelope.name,
+            key=envelope.key,
             node=text(get(b"node")),
             attempt=int(get(b"attempt") or 0),
             recoveries=int(get(b"recoveries") or 0),
@@ -93,4 +106,6 @@ class TaskRecord:
         data["args"] = self.envelope.payload.decode(errors="replace")
         data["headers"] = dict(self.envelope.headers)
         data["idempotency_key"] = self.envelope.idempotency_key
+        data["eta"] = self.eta
+        data["schedule"] = self.schedule
         return data

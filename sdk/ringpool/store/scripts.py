@@ -30,9 +30,11 @@ class Script:
 
     @classmethod
     def load(cls, name: str, *preludes: str) -> Script:
-        """``lua/<name>.lua`` with the shared code of ``lua/<prelude>.lua`` in front of it."""
+        """``lua/<name>.lua`` with the helpers every script shares (``lua/lib.lua``: Redis'
+        clock, epoch order) and the shared code of ``lua/<prelude>.lua`` in front of it."""
         lua = resources.files(__package__).joinpath("lua")
-        source = "".join(lua.joinpath(f"{part}.lua").read_text() for part in (*preludes, name))
+        source = "".join(lua.joinpath(f"{part}.lua").read_text()
+                         for part in ("lib", *preludes, name))
         return cls(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 
@@ -65,6 +67,15 @@ async def run(client: RedisClient, calls: Sequence[Call], wait: Sequence[Any] = 
         for i, reply, waited in zip(missing, again, again_waits, strict=True):
             replies[i], waits[i] = reply, waited
     return Replies(replies, waits)
+
+
+async def call(client: RedisClient, script: Script, keys: Sequence[str],
+               args: Sequence[Any]) -> Any:
+    """One call's reply; its error raised."""
+    (reply,) = (await run(client, [Call(script, keys, args)])).replies
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
 
 
 async def _send(

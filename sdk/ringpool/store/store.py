@@ -1,11 +1,19 @@
-"""The Redis state layer: durable accept, transitions, retries, recovery and the DLQ.
+"""The Redis state layer: durable accept, transitions, retries, delays, cancels, recovery
+and the DLQ (and, through ``schedules``, periodic schedules).
 
-Every multi-key change is one Lua script (``lua/``) on one partition, so each is
-atomic; a batch that spans partitions is one script call per partition, all sent in
-one pipeline (one round trip per Redis shard). Nodes, the coordinator, the client and
-``taskctl`` all go through ``StateStore``; the key layout lives in ``keys.py`` and
-nowhere else. Reads that cover the whole cluster (sizes, the DLQ, in-flight tasks)
-walk every partition, also in pipelines.
+Every multi-key change is one Lua script (``lua/``), so each is atomic: on a Redis
+Cluster a call stays in one partition (one slot), and a batch that spans partitions is
+one call per partition, all sent in one pipeline (one round trip per shard); on one
+Redis a call covers every partition of its batch. Nodes, the coordinator, the client
+and ``taskctl`` all go through ``StateStore``; the key layout lives in ``keys.py`` and
+nowhere else. Reads that cover the whole cluster (sizes, the DLQ, in-flight tasks, the
+next due time) walk every partition, also in pipelines.
+
+Every time the scripts write (due times, leases, accept and finish times, when a task
+was dead-lettered) is Redis' own clock (``TIME``), and so is every "now" the store
+compares them with (``due_in``, ``now``): hosts whose clocks disagree still agree on
+when a retry is due or a dead letter is old. Only ``started_at``, when a run began,
+is the node's clock.
 """
 
 from __future__ import annotations
@@ -20,8 +28,8 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from ringpool.core.protocol import TaskState
-from ringpool.errors import ConfigError
+from ringpool.core.protocol import TaskState, cancel_refusal
+from ringpool.errors import ClusterUnavailable, ConfigError
 from ringpool.store import listing
 from ringpool.store.connection import RedisClient, RedisConnection, RedisOptions
 from ringpool.store.durability import (
@@ -37,12 +45,14 @@ from ringpool.store.keys import DEFAULT_PARTITIONS, Keys, check_partitions
 from ringpool.store.listing import SCAN_BUDGET, Entry, Page, TaskQuery
 from ringpool.store.pubsub import listen_forever
 from ringpool.store.records import TaskRecord, text
-from ringpool.store.scripts import Call, Script, run
+from ringpool.store.schedules import ScheduleStore
+from ringpool.store.scripts import Call, Script, call, run
 from ringpool.v1 import node_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-SOURCE_NAMES = {pb.SOURCE_CLIENT: "client", pb.SOURCE_RETRY: "retry", pb.SOURCE_REPLAY: "replay"}
+SOURCE_NAMES = {pb.SOURCE_CLIENT: "client", pb.SOURCE_RETRY: "retry", pb.SOURCE_REPLAY: "replay",
+                pb.SOURCE_SCHEDULED: "scheduled"}
 DEFAULT_FINGERPRINT_TTL_S = 24 * 3600
 DEFAULT_RESULT_TTL_S = 24 * 3600
 DLQ_PAGE = 500
@@ -53,6 +63,7 @@ TRANSITION = Script.load("transition", "envelope")
 RECOVER = Script.load("recover")
 CLAIM = Script.load("claim")
 BURY = Script.load("bury")
+CANCEL = Script.load("cancel")
 PURGE = Script.load("purge")
 ZAFTER = Script.load("zafter")
 SUMMARIES = Script.load("summaries", "envelope")
@@ -68,14 +79,39 @@ def connect_redis(
     return RedisConnection(url, RedisOptions(connect_timeout_s, timeout_s, retries, backoff_cap_s))
 
 
+class Waiting(StrEnum):
+    """The sorted sets (one per partition) of tasks the leader sends to their keys' owners
+    when due."""
+
+    #: Failed attempts, and tasks recovered or handed back (RETRY_SCHEDULED).
+    RETRY = "retry"
+    #: Delayed tasks and schedule ticks (SCHEDULED), due at their eta.
+    SCHEDULED = "scheduled"
+
+    @property
+    def source(self) -> pb.Source:
+        """How an envelope fired from this set is marked."""
+        return pb.SOURCE_RETRY if self is Waiting.RETRY else pb.SOURCE_SCHEDULED
+
+    def key(self, keys: Keys, partition: int) -> str:
+        return keys.retries(partition) if self is Waiting.RETRY else keys.scheduled(partition)
+
+    def channel(self, keys: Keys) -> str:
+        """Where a new entry's due time is announced (wakes its firer)."""
+        return keys.retry_channel if self is Waiting.RETRY else keys.delay_channel
+
+
 class AcceptCode(StrEnum):
     """How the accept script answered for one task (its one-letter reply, ``lua/accept.lua``)."""
 
-    #: New, or a retry or replay still waiting: recorded QUEUED and in flight on this node.
+    #: New, or a retry, replay or fired delayed task still waiting: recorded QUEUED and in
+    #: flight on this node; or new with an eta still ahead: recorded SCHEDULED.
     ACCEPTED = "A"
     #: Its fingerprint is held by an earlier task; ``task_id`` names that task.
     DUPLICATE = "D"
-    #: A retry or replay of a task that no longer waits in the retry set or the DLQ.
+    #: A client task whose id another task's record already has: refused, nothing written.
+    ID_TAKEN = "X"
+    #: A retry, replay or fired delayed task that no longer waits in its set.
     NOT_REDELIVERABLE = "N"
     #: Its partition's Redis failed or did not confirm the accept durability: not
     #: acknowledged (``message`` says why); a resend is safe.
@@ -97,7 +133,7 @@ class TransitionOp(StrEnum):
     START = "start"
     #: -> SUCCEEDED with its result; the record slims down and expires after the result TTL.
     SUCCEED = "ok"
-    #: -> RETRY_SCHEDULED: into the retry set, due at ``retry_at``.
+    #: -> RETRY_SCHEDULED: into the retry set, due ``retry_in_s`` from now (Redis' clock).
     RETRY = "retry"
     #: -> FAILED: into the dead-letter queue, with its ``dead_reason``.
     DEAD = "dead"
@@ -118,7 +154,7 @@ class Transition:
     error_type: str = ""
     error_message: str = ""
     traceback: str = ""
-    retry_at: float = 0.0
+    retry_in_s: float = 0.0
     dead_reason: str = ""
     publish: bool = False  # a success is announced to its sender (no stream to push to)
 
@@ -134,11 +170,11 @@ class Transition:
 
     @classmethod
     def retry(
-        cls, task_id: str, started_at: float, retry_at: float, error_type: str,
+        cls, task_id: str, started_at: float, retry_in_s: float, error_type: str,
         error_message: str, traceback: str,
     ) -> Transition:
         return cls(TransitionOp.RETRY, task_id, started_at, error_type=error_type,
-                   error_message=error_message, traceback=traceback, retry_at=retry_at)
+                   error_message=error_message, traceback=traceback, retry_in_s=retry_in_s)
 
     @classmethod
     def dead(
@@ -151,7 +187,7 @@ class Transition:
     def packed(self) -> tuple[Any, ...]:
         """The op as ``lua/transition.lua`` reads it."""
         return (self.op.value, self.task_id, self.started_at, self.result, self.error_type,
-                self.error_message, self.traceback, self.retry_at, self.dead_reason,
+                self.error_message, self.traceback, self.retry_in_s, self.dead_reason,
                 int(self.publish))
 
 
@@ -160,6 +196,15 @@ class DueTask:
     task_id: str
     envelope: pb.TaskEnvelope
     attempt: int
+    claims: int  # leases taken on it since it last went out (this one included)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One claim of due tasks, and how late the oldest of them was (Redis' clock)."""
+
+    tasks: list[DueTask]
+    late_s: float
 
 
 @dataclass(frozen=True)
@@ -172,6 +217,7 @@ class Recovery:
 class QueueSizes(NamedTuple):
     retries: int  # tasks waiting in the retry set, due or not
     dlq: int  # tasks in the dead-letter queue
+    scheduled: int  # delayed tasks and schedule ticks waiting for their eta
 
 
 def _pack(items: list[Any]) -> bytes:
@@ -244,6 +290,7 @@ class StateStore:
         self.reply_to = os.urandom(8).hex()
         self._keys: Keys | None = None
         self._facts: ServerFacts | None = None
+        self.schedules = ScheduleStore(self._ready, self.now)
 
     @classmethod
     def from_url(cls, url: str, cluster: str, **kwargs: Any) -> StateStore:
@@ -304,7 +351,8 @@ class StateStore:
 
     @staticmethod
     def _partition_keys(keys: Keys, node_id: str, group: _Group) -> list[str]:
-        """The keys of each partition a write script's call covers (see ``lua/accept.lua``)."""
+        """The keys of each partition a write script's call covers (``lua/transition.lua``;
+        ``lua/accept.lua`` adds the scheduled zset)."""
         return [key for p in group.partitions for key in (
             keys.inflight(node_id, p), keys.retries(p), keys.dlq(p), keys.inflight_nodes(p))]
 
@@ -320,19 +368,22 @@ class StateStore:
         facts = await self.server_facts()
         wait = facts.wait_command(self.durability)
         groups = self._groups(keys, [e.task_id for e in envelopes])
-        now = time.time()
         calls = []
         for group in groups:
-            call_keys = self._partition_keys(keys, node_id, group)
+            call_keys = [key for p in group.partitions for key in (
+                keys.inflight(node_id, p), keys.retries(p), keys.dlq(p), keys.inflight_nodes(p),
+                keys.scheduled(p))]
             tasks = []
             for i, partition, place in group.items():
                 env = envelopes[i]
                 call_keys += [keys.task(env.task_id, partition), keys.fingerprint(
                     env.task_id, env.name, env.idempotency_key, partition)]
                 tasks.append((env.task_id, SOURCE_NAMES[env.source], env.SerializeToString(),
-                              env.attempt, env.reply_to, int(not env.idempotency_key), place))
-            calls.append(Call(ACCEPT, call_keys, [node_id, epoch, now, self.fingerprint_ttl_s,
-                                                  len(group.partitions), _pack(tasks)]))
+                              env.attempt, env.reply_to, int(not env.idempotency_key), env.eta,
+                              place))
+            calls.append(Call(ACCEPT, call_keys, [
+                node_id, epoch, self.fingerprint_ttl_s, len(group.partitions),
+                keys.delay_channel, _pack(tasks)]))
         started = time.perf_counter()
         answered = await run(client, calls, wait)
         self.events.round_trip("accept", time.perf_counter() - started)
@@ -371,12 +422,11 @@ class StateStore:
             return []
         client, keys = await self._ready()
         groups = self._groups(keys, [op.task_id for op in ops])
-        now = time.time()
         calls = [
             Call(TRANSITION,
                  [*self._partition_keys(keys, node_id, group),
                   *(keys.task(ops[i].task_id, p) for i, p, _ in group.items())],
-                 [node_id, epoch, now, self.result_ttl_s, keys.done_channel(""),
+                 [node_id, epoch, self.result_ttl_s, keys.done_channel(""),
                   keys.retry_channel, len(group.partitions),
                   _pack([(*ops[i].packed(), place)
                          for i, place in zip(group.indexes, group.places, strict=True)])])
@@ -400,13 +450,14 @@ class StateStore:
             await client.publish(keys.done_channel(reply_to), task_id)
 
     async def recover(
-        self, node_id: str, keep_epoch: int | None, max_recoveries: int,
+        self, node_id: str, max_epoch: int | None, max_recoveries: int,
         limit: int = SCAN_BATCH,
     ) -> Recovery:
-        """Move ``node_id``'s in-flight tasks (except ``keep_epoch``'s) to the retry set,
-        reading at most ``limit`` entries of each partition per step."""
+        """Move ``node_id``'s in-flight tasks of owner epochs up to ``max_epoch`` (None: all)
+        to the retry set, due now, reading at most ``limit`` entries of each partition per
+        step. ``max_recoveries`` > 0 counts this as a crash recovery of each task and
+        dead-letters one recovered more often than that (poison); 0 does not count it."""
         client, keys = await self._ready()
-        keep = "" if keep_epoch is None else str(keep_epoch)
         cursors = {p: 0 for p in await self._partitions_holding(node_id)}
         recovered = poisoned = 0
         while cursors:
@@ -417,15 +468,16 @@ class StateStore:
             ids: list[str] = []
             for (p, _), (cursor, entries) in zip(cursors.items(), scans, strict=True):
                 cursors[p] = int(cursor)
-                ids += [text(i) for i, epoch in entries.items() if text(epoch) != keep]
-            counts = await self._recover_calls(node_id, keep, max_recoveries, ids)
+                ids += [text(i) for i, epoch in entries.items()
+                        if max_epoch is None or int(epoch) <= max_epoch]
+            counts = await self._recover_calls(node_id, max_epoch, max_recoveries, ids)
             recovered += counts.recovered
             poisoned += counts.poisoned
             cursors = {p: c for p, c in cursors.items() if c}
         return Recovery(recovered, poisoned, 0)
 
     async def _recover_calls(
-        self, node_id: str, keep: str, max_recoveries: int, ids: Sequence[str]
+        self, node_id: str, max_epoch: int | None, max_recoveries: int, ids: Sequence[str]
     ) -> Recovery:
         if not ids:
             return Recovery(0, 0, 0)
@@ -434,7 +486,8 @@ class StateStore:
             Call(RECOVER,
                  [*self._partition_keys(keys, node_id, group),
                   *(keys.task(ids[i], p) for i, p, _ in group.items())],
-                 [node_id, time.time(), keep, max_recoveries, keys.done_channel(""),
+                 [node_id, "" if max_epoch is None else max_epoch, max_recoveries,
+                  keys.done_channel(""),
                   keys.retry_channel, len(group.partitions),
                   _pack([(ids[i], place)
                          for i, place in zip(group.indexes, group.places, strict=True)])])
@@ -444,9 +497,10 @@ class StateStore:
         _raise_first(replies)
         return Recovery(sum(int(r[0]) for r in replies), sum(int(r[1]) for r in replies), 0)
 
-    async def hand_back(self, node_id: str, task_ids: Iterable[str]) -> int:
-        """Move these in-flight tasks of ``node_id`` to the retry set (no attempt used)."""
-        return (await self._recover_calls(node_id, "", 0, list(task_ids))).recovered
+    async def hand_back(self, node_id: str, task_ids: Iterable[str], max_epoch: int) -> int:
+        """Move these in-flight tasks of ``node_id`` (of owner epochs up to ``max_epoch``) to
+        the retry set, due now; no attempt used, no recovery counted."""
+        return (await self._recover_calls(node_id, max_epoch, 0, list(task_ids))).recovered
 
     async def _partitions_holding(self, node_id: str) -> list[int]:
         client, keys = await self._ready()
@@ -481,64 +535,117 @@ class StateStore:
         return {p: sorted(text(n) for n in nodes)
                 for p, nodes in zip(keys.all_partitions, members, strict=True) if nodes}
 
-    # -- retries -------------------------------------------------------------------
+    # -- cancelling ------------------------------------------------------------------
 
-    async def claim_due(self, lease_s: float, limit: int = 500) -> list[DueTask]:
-        """Lease up to ``limit`` due retries (the earliest first) for ``lease_s``."""
+    async def cancel(self, task_id: str) -> TaskState:
+        """Cancel a task that has not finished; the state it was in. A waiting task never
+        runs; a queued or running one is fenced off and its node told to stop it.
+
+        Raises TaskAlreadyFinished for a task with its outcome, TaskNotFound for no record.
+        """
         client, keys = await self._ready()
-        now = time.time()
+        p = keys.partition_of(task_id)
+        node = ""
+        for _ in range(5):  # the owner read can go stale only while the task moves on
+            code, detail = await call(client, CANCEL, [
+                keys.task(task_id, p), keys.retries(p), keys.scheduled(p),
+                keys.inflight(node, p), keys.inflight_nodes(p)], [
+                task_id, node, self.result_ttl_s, keys.done_channel(""), keys.cancel_channel("")])
+            code, detail = text(code), text(detail)
+            if code == "C":
+                return TaskState.parse(detail)
+            if code != "M":
+                state = TaskState.UNKNOWN if code == "N" else TaskState.parse(detail)
+                refused = cancel_refusal(task_id, state)
+                assert refused is not None
+                raise refused
+            node = detail
+        raise ClusterUnavailable(f"task {task_id} kept moving between nodes; try again")
+
+    async def watch_cancels(self, node_id: str, on_cancel: Callable[[str], Awaitable[None]],
+                            on_subscribed: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Call ``on_cancel(task_id)`` for each task in flight on ``node_id`` that was just
+        cancelled; ends when cancelled."""
+        async def decoded(data: bytes) -> None:
+            await on_cancel(text(data))
+
+        client, keys = await self._ready()
+        await listen_forever(client, keys.cancel_channel(node_id), decoded, on_subscribed)
+
+    # -- retries and delayed tasks -------------------------------------------------
+
+    async def claim_due(self, lease_s: float, limit: int = 500,
+                        waiting: Waiting = Waiting.RETRY) -> Claimed:
+        """Lease up to ``limit`` due tasks of ``waiting`` (the earliest first, over every
+        partition) for ``lease_s`` seconds (Redis' clock; see ``lua/claim.lua``)."""
+        client, keys = await self._ready()
+        now = await self.now()
         async with client.pipeline(transaction=False) as pipe:
             for p in keys.all_partitions:
-                pipe.zrangebyscore(keys.retries(p), "-inf", now, start=0, num=limit,
+                pipe.zrangebyscore(waiting.key(keys, p), "-inf", repr(now), start=0, num=limit,
                                    withscores=True)
             due = await pipe.execute()
         earliest = sorted(((float(score), text(task_id)) for entries in due
                            for task_id, score in entries))[:limit]
         ids = [task_id for _, task_id in earliest]
-        calls = [Call(CLAIM, [*(keys.retries(p) for p in group.partitions),
+        calls = [Call(CLAIM, [*(waiting.key(keys, p) for p in group.partitions),
                               *(keys.task(ids[i], p) for i, p, _ in group.items())],
-                      [now, now + lease_s, len(group.partitions),
+                      [lease_s, len(group.partitions),
                        _pack([(ids[i], place)
                               for i, place in zip(group.indexes, group.places, strict=True)])])
                  for group in self._groups(keys, ids)]
         replies = (await run(client, calls)).replies if calls else []
         _raise_first(replies)
         claimed = []
+        late = 0.0
         for raw in replies:
-            for i in range(0, len(raw), 3):
+            for i in range(0, len(raw) - 1, 4):
                 envelope = pb.TaskEnvelope()
                 envelope.ParseFromString(raw[i + 1])
-                claimed.append(DueTask(text(raw[i]), envelope, int(raw[i + 2])))
-        return claimed
+                claimed.append(DueTask(text(raw[i]), envelope, int(raw[i + 2]), int(raw[i + 3])))
+            late = max(late, float(raw[-1]))
+        return Claimed(claimed, late)
 
-    async def bury(self, task_id: str, error_type: str, message: str) -> bool:
-        """Move a waiting retry straight to the DLQ (its re-dispatch was refused)."""
+    async def bury(
+        self, task_id: str, error_type: str, message: str, dead_reason: str = "permanent",
+        waiting: Waiting = Waiting.RETRY,
+    ) -> bool:
+        """Move a task waiting in ``waiting`` straight to the DLQ (its dispatch was refused)."""
         client, keys = await self._ready()
         p = keys.partition_of(task_id)
-        (reply,) = (await run(client, [Call(
-            BURY, [keys.retries(p), keys.dlq(p), keys.task(task_id)],
-            [task_id, time.time(), error_type, message, keys.done_channel("")])])).replies
-        _raise_first([reply])
-        return bool(reply)
+        return bool(await call(client, BURY, [waiting.key(keys, p), keys.dlq(p),
+                                              keys.task(task_id, p)],
+                               [task_id, error_type, message, dead_reason,
+                                keys.done_channel("")]))
 
-    async def next_due(self) -> float | None:
-        """When the earliest retry of any partition is due; None when none waits."""
+    async def due_in(self, waiting: Waiting = Waiting.RETRY) -> float | None:
+        """Seconds until the earliest task of ``waiting`` in any partition is due by Redis'
+        clock (<= 0: due now); None when every partition's set is empty."""
         client, keys = await self._ready()
         async with client.pipeline(transaction=False) as pipe:
             for p in keys.all_partitions:
-                pipe.zrange(keys.retries(p), 0, 0, withscores=True)
+                pipe.zrange(waiting.key(keys, p), 0, 0, withscores=True)
             firsts = await pipe.execute()
-        return min((float(first[0][1]) for first in firsts if first), default=None)
+        earliest = min((float(first[0][1]) for first in firsts if first), default=None)
+        return None if earliest is None else earliest - await self.now()
+
+    async def now(self) -> float:
+        """Redis' clock, in unix seconds: the one clock of every time the store keeps."""
+        client, _ = await self._ready()
+        seconds, micros = await client.time()
+        return float(seconds + micros / 1e6)
 
     async def queue_sizes(self) -> QueueSizes:
-        """How many tasks wait in the retry set and in the DLQ (one pipeline)."""
+        """How many tasks wait in the retry set, the DLQ and the scheduled set (one
+        pipeline)."""
         client, keys = await self._ready()
         async with client.pipeline(transaction=False) as pipe:
             for p in keys.all_partitions:
                 pipe.zcard(keys.retries(p))
                 pipe.zcard(keys.dlq(p))
+                pipe.zcard(keys.scheduled(p))
             sizes = await pipe.execute()
-        return QueueSizes(sum(sizes[0::2]), sum(sizes[1::2]))
+        return QueueSizes(sum(sizes[0::3]), sum(sizes[1::3]), sum(sizes[2::3]))
 
     # -- watching ------------------------------------------------------------------
 
@@ -558,14 +665,14 @@ class StateStore:
         client, keys = await self._ready()
         await listen_forever(client, keys.done_channel(self.reply_to), decoded, on_subscribed)
 
-    async def watch_retry_wakes(self, on_wake: Callable[[], Awaitable[None]]) -> None:
-        """Call ``on_wake()`` when a node schedules a retry, and after every (re)subscription
+    async def watch_wakes(self, waiting: Waiting, on_wake: Callable[[], Awaitable[None]]) -> None:
+        """Call ``on_wake()`` when a task joins ``waiting``, and after every (re)subscription
         (a wake sent while nobody listened is lost); ends when cancelled."""
         async def woken(_: bytes) -> None:
             await on_wake()
 
         client, keys = await self._ready()
-        await listen_forever(client, keys.retry_channel, woken, on_wake)
+        await listen_forever(client, waiting.channel(keys), woken, on_wake)
 
     # -- records -------------------------------------------------------------------
 
@@ -667,6 +774,16 @@ class StateStore:
         """A page of tasks waiting for a retry that match ``query``, soonest due first."""
         _, keys = await self._ready()
         return await self._zset_page(keys.retries, query or TaskQuery(), cursor, limit,
+                                     False, budget)
+
+    async def scheduled_list(
+        self, query: TaskQuery | None = None, cursor: str | None = None, limit: int = 50,
+        budget: int = SCAN_BUDGET,
+    ) -> Page:
+        """A page of delayed tasks and schedule ticks (SCHEDULED) that match ``query``,
+        soonest eta first (the time range is over the eta)."""
+        _, keys = await self._ready()
+        return await self._zset_page(keys.scheduled, query or TaskQuery(), cursor, limit,
                                      False, budget)
 
     async def _walk(

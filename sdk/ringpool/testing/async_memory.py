@@ -14,10 +14,11 @@ falls due meanwhile, before it returns; a dispatch made from inside a running ta
 only queues, and runs as soon as the tasks running now have finished. ``queued``:
 ``dispatch()`` only accepts; ``run_pending()`` or ``advance()`` runs.
 
-Time is the test's: a retry waits on the cluster's clock, which moves with
-``advance(seconds)``, or while ``result(timeout)`` waits: that lets up to ``timeout``
-seconds of cluster time pass, running what falls due, as waiting on a real cluster
-would. The clock starts at the wall-clock time of construction.
+Time is the test's: a retry, or a task dispatched with a ``countdown`` or an ``eta``,
+waits on the cluster's clock, which moves with ``advance(seconds)``, or while
+``result(timeout)`` waits: that lets up to ``timeout`` seconds of cluster time pass,
+running what falls due, as waiting on a real cluster would. The clock starts at the
+wall-clock time of construction. ``cancel()`` stops a task as a real cluster does.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import importlib
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
 
@@ -84,8 +86,13 @@ class AsyncInMemoryTaskHandle:
         return f"<TaskHandle {self.task_id} key={self.key!r}>"
 
     async def status(self) -> TaskState:
-        """QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in the DLQ) or UNKNOWN."""
+        """SCHEDULED, QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in the DLQ),
+        CANCELLED or UNKNOWN."""
         return self._cluster._status(self.task_id)
+
+    async def cancel(self) -> TaskState:
+        """Cancel the task (see ``AsyncInMemoryCluster.cancel``)."""
+        return await self._cluster.cancel(self.task_id)
 
     async def accepted(self, timeout: float | None = None) -> str:
         """The task's id, at once: a task is accepted when ``dispatch()`` returns its
@@ -93,7 +100,8 @@ class AsyncInMemoryTaskHandle:
         return self.task_id
 
     async def result(self, timeout: float | None = None) -> Any:
-        """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), TaskNotFound.
+        """The return value; raises TaskFailed, TaskCancelled, ResultTimeout (a
+        TimeoutError), TaskNotFound.
 
         Waiting lets up to ``timeout`` seconds of cluster time pass (forever when None),
         running what falls due meanwhile.
@@ -138,6 +146,7 @@ class AsyncInMemoryCluster:
         self.ring = Ring({n: Member(n, addr=f"in-memory:{n}") for n in node_ids}, version=1)
         self._state = MemoryState(time.time(), result_ttl_s, fingerprint_ttl_s)
         self._pools = Pools(pools or pools_for_tests())
+        self._jobs: dict[str, Job] = {}  # the running ones, to cancel them
         self._progress = asyncio.Event()  # set (and replaced) each time a run ends
 
     async def __aenter__(self) -> AsyncInMemoryCluster:
@@ -166,11 +175,18 @@ class AsyncInMemoryCluster:
     # -- dispatching ------------------------------------------------------------------
 
     async def dispatch(
-        self, key: str, task: Task, headers: Mapping[str, str] | None = None
+        self, key: str, task: Task, headers: Mapping[str, str] | None = None, *,
+        countdown: float | None = None, eta: datetime | None = None,
     ) -> AsyncInMemoryTaskHandle:
-        """Accept ``task`` for the owner of ``key`` (and in eager mode run it)."""
-        (handle,) = await self._dispatch([(key, task)], headers, current_task() is not None)
+        """Accept ``task`` for the owner of ``key`` (and in eager mode run it). With a
+        ``countdown`` or an ``eta`` it is SCHEDULED until the cluster's clock gets there."""
+        (handle,) = await self._dispatch([(key, task)], headers, current_task() is not None,
+                                         self.eta_of(countdown, eta))
         return handle
+
+    def eta_of(self, countdown: float | None, eta: datetime | None) -> float:
+        """A dispatch's eta on the cluster's clock (checked as a real client checks it)."""
+        return envelopes.eta_of(countdown, eta, now=self._state.now)
 
     async def dispatch_many(
         self, items: Iterable[tuple[str, Task]]
@@ -180,9 +196,9 @@ class AsyncInMemoryCluster:
 
     async def _dispatch(
         self, items: Sequence[tuple[str, Task]], headers: Mapping[str, str] | None,
-        from_task: bool,
+        from_task: bool, eta: float = 0.0,
     ) -> list[AsyncInMemoryTaskHandle]:
-        checked = [self._check(key, task, headers) for key, task in items]
+        checked = [self._check(key, task, headers, eta) for key, task in items]
         handles = [
             AsyncInMemoryTaskHandle(self, self._state.accept(*call), call.envelope.key)
             for call in checked
@@ -190,8 +206,9 @@ class AsyncInMemoryCluster:
         await self._run_if_eager(from_task)
         return handles
 
-    def _check(self, key: str, task: Task, headers: Mapping[str, str] | None) -> _Checked:
-        envelope = envelopes.build(key, task, self.ring.version, headers, self.limits)
+    def _check(self, key: str, task: Task, headers: Mapping[str, str] | None,
+               eta: float = 0.0) -> _Checked:
+        envelope = envelopes.build(key, task, self.ring.version, headers, self.limits, eta)
         definition = REGISTRY.get(envelope.name)
         if definition is None:
             raise UnknownTask(f"unknown task {envelope.name!r}")
@@ -203,6 +220,16 @@ class AsyncInMemoryCluster:
 
     async def flush(self, timeout: float | None = None) -> None:
         """Returns at once: every dispatched task was accepted (or refused) by ``dispatch()``."""
+
+    async def cancel(self, task_id: str) -> TaskState:
+        """Cancel a task that has not finished; the state it was in. A waiting task never
+        runs; a running one is stopped as on a node (``ctx.cancelled``; async: cancelled;
+        cpu: its process killed). Raises TaskAlreadyFinished or TaskNotFound."""
+        before = self._state.cancel(task_id)
+        job = self._jobs.get(task_id)
+        if before is TaskState.RUNNING and job is not None:
+            self._pools.cancel(job)
+        return before
 
     async def _run_if_eager(self, from_task: bool) -> None:
         # From inside a task, running now could wait on that very task (per-key order).
@@ -247,17 +274,21 @@ class AsyncInMemoryCluster:
             self._finish(entry, Outcome.permanent(INVALID_ARGUMENTS, str(exc)))
             return None
         job = Job.for_envelope(envelope, entry.definition, args, kwargs, entry.record.node)
+        self._jobs[envelope.task_id] = job
         return entry, await self._pools.submit_wait(job, SUBMIT_WAIT_S)
 
     async def _finish_when_done(self, entry: Entry, run: asyncio.Future[Outcome]) -> None:
         await asyncio.wait({run})
+        self._jobs.pop(entry.record.task_id, None)
         if run.cancelled():
             return  # the pools were released under it: the cluster is closing
         error = run.exception()
         self._finish(entry, run.result() if error is None else Outcome.failure(error))
 
     def _finish(self, entry: Entry, outcome: Outcome) -> None:
-        self._state.finish(entry, conclude(entry.record.envelope, outcome, entry.definition.retry))
+        if not outcome.cancelled:
+            self._state.finish(entry, conclude(entry.record.envelope, outcome,
+                                               entry.definition.retry))
         self._progress.set()
         self._progress = asyncio.Event()
 

@@ -80,6 +80,15 @@ def _import_roots() -> list[str]:
             if os.path.isdir(p or os.curdir) and not os.path.abspath(p or os.curdir).startswith(prefixes)]
 
 
+PORT_CLASH_RETRIES = 3
+
+
+def _lost_its_port(process: ManagedProcess) -> bool:
+    """Whether the process ended because its listening port was taken."""
+    tail = process.log_tail(60).lower()
+    return "address already in use" in tail or "failed to bind" in tail
+
+
 def _tcp_reply(port: int, message: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
         sock.sendall(message)
@@ -606,6 +615,7 @@ class LocalCluster:
         self._zk = zk
         self._redis = redis
         self.nodes: dict[str, ManagedProcess] = {}
+        self._node_starts: dict[str, tuple[str, tuple[str, ...]]] = {}  # name -> (id, extra args)
         self.node_ports: dict[str, int] = {}
         self.metrics_ports: dict[str, int] = {}
         self.coordinators: list[ManagedProcess] = []
@@ -660,11 +670,16 @@ class LocalCluster:
         return self
 
     def start_node(
-        self, node_id: str, wait: bool = True, timeout: float = 60.0, extra: Sequence[str] = ()
+        self, node_id: str, wait: bool = True, timeout: float = 60.0, extra: Sequence[str] = (),
+        name: str | None = None,
     ) -> ManagedProcess:
-        port = self.node_ports.get(node_id) or free_port()
-        self.node_ports[node_id] = port
-        metrics_port = self.metrics_ports.setdefault(node_id, free_port())
+        """Start a node process; ``name`` (default: the node id) keys its process, port and
+        log, so that a second process may run under one node id."""
+        name = name or node_id
+        self._node_starts[name] = (node_id, tuple(extra))
+        port = self.node_ports.get(name) or free_port()
+        self.node_ports[name] = port
+        metrics_port = self.metrics_ports.setdefault(name, free_port())
         argv = [
             sys.executable, "-m", "ringpool_node", "--node-id", node_id,
             "--listen", f"127.0.0.1:{port}", "--tasks", ",".join(self.tasks),
@@ -672,9 +687,9 @@ class LocalCluster:
             *self.node_args, *extra,
         ]
         process = ManagedProcess(
-            node_id, argv, self.workdir / f"{node_id}.log", self._child_env()
+            name, argv, self.workdir / f"{name}.log", self._child_env()
         ).start()
-        self.nodes[node_id] = process
+        self.nodes[name] = process
         if wait:
             self.wait_for_members({node_id}, timeout)
         return process
@@ -728,13 +743,25 @@ class LocalCluster:
             raise ClusterUnavailable(f"{exc}:\n{tails}") from None
 
     def wait_for_members(self, node_ids: set[str], timeout: float = 60.0) -> None:
+        clashes = 0
+
         def ready() -> bool:
+            nonlocal clashes
             for node_id in node_ids:
                 process = self.nodes[node_id]
-                if not process.alive():
-                    raise ClusterUnavailable(
-                        f"{node_id} exited early; log {process.log_path}:\n{process.log_tail()}"
-                    )
+                if process.alive():
+                    continue
+                if clashes < PORT_CLASH_RETRIES and _lost_its_port(process):
+                    # Another process took the free port we picked before the node bound it.
+                    clashes += 1
+                    self.node_ports.pop(node_id, None)
+                    self.metrics_ports.pop(node_id, None)
+                    started_as, extra = self._node_starts[node_id]
+                    self.start_node(started_as, wait=False, extra=extra, name=node_id)
+                    continue
+                raise ClusterUnavailable(
+                    f"{node_id} exited early; log {process.log_path}:\n{process.log_tail()}"
+                )
             return node_ids <= self.members()
 
         deadline = time.monotonic() + timeout

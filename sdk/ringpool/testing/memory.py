@@ -9,6 +9,7 @@ private loop), with the ``Cluster`` API plus the test's controls.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -33,15 +34,21 @@ class InMemoryTaskHandle:
         return repr(self._handle)
 
     def status(self) -> TaskState:
-        """QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in the DLQ) or UNKNOWN."""
+        """SCHEDULED, QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in the DLQ),
+        CANCELLED or UNKNOWN."""
         return self._portal.call(self._handle.status())
+
+    def cancel(self) -> TaskState:
+        """Cancel the task (see ``InMemoryCluster.cancel``)."""
+        return self._portal.call(self._handle.cancel())
 
     def accepted(self, timeout: float | None = None) -> str:
         """The task's id, at once: a refusal was raised by ``dispatch()`` itself."""
         return self.task_id
 
     def result(self, timeout: float | None = None) -> Any:
-        """The return value; raises TaskFailed, ResultTimeout (a TimeoutError), TaskNotFound.
+        """The return value; raises TaskFailed, TaskCancelled, ResultTimeout (a
+        TimeoutError), TaskNotFound.
 
         Waiting lets up to ``timeout`` seconds of cluster time pass (forever when None),
         running what falls due meanwhile.
@@ -94,12 +101,16 @@ class InMemoryCluster:
     def _wrap(self, handle: AsyncInMemoryTaskHandle) -> InMemoryTaskHandle:
         return InMemoryTaskHandle(self._portal, handle)
 
-    def dispatch(self, key: str, task: Task, headers: Mapping[str, str] | None = None
+    def dispatch(self, key: str, task: Task, headers: Mapping[str, str] | None = None, *,
+                 countdown: float | None = None, eta: datetime | None = None,
                  ) -> InMemoryTaskHandle:
-        """Accept ``task`` for the owner of ``key`` (and in eager mode run it)."""
+        """Accept ``task`` for the owner of ``key`` (and in eager mode run it). With a
+        ``countdown`` or an ``eta`` it is SCHEDULED until the cluster's clock gets there
+        (``advance()``, or a wait for its result)."""
+        when = self._async.eta_of(countdown, eta)
         # Whether we are inside a task is known on this thread only, not on the loop's.
         handles = self._portal.call(
-            self._async._dispatch([(key, task)], headers, current_task() is not None))
+            self._async._dispatch([(key, task)], headers, current_task() is not None, when))
         return self._wrap(handles[0])
 
     def dispatch_many(self, items: Iterable[tuple[str, Task]]) -> list[InMemoryTaskHandle]:
@@ -114,6 +125,11 @@ class InMemoryCluster:
 
     def flush(self, timeout: float | None = None) -> None:
         """Returns at once: every dispatched task was accepted (or refused) by ``dispatch()``."""
+
+    def cancel(self, task_id: str) -> TaskState:
+        """Cancel a task that has not finished; the state it was in (see
+        ``AsyncInMemoryCluster.cancel``). Raises TaskAlreadyFinished or TaskNotFound."""
+        return self._portal.call(self._async.cancel(task_id))
 
     def run_pending(self) -> int:
         """Run every task due now, and what falls due meanwhile; how many runs ended."""

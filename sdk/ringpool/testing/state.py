@@ -2,7 +2,8 @@
 
 It holds what Redis holds for a real cluster, with the same meanings (see
 ``ringpool.store``): one ``TaskRecord`` per task, idempotency fingerprints scoped by
-task name, one timeline of due work (new tasks, retries) and the dead-letter queue.
+task name, one timeline of due work (new tasks, delayed tasks, retries) and the
+dead-letter queue.
 The clock is the test's: it moves only when told to. Nothing here runs a task.
 """
 
@@ -16,12 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ringpool.core.outcomes import Verdict
-from ringpool.core.protocol import TaskState
+from ringpool.core.protocol import TaskState, cancel_refusal
 from ringpool.store.store import TaskRecord
 from ringpool.task import TaskDefinition
 from ringpool.v1 import node_pb2 as pb
 
-WAITING = frozenset({TaskState.QUEUED, TaskState.RETRY_SCHEDULED})
+WAITING = frozenset({TaskState.QUEUED, TaskState.RETRY_SCHEDULED, TaskState.SCHEDULED})
 
 
 @dataclass
@@ -30,7 +31,8 @@ class Entry:
 
     record: TaskRecord
     definition: TaskDefinition[Any, Any]
-    expires_at: float = math.inf  # a success's record lives for the result TTL
+    owner: str  # the node that owns its key
+    expires_at: float = math.inf  # a success's (or a cancel's) record lives for the result TTL
 
 
 class MemoryState:
@@ -77,18 +79,20 @@ class MemoryState:
     def accept(
         self, envelope: pb.TaskEnvelope, owner: str, definition: TaskDefinition[Any, Any]
     ) -> str:
-        """Record a new task, due now; returns the id to hand out (the original's for a
-        duplicate fingerprint, and then nothing changes)."""
+        """Record a new task, due now or at its eta (SCHEDULED until then); returns the id
+        to hand out (the original's for a duplicate fingerprint, and then nothing changes)."""
         original = self.holder(envelope)
         if original is not None:
             return original
         task_id = envelope.task_id
         self._fingerprints[self.fingerprint(envelope)] = (task_id, self.now + self.fingerprint_ttl_s)
-        record = TaskRecord(task_id, TaskState.QUEUED, name=envelope.name, key=envelope.key,
-                            node=owner, attempt=envelope.attempt, created_at=self.now,
+        delayed = envelope.eta > self.now
+        record = TaskRecord(task_id, TaskState.SCHEDULED if delayed else TaskState.QUEUED,
+                            name=envelope.name, key=envelope.key, node="" if delayed else owner,
+                            attempt=envelope.attempt, created_at=self.now,
                             accepted_at=self.now, envelope=envelope)
-        self._entries[task_id] = Entry(record, definition)
-        self._schedule(task_id, self.now)
+        self._entries[task_id] = Entry(record, definition, owner)
+        self._schedule(task_id, envelope.eta if delayed else self.now)
         return task_id
 
     def _schedule(self, task_id: str, due: float) -> None:
@@ -116,13 +120,17 @@ class MemoryState:
                 record.attempt += 1
                 record.envelope.attempt = record.attempt
             record.state = TaskState.RUNNING
+            record.node = entry.owner
             record.started_at = self.now
             due.append(entry)
         return due
 
     def finish(self, entry: Entry, verdict: Verdict) -> None:
-        """Apply a run's verdict to its record, as the node's transition does in Redis."""
+        """Apply a run's verdict to its record, as the node's transition does in Redis (a
+        cancelled task's run records nothing: the cancel fenced it off)."""
         record = entry.record
+        if record.state is TaskState.CANCELLED:
+            return
         if verdict.op == "ok":
             record.state, record.result = TaskState.SUCCEEDED, verdict.result
             record.finished_at = self.now
@@ -142,6 +150,21 @@ class MemoryState:
         record.finished_at = self.now
         record.completions += 1
         self._dlq[record.task_id] = self.now
+
+    def cancel(self, task_id: str) -> TaskState:
+        """Cancel a task that has not finished (it leaves the timeline; its record expires
+        after the result TTL): the state it was in. Raises what a real cancel raises."""
+        entry = self.entry(task_id)
+        before = entry.record.state if entry is not None else TaskState.UNKNOWN
+        refused = cancel_refusal(task_id, before)
+        if refused is not None:
+            raise refused
+        assert entry is not None
+        record = entry.record
+        record.state, record.finished_at = TaskState.CANCELLED, self.now
+        record.completions += 1
+        entry.expires_at = self.now + self.result_ttl_s
+        return before
 
     # -- the dead-letter queue ----------------------------------------------------------
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16ringpool/v1/node.proto\x12\x0bringpool.v1\"\x85\x03\n\x0cTaskEnvelope\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\r\n\x05\x63odec\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\r\x12\x13\n\x0bmax_retries\x18\x08 \x01(\r\x12\x11\n\ttimeout_s\x18\t \x01(\x01\x12\x10\n\x08priority\x18\n \x01(\x05\x12\x0f\n\x07ordered\x18\x0b \x01(\x08\x12\x37\n\x07headers\x18\x0c \x03(\x0b\x32&.ringpool.v1.TaskEnvelope.HeadersEntry\x12\x14\n\x0cring_version\x18\r \x01(\x04\x12#\n\x06source\x18\x0e \x01(\x0e\x32\x13.ringpool.v1.Source\x12\x10\n\x08reply_to\x18\x0f \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"c\n\rSubmitRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12(\n\x05tasks\x18\x02 \x03(\x0b\x32\x19.ringpool.v1.TaskEnvelope\x12\x16\n\x0eresponses_seen\x18\x03 \x01(\x04\"\xca\x01\n\x03\x41\x63k\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x04\x63ode\x18\x02 \x01(\x0e\x32\x14.ringpool.v1.AckCode\x12\x18\n\x10original_task_id\x18\x03 \x01(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.ringpool.v1.TaskState\x12\x14\n\x0cring_version\x18\x05 \x01(\x04\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x15\n\rretry_after_s\x18\x07 \x01(\x01\x12\x0f\n\x07node_id\x18\x08 \x01(\t\"\xb4\x01\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.ringpool.v1.TaskState\x12\x0e\n\x06result\x18\x03 \x01(\x0c\x12\x12\n\nerror_type\x18\x04 \x01(\t\x12\x15\n\rerror_message\x18\x05 \x01(\t\x12\x11\n\ttraceback\x18\x06 \x01(\t\x12\x0f\n\x07node_id\x18\x07 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\r\"l\n\x0eSubmitResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x1e\n\x04\x61\x63ks\x18\x02 \x03(\x0b\x32\x10.ringpool.v1.Ack\x12(\n\x07results\x18\x03 \x03(\x0b\x32\x17.ringpool.v1.TaskResult\"\x0f\n\rStatusRequest\"v\n\nPoolStatus\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07workers\x18\x02 \x01(\r\x12\x13\n\x0bmin_workers\x18\x03 \x01(\r\x12\x13\n\x0bmax_workers\x18\x04 \x01(\r\x12\x0f\n\x07running\x18\x05 \x01(\r\x12\x0e\n\x06queued\x18\x06 \x01(\r\"\xb9\x03\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0cring_version\x18\x03 \x01(\x04\x12\x11\n\tin_flight\x18\x04 \x01(\r\x12\x0e\n\x06queued\x18\x05 \x01(\r\x12\x0f\n\x07running\x18\x06 \x01(\r\x12\x10\n\x08\x64raining\x18\x07 \x01(\x08\x12\x12\n\nstarted_at\x18\x08 \x01(\x01\x12;\n\x08\x63ounters\x18\t \x03(\x0b\x32).ringpool.v1.StatusResponse.CountersEntry\x12\x0f\n\x07version\x18\n \x01(\t\x12\r\n\x05group\x18\x0b \x01(\t\x12&\n\x05pools\x18\x0c \x03(\x0b\x32\x17.ringpool.v1.PoolStatus\x12\x15\n\rruns_finished\x18\r \x01(\x04\x12\x19\n\x11run_seconds_total\x18\x0e \x01(\x01\x12\x17\n\x0fzookeeper_state\x18\x0f \x01(\t\x12\x14\n\x0cring_stale_s\x18\x10 \x01(\x01\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"!\n\x0c\x44rainRequest\x12\x11\n\ttimeout_s\x18\x01 \x01(\x01\"2\n\rDrainResponseJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03R\x08\x66inishedR\x0bhanded_back*@\n\x06Source\x12\x11\n\rSOURCE_CLIENT\x10\x00\x12\x10\n\x0cSOURCE_RETRY\x10\x01\x12\x11\n\rSOURCE_REPLAY\x10\x02*\xdf\x01\n\x07\x41\x63kCode\x12\x13\n\x0f\x41\x43K_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0f\n\x0bWRONG_OWNER\x10\x03\x12\x0c\n\x08\x44RAINING\x10\x04\x12\x0e\n\nOVERLOADED\x10\x05\x12\x10\n\x0cUNKNOWN_TASK\x10\x06\x12\x14\n\x10INVALID_ARGUMENT\x10\x07\x12\x15\n\x11PAYLOAD_TOO_LARGE\x10\x08\x12\x0f\n\x0bINVALID_KEY\x10\t\x12\x15\n\x11NOT_REDELIVERABLE\x10\n\x12\x0c\n\x08INTERNAL\x10\x0b*k\n\tTaskState\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\x13\n\x0fRETRY_SCHEDULED\x10\x05\x32\x98\x02\n\x04Node\x12\x45\n\x06Submit\x12\x1a.ringpool.v1.SubmitRequest\x1a\x1b.ringpool.v1.SubmitResponse(\x01\x30\x01\x12\x46\n\x0bSubmitBatch\x12\x1a.ringpool.v1.SubmitRequest\x1a\x1b.ringpool.v1.SubmitResponse\x12\x41\n\x06Status\x12\x1a.ringpool.v1.StatusRequest\x1a\x1b.ringpool.v1.StatusResponse\x12>\n\x05\x44rain\x12\x19.ringpool.v1.DrainRequest\x1a\x1a.ringpool.v1.DrainResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16ringpool/v1/node.proto\x12\x0bringpool.v1\"\xa4\x03\n\x0cTaskEnvelope\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\r\n\x05\x63odec\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\r\x12\x13\n\x0bmax_retries\x18\x08 \x01(\r\x12\x11\n\ttimeout_s\x18\t \x01(\x01\x12\x10\n\x08priority\x18\n \x01(\x05\x12\x0f\n\x07ordered\x18\x0b \x01(\x08\x12\x37\n\x07headers\x18\x0c \x03(\x0b\x32&.ringpool.v1.TaskEnvelope.HeadersEntry\x12\x14\n\x0cring_version\x18\r \x01(\x04\x12#\n\x06source\x18\x0e \x01(\x0e\x32\x13.ringpool.v1.Source\x12\x0b\n\x03\x65ta\x18\x0f \x01(\x01\x12\x10\n\x08schedule\x18\x10 \x01(\t\x12\x10\n\x08reply_to\x18\x11 \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"c\n\rSubmitRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12(\n\x05tasks\x18\x02 \x03(\x0b\x32\x19.ringpool.v1.TaskEnvelope\x12\x16\n\x0eresponses_seen\x18\x03 \x01(\x04\"\xca\x01\n\x03\x41\x63k\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x04\x63ode\x18\x02 \x01(\x0e\x32\x14.ringpool.v1.AckCode\x12\x18\n\x10original_task_id\x18\x03 \x01(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.ringpool.v1.TaskState\x12\x14\n\x0cring_version\x18\x05 \x01(\x04\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x15\n\rretry_after_s\x18\x07 \x01(\x01\x12\x0f\n\x07node_id\x18\x08 \x01(\t\"\xb4\x01\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.ringpool.v1.TaskState\x12\x0e\n\x06result\x18\x03 \x01(\x0c\x12\x12\n\nerror_type\x18\x04 \x01(\t\x12\x15\n\rerror_message\x18\x05 \x01(\t\x12\x11\n\ttraceback\x18\x06 \x01(\t\x12\x0f\n\x07node_id\x18\x07 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\r\"l\n\x0eSubmitResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x1e\n\x04\x61\x63ks\x18\x02 \x03(\x0b\x32\x10.ringpool.v1.Ack\x12(\n\x07results\x18\x03 \x03(\x0b\x32\x17.ringpool.v1.TaskResult\"\x0f\n\rStatusRequest\"v\n\nPoolStatus\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07workers\x18\x02 \x01(\r\x12\x13\n\x0bmin_workers\x18\x03 \x01(\r\x12\x13\n\x0bmax_workers\x18\x04 \x01(\r\x12\x0f\n\x07running\x18\x05 \x01(\r\x12\x0e\n\x06queued\x18\x06 \x01(\r\"\xb9\x03\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0cring_version\x18\x03 \x01(\x04\x12\x11\n\tin_flight\x18\x04 \x01(\r\x12\x0e\n\x06queued\x18\x05 \x01(\r\x12\x0f\n\x07running\x18\x06 \x01(\r\x12\x10\n\x08\x64raining\x18\x07 \x01(\x08\x12\x12\n\nstarted_at\x18\x08 \x01(\x01\x12;\n\x08\x63ounters\x18\t \x03(\x0b\x32).ringpool.v1.StatusResponse.CountersEntry\x12\x0f\n\x07version\x18\n \x01(\t\x12\r\n\x05group\x18\x0b \x01(\t\x12&\n\x05pools\x18\x0c \x03(\x0b\x32\x17.ringpool.v1.PoolStatus\x12\x15\n\rruns_finished\x18\r \x01(\x04\x12\x19\n\x11run_seconds_total\x18\x0e \x01(\x01\x12\x17\n\x0fzookeeper_state\x18\x0f \x01(\t\x12\x14\n\x0cring_stale_s\x18\x10 \x01(\x01\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"!\n\x0c\x44rainRequest\x12\x11\n\ttimeout_s\x18\x01 \x01(\x01\"2\n\rDrainResponseJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03R\x08\x66inishedR\x0bhanded_back*V\n\x06Source\x12\x11\n\rSOURCE_CLIENT\x10\x00\x12\x10\n\x0cSOURCE_RETRY\x10\x01\x12\x11\n\rSOURCE_REPLAY\x10\x02\x12\x14\n\x10SOURCE_SCHEDULED\x10\x03*\x84\x02\n\x07\x41\x63kCode\x12\x13\n\x0f\x41\x43K_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0f\n\x0bWRONG_OWNER\x10\x03\x12\x0c\n\x08\x44RAINING\x10\x04\x12\x0e\n\nOVERLOADED\x10\x05\x12\x10\n\x0cUNKNOWN_TASK\x10\x06\x12\x14\n\x10INVALID_ARGUMENT\x10\x07\x12\x15\n\x11PAYLOAD_TOO_LARGE\x10\x08\x12\x0f\n\x0bINVALID_KEY\x10\t\x12\x15\n\x11NOT_REDELIVERABLE\x10\n\x12\x0c\n\x08INTERNAL\x10\x0b\x12\x0c\n\x08ID_TAKEN\x10\x0c\x12\x15\n\x11PERMISSION_DENIED\x10\r*\x89\x01\n\tTaskState\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\x13\n\x0fRETRY_SCHEDULED\x10\x05\x12\r\n\tSCHEDULED\x10\x06\x12\r\n\tCANCELLED\x10\x07\x32\x98\x02\n\x04Node\x12\x45\n\x06Submit\x12\x1a.ringpool.v1.SubmitRequest\x1a\x1b.ringpool.v1.SubmitResponse(\x01\x30\x01\x12\x46\n\x0bSubmitBatch\x12\x1a.ringpool.v1.SubmitRequest\x1a\x1b.ringpool.v1.SubmitResponse\x12\x41\n\x06Status\x12\x1a.ringpool.v1.StatusRequest\x1a\x1b.ringpool.v1.StatusResponse\x12>\n\x05\x44rain\x12\x19.ringpool.v1.DrainRequest\x1a\x1a.ringpool.v1.DrainResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,36 +35,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKENVELOPE_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_STATUSRESPONSE_COUNTERSENTRY']._loaded_options = None
   _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_options = b'8\001'
-  _globals['_SOURCE']._serialized_start=1698
-  _globals['_SOURCE']._serialized_end=1762
-  _globals['_ACKCODE']._serialized_start=1765
-  _globals['_ACKCODE']._serialized_end=1988
-  _globals['_TASKSTATE']._serialized_start=1990
-  _globals['_TASKSTATE']._serialized_end=2097
+  _globals['_SOURCE']._serialized_start=1729
+  _globals['_SOURCE']._serialized_end=1815
+  _globals['_ACKCODE']._serialized_start=1818
+  _globals['_ACKCODE']._serialized_end=2078
+  _globals['_TASKSTATE']._serialized_start=2081
+  _globals['_TASKSTATE']._serialized_end=2218
   _globals['_TASKENVELOPE']._serialized_start=40
-  _globals['_TASKENVELOPE']._serialized_end=429
-  _globals['_TASKENVELOPE_HEADERSENTRY']._serialized_start=383
-  _globals['_TASKENVELOPE_HEADERSENTRY']._serialized_end=429
-  _globals['_SUBMITREQUEST']._serialized_start=431
-  _globals['_SUBMITREQUEST']._serialized_end=530
-  _globals['_ACK']._serialized_start=533
-  _globals['_ACK']._serialized_end=735
-  _globals['_TASKRESULT']._serialized_start=738
-  _globals['_TASKRESULT']._serialized_end=918
-  _globals['_SUBMITRESPONSE']._serialized_start=920
-  _globals['_SUBMITRESPONSE']._serialized_end=1028
-  _globals['_STATUSREQUEST']._serialized_start=1030
-  _globals['_STATUSREQUEST']._serialized_end=1045
-  _globals['_POOLSTATUS']._serialized_start=1047
-  _globals['_POOLSTATUS']._serialized_end=1165
-  _globals['_STATUSRESPONSE']._serialized_start=1168
-  _globals['_STATUSRESPONSE']._serialized_end=1609
-  _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_start=1562
-  _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_end=1609
-  _globals['_DRAINREQUEST']._serialized_start=1611
-  _globals['_DRAINREQUEST']._serialized_end=1644
-  _globals['_DRAINRESPONSE']._serialized_start=1646
-  _globals['_DRAINRESPONSE']._serialized_end=1696
-  _globals['_NODE']._serialized_start=2100
-  _globals['_NODE']._serialized_end=2380
+  _globals['_TASKENVELOPE']._serialized_end=460
+  _globals['_TASKENVELOPE_HEADERSENTRY']._serialized_start=414
+  _globals['_TASKENVELOPE_HEADERSENTRY']._serialized_end=460
+  _globals['_SUBMITREQUEST']._serialized_start=462
+  _globals['_SUBMITREQUEST']._serialized_end=561
+  _globals['_ACK']._serialized_start=564
+  _globals['_ACK']._serialized_end=766
+  _globals['_TASKRESULT']._serialized_start=769
+  _globals['_TASKRESULT']._serialized_end=949
+  _globals['_SUBMITRESPONSE']._serialized_start=951
+  _globals['_SUBMITRESPONSE']._serialized_end=1059
+  _globals['_STATUSREQUEST']._serialized_start=1061
+  _globals['_STATUSREQUEST']._serialized_end=1076
+  _globals['_POOLSTATUS']._serialized_start=1078
+  _globals['_POOLSTATUS']._serialized_end=1196
+  _globals['_STATUSRESPONSE']._serialized_start=1199
+  _globals['_STATUSRESPONSE']._serialized_end=1640
+  _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_start=1593
+  _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_end=1640
+  _globals['_DRAINREQUEST']._serialized_start=1642
+  _globals['_DRAINREQUEST']._serialized_end=1675
+  _globals['_DRAINRESPONSE']._serialized_start=1677
+  _globals['_DRAINRESPONSE']._serialized_end=1727
+  _globals['_NODE']._serialized_start=2221
+  _globals['_NODE']._serialized_end=2501
 # @@protoc_insertion_point(module_scope)

@@ -12,6 +12,7 @@ class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SOURCE_CLIENT: _ClassVar[Source]
     SOURCE_RETRY: _ClassVar[Source]
     SOURCE_REPLAY: _ClassVar[Source]
+    SOURCE_SCHEDULED: _ClassVar[Source]
 
 class AckCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -27,6 +28,8 @@ class AckCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INVALID_KEY: _ClassVar[AckCode]
     NOT_REDELIVERABLE: _ClassVar[AckCode]
     INTERNAL: _ClassVar[AckCode]
+    ID_TAKEN: _ClassVar[AckCode]
+    PERMISSION_DENIED: _ClassVar[AckCode]
 
 class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -36,9 +39,12 @@ class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SUCCEEDED: _ClassVar[TaskState]
     FAILED: _ClassVar[TaskState]
     RETRY_SCHEDULED: _ClassVar[TaskState]
+    SCHEDULED: _ClassVar[TaskState]
+    CANCELLED: _ClassVar[TaskState]
 SOURCE_CLIENT: Source
 SOURCE_RETRY: Source
 SOURCE_REPLAY: Source
+SOURCE_SCHEDULED: Source
 ACK_UNSPECIFIED: AckCode
 ACCEPTED: AckCode
 DUPLICATE: AckCode
@@ -51,15 +57,19 @@ PAYLOAD_TOO_LARGE: AckCode
 INVALID_KEY: AckCode
 NOT_REDELIVERABLE: AckCode
 INTERNAL: AckCode
+ID_TAKEN: AckCode
+PERMISSION_DENIED: AckCode
 STATE_UNSPECIFIED: TaskState
 QUEUED: TaskState
 RUNNING: TaskState
 SUCCEEDED: TaskState
 FAILED: TaskState
 RETRY_SCHEDULED: TaskState
+SCHEDULED: TaskState
+CANCELLED: TaskState
 
 class TaskEnvelope(_message.Message):
-    __slots__ = ("task_id", "key", "name", "payload", "codec", "idempotency_key", "attempt", "max_retries", "timeout_s", "priority", "ordered", "headers", "ring_version", "source", "reply_to")
+    __slots__ = ("task_id", "key", "name", "payload", "codec", "idempotency_key", "attempt", "max_retries", "timeout_s", "priority", "ordered", "headers", "ring_version", "source", "eta", "schedule", "reply_to")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +91,8 @@ class TaskEnvelope(_message.Message):
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     RING_VERSION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ETA_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     key: str
@@ -96,8 +108,10 @@ class TaskEnvelope(_message.Message):
     headers: _containers.ScalarMap[str, str]
     ring_version: int
     source: Source
+    eta: float
+    schedule: str
     reply_to: str
-    def __init__(self, task_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ..., codec: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., attempt: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., priority: _Optional[int] = ..., ordered: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., ring_version: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., reply_to: _Optional[str] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ..., codec: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., attempt: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., priority: _Optional[int] = ..., ordered: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., ring_version: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., eta: _Optional[float] = ..., schedule: _Optional[str] = ..., reply_to: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("batch_id", "tasks", "responses_seen")

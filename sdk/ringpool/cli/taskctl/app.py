@@ -36,6 +36,7 @@ from ringpool.errors import (
     DispatchError,
     NoNodesAvailable,
     RingpoolError,
+    ScheduleNotFound,
     TaskNotFound,
 )
 from ringpool.store.store import StateStore, connect_redis
@@ -64,7 +65,7 @@ class Interrupted(Exception):
 
 
 def exit_code_for(exc: BaseException) -> int:
-    if isinstance(exc, TaskNotFound | NoNodeError):
+    if isinstance(exc, TaskNotFound | ScheduleNotFound | NoNodeError):
         return EXIT_NOT_FOUND
     if isinstance(exc, NoNodesAvailable):
         return EXIT_UNAVAILABLE
@@ -95,6 +96,7 @@ class Options:
     json: bool
     debug: bool
     timeout_s: float
+    operator_token: str = ""  # for replays and status on nodes with an operator token
     zk_auth: str = ""  # member identity, when the cluster uses ZooKeeper ACLs
     zk_operator_auth: str = ""  # operator identity: the config znode is written with its ACL
 
@@ -105,7 +107,7 @@ class Options:
                 self.zk, self.redis, self.cluster, self.token,
                 connect_timeout_s=self.timeout_s,
                 dispatch_timeout_s=max(self.timeout_s, 30.0),
-                zk_auth=self.zk_auth,
+                operator_token=self.operator_token, zk_auth=self.zk_auth,
             )
         except ConfigError as exc:
             raise CommandError(str(exc), EXIT_USAGE) from None

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ringpool.cli.taskctl import config, dev, dlq, status, task
+from ringpool.cli.taskctl import config, dev, dlq, schedule, status, task
 from ringpool.cli.taskctl.app import Options, TaskctlGroup, options_of, version
 from ringpool.cli.taskctl.output import DURATION
 from ringpool.core.naming import check_cluster_name
@@ -31,7 +31,10 @@ def _cluster_name(ctx: click.Context, param: click.Parameter, value: str) -> str
 @click.option("--cluster", envvar="RINGPOOL_CLUSTER", default="default", show_default=True,
               callback=_cluster_name, help="cluster name [env RINGPOOL_CLUSTER]")
 @click.option("--token", envvar="RINGPOOL_TOKEN", default="",
-              help="bearer token for the nodes [env RINGPOOL_TOKEN]")
+              help="app token for the nodes [env RINGPOOL_TOKEN]")
+@click.option("--operator-token", envvar="RINGPOOL_OPERATOR_TOKEN", default="",
+              help="operator token: needed for status and dlq replay on nodes that "
+                   "have one [env RINGPOOL_OPERATOR_TOKEN]")
 @click.option("--zk-auth", envvar="RINGPOOL_ZK_AUTH", default="", metavar="USER:PASSWORD",
               help="ZooKeeper member identity, when ACLs are on [env RINGPOOL_ZK_AUTH]")
 @click.option("--zk-operator-auth", envvar="RINGPOOL_ZK_OPERATOR_AUTH", default="",
@@ -47,9 +50,10 @@ def _cluster_name(ctx: click.Context, param: click.Parameter, value: str) -> str
 @click.version_option(version(), "--version", prog_name="taskctl", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, zk: str | None, redis: str | None, cluster: str, token: str,
-        zk_auth: str, zk_operator_auth: str, as_json: bool, debug: bool,
+        operator_token: str, zk_auth: str, zk_operator_auth: str, as_json: bool, debug: bool,
         timeout_s: float) -> None:
-    """Operate a ringpool cluster: status, ring, routes, tasks, the dead-letter queue, config.
+    """Operate a ringpool cluster: status, ring, routes, tasks, the dead-letter queue, schedules,
+    config.
 
     \b
     Exit codes: 0 ok, 1 aborted, 2 usage, 3 not found, 4 cluster unreachable,
@@ -65,8 +69,8 @@ def cli(ctx: click.Context, zk: str | None, redis: str | None, cluster: str, tok
             except ConfigError as exc:
                 raise click.BadParameter(str(exc), param_hint=name) from None
     ctx.obj = Options(zk=zk, redis=redis, cluster=cluster, token=token, json=as_json,
-                      debug=debug, timeout_s=timeout_s, zk_auth=zk_auth,
-                      zk_operator_auth=zk_operator_auth)
+                      debug=debug, timeout_s=timeout_s, operator_token=operator_token,
+                      zk_auth=zk_auth, zk_operator_auth=zk_operator_auth)
 
 
 @cli.command()
@@ -89,7 +93,8 @@ def dashboard(ctx: click.Context, **flags: Any) -> None:
     client = options.settings()
     serve("DEBUG" if options.debug else "INFO", {
         **flags, "zk": client.zk, "redis": client.redis, "cluster": client.cluster,
-        "token": client.token, "zk_auth": client.zk_auth, "tls_ca": client.tls_ca,
+        "token": client.token, "operator_token": client.operator_token,
+        "zk_auth": client.zk_auth, "tls_ca": client.tls_ca,
         "tls_cert": client.tls_cert, "tls_key": client.tls_key,
         "tls_server_name": client.tls_server_name,
         "zk_operator_auth": options.zk_operator_auth})
@@ -100,6 +105,7 @@ cli.add_command(status.ring)
 cli.add_command(status.route)
 cli.add_command(task.task)
 cli.add_command(dlq.dlq)
+cli.add_command(schedule.schedule)
 cli.add_command(config.config)
 cli.add_command(dev.dev)
 

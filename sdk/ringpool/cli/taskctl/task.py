@@ -1,4 +1,4 @@
-"""``task show ID``: one task's record, as Redis holds it."""
+"""``task show ID``: one task's record, as Redis holds it; ``task cancel ID``."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from ringpool.errors import TaskNotFound
 from ringpool.ops.units import ago, iso, when
 from ringpool.store.store import TaskRecord
 
-TIMESTAMPS = ("created_at", "accepted_at", "started_at", "finished_at", "first_failure_at",
-              "last_failure_at")
+TIMESTAMPS = ("created_at", "accepted_at", "eta", "started_at", "finished_at",
+              "first_failure_at", "last_failure_at")
 
 
 def record_data(record: TaskRecord, dead_at: float | None) -> dict[str, Any]:
@@ -32,7 +32,8 @@ def record_data(record: TaskRecord, dead_at: float | None) -> dict[str, Any]:
 def print_record(out: Console, data: dict[str, Any]) -> None:
     state = data["state"]
     colour = {TaskState.SUCCEEDED: "green", TaskState.FAILED: "red",
-              TaskState.RETRY_SCHEDULED: "yellow"}.get(state, "cyan")
+              TaskState.RETRY_SCHEDULED: "yellow", TaskState.SCHEDULED: "blue",
+              TaskState.CANCELLED: "magenta"}.get(state, "cyan")
     out.print(f"[bold]task[/bold] {data['task_id']}  [{colour}]{state}[/{colour}]"
               + ("  [red](in the DLQ)[/red]" if data["in_dlq"] else ""))
     rows = [
@@ -42,10 +43,12 @@ def print_record(out: Console, data: dict[str, Any]) -> None:
     ]
     if data["idempotency_key"]:
         rows.append(("idempotency key", data["idempotency_key"]))
+    if data["schedule"]:
+        rows.append(("schedule", data["schedule"]))
     for name in TIMESTAMPS:
         if data.get(name):
-            rows.append((name.removesuffix("_at").replace("_", " "),
-                         f"{when(data[name])} ({ago(data[name])})"))
+            label = "due" if name == "eta" else name.removesuffix("_at").replace("_", " ")
+            rows.append((label, f"{when(data[name])} ({ago(data[name])})"))
     if data["dead_lettered_at"]:
         rows.append(("dead-lettered", f"{when(data['dead_lettered_at'])} "
                                       f"({ago(data['dead_lettered_at'])})"))
@@ -93,3 +96,20 @@ def show(ctx: click.Context, task_id: str) -> None:
 
     data = run(options, body)
     emit(options, data, lambda out: print_record(out, data))
+
+
+@task.command("cancel")
+@click.argument("task_id")
+@click.pass_context
+def cancel(ctx: click.Context, task_id: str) -> None:
+    """Cancel a task that has not finished: a scheduled, queued or retrying one never runs,
+    a running one is told to stop (async: cancelled, cpu: its process killed). A task that
+    already finished is left as it is (exit 5)."""
+    options = options_of(ctx)
+
+    async def body(session: Session) -> TaskState:
+        return await (await session.store()).cancel(task_id)
+
+    was = run(options, body)
+    emit(options, {"task_id": task_id, "cancelled": True, "was": was.value},
+         lambda out: out.print(f"cancelled task {task_id} (it was {was.value})"))

@@ -1,8 +1,8 @@
 """Tasks: look one up by id or key; list them by state, filtered, a page at a time.
 
 Queued and running tasks come from the nodes' in-flight hashes, retrying ones from the
-retry set, each page from one bounded store listing. (Delayed tasks, once they exist,
-get their own state here.)
+retry set, delayed tasks and schedule ticks from the scheduled set, each page from one
+bounded store listing.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ringpool.core.protocol import TaskState
+from ringpool.core.protocol import CANCELLABLE, TaskState
 from ringpool.dashboard.forms import BadInput, Filters, page_size
 from ringpool.dashboard.pages import dashboard_of, render
 from ringpool.errors import NoNodesAvailable, TaskNotFound
@@ -26,7 +26,9 @@ STATES: dict[str, tuple[str, TaskState | None]] = {
     "queued": ("Queued", TaskState.QUEUED),
     "running": ("Running", TaskState.RUNNING),
     "retrying": ("Retrying", TaskState.RETRY_SCHEDULED),
+    "scheduled": ("Scheduled", TaskState.SCHEDULED),
 }
+WAITING = (TaskState.RETRY_SCHEDULED, TaskState.SCHEDULED)  # listed by due time
 TRACEPARENT = "traceparent"
 
 
@@ -44,16 +46,21 @@ async def listing(request: Request) -> Response:
     try:
         if state is TaskState.RETRY_SCHEDULED:
             page: Page = await store.retries_list(query, cursor, limit)
+        elif state is TaskState.SCHEDULED:
+            page = await store.scheduled_list(query, cursor, limit)
         else:
             if query.timed:
-                raise BadInput("a time range filters the retry set only (its due times)")
+                raise BadInput("a time range filters retrying and scheduled tasks only (their "
+                               "due times)")
             page = await store.inflight_list(query, state, cursor, limit)
     except InvalidQuery as exc:
         raise BadInput(str(exc)) from None
-    counts = {"inflight": await store.inflight_count(),
-              "retrying": (await store.queue_sizes()).retries}
+    sizes = await store.queue_sizes()
+    counts = {"inflight": await store.inflight_count(), "retrying": sizes.retries,
+              "scheduled": sizes.scheduled}
     return render(request, "tasks.html", tab=tab, states=STATES, filters=filters, page=page,
-                  limit=limit, cursor=cursor, counts=counts, owner=key_owner(request, filters.key))
+                  limit=limit, cursor=cursor, counts=counts, owner=key_owner(request, filters.key),
+                  by_due=state in WAITING)
 
 
 def key_owner(request: Request, key_glob: str) -> dict[str, str] | None:
@@ -96,7 +103,8 @@ async def task_page(request: Request) -> Response:
                            + (" (its id is in the DLQ but its record is gone)" if dead_at else ""))
     details: dict[str, Any] = record.to_dict()
     return render(request, "task.html", record=record, data=details, dead_at=dead_at,
-                  trace_id=trace_id(record), owner=key_owner(request, literal(record.key)))
+                  trace_id=trace_id(record), owner=key_owner(request, literal(record.key)),
+                  cancellable=record.state in CANCELLABLE)
 
 
 routes = [

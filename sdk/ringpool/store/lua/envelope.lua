@@ -1,9 +1,11 @@
--- Shared by the scripts that read a task's name and key (the store puts this text in
--- front of them). The envelope is read only as far as its key and name: protobuf writes
--- the fields in number order, and task_id (1), key (2) and name (3) all come before the
--- payload.
-local function envelope_head(buf)
-  local pos, size, found = 1, #buf, {}
+-- Shared by the scripts that read what a task is from its envelope (the store puts this
+-- text in front of them): envelope_fields(buf) walks the protobuf and returns its key
+-- (field 2), name (3), eta (15, a double; 0 when unset) and schedule (16), skipping
+-- everything else by its wire type.
+local function envelope_fields(buf)
+  local pos, size = 1, #buf
+  local found = {key = '', name = '', eta = 0, schedule = ''}
+  local WANTED = {[2] = 'key', [3] = 'name', [16] = 'schedule'}
   local function varint()
     local value, scale = 0, 1
     while pos <= size do
@@ -18,10 +20,20 @@ local function envelope_head(buf)
   while pos <= size do
     local tag = varint()
     local field, wire = math.floor(tag / 8), tag % 8
-    if field > 3 or wire ~= 2 then break end
-    local length = varint()
-    found[field] = string.sub(buf, pos, pos + length - 1)
-    pos = pos + length
+    if wire == 0 then
+      varint()
+    elseif wire == 1 then
+      if field == 15 then found.eta = struct.unpack('<d', string.sub(buf, pos, pos + 7)) end
+      pos = pos + 8
+    elseif wire == 2 then
+      local length = varint()
+      if WANTED[field] then found[WANTED[field]] = string.sub(buf, pos, pos + length - 1) end
+      pos = pos + length
+    elseif wire == 5 then
+      pos = pos + 4
+    else
+      break  -- not a wire type of proto3: stop rather than misread
+    end
   end
-  return found[2] or '', found[3] or ''
+  return found
 end

@@ -16,7 +16,10 @@ for i, rec in ipairs(KEYS) do
   local id, score = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
   local f = redis.call('HMGET', rec, unpack(FIELDS))
   local key, name = f[11] or '', f[12] or ''
-  if f[10] then key, name = envelope_head(f[10]) end
+  if f[10] then
+    local task = envelope_fields(f[10])
+    key, name = task.key, task.name
+  end
   local error_type = f[4] or ''
   local keep = (state == '' or f[1] == state) and not (filtered and not f[1])
     and (name_pattern == '' or string.find(name, name_pattern))

@@ -1,8 +1,12 @@
-"""Shared fixtures: one real ZooKeeper and one real Redis per test session.
+"""Shared fixtures: one real ZooKeeper and one real Redis per test session, and a Redis
+Cluster (3 primaries, 3 replicas) started when a test first needs it.
 
 Each test gets a fresh cluster name, so tests never see each other's state.
 ``zookeeper`` is a standalone server, or with ``--zookeeper ensemble`` a 3-server
-ensemble (``zookeeper_ensemble``, which ``tests/test_ensemble.py`` always uses).
+ensemble (``zookeeper_ensemble``, which ``tests/test_ensemble.py`` always uses). A
+module whose Redis comes from ``any_redis`` runs against both a single Redis and the
+Redis Cluster; on the cluster, only its tests marked ``redis_cluster`` run unless
+pytest is given ``--redis-cluster all`` (``none``: not at all).
 """
 
 from __future__ import annotations
@@ -17,13 +21,42 @@ import pytest
 import redis
 
 from ringpool.core.membership import connect_zookeeper
-from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperEnsemble, ZooKeeperServer
+from ringpool.testing.local import (
+    LocalCluster,
+    RedisClusterServers,
+    RedisServer,
+    ZooKeeperEnsemble,
+    ZooKeeperServer,
+)
+
+REDIS_KINDS = ["redis", "redis-cluster"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--zookeeper", choices=("standalone", "ensemble"), default="standalone",
         help="run the suite against one ZooKeeper server or a 3-server ensemble")
+    parser.addoption("--redis-cluster", choices=("subset", "all", "none"), default="subset",
+                     help="which tests of modules on any_redis also run on a Redis Cluster: "
+                          "those marked redis_cluster (subset), all of them, or none")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "redis_cluster: in a module on any_redis, also run "
+                                       "this test against the Redis Cluster")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mode = config.getoption("--redis-cluster")
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_cluster = callspec is not None and callspec.params.get("any_redis") == "redis-cluster"
+        wanted = mode == "all" or (mode == "subset" and item.get_closest_marker("redis_cluster"))
+        (dropped if on_cluster and not wanted else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +103,21 @@ def redis_server(workdir: Path) -> Iterator[RedisServer]:
     server = RedisServer(workdir, appendonly=True).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(workdir: Path) -> Iterator[RedisClusterServers]:
+    servers = RedisClusterServers(workdir / "redis-cluster", appendonly=True).start()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="module", params=REDIS_KINDS)
+def any_redis(request: pytest.FixtureRequest) -> str:
+    """The URL of the session's Redis, then of the session's Redis Cluster."""
+    if request.param == "redis":
+        return str(request.getfixturevalue("redis_server").url)
+    return str(request.getfixturevalue("redis_cluster").url)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """What the tests share: waiting on a condition with a deadline, reading task records,
 a process's metrics (every sample, its unlabelled ones, or one by labels) and a node's
-ring version."""
+ring version, Redis clients and keys that work on a single Redis and on a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from redis.cluster import RedisCluster
 
+from ringpool.store.keys import DEFAULT_PARTITIONS, Keys
 from ringpool.store.store import StateStore, TaskRecord
 from ringpool.testing.local import LocalCluster
 
@@ -89,6 +92,41 @@ def records(local: LocalCluster, task_ids: list[str]) -> list[TaskRecord | None]
             await store.close()
 
     return asyncio.run(read())
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A plain client for ``url``, or a Redis Cluster client when it names a cluster node
+    (typed as the plain one: the tests use the commands both have)."""
+    plain = redis.Redis.from_url(url)
+    if not plain.info("cluster").get("cluster_enabled"):
+        return plain
+    plain.close()
+    return RedisCluster.from_url(url)  # type: ignore[return-value]
+
+
+def dlq_key(cluster: str, task_id: str, partitions: int = DEFAULT_PARTITIONS) -> str:
+    """The DLQ zset of ``task_id``'s partition."""
+    keys = Keys(cluster, partitions)
+    return keys.dlq(keys.partition_of(task_id))
+
+
+def retry_key(cluster: str, task_id: str, partitions: int = DEFAULT_PARTITIONS) -> str:
+    """The retry zset of ``task_id``'s partition."""
+    keys = Keys(cluster, partitions)
+    return keys.retries(keys.partition_of(task_id))
+
+
+def dlq_size(client: redis.Redis, cluster: str, partitions: int = DEFAULT_PARTITIONS) -> int:
+    """Entries in the DLQ, every partition's."""
+    keys = Keys(cluster, partitions)
+    return sum(int(client.zcard(keys.dlq(p))) for p in keys.all_partitions)
+
+
+def put_in_dlq(client: redis.Redis, cluster: str, entries: dict[str, float],
+               partitions: int = DEFAULT_PARTITIONS) -> None:
+    """Put task ids in the DLQ (each in its partition) at these times."""
+    for task_id, at in entries.items():
+        client.zadd(dlq_key(cluster, task_id, partitions), {task_id: at})
 
 
 def samples(port: int) -> list[Sample]:

@@ -10,7 +10,8 @@ attempt's start time in ``probe:attempts:<task id>``; ``probe.blob(n)`` returns
 ``flaky.gate(gate)`` fails while the Redis key ``flaky:gate:<gate>`` exists and
 succeeds once it is deleted; each run counts itself in the hash
 ``flaky:runs:<gate>`` under its task id. The Redis client is made on first use
-(from ``RINGPOOL_REDIS``, which the local launcher sets), never at import.
+(from ``PROBE_REDIS`` if set, else ``RINGPOOL_REDIS``, which the local launcher sets),
+never at import.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 import redis
 
 from ringpool import RetryPolicy, current_task, task
+from tests.helpers import redis_client
 
 _client: redis.Redis | None = None
 _lock = threading.Lock()
@@ -32,7 +34,7 @@ def _redis() -> redis.Redis:
     global _client
     with _lock:
         if _client is None:
-            _client = redis.Redis.from_url(os.environ["RINGPOOL_REDIS"])
+            _client = redis_client(os.environ.get("PROBE_REDIS") or os.environ["RINGPOOL_REDIS"])
         return _client
 
 

@@ -26,6 +26,7 @@ def test_defaults_match_the_documented_values() -> None:
     assert flat["retry.cap_s"] == 300
     assert flat["limits.max_payload_bytes"] == 1024 * 1024
     assert flat["fingerprint_ttl_s"] == 86400
+    assert (flat["result_ttl_s"], flat["accept_durability"]) == (0, "")  # each node's own
     assert list(flat) == list(config.KEYS)
     assert config.parse(b"") == ClusterConfig()
     assert config.parse(json.dumps(ClusterConfig().to_dict())) == ClusterConfig()
@@ -57,6 +58,9 @@ def test_partial_config_keeps_defaults_and_types() -> None:
         ({"retry": {"base_s": 10, "cap_s": 5}}, "retry.cap_s (5.0) must be >="),
         ({"limits": {"max_payload_bytes": 0}}, "limits.max_payload_bytes must be in"),
         ({"fingerprint_ttl_s": -1}, "fingerprint_ttl_s must be in"),
+        ({"result_ttl_s": -1}, "result_ttl_s must be in [0, 31536000]"),
+        ({"accept_durability": "disk"}, "accept_durability must be one of '', 'memory'"),
+        ({"accept_durability": 1}, "accept_durability must be one of"),
         ({"pool": {"threads": 3}}, "unknown config key 'pool.threads'"),
         ({"colour": "blue"}, "unknown config key 'colour'"),
         ({"pool": 3}, "section 'pool' must be an object"),
@@ -80,6 +84,10 @@ def test_with_values_parses_text_and_validates_together() -> None:
     with pytest.raises(ConfigError, match="must be <="):
         ClusterConfig().with_values({"pool.min_workers": "64"})
     assert config.check_value("pool.min_workers", "64") == 64  # alone it is in range
+    assert ClusterConfig().with_values({"accept_durability": "replica"}).accept_durability \
+        == "replica"
+    with pytest.raises(ConfigError, match="must be one of"):
+        ClusterConfig().with_values({"accept_durability": "fsync"})
 
 
 @pytest.fixture
@@ -161,6 +169,7 @@ def test_taskctl_config_get_and_set(
         (("config", "set", "pool.threads=4"), 5, "unknown config key 'pool.threads'"),
         (("config", "get", "pool.threads"), 5, "unknown config key 'pool.threads'"),
         (("config", "set", "pool.max_workers"), 2, "expected KEY=VALUE"),
+        (("config", "set", "pool.max_workers="), 5, "'' is not a number"),
     ],
 )
 def test_taskctl_config_refuses_bad_values(

@@ -24,7 +24,7 @@ from tests.dashboard_harness import (
     running_dashboard,
     signed_in,
 )
-from tests.helpers import eventually
+from tests.helpers import dlq_key, eventually
 from tests.tasks_flaky import gate_key
 
 
@@ -85,7 +85,7 @@ def state(rds: redis.Redis, local: LocalCluster, task_id: str) -> str | None:
 
 
 def in_dlq(rds: redis.Redis, local: LocalCluster, task_id: str) -> bool:
-    return rds.zscore(Keys(local.cluster).dlq, task_id) is not None
+    return rds.zscore(dlq_key(local.cluster, task_id), task_id) is not None
 
 
 def dead_letter(client: Cluster, rds: redis.Redis, local: LocalCluster, count: int) -> tuple[str, list[str]]:
@@ -437,7 +437,9 @@ def test_snapshot_api_says_what_the_overview_shows(operator: Page, url: str) -> 
 
 
 def schedule_names(rds: redis.Redis, local: LocalCluster) -> list[str]:
-    return [name.decode() for name in rds.zrange(Keys(local.cluster).schedules, 0, -1)]
+    keys = Keys(local.cluster)
+    return sorted(name.decode() for p in keys.all_partitions
+                  for name in rds.zrange(keys.schedules(p), 0, -1))
 
 
 def test_an_operator_adds_pauses_resumes_and_removes_a_schedule(

@@ -1,4 +1,8 @@
-"""The dispatch path end to end: real ZooKeeper, Redis, node processes and gRPC."""
+"""The dispatch path end to end: real ZooKeeper, Redis, node processes and gRPC.
+
+The module runs on a single Redis and (the tests marked ``redis_cluster``) on a Redis
+Cluster of 3 primaries and 3 replicas (``any_redis``).
+"""
 
 from __future__ import annotations
 
@@ -25,17 +29,17 @@ from ringpool import (
 )
 from ringpool.client import async_cluster as client_module
 from ringpool.store.keys import Keys
-from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
-from tests.helpers import eventually, nodes_ring_ready
+from ringpool.testing.local import LocalCluster, ZooKeeperServer
+from tests.helpers import eventually, nodes_ring_ready, redis_client
 from tests.tasks_flaky import probe_runs_key
 
 TASK_MODULES = ["ringpool.demo", "tests.tasks_flaky"]
 
 
 @pytest.fixture(scope="module")
-def local(zookeeper: ZooKeeperServer, redis_server: RedisServer) -> Iterator[LocalCluster]:
+def local(zookeeper: ZooKeeperServer, any_redis: str) -> Iterator[LocalCluster]:
     with LocalCluster(
-        nodes=3, coordinators=1, tasks=TASK_MODULES, zk=zookeeper.address, redis=redis_server.url
+        nodes=3, coordinators=1, tasks=TASK_MODULES, zk=zookeeper.address, redis=any_redis
     ) as cluster:
         yield cluster
 
@@ -53,9 +57,10 @@ def client_ring_ready(client: Cluster, members: set[str], timeout: float = 30.0)
 
 
 def cluster_keys(client: redis.Redis, cluster: str) -> set[bytes]:
-    return set(client.scan_iter(match=f"{Keys(cluster).prefix}:*", count=1000))
+    return set(client.scan_iter(match=Keys(cluster).pattern, count=1000))
 
 
+@pytest.mark.redis_cluster
 def test_sync_dispatch_returns_the_result(cluster: Cluster) -> None:
     handle = cluster.dispatch("user:42", Task("demo.add", args=(1, 2)))
     assert handle.result(timeout=30) == 3
@@ -90,6 +95,7 @@ def test_signature_shortcut_and_kwargs(cluster: Cluster) -> None:
     assert cluster.dispatch("user:43", add.s(20, b=22)).result(timeout=30) == 42
 
 
+@pytest.mark.redis_cluster
 def test_async_dispatch_returns_the_result(local: LocalCluster) -> None:
     async def run() -> list[int]:
         async with AsyncCluster.connect(
@@ -124,6 +130,7 @@ def test_close_ends_even_when_a_part_never_finishes_closing(
     assert "closing the result listener took over 0.5s" in caplog.text
 
 
+@pytest.mark.redis_cluster
 def test_dispatch_many_returns_every_result_in_order(cluster: Cluster) -> None:
     handles = cluster.dispatch_many([(f"k{i % 97}", Task("demo.add", args=(i, 1))) for i in range(2000)])
     assert len({h.task_id for h in handles}) == 2000
@@ -145,6 +152,7 @@ def test_every_task_of_a_key_runs_on_its_owner(cluster: Cluster, local: LocalClu
     assert len({cluster.owner(k) for k in keys}) == 3  # the keys spread over every node
 
 
+@pytest.mark.redis_cluster
 def test_same_idempotency_key_returns_the_first_task(
     cluster: Cluster, local: LocalCluster
 ) -> None:
@@ -154,7 +162,7 @@ def test_same_idempotency_key_returns_the_first_task(
     second = cluster.dispatch("order:17", task)
     assert second.task_id == first.task_id
     assert second.result(timeout=30) == first_result
-    runs = redis.Redis.from_url(local.redis).hgetall(probe_runs_key("idem"))
+    runs = redis_client(local.redis).hgetall(probe_runs_key("idem"))
     assert runs == {first.task_id.encode(): b"1"}
 
 
@@ -165,6 +173,7 @@ def test_idempotency_key_is_scoped_by_task_name(cluster: Cluster) -> None:
     assert a.result(timeout=30) == 2
 
 
+@pytest.mark.redis_cluster
 def test_failed_task_raises_task_failed_with_the_remote_error(cluster: Cluster) -> None:
     handle = cluster.dispatch("k", Task("demo.fail", args=("kaput",)))
     with pytest.raises(TaskFailed) as caught:
@@ -184,6 +193,7 @@ def test_result_wait_times_out_with_a_typed_error(cluster: Cluster) -> None:
     assert handle.result(timeout=30) == 3
 
 
+@pytest.mark.redis_cluster
 @pytest.mark.parametrize(
     ("key", "task", "error"),
     [
@@ -200,7 +210,7 @@ def test_result_wait_times_out_with_a_typed_error(cluster: Cluster) -> None:
 def test_bad_input_gets_its_typed_error_and_writes_nothing(
     cluster: Cluster, local: LocalCluster, key: str, task: Task, error: type[Exception]
 ) -> None:
-    client = redis.Redis.from_url(local.redis)
+    client = redis_client(local.redis)
     before = cluster_keys(client, local.cluster)
     with pytest.raises(error):  # by dispatch() itself: nodes publish the names they serve
         cluster.dispatch(key, task)
@@ -236,6 +246,7 @@ def test_stale_client_ring_still_reaches_the_right_owner(local: LocalCluster) ->
             del local.nodes["node-3"]
 
 
+@pytest.mark.redis_cluster
 def test_sigterm_under_load_loses_nothing_and_runs_nothing_twice(local: LocalCluster) -> None:
     tag = "drain"
     with Cluster.connect(zk=local.zk, redis=local.redis, cluster=local.cluster) as client:
@@ -269,7 +280,7 @@ def test_sigterm_under_load_loses_nothing_and_runs_nothing_twice(local: LocalClu
         assert errors == []
         results = [h.result(timeout=120) for h in handles]
         assert len(results) == len(handles) >= 600
-        runs = redis.Redis.from_url(local.redis).hgetall(probe_runs_key(tag))
+        runs = redis_client(local.redis).hgetall(probe_runs_key(tag))
         counts = Counter(int(v) for v in runs.values())
         assert len(runs) == len(handles)  # every accepted task ran
         assert counts == {1: len(handles)}, counts  # and none ran twice

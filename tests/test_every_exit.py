@@ -76,7 +76,7 @@ async def test_a_failed_announcement_leaves_nothing_pending(
         await go_on.wait()
         return await transition(*args)
 
-    async def announce_fails(task_id: str) -> None:
+    async def announce_fails(task_id: str, reply_to: str) -> None:
         raise ConnectionError("Redis went away")
 
     store.transition = held_write  # type: ignore[method-assign]

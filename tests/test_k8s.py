@@ -1,7 +1,8 @@
 """Offline checks of the Kubernetes manifests (k8s/) and the container image (Dockerfile).
 
 The kustomizations are rendered by a small kustomize in this file (only the
-features k8s/ uses: resources, components, patches that delete an object, namespace,
+features k8s/ uses: resources, components, patches that delete an object or set a
+container's environment variables, namespace,
 images, replicas and configMap/secret generators without hash suffixes; anything
 else fails loudly),
 so no kubectl is needed. Where kubectl is on PATH, its `kubectl kustomize` output
@@ -162,18 +163,36 @@ def _split_image(image: str) -> tuple[str, str | None, str | None]:
     return name, tag, digest or None
 
 
-def _deleted(path: Path, patch: dict[str, Any], objs: list[dict[str, Any]]) -> list[dict]:
-    """``objs`` without those a ``$patch: delete`` patch file names (the only patches here)."""
+def _patched(path: Path, patch: dict[str, Any], objs: list[dict[str, Any]]) -> list[dict]:
+    """``objs`` with a patch file applied: ``$patch: delete`` removes the object it names;
+    otherwise only env entries of named containers, merged by name as kustomize's
+    strategic merge does (the only patches here)."""
     if set(patch) != {"path"}:
         raise NotImplementedError(f"{path}: patches other than a file: {patch}")
     for doc in _load_docs(path / patch["path"]):
-        if doc.get("$patch") != "delete" or set(doc) - {"apiVersion", "kind", "metadata", "$patch"}:
-            raise NotImplementedError(f"{path}: only $patch: delete is supported here")
         target = (doc["kind"], doc["metadata"]["name"])
-        kept = [o for o in objs if (o["kind"], o["metadata"]["name"]) != target]
-        if len(kept) == len(objs):
-            raise ValueError(f"{path}: patch deletes {target}, which is not there")
-        objs = kept
+        hits = [o for o in objs if (o["kind"], o["metadata"]["name"]) == target]
+        if not hits:
+            raise ValueError(f"{path}: patch names {target}, which is not there")
+        if doc.get("$patch") == "delete":
+            if set(doc) - {"apiVersion", "kind", "metadata", "$patch"}:
+                raise NotImplementedError(f"{path}: a delete patch with more in it")
+            objs = [o for o in objs if o not in hits]
+            continue
+        containers = doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
+        if set(doc) - {"apiVersion", "kind", "metadata", "spec"} or not containers or any(
+                set(c) - {"name", "env"} for c in containers):
+            raise NotImplementedError(f"{path}: only env entries of containers are patched here")
+        for obj in hits:
+            by_name = {c["name"]: c for c in _pod_spec(obj)["containers"]}
+            for change in containers:
+                env = by_name[change["name"]].setdefault("env", [])
+                names = [v["name"] for v in env]
+                for var in change.get("env", []):
+                    if var["name"] in names:
+                        env[names.index(var["name"])] = var
+                added = [v for v in change.get("env", []) if v["name"] not in names]
+                env[:0] = added  # as kustomize does: new entries go first
     return objs
 
 
@@ -192,7 +211,7 @@ def _build(path: Path, docs: list[dict[str, Any]] | None = None) -> list[dict[st
             raise ValueError(f"{comp} is listed as a component but is not kind: Component")
         out = _build(comp, out)
     for patch in k.get("patches", []):
-        out = _deleted(path, patch, out)
+        out = _patched(path, patch, out)
     options = k.get("generatorOptions", {})
     out += [_generated("ConfigMap", g, path, options) for g in k.get("configMapGenerator", [])]
     out += [_generated("Secret", g, path, options) for g in k.get("secretGenerator", [])]
@@ -691,6 +710,7 @@ def test_redis_is_durable_and_authenticated(path: Path) -> None:
     c = redis["spec"]["template"]["spec"]["containers"][0]
     argv = argv_of(c)
     assert "--appendonly yes" in argv
+    assert "--appendfsync always" in argv  # what the default accept durability, aof, needs
     assert "--maxmemory-policy noeviction" in argv
     assert '--requirepass "$REDIS_PASSWORD"' in argv
     assert "secretKeyRef" in env_of(c)["REDIS_PASSWORD"]["valueFrom"]

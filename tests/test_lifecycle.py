@@ -26,8 +26,8 @@ from kazoo.security import make_acl
 from ringpool import Cluster, TaskFailed, demo
 from ringpool.core.naming import Names
 from ringpool.errors import ClusterUnavailable, ConfigError
-from ringpool.store.store import TaskRecord
-from ringpool.testing.local import LocalCluster, free_port
+from ringpool.store.store import StateStore, TaskRecord
+from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer, free_port
 from ringpool_coordinator.app import run
 from ringpool_coordinator.election import Leadership
 from ringpool_coordinator.settings import CoordinatorSettings
@@ -189,6 +189,25 @@ def test_a_restarted_node_reclaims_its_tasks_under_its_own_crash_limit(
         final = record(local, handle.task_id)
         assert final is not None
         assert (final.state, final.dead_reason, final.recoveries) == ("FAILED", "poison", 2)
+
+
+def test_a_process_that_asks_for_another_partition_count_does_not_start(
+    zookeeper: ZooKeeperServer, redis_server: RedisServer, cluster_name: str
+) -> None:
+    async def record() -> int:
+        store = StateStore.from_url(redis_server.url, cluster_name, partitions=8)
+        try:
+            return (await store.layout()).partitions
+        finally:
+            await store.close()
+
+    assert asyncio.run(record()) == 8
+    for module in ("ringpool_node", "ringpool_coordinator"):
+        done = launch(module, "--zk", zookeeper.address, "--redis", redis_server.url,
+                      "--cluster", cluster_name, "--partitions", "16")
+        assert done.returncode == 2, done.stderr
+        assert f"cluster {cluster_name!r} has 8 partitions" in done.stderr
+        assert "Traceback" not in done.stderr
 
 
 def test_a_sigterm_during_start_up_drains_instead_of_killing(

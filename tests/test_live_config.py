@@ -11,11 +11,13 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner, Result
 
+from ringpool import Cluster, Task, TaskHandle
 from ringpool.cli.taskctl import cli
 from ringpool.core.membership import connect_zookeeper
 from ringpool.core.naming import Names
+from ringpool.errors import ClusterUnavailable
 from ringpool.testing.local import LocalCluster
-from tests.helpers import eventually, gauges
+from tests.helpers import eventually, gauges, records
 
 APPLY_WITHIN_S = 10.0  # usually well under a second; room for a loaded CI machine
 
@@ -86,3 +88,45 @@ def test_a_bad_value_changes_nothing(local: LocalCluster) -> None:
     assert now["ringpool_pool_max_workers"] == 2
     assert now["ringpool_pool_min_workers"] == 1
     assert now["ringpool_config_version"] == version
+
+
+def test_durability_and_result_ttl_change_live_and_empty_gives_back_the_flags(
+    local: LocalCluster
+) -> None:
+    zk = connect_zookeeper(local.zk)
+    try:  # a good config to change (the test above leaves one the nodes refused)
+        zk.set(Names(local.cluster).config, b"{}")
+    finally:
+        zk.stop()
+        zk.close()
+    # The session's Redis has no replica: a node told to wait for one refuses to ack.
+    with local.connect(accept_timeout_s=3.0) as client:
+        assert client.dispatch("a", Task("demo.add", args=(1, 1))).result(timeout=30) == 2
+        assert ctl(local, "config", "set", "accept_durability=replica",
+                   "result_ttl_s=1").exit_code == 0
+        eventually(lambda: refused(client), APPLY_WITHIN_S + 10,
+                   "accepts to be refused for want of a replica")
+        assert ctl(local, "config", "set", "accept_durability=").exit_code == 0
+        handle = eventually(lambda: accepted(client), APPLY_WITHIN_S + 10,
+                            "accepts to go on with the node's own durability")
+        assert handle.result(timeout=30) == 4
+        # The result TTL of 1 s applies too: the record is gone soon after.
+        eventually(lambda: records(local, [handle.task_id]) == [None], 30,
+                   "the finished task's record to expire")
+
+
+def refused(client: Cluster) -> bool:
+    try:
+        client.dispatch("b", Task("demo.add", args=(2, 2))).accepted()
+    except ClusterUnavailable:
+        return True
+    return False
+
+
+def accepted(client: Cluster) -> TaskHandle | None:
+    handle = client.dispatch("c", Task("demo.add", args=(2, 2)))
+    try:
+        handle.accepted()
+    except ClusterUnavailable:
+        return None
+    return handle

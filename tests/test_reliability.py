@@ -1,7 +1,9 @@
 """No accepted task is ever lost: retries, the DLQ, crashes, drains, expiry, restarts, failover.
 
 Every scenario runs real ZooKeeper, Redis, node and coordinator processes and
-prints its counts (accepted, succeeded, DLQ, lost, duplicated) and timings.
+prints its counts (accepted, succeeded, DLQ, lost, duplicated) and timings. The
+scenarios on ``local`` run on a single Redis and (those marked ``redis_cluster``) on a
+Redis Cluster (``any_redis``); one kills a Redis Cluster primary under load.
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
-import redis
 
 from ringpool import Cluster, PermanentError, Task, TaskFailed
 from ringpool.errors import ClusterUnavailable, Overloaded
-from ringpool.store.keys import Keys
 from ringpool.store.store import AcceptCode, StateStore
 from ringpool.task import RetryPolicy
-from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
-from tests.helpers import eventually, records
+from ringpool.testing.local import (
+    LocalCluster,
+    RedisClusterServers,
+    RedisServer,
+    ZooKeeperServer,
+)
+from tests.failover import failover_drill
+from tests.helpers import dlq_key, eventually, records, redis_client
 from tests.tasks_flaky import probe_fail_times, probe_log_key, probe_runs_key
 
 TASK_MODULES = ["ringpool.demo", "tests.tasks_flaky"]
@@ -54,11 +60,11 @@ fast_coordinator_expiry = sessions(Sessions(coordinators=FAST_EXPIRY), "fast-coo
 
 @pytest.fixture
 def local(
-    request: pytest.FixtureRequest, zookeeper: ZooKeeperServer, redis_server: RedisServer
+    request: pytest.FixtureRequest, zookeeper: ZooKeeperServer, any_redis: str
 ) -> Iterator[LocalCluster]:
     expiry: Sessions = getattr(request, "param", Sessions())
     with LocalCluster(
-        nodes=3, coordinators=1, tasks=TASK_MODULES, zk=zookeeper.address, redis=redis_server.url,
+        nodes=3, coordinators=1, tasks=TASK_MODULES, zk=zookeeper.address, redis=any_redis,
         node_args=expiry.nodes, coordinator_args=expiry.coordinators,
     ) as cluster:
         yield cluster
@@ -73,7 +79,7 @@ def client(local: LocalCluster) -> Iterator[Cluster]:
 
 
 def run_counts(local: LocalCluster, tag: str) -> dict[str, int]:
-    raw = redis.Redis.from_url(local.redis).hgetall(probe_runs_key(tag))
+    raw = redis_client(local.redis).hgetall(probe_runs_key(tag))
     return {k.decode(): int(v) for k, v in raw.items()}
 
 
@@ -84,12 +90,13 @@ def report(scenario: str, **counts: object) -> None:
 # -- retries and the DLQ --------------------------------------------------------------
 
 
+@pytest.mark.redis_cluster
 def test_task_failing_twice_succeeds_on_attempt_three_within_backoff_bounds(
     client: Cluster, local: LocalCluster
 ) -> None:
     handle = client.dispatch("retry:1", probe_fail_times.s("twice", 2))
     assert handle.result(timeout=60) == 3
-    log = redis.Redis.from_url(local.redis).lrange(f"probe:attempts:{handle.task_id}", 0, -1)
+    log = redis_client(local.redis).lrange(f"probe:attempts:{handle.task_id}", 0, -1)
     attempts = [(int(a), float(t)) for a, t in (entry.decode().split(":") for entry in log)]
     assert [a for a, _ in attempts] == [1, 2, 3]
     for failed, ((_, start), (_, next_start)) in enumerate(itertools.pairwise(attempts), start=1):
@@ -101,6 +108,7 @@ def test_task_failing_twice_succeeds_on_attempt_three_within_backoff_bounds(
     report("retry", attempts=3, gaps=[round(b[1] - a[1], 3) for a, b in itertools.pairwise(attempts)])
 
 
+@pytest.mark.redis_cluster
 def test_always_failing_task_lands_in_the_dlq_after_every_attempt(
     client: Cluster, local: LocalCluster
 ) -> None:
@@ -117,7 +125,8 @@ def test_always_failing_task_lands_in_the_dlq_after_every_attempt(
     assert record.first_failure_at is not None and record.last_failure_at is not None
     assert record.first_failure_at < record.last_failure_at
     assert record.node in local.nodes
-    score = redis.Redis.from_url(local.redis).zscore(Keys(local.cluster).dlq, handle.task_id)
+    score = redis_client(local.redis).zscore(dlq_key(local.cluster, handle.task_id),
+                                                     handle.task_id)
     assert score is not None
 
 
@@ -152,10 +161,11 @@ def load(client: Cluster, tag: str, count: int, sleep_s: float) -> list:
 
 
 def started_on(local: LocalCluster, tag: str) -> Counter[str]:
-    log = redis.Redis.from_url(local.redis).lrange(probe_log_key(tag), 0, -1)
+    log = redis_client(local.redis).lrange(probe_log_key(tag), 0, -1)
     return Counter(entry.decode().split(" ")[0] for entry in log)
 
 
+@pytest.mark.redis_cluster
 def test_kill_9_loses_no_accepted_task(client: Cluster, local: LocalCluster) -> None:
     tag = "kill9"
     # Default sessions: recovery waits ~10 s for the victim's to expire, but no survivor
@@ -232,8 +242,14 @@ def test_zookeeper_session_expiry_fences_the_old_owner(client: Cluster, local: L
 
 
 def test_redis_restart_keeps_accepted_tasks(
-    client: Cluster, local: LocalCluster, redis_server: RedisServer
+    zookeeper: ZooKeeperServer, redis_server: RedisServer
 ) -> None:
+    with LocalCluster(nodes=3, coordinators=1, tasks=TASK_MODULES, zk=zookeeper.address,
+                      redis=redis_server.url) as local, local.connect() as client:
+        restart_under_load(client, local, redis_server)
+
+
+def restart_under_load(client: Cluster, local: LocalCluster, redis_server: RedisServer) -> None:
     tag = "redis-restart"
     accepted: list = []
     refused = 0
@@ -289,6 +305,7 @@ def test_coordinator_leader_kill_standby_fires_due_retries(
     assert standby.alive()
 
 
+@pytest.mark.redis_cluster
 def test_task_accepted_but_never_started_is_handed_back_and_runs(
     client: Cluster, local: LocalCluster
 ) -> None:
@@ -328,8 +345,7 @@ def test_dlq_retention_removes_old_dead_letters_and_says_so(
         handle = client.dispatch("dead", Task("demo.fail", args=("old news",)))
         with pytest.raises(TaskFailed):
             handle.result(timeout=30)
-        dlq = Keys(local.cluster).dlq
-        r = redis.Redis.from_url(local.redis)
+        r = redis_client(local.redis)
         port = local.metrics_ports["coordinator-0"]
 
         def expired_total() -> float:
@@ -342,5 +358,14 @@ def test_dlq_retention_removes_old_dead_letters_and_says_so(
         eventually(lambda: expired_total() >= 1 and "dead letters older than the DLQ retention"
                    in local.coordinators[0].log_tail(200), 30,
                    "the retention to count and log the expired dead letter")
-        assert r.zscore(dlq, handle.task_id) is None
+        assert r.zscore(dlq_key(local.cluster, handle.task_id), handle.task_id) is None
         assert records(local, [handle.task_id]) == [None]
+
+
+def test_a_killed_redis_primary_loses_no_task_accepted_with_replica_durability(
+    zookeeper: ZooKeeperServer, redis_cluster: RedisClusterServers, redis_server: RedisServer
+) -> None:
+    counts = failover_drill(zookeeper.address, redis_cluster, redis_server.url, "replica")
+    report("redis failover", **counts.__dict__)
+    assert counts.accepted >= 3000
+    assert counts.lost == 0 and counts.never_ran == 0

@@ -175,7 +175,8 @@ async def put(store: StateStore, name: str, timing: Timing, next_at: float,
               rds: redis.Redis) -> None:
     """Publish a schedule whose next tick is ``next_at`` (where a fixed clock starts)."""
     await store.schedules.put(name, "k", build("k", tasks.add.s(1, 1), 0), timing, "test")
-    rds.zadd(Keys(store.keys.cluster).schedules, {name: next_at})
+    keys = Keys(store.cluster)
+    rds.zadd(keys.schedules(keys.schedule_partition(name)), {name: next_at})
 
 
 def test_ticks_across_dst_changes_with_a_fixed_clock(
@@ -432,7 +433,8 @@ def test_the_schedule_page_listing_is_paused_at_inf(local: LocalCluster) -> None
         assert ctl(local, "schedule", "add", "inf", "--task", "conformance.add", "--key", "k",
                    "--every", "1h").exit_code == 0
         assert ctl(local, "schedule", "pause", "inf").exit_code == 0
-        assert rds.zscore(Keys(local.cluster).schedules, "inf") == math.inf
+        keys = Keys(local.cluster)
+        assert rds.zscore(keys.schedules(keys.schedule_partition("inf")), "inf") == math.inf
         shown = json.loads(ctl(local, "--json", "schedule", "ls").output)
         assert next(s for s in shown if s["name"] == "inf")["next_at"] is None
     finally:

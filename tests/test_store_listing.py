@@ -12,17 +12,19 @@ import redis
 
 from ringpool import Task, TaskState
 from ringpool.core.envelope import build
-from ringpool.store.keys import Keys
+from ringpool.store.keys import DEFAULT_PARTITIONS
 from ringpool.store.listing import InvalidQuery, Page, TaskQuery, lua_pattern
 from ringpool.store.store import StateStore, Transition
 from ringpool.v1 import node_pb2 as pb
+from tests.helpers import put_in_dlq
 
 T = TypeVar("T")
 
 
-def with_store(redis_url: str, cluster: str, body: Callable[[StateStore], Awaitable[T]]) -> T:
+def with_store(redis_url: str, cluster: str, body: Callable[[StateStore], Awaitable[T]],
+               partitions: int | None = None) -> T:
     async def run() -> T:
-        store = StateStore.from_url(redis_url, cluster)
+        store = StateStore.from_url(redis_url, cluster, partitions=partitions)
         try:
             return await body(store)
         finally:
@@ -47,15 +49,18 @@ async def dead_letter(store: StateStore, node: str, batch: list[tuple[pb.TaskEnv
     return [e.task_id for e, _ in batch]
 
 
-def seed_dlq(redis_url: str, redis_client: redis.Redis, cluster: str) -> list[str]:
+def seed_dlq(redis_url: str, redis_client: redis.Redis, cluster: str,
+             partitions: int = DEFAULT_PARTITIONS) -> list[str]:
     """Twelve DLQ entries dead-lettered at 100, 101, ... (ids in that order): billing.charge
     (keys user:0..) failing with ConnError, every third one email.send with ValueError."""
     specs = [("email.send" if i % 3 == 0 else "billing.charge", f"user:{i}") for i in range(12)]
     batch = list(zip(envelopes(specs),
                      ["ValueError" if i % 3 == 0 else "ConnError" for i in range(12)],
                      strict=True))
-    ids = with_store(redis_url, cluster, lambda store: dead_letter(store, "n1", batch))
-    redis_client.zadd(Keys(cluster).dlq, {task_id: 100.0 + i for i, task_id in enumerate(ids)})
+    ids = with_store(redis_url, cluster, lambda store: dead_letter(store, "n1", batch),
+                     partitions)
+    put_in_dlq(redis_client, cluster, {task_id: 100.0 + i for i, task_id in enumerate(ids)},
+               partitions)
     return ids
 
 
@@ -122,7 +127,7 @@ def test_dlq_filters_by_name_error_key_and_time_range(
 def test_a_budget_bounds_each_read_and_the_cursor_goes_on(
     redis_url: str, redis_client: redis.Redis, cluster_name: str
 ) -> None:
-    ids = seed_dlq(redis_url, redis_client, cluster_name)
+    ids = seed_dlq(redis_url, redis_client, cluster_name, partitions=1)
     query = TaskQuery(name="email.send")
     pages = with_store(redis_url, cluster_name, lambda store: every_page(
         lambda cursor: store.dlq_list(query, cursor=cursor, limit=50, budget=4)))
@@ -131,12 +136,22 @@ def test_a_budget_bounds_each_read_and_the_cursor_goes_on(
         [ids[9]], [ids[6]], [ids[3], ids[0]]]
 
 
+def test_over_many_partitions_a_page_reads_a_budget_share_of_each(
+    redis_url: str, redis_client: redis.Redis, cluster_name: str
+) -> None:
+    ids = seed_dlq(redis_url, redis_client, cluster_name, partitions=8)
+    query = TaskQuery(name="email.send")
+    pages = with_store(redis_url, cluster_name, lambda store: every_page(
+        lambda cursor: store.dlq_list(query, cursor=cursor, limit=50, budget=8)))
+    assert all(p.scanned <= 8 for p in pages)  # one entry of each partition per page
+    assert ids_of(pages) == [ids[9], ids[6], ids[3], ids[0]]
+
+
 def test_entries_leaving_between_pages_make_none_skip(
     redis_url: str, redis_client: redis.Redis, cluster_name: str
 ) -> None:
-    dlq = Keys(cluster_name).dlq
     # Equal times, as one script call buries a whole batch at the same instant.
-    redis_client.zadd(dlq, {f"t{i:02}": 10.0 + i // 4 for i in range(12)})
+    put_in_dlq(redis_client, cluster_name, {f"t{i:02}": 10.0 + i // 4 for i in range(12)})
 
     async def read_while_replaying(store: StateStore) -> list[str]:
         seen: list[str] = []
@@ -157,7 +172,7 @@ def test_entries_leaving_between_pages_make_none_skip(
 def test_a_listed_entry_whose_record_is_gone_shows_only_unfiltered(
     redis_url: str, redis_client: redis.Redis, cluster_name: str
 ) -> None:
-    redis_client.zadd(Keys(cluster_name).dlq, {"ghost": 5.0})
+    put_in_dlq(redis_client, cluster_name, {"ghost": 5.0})
     page = with_store(redis_url, cluster_name, lambda store: store.dlq_list())
     assert [(i.record.task_id, i.record.exists, i.at) for i in page.items] == [
         ("ghost", False, 5.0)]

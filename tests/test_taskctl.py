@@ -1,7 +1,8 @@
 """``taskctl`` end to end: the real CLI against a real local cluster (2 nodes, 1 coordinator).
 
 Most commands run in-process through click's runner; the interrupted replay and
-``dev up`` run as subprocesses so they can be signalled.
+``dev up`` run as subprocesses so they can be signalled. The module runs on a single
+Redis and (the tests marked ``redis_cluster``) on a Redis Cluster (``any_redis``).
 """
 
 from __future__ import annotations
@@ -29,18 +30,18 @@ from ringpool.ops import dlq as dlq_ops
 from ringpool.ops.dlq import Tally
 from ringpool.store.keys import Keys
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
-from tests.helpers import eventually
+from tests.helpers import dlq_key, dlq_size, eventually, redis_client
 from tests.tasks_flaky import gate_key, runs_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def local(zookeeper: ZooKeeperServer, redis_server: RedisServer) -> Iterator[LocalCluster]:
+def local(zookeeper: ZooKeeperServer, any_redis: str) -> Iterator[LocalCluster]:
     for attempt in range(3):
         cluster = LocalCluster(
             nodes=2, coordinators=1, tasks=["ringpool.demo", "tests.tasks_flaky"],
-            zk=zookeeper.address, redis=redis_server.url,
+            zk=zookeeper.address, redis=any_redis,
             cluster=f"ctl{uuid.uuid4().hex[:10]}",
         )
         try:
@@ -63,7 +64,7 @@ def client(local: LocalCluster) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def rds(local: LocalCluster) -> Iterator[redis.Redis]:
-    r = redis.Redis.from_url(local.redis)
+    r = redis_client(local.redis)
     yield r
     r.close()
 
@@ -95,10 +96,6 @@ def one_line_error(result: Result, code: int, text: str, prompt: str = "") -> No
     assert "Traceback" not in result.output
 
 
-def dlq_key(local: LocalCluster) -> str:
-    return Keys(local.cluster).dlq
-
-
 def empty_dlq(local: LocalCluster) -> None:
     ok(ctl(local, "dlq", "purge", "--all", "--yes"))
 
@@ -125,7 +122,7 @@ def dead_letter(
         ids += [h.task_id for h in handles]
     eventually(lambda: all(s == "FAILED" for s in states(rds, local, ids)), 60,
                f"{count} tasks to reach the DLQ")
-    assert all(rds.zscore(dlq_key(local), i) is not None for i in ids[:10])
+    assert all(rds.zscore(dlq_key(local.cluster, i), i) is not None for i in ids[:10])
     rds.delete(gate_key(gate))
     return ids
 
@@ -140,12 +137,13 @@ def assert_replayed_once(rds: redis.Redis, local: LocalCluster, ids: list[str], 
     runs = {k.decode(): int(v) for k, v in rds.hgetall(runs_key(gate)).items()}
     assert len(runs) == len(ids)
     assert {runs[i] for i in ids} == {2}  # failed once, then ran once more on replay
-    assert rds.zcard(dlq_key(local)) == 0
+    assert dlq_size(rds, local.cluster) == 0
 
 
 # -- status, ring, route, task show ------------------------------------------------------------
 
 
+@pytest.mark.redis_cluster
 def test_status_in_both_modes(local: LocalCluster) -> None:
     text = ok(ctl(local, "status")).stdout
     assert f"cluster {local.cluster}" in text and "ring v" in text
@@ -195,6 +193,7 @@ def test_route_in_both_modes_and_from_stdin(local: LocalCluster, client: Cluster
         assert client.owner(key) in line
 
 
+@pytest.mark.redis_cluster
 def test_task_show_in_both_modes(local: LocalCluster, client: Cluster) -> None:
     done = client.dispatch("show:1", Task("demo.add", args=(1, 2)))
     assert done.result(timeout=30) == 3
@@ -234,6 +233,7 @@ def test_a_long_task_shows_running_from_when_it_started(
 # -- the DLQ: ls, show, stats --------------------------------------------------------------------
 
 
+@pytest.mark.redis_cluster
 def test_dlq_ls_show_stats_in_both_modes(
     local: LocalCluster, client: Cluster, rds: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -337,7 +337,7 @@ def test_interrupted_replays_resume_and_replay_each_entry_once(
 
     # Ctrl-C a sixth of the way: a clean stop that says how far it got.
     first = _replay_process(local, *args)
-    eventually(lambda: rds.zcard(dlq_key(local)) <= 250, 60, "a sixth of the replay")
+    eventually(lambda: dlq_size(rds, local.cluster) <= 250, 60, "a sixth of the replay")
     first.send_signal(signal.SIGINT)
     out, err = first.communicate(timeout=30)
     assert first.returncode == 130, (out, err)
@@ -345,12 +345,12 @@ def test_interrupted_replays_resume_and_replay_each_entry_once(
 
     # SIGKILL half way: no chance to clean up at all.
     second = _replay_process(local, *args)
-    eventually(lambda: rds.zcard(dlq_key(local)) <= 150, 60, "half the replay")
+    eventually(lambda: dlq_size(rds, local.cluster) <= 150, 60, "half the replay")
     second.kill()
     second.communicate(timeout=30)
     assert second.returncode == -signal.SIGKILL
 
-    left = rds.zcard(dlq_key(local))
+    left = dlq_size(rds, local.cluster)
     assert 0 < left <= 150
     summary = as_json(ctl(local, "--json", "dlq", "replay", *args))
     # A batch the killed process had already sent may still be accepted after ``left`` was
@@ -362,6 +362,7 @@ def test_interrupted_replays_resume_and_replay_each_entry_once(
     assert "nothing" in nothing.output or "replayed 0" in nothing.output
 
 
+@pytest.mark.redis_cluster
 def test_replay_ids_dry_run_confirmation_and_no_double_replay(
     local: LocalCluster, client: Cluster, rds: redis.Redis
 ) -> None:
@@ -375,7 +376,7 @@ def test_replay_ids_dry_run_confirmation_and_no_double_replay(
     declined = ctl(local, "dlq", "replay", ids[0], input="n\n")
     one_line_error(declined, 1, "aborted: nothing was replayed",
                    prompt="Replay 1 dead-lettered tasks? [y/N]")
-    assert rds.zcard(dlq_key(local)) == 3
+    assert dlq_size(rds, local.cluster) == 3
 
     text = ok(ctl(local, "dlq", "replay", ids[0], input="y\n")).stdout
     assert "replayed 1, skipped 0, failed 0 of 1" in text
@@ -402,6 +403,7 @@ def test_replay_ids_dry_run_confirmation_and_no_double_replay(
 # -- purge ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.redis_cluster
 def test_purge_with_and_without_confirmation(
     local: LocalCluster, client: Cluster, rds: redis.Redis
 ) -> None:
@@ -412,17 +414,18 @@ def test_purge_with_and_without_confirmation(
     declined = ctl(local, "dlq", "purge", ids[0], input="n\n")
     one_line_error(declined, 1, "aborted: nothing was purged",
                    prompt="Purge 1 DLQ entry and delete their records? [y/N]")
-    assert rds.zcard(dlq_key(local)) == 4 and rds.exists(keys.task(ids[0]))
+    assert dlq_size(rds, local.cluster) == 4 and rds.exists(keys.task(ids[0]))
 
     accepted = ok(ctl(local, "dlq", "purge", ids[0], input="y\n"))
     assert "purged 1" in accepted.stdout
-    assert rds.zscore(dlq_key(local), ids[0]) is None and not rds.exists(keys.task(ids[0]))
+    assert rds.zscore(dlq_key(local.cluster, ids[0]), ids[0]) is None
+    assert not rds.exists(keys.task(ids[0]))
 
     assert as_json(ctl(local, "--json", "dlq", "purge", "--older-than", "1h", "--yes")) == {
         "requested": 0, "purged": 0}
     data = as_json(ctl(local, "--json", "dlq", "purge", "--older-than", "0s", "--yes"))
     assert data == {"requested": 3, "purged": 3}
-    assert rds.zcard(dlq_key(local)) == 0 and not any(rds.exists(keys.task(i)) for i in ids)
+    assert dlq_size(rds, local.cluster) == 0 and not any(rds.exists(keys.task(i)) for i in ids)
 
 
 # -- bad input -----------------------------------------------------------------------------------

@@ -45,7 +45,8 @@ async def run(settings: CoordinatorSettings) -> int:
     async with contextlib.AsyncExitStack() as stack:
         zk = await stack.enter_async_context(
             zookeeper_session(settings, settings.zk_session_timeout_s))
-        store = await stack.enter_async_context(state_store(settings.redis, settings.cluster))
+        store = await stack.enter_async_context(state_store(
+            settings.redis, settings.cluster, partitions=settings.partitions or None))
         membership = await asyncio.to_thread(Membership(zk, settings.cluster).start)
         stack.push_async_callback(asyncio.to_thread, membership.stop)
         registry = metrics_registry(settings.metrics_port)

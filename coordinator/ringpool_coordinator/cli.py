@@ -13,6 +13,7 @@ from ringpool.cli.process import (
     connection_options,
     max_crash_recoveries_option,
     option,
+    partitions_option,
     run_process,
     version_option,
 )
@@ -25,6 +26,7 @@ from ringpool.cli.process import (
 @option("--metrics-port", default=9401, type=click.IntRange(0, 65535),
         help="Prometheus /metrics port (0: off).")
 @max_crash_recoveries_option
+@partitions_option
 @option("--dlq-retention", "dlq_retention_s", default=14 * 24 * 3600.0, type=click.FloatRange(0),
         help="Seconds a dead letter is kept before the leader removes it (0: forever).")
 def main(log_level: str, **flags: Any) -> None:

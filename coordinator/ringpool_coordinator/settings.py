@@ -13,3 +13,4 @@ class CoordinatorSettings(ClientSettings):
     max_crash_recoveries: int = 3
     dlq_retention_s: float = 14 * 24 * 3600.0  # 0 keeps dead letters forever
     zk_session_timeout_s: float = 10.0
+    partitions: int = 0  # a new cluster's partition count (0: the default)

@@ -11,14 +11,17 @@ import click
 
 from ringpool.cli.process import (
     COMMAND_SETTINGS,
+    accept_durability_option,
     connection_options,
     max_crash_recoveries_option,
     option,
+    partitions_option,
     run_process,
     version_option,
 )
 from ringpool.core.ring import MAX_WEIGHT, MIN_WEIGHT
 from ringpool.errors import ConfigError
+from ringpool.store.durability import AcceptDurability
 from ringpool.store.store import DEFAULT_RESULT_TTL_S
 from ringpool_node.settings import NodeSettings
 
@@ -77,6 +80,8 @@ def check_server_certificate(settings: NodeSettings, environ: Mapping[str, str])
 @option("--result-ttl", "result_ttl_s", default=DEFAULT_RESULT_TTL_S,
         type=click.IntRange(1, 365 * 24 * 3600),
         help="Seconds a finished task's record (and its result) is kept.")
+@accept_durability_option
+@partitions_option
 @option("--weight", default=1.0, type=click.FloatRange(MIN_WEIGHT, MAX_WEIGHT),
         help="Share of the ring.")
 def main(log_level: str, **flags: Any) -> None:
@@ -85,7 +90,8 @@ def main(log_level: str, **flags: Any) -> None:
     def start() -> Coroutine[Any, Any, int]:
         from ringpool_node.server import serve
 
-        settings = NodeSettings(**flags)
+        settings = NodeSettings(**{**flags, "accept_durability": AcceptDurability(
+            flags["accept_durability"])})
         check_server_certificate(settings, os.environ)
         return serve(settings)
 

@@ -3,10 +3,11 @@
 kazoo calls the watch on its own thread; the watch only hands the bytes to the
 event loop, which parses them with ``ringpool.core.config`` and applies them: io pool
 bounds (``Pools.tune``), autoscaler weights, retry defaults for tasks that declare
-none, the payload limit, the fingerprint TTL and tasks' cluster-wide rate limits. A
-config that does not parse is logged, counted in ``ringpool_config_errors_total`` and
-ignored: the last good one stays. A missing znode changes nothing (the node's own
-flags stay in force).
+none, the payload limit, the fingerprint and result TTLs, the accept durability
+(the last two fall back to the node's own flags where the config leaves them empty)
+and tasks' cluster-wide rate limits. A config that does not parse is logged, counted
+in ``ringpool_config_errors_total`` and ignored: the last good one stays. A missing
+znode changes nothing (the node's own flags stay in force).
 """
 
 from __future__ import annotations
@@ -23,13 +24,22 @@ from ringpool.core import config as schema
 from ringpool.core.config import ClusterConfig
 from ringpool.core.naming import Names
 from ringpool.errors import ConfigError
+from ringpool.store.durability import AcceptDurability
 from ringpool.task import RetryPolicy
 from ringpool_node.core import Node
 
 log = logging.getLogger(__name__)
 
 
-def apply_config(node: Node, config: ClusterConfig) -> None:
+@dataclasses.dataclass(frozen=True)
+class OwnSettings:
+    """The node's own values of what the config may leave to each node."""
+
+    result_ttl_s: int
+    accept_durability: AcceptDurability
+
+
+def apply_config(node: Node, config: ClusterConfig, own: OwnSettings) -> None:
     """Apply ``config`` to a running node; raises ConfigError (nothing changed) if it cannot."""
     pool = config.pool
     node.pools.tune(pool.min_workers, pool.max_workers)  # validates before it changes anything
@@ -43,7 +53,13 @@ def apply_config(node: Node, config: ClusterConfig) -> None:
         max_retries=retry.max_retries, base_s=retry.base_s, factor=retry.factor, cap_s=retry.cap_s
     )
     node.limits = dataclasses.replace(node.limits, max_payload_bytes=config.limits.max_payload_bytes)
-    node.store.fingerprint_ttl_s = config.fingerprint_ttl_s
+    store = node.store
+    store.fingerprint_ttl_s = config.fingerprint_ttl_s
+    store.result_ttl_s = config.result_ttl_s or own.result_ttl_s
+    durability = AcceptDurability(config.accept_durability or own.accept_durability)
+    if durability is not store.durability:
+        store.durability = durability
+        log.info("accept durability is now %s", durability.value)
     node.execution.rates.overrides = dict(config.rate_limits)
     node.execution.rates.changed()
 
@@ -53,6 +69,7 @@ class ConfigWatch:
         self.zk = zk
         self.path = Names(cluster).config
         self.node = node
+        self.own = OwnSettings(node.store.result_ttl_s, node.store.durability)
         self.events = node.events
         self.version = schema.MISSING_VERSION  # the znode version in force
         self.config: ClusterConfig | None = None
@@ -82,7 +99,7 @@ class ConfigWatch:
             return True
         try:
             config = schema.parse(data)
-            apply_config(self.node, config)
+            apply_config(self.node, config, self.own)
         except ConfigError as exc:
             log.error("config version %d refused, keeping version %d: %s", version, self.version, exc)
             self.events.config_refused(version)

@@ -275,6 +275,9 @@ class Node:
         if result.code is AcceptCode.ID_TAKEN:
             return self._ack(envelope, pb.ID_TAKEN,
                              f"task id {envelope.task_id} is another task's", state=state)
+        if result.code is AcceptCode.UNAVAILABLE:
+            return self._ack(envelope, pb.INTERNAL, f"state store unavailable: {result.message}",
+                             retry_after_s=0.2)
         return self._ack(envelope, pb.NOT_REDELIVERABLE, "task is no longer waiting", state=state)
 
     async def _flush_accepts(

@@ -317,7 +317,7 @@ class Execution:
             if stream is not None and not pushed and applied and result is not None \
                     and not item.transition.publish:
                 # The stream went away (or is full) after we chose it: announce the result.
-                await self.store.publish_done(item.envelope.task_id)
+                await self.store.publish_done(item.envelope.task_id, item.envelope.reply_to)
         except Exception as exc:
             # The record holds the outcome: a waiting submitter finds it when it polls.
             log.warning("could not announce the outcome of %s: %s", item.envelope.task_id, exc)

@@ -143,7 +143,9 @@ async def serve(settings: NodeSettings) -> int:
             zookeeper_session(settings, settings.zk_session_timeout_s))
         store = await stack.enter_async_context(state_store(
             settings.redis, settings.cluster, fingerprint_ttl_s=settings.fingerprint_ttl_s,
-            result_ttl_s=settings.result_ttl_s, events=metrics))
+            result_ttl_s=settings.result_ttl_s, events=metrics,
+            partitions=settings.partitions or None, durability=settings.accept_durability))
+        await store.check_durability()
         probe = StateStore(connect_redis(settings.redis, connect_timeout_s=PING_TIMEOUT_S,
                                          timeout_s=PING_TIMEOUT_S, retries=0), settings.cluster)
         stack.push_async_callback(probe.close)

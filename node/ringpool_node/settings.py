@@ -9,6 +9,7 @@ from ringpool.core.envelope import DEFAULT_LIMITS, Limits
 from ringpool.core.settings import ConnectionSettings
 from ringpool.errors import ConfigError
 from ringpool.pool import PoolSettings
+from ringpool.store.durability import DEFAULT_DURABILITY, AcceptDurability
 from ringpool.store.store import DEFAULT_FINGERPRINT_TTL_S, DEFAULT_RESULT_TTL_S
 
 
@@ -34,6 +35,8 @@ class NodeSettings(ConnectionSettings):
     weight: float = 1.0
     fingerprint_ttl_s: int = DEFAULT_FINGERPRINT_TTL_S
     result_ttl_s: int = DEFAULT_RESULT_TTL_S
+    accept_durability: AcceptDurability = DEFAULT_DURABILITY
+    partitions: int = 0  # a new cluster's partition count (0: the default)
     zk_session_timeout_s: float = 10.0
     limits: Limits = DEFAULT_LIMITS
     pool: PoolSettings = field(default_factory=PoolSettings)

@@ -248,8 +248,9 @@ class Nemesis:
             self.proxy.restore()
 
     def _redis(self) -> RedisServer:
-        assert self.local.redis_server is not None, "the nemesis runs its own Redis"
-        return self.local.redis_server
+        redis_server = self.local.redis_server
+        assert isinstance(redis_server, RedisServer), "the nemesis runs its own (single) Redis"
+        return redis_server
 
     def _zookeeper(self) -> ZooKeeperServer:
         zookeeper = self.local.zookeeper

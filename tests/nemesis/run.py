@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
-from ringpool.store.keys import Keys
+from ringpool.store.listing import Page
 from ringpool.store.store import StateStore, TaskRecord
 from ringpool.testing.local import LocalCluster, RedisServer
 from tests.nemesis.checker import Observed, Report, budget_s, check, render
@@ -70,7 +68,7 @@ def run_nemesis(options: Options, workdir: Path, log: Callable[[str], None] = pr
         node_args=[*session, "--drain-timeout", f"{options.drain_timeout_s:g}"],
         coordinator_args=session,
     )
-    assert local.redis_server is not None
+    assert isinstance(local.redis_server, RedisServer)
     proxy = CuttableProxy("127.0.0.1", local.redis_server.port).start()
     nemesis = Nemesis(local, proxy, {profile.cut_node: ["--redis", f"redis://127.0.0.1:{proxy.port}/0"]},
                       options.coordinators, options.drain_timeout_s, log)
@@ -157,7 +155,17 @@ def _observe(local: LocalCluster, history: History, nemesis: Nemesis, sampler: R
              options: Options, faults: list[FaultRun], started: float) -> Observed:
     accepted = history.accepted_tasks()
 
-    async def read() -> tuple[dict[str, TaskRecord | None], dict[str, str]]:
+    async def every_id(list_page: Callable[..., Awaitable[Page]]) -> set[str]:
+        ids: set[str] = set()
+        cursor: str | None = None
+        while True:
+            page = await list_page(cursor=cursor, limit=READ_CHUNK)
+            ids.update(item.record.task_id for item in page.items)
+            if page.next is None:
+                return ids
+            cursor = page.next
+
+    async def read() -> tuple[dict[str, TaskRecord | None], dict[str, str], set[str], set[str]]:
         store = StateStore.from_url(local.redis, local.cluster)
         try:
             ids = list(accepted)
@@ -166,19 +174,13 @@ def _observe(local: LocalCluster, history: History, nemesis: Nemesis, sampler: R
                 found += await store.records(ids[i:i + READ_CHUNK])
             inflight = {task_id: node for node in await store.inflight_nodes()
                         for task_id in await store.inflight(node)}
-            return dict(zip(ids, found, strict=True)), inflight
+            return (dict(zip(ids, found, strict=True)), inflight,
+                    await every_id(store.dlq_list), await every_id(store.retries_list))
         finally:
             await store.close()
 
     read_at = time.time()
-    records, inflight = asyncio.run(read())
-    keys = Keys(local.cluster)
-    raw = redis.Redis.from_url(local.redis, decode_responses=True)
-    try:
-        dlq = {str(m) for m in raw.zrange(keys.dlq, 0, -1)}
-        retrying = {str(m) for m in raw.zrange(keys.retries, 0, -1)}
-    finally:
-        raw.close()
+    records, inflight, dlq, retrying = asyncio.run(read())
     return Observed(
         accepted=accepted, refusals=history.refusals(), runs=history.runs(), records=records,
         dlq=dlq, retrying=retrying, inflight=inflight, lives=list(nemesis.lives.values()),

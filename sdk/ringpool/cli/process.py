@@ -27,6 +27,8 @@ from ringpool.core.membership import connect_zookeeper
 from ringpool.core.settings import ConnectionSettings, env_name
 from ringpool.core.zkacl import secure_cluster
 from ringpool.errors import ClusterUnavailable, ConfigError, RingpoolError
+from ringpool.store.durability import AcceptDurability
+from ringpool.store.keys import MAX_PARTITIONS
 from ringpool.store.store import StateStore, connect_redis
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -91,6 +93,21 @@ def client_tls_options(command: F) -> F:
     ))
 
 
+def partitions_option(command: F) -> F:
+    """``--partitions``: the partition count of a new cluster (a recorded one stays)."""
+    return option("--partitions", default=0, type=click.IntRange(0, MAX_PARTITIONS),
+                  help="Partitions of the cluster's Redis state, when the cluster is new "
+                       "(0: 64). A cluster keeps its count; another one is refused.")(command)
+
+
+def accept_durability_option(command: F) -> F:
+    return option("--accept-durability", default=AcceptDurability.AOF.value,
+                  type=click.Choice([d.value for d in AcceptDurability]),
+                  help="When an accept is acknowledged: in Redis' memory, on a replica too "
+                       "(WAIT 1), or on Redis' disk (WAITAOF, or appendfsync always). The "
+                       "cluster config's accept_durability, when set, overrides it.")(command)
+
+
 def max_crash_recoveries_option(command: F) -> F:
     return option("--max-crash-recoveries", default=3, type=click.IntRange(1, 100),
                   help="Crash recoveries after which a task is poison and goes to the DLQ.")(command)
@@ -125,14 +142,16 @@ async def zookeeper_session(
         zk.close()
 
 
-async def check_redis(url: str, cluster: str, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
-    """ClusterUnavailable, naming the URL, unless Redis answers a ping within ``timeout_s``.
+async def check_redis(url: str, cluster: str, timeout_s: float = STARTUP_TIMEOUT_S,
+                      partitions: int | None = None) -> None:
+    """ClusterUnavailable, naming the URL, unless Redis answers a ping within ``timeout_s``;
+    ConfigError when ``partitions`` is not the cluster's recorded partition count.
 
     A running process rides out Redis restarts; a starting one says at once that it cannot
     reach Redis, so a wrong URL or password is not mistaken for an outage.
     """
     probe = StateStore(connect_redis(url, connect_timeout_s=timeout_s, timeout_s=timeout_s,
-                                     retries=0), cluster)
+                                     retries=0), cluster, partitions=partitions)
     try:
         await asyncio.wait_for(probe.ping(), timeout_s)
     except (RedisError, OSError, TimeoutError) as exc:
@@ -145,7 +164,7 @@ async def check_redis(url: str, cluster: str, timeout_s: float = STARTUP_TIMEOUT
 @contextlib.asynccontextmanager
 async def state_store(url: str, cluster: str, **options: Any) -> AsyncIterator[StateStore]:
     """A state store on a Redis that answered (``check_redis``), closed on exit."""
-    await check_redis(url, cluster)
+    await check_redis(url, cluster, partitions=options.get("partitions"))
     store = StateStore.from_url(url, cluster, **options)
     try:
         yield store

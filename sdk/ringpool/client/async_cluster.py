@@ -232,7 +232,7 @@ class AsyncCluster:
             raise InvalidTask(f"expected a Task, got {type(task).__name__}")
         group = ring.group_for(task.name, task.group)
         envelope = envelopes.build(key, task, ring.version, headers, self.settings.limits,
-                                   group=group, eta=eta)
+                                   group=group, eta=eta, reply_to=self.store.reply_to)
         ring.check_served(group, task.name)
         if eta:
             self.metrics.delayed.inc()

@@ -2,10 +2,11 @@
 
 Fast path: the node pushes the result on the stream the task came in on, and
 ``deliver`` sets the task's latch. When the task finished elsewhere (a retry, a
-recovery, a broken stream), the node announces its id on the cluster's done
-channel; one subscription per client settles the waiting latches from the
-task record, which stays the truth. A waiting handle also re-reads its record
-every ``poll_s`` so that a missed announcement only delays it.
+recovery, a broken stream), the node announces its id on this client's own done
+channel (its envelopes carry the store's ``reply_to``); one subscription per client
+settles the waiting latches from the task record, which stays the truth. A waiting
+handle also re-reads its record every ``poll_s`` so that a missed announcement only
+delays it.
 """
 
 from __future__ import annotations

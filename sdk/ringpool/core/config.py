@@ -6,7 +6,7 @@ The config lives as JSON at ``/ringpool/<cluster>/config``, nested by section::
      "autoscaler": {"arrival_weight": 0.4, "queue_weight": 0.35, "gc_weight": 0.25},
      "retry": {"max_retries": 3, "base_s": 1.0, "factor": 2.0, "cap_s": 300.0},
      "limits": {"max_payload_bytes": 1048576},
-     "fingerprint_ttl_s": 86400,
+     "fingerprint_ttl_s": 86400, "result_ttl_s": 0, "accept_durability": "",
      "rate_limits": {"billing.charge": 100.0}}
 
 Keys left out take their defaults; unknown keys are refused. Operators name keys
@@ -34,11 +34,12 @@ from kazoo.security import ACL, OPEN_ACL_UNSAFE
 
 from ringpool.core.naming import Names
 from ringpool.errors import ConfigError
-from ringpool.task import MAX_RETRIES_LIMIT, parse_rate
+from ringpool.task import MAX_RESULT_TTL_S, MAX_RETRIES_LIMIT, parse_rate
 
 MIB = 1024 * 1024
 MAX_PAYLOAD_LIMIT = 64 * MIB
 MAX_FINGERPRINT_TTL_S = 31 * 24 * 3600
+ACCEPT_DURABILITIES = ("memory", "replica", "aof")  # ringpool.store.durability
 MISSING_VERSION = -1  # the version ``read_config`` reports when the znode does not exist
 RATE_LIMITS = "rate_limits"
 RATE_PREFIX = f"{RATE_LIMITS}."
@@ -87,6 +88,8 @@ class ClusterConfig:
     retry: RetryConfig = field(default_factory=RetryConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     fingerprint_ttl_s: int = 86400
+    result_ttl_s: int = 0  # 0: each node's --result-ttl
+    accept_durability: str = ""  # "": each node's --accept-durability
     # Task name -> cluster-wide starts per second (0: unlimited), over the declared limit.
     rate_limits: Mapping[str, float] = field(default_factory=dict)
 
@@ -131,11 +134,17 @@ class ClusterConfig:
 
 @dataclass(frozen=True)
 class _Spec:
-    kind: type  # int or float
-    low: float
-    high: float
+    kind: type  # int, float, or str (one of ``choices``)
+    low: float = 0
+    high: float = 0
+    choices: tuple[str, ...] = ()
 
-    def check(self, key: str, value: Any) -> int | float:
+    def check(self, key: str, value: Any) -> int | float | str:
+        if self.kind is str:
+            if value not in self.choices:
+                shown = ", ".join(repr(c) for c in self.choices)
+                raise ConfigError(f"{key} must be one of {shown}, got {value!r}")
+            return str(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key} must be {_kind_name(self.kind)}, got {value!r}")
         if self.kind is int and not isinstance(value, int):
@@ -147,8 +156,10 @@ class _Spec:
                               f"got {value!r}")
         return self.kind(value)  # type: ignore[no-any-return]
 
-    def coerce(self, text: str) -> int | float:
-        """A value typed on a command line: ``64``, ``0.5``, ``1e6``."""
+    def coerce(self, text: str) -> int | float | str:
+        """A value typed on a command line: ``64``, ``0.5``, ``1e6``, ``replica``."""
+        if self.kind is str:
+            return text
         try:
             value: Any = json.loads(text)
         except ValueError:
@@ -179,6 +190,8 @@ SCHEMA: dict[str, _Spec] = {
     "retry.cap_s": _Spec(float, 0, 7 * 86_400),
     "limits.max_payload_bytes": _Spec(int, 1, MAX_PAYLOAD_LIMIT),
     "fingerprint_ttl_s": _Spec(int, 1, MAX_FINGERPRINT_TTL_S),
+    "result_ttl_s": _Spec(int, 0, MAX_RESULT_TTL_S),
+    "accept_durability": _Spec(str, choices=("", *ACCEPT_DURABILITIES)),
 }
 KEYS: tuple[str, ...] = tuple(SCHEMA)
 DESCRIPTIONS: dict[str, str] = {
@@ -194,6 +207,9 @@ DESCRIPTIONS: dict[str, str] = {
     "retry.cap_s": "longest backoff",
     "limits.max_payload_bytes": "largest encoded task arguments a node accepts",
     "fingerprint_ttl_s": "how long an idempotency fingerprint is remembered",
+    "result_ttl_s": "how long a finished task's result is kept (0: each node's --result-ttl)",
+    "accept_durability": "when an accept is acknowledged: memory, replica (WAIT 1) or aof "
+                         "(on disk); empty: each node's --accept-durability",
 }
 _SECTIONS: dict[str, type] = {
     "pool": PoolConfig, "autoscaler": AutoscalerConfig, "retry": RetryConfig,
@@ -201,7 +217,7 @@ _SECTIONS: dict[str, type] = {
 }
 
 
-def check_value(key: str, value: Any) -> int | float | None:
+def check_value(key: str, value: Any) -> int | float | str | None:
     """One dotted key's value checked alone (type and range); strings are parsed first."""
     if key.startswith(RATE_PREFIX):
         return rate_limit_value(key, value)

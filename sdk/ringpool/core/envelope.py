@@ -7,7 +7,6 @@ refuse, and a node still refuses it when the client is not ours.
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 from collections.abc import Mapping
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ringpool.core import codec
+from ringpool.core.slots import idempotent_slot, new_task_id, slot_of, task_slot
 from ringpool.errors import ConfigError, InvalidKey, InvalidTask, PayloadTooLarge
 from ringpool.task import (
     DEFAULT_GROUP,
@@ -58,9 +58,7 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def new_task_id() -> str:
-    """128 random bits as hex: as unique as a uuid4, a fifth of the cost."""
-    return os.urandom(16).hex()
+MAX_REPLY_TO_CHARS = 64
 
 
 def check_task_id(task_id: str) -> str:
@@ -115,22 +113,28 @@ def build(
     *,
     group: str = DEFAULT_GROUP,
     eta: float = 0.0,
+    reply_to: str = "",
 ) -> pb.TaskEnvelope:
     """A validated envelope for a new task, for nodes of ``group``; raises the DispatchError
     a node would answer.
 
     Each field is checked as the Python value it is made from, with the rules
-    ``validate`` applies to it at the node. ``eta`` comes from ``eta_of``.
+    ``validate`` applies to it at the node. ``eta`` comes from ``eta_of``. ``reply_to``
+    names the sender's done channel (``StateStore.reply_to``): where the task's outcome
+    is announced when it finishes away from an open stream of the sender.
     """
     if not isinstance(task, Task):
         raise InvalidTask(f"expected a Task, got {type(task).__name__}")
+    key = check_key(key, limits)
+    name = check_name(task.name, limits)
+    idempotency_key = check_idempotency_key(task.idempotency_key or "", limits)
     envelope = pb.TaskEnvelope(
-        task_id=new_task_id(),
-        key=check_key(key, limits),
-        name=check_name(task.name, limits),
+        task_id=new_task_id(task_slot(key, name, idempotency_key)),
+        key=key,
+        name=name,
         payload=check_payload(codec.encode_call(task.args, task.kwargs), limits),
         codec=codec.CODEC,
-        idempotency_key=check_idempotency_key(task.idempotency_key or "", limits),
+        idempotency_key=idempotency_key,
         attempt=1,
         max_retries=int(
             _in_range("max_retries", task.max_retries, 0, MAX_RETRIES_LIMIT, DEFAULT_MAX_RETRIES)
@@ -142,6 +146,7 @@ def build(
         group=check_group(group),
         result_ttl_s=0 if task.result_ttl is None else check_ttl(task.result_ttl),
         eta=eta,
+        reply_to=reply_to,
     )
     if headers:
         envelope.headers.update(check_headers(headers, limits))
@@ -210,6 +215,14 @@ def validate(
         raise InvalidTask(f"unsupported codec {envelope.codec!r}: only 'json' is accepted")
     check_payload(envelope.payload, limits)
     check_idempotency_key(envelope.idempotency_key, limits)
+    if envelope.idempotency_key and envelope.source == pb.SOURCE_CLIENT and slot_of(
+            envelope.task_id) != idempotent_slot(envelope.name, envelope.idempotency_key):
+        # Its fingerprint lives in the partition its id names: every submission of the
+        # task must name the same one (ringpool.core.slots). A schedule's tick carries
+        # its schedule's slot instead, and is never checked against a fingerprint.
+        raise InvalidTask("the task id does not carry the slot of its idempotency key")
+    if len(envelope.reply_to) > MAX_REPLY_TO_CHARS or not envelope.reply_to.isascii():
+        raise InvalidTask(f"reply_to must be at most {MAX_REPLY_TO_CHARS} ASCII characters")
     if not 1 <= envelope.attempt <= MAX_RETRIES_LIMIT + 1:
         raise InvalidTask(f"attempt must be in [1, {MAX_RETRIES_LIMIT + 1}]")
     if envelope.max_retries > MAX_RETRIES_LIMIT and envelope.max_retries != DEFAULT_MAX_RETRIES:

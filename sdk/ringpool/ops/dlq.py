@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ringpool.client.router import Router
-from ringpool.core.protocol import code_name
+from ringpool.core.protocol import TaskState, code_name
 from ringpool.errors import ClusterUnavailable, RingpoolError, TaskNotFound
 from ringpool.ops.ratelimit import TokenBucket
 from ringpool.store.listing import Listed, TaskQuery, TaskRecordSummary
@@ -145,8 +145,10 @@ async def replay(
         records = await store.records(chunk)
         envelopes: list[pb.TaskEnvelope] = []
         for task_id, record in zip(chunk, records, strict=True):
-            if record is None:
-                tally.skipped += 1  # purged (or expired) since it was selected
+            if record is None or record.state is TaskState.SUCCEEDED:
+                # Purged (or expired) since it was selected, or replayed meanwhile: a
+                # task that succeeded keeps no envelope.
+                tally.skipped += 1
             elif not record.envelope.task_id:
                 tally.fail(task_id, "NO_ENVELOPE", "the record holds no envelope to replay")
             else:

@@ -1,16 +1,20 @@
 """Listings of tasks, a page at a time: what to keep (``TaskQuery``), what comes back
 (``Page`` of ``Listed`` summaries) and the cursors between pages.
 
-The scripts ``lua/zlist.lua`` (the DLQ and the retry set) and ``lua/hlist.lua`` (a
-node's in-flight tasks) filter on the Redis side and read at most a budget of entries
-per call, so a page costs the same with a hundred entries or a million, and no listing
-ever reads a whole set. A filter that matches little may need several calls to fill a
-page: each returns what it found and a cursor to go on from.
+A listing of the DLQ or the retry set walks every partition's zset at once
+(``lua/zafter.lua``: the entries after the cursor, by score, equal scores by id) and
+merges them; ``lua/summaries.lua`` then filters the entries on the Redis side and
+returns their summaries. The in-flight listing walks each partition's in-flight hash
+of each node (HSCAN). A page reads at most a budget of entries, so it costs the same
+with a hundred entries or a million, and no listing ever reads a whole set. A filter
+that matches little may need several calls to fill a page: each returns what it found
+and a cursor to go on from.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +119,11 @@ class TaskQuery:
         return bool(self.name or self.error or self.key or self.node) or self.timed
 
     @property
+    def patterned(self) -> bool:
+        """Whether a glob filters (the time range aside)."""
+        return bool(self.name or self.error or self.key or self.node)
+
+    @property
     def timed(self) -> bool:
         return self.since is not None or self.until is not None
 
@@ -200,18 +209,48 @@ def parse_zset_cursor(cursor: str | None) -> tuple[str, str]:
     return task_id, score
 
 
-def inflight_cursor(node_id: str, scan_cursor: str) -> str:
-    return f"{scan_cursor}:{node_id}"
+def inflight_cursor(partition: int, node_id: str, scan_cursor: str) -> str:
+    return f"{partition}:{scan_cursor}:{node_id}"
 
 
-def parse_inflight_cursor(cursor: str | None) -> tuple[str, str]:
-    """(node id, HSCAN cursor) of a cursor ``inflight_cursor`` made; ('', '0') for none."""
+def parse_inflight_cursor(cursor: str | None) -> tuple[int, str, str]:
+    """(partition, node id, HSCAN cursor) of a cursor ``inflight_cursor`` made; (0, '', '0')
+    for none."""
     if not cursor:
-        return "", "0"
-    scan_cursor, sep, node_id = cursor.partition(":")
-    if not (sep and node_id and scan_cursor.isdigit()):
+        return 0, "", "0"
+    partition, _, rest = cursor.partition(":")
+    scan_cursor, sep, node_id = rest.partition(":")
+    if not (sep and node_id and scan_cursor.isdigit() and partition.isdigit()):
         raise InvalidQuery(f"not a listing cursor: {cursor!r}")
-    return node_id, scan_cursor
+    return int(partition), node_id, scan_cursor
+
+
+# -- merging the partitions' zsets ---------------------------------------------------------
+
+Entry = tuple[str, str]  # (task id, score as Redis wrote it)
+
+
+def place(entry: Entry) -> tuple[float, str]:
+    """Where an entry sorts: by score, equal scores by id (as a zset orders them)."""
+    return float(entry[1]), entry[0]
+
+
+def merge(reads: Sequence[Sequence[Entry]], complete: Sequence[bool], descending: bool
+          ) -> tuple[list[Entry], Entry | None]:
+    """The entries read from every partition, in walking order, up to the frontier; and
+    the frontier: the least far any partition not read to its end has got (None when
+    every partition was read to its end). Entries beyond it wait for the next page, so
+    no entry of a partition read less far is skipped."""
+    ends = [read[-1] for read, done in zip(reads, complete, strict=True) if not done and read]
+    if descending:
+        frontier = max(ends, key=place) if ends else None
+    else:
+        frontier = min(ends, key=place) if ends else None
+    entries = sorted((e for read in reads for e in read), key=place, reverse=descending)
+    if frontier is not None:
+        bound = place(frontier)
+        entries = [e for e in entries if (place(e) >= bound if descending else place(e) <= bound)]
+    return entries, frontier
 
 
 def check_limit(limit: int) -> int:

@@ -7,8 +7,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
-
+from ringpool.store.connection import RedisClient
 from ringpool.store.redis_client import raise_a_swallowed_cancel
 
 log = logging.getLogger(__name__)
@@ -16,7 +15,7 @@ POLL_S = 1.0  # a listener looks up this often, so that a lost cancel still stop
 
 
 async def listen_forever(
-    client: aioredis.Redis,
+    client: RedisClient,
     channel: str,
     on_message: Callable[[bytes], Awaitable[None]],
     on_subscribed: Callable[[], Awaitable[None]] | None = None,

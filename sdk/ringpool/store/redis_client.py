@@ -1,10 +1,10 @@
-"""The Redis client the state store talks through: it rides out restarts, and it never
-loses a cancellation.
+"""The Redis clients the state store talks through never lose a cancellation.
 
 redis-py 8.1 can finish a command normally although the calling task was cancelled
 during it: the cancel is lost instead of delivered, and a loop told to stop (a demoted
-leader's, a node's at shutdown) runs on. Every command and pipeline of this client
-raises such a cancel when it returns (``raise_a_swallowed_cancel``).
+leader's, a node's at shutdown) runs on. Every command and pipeline of these clients,
+for one Redis and for a Redis Cluster, raises such a cancel when it returns
+(``raise_a_swallowed_cancel``). ``ringpool.store.connection`` makes them.
 """
 
 from __future__ import annotations
@@ -14,10 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 
 def raise_a_swallowed_cancel() -> None:
@@ -34,8 +31,8 @@ class _Pipeline(Pipeline):
         return results
 
 
-class _Redis(aioredis.Redis):
-    """A client whose commands and pipelines never lose a cancellation."""
+class Redis(aioredis.Redis):
+    """One Redis whose commands and pipelines never lose a cancellation."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         result = await super().execute_command(*args, **options)
@@ -46,19 +43,25 @@ class _Redis(aioredis.Redis):
         return _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
 
 
-def connect_redis(
-    url: str, connect_timeout_s: float = 5.0, timeout_s: float = 10.0, retries: int = 20,
-    backoff_cap_s: float = 1.0,
-) -> aioredis.Redis:
-    """An asyncio Redis client that rides out restarts: reconnects with backoff, up to
-    ``retries`` times per command."""
-    return _Redis.from_url(
-        url,
-        socket_connect_timeout=connect_timeout_s,
-        socket_timeout=timeout_s,
-        health_check_interval=15,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=backoff_cap_s), retries=retries),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
+class _ClusterPipeline(ClusterPipeline):
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        results = await super().execute(raise_on_error, allow_redirections)
+        raise_a_swallowed_cancel()
+        return results
 
 
+class Cluster(RedisCluster):
+    """A Redis Cluster whose commands and pipelines never lose a cancellation."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        result = await super().execute_command(*args, **kwargs)
+        raise_a_swallowed_cancel()
+        return result
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None
+                 ) -> _ClusterPipeline:
+        if shard_hint:
+            raise ValueError("shard_hint is not supported on a Redis Cluster")
+        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]

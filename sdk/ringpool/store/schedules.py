@@ -1,10 +1,12 @@
 """Periodic schedules in Redis: publish, read, pause, resume, remove, and claim ticks.
 
-A schedule is a hash (``Keys.schedule(name)``) and its entry in the ``schedules``
-zset (name -> next tick, ``inf`` while paused), so the leader finds what is due with
-one range read. ``lua/tick.lua`` claims a tick exactly once, only while the schedule
-still names that tick as its next, and turns it into a task held SCHEDULED in the
-scheduled set: the delay firer then sends it like any delayed task. Ticks are worked
+A schedule is a hash (``Keys.schedule(name)``) and its entry in its partition's
+``schedules`` zset (name -> next tick, ``inf`` while paused), so the leader finds what
+is due with one range read per partition, in one pipeline. ``lua/tick.lua`` claims a
+tick exactly once, only while the schedule still names that tick as its next, and
+turns it into a task held SCHEDULED in the scheduled set: the delay firer then sends
+it like any delayed task. The tick's task id carries the schedule's slot, so the task
+is made in the schedule's partition, in the same script call. Ticks are worked
 out from Redis' clock (``clock``, the state store's ``now``), the one the delay firer
 reads them with.
 """
@@ -18,14 +20,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
-import redis.asyncio as aioredis
-
-from ringpool.core.envelope import new_task_id
 from ringpool.core.schedule import CatchUp, Timing
+from ringpool.core.slots import new_task_id, schedule_slot
+from ringpool.store.connection import RedisClient
 from ringpool.store.keys import Keys
 from ringpool.store.pubsub import listen_forever
-from ringpool.store.scripts import script
+from ringpool.store.scripts import Script, call
 from ringpool.v1 import node_pb2 as pb
+
+PUT = Script.load("schedule_put")
+PAUSE = Script.load("schedule_pause")
+TICK = Script.load("tick")
 
 Entries = list[tuple[bytes, float]]  # (member, score) pairs of a zset read
 
@@ -106,7 +111,7 @@ class StoredSchedule:
         """The task of the tick at ``fire_at``: a new id, due then."""
         envelope = pb.TaskEnvelope()
         envelope.CopyFrom(self.envelope)
-        envelope.task_id = new_task_id()
+        envelope.task_id = new_task_id(schedule_slot(self.name))
         envelope.eta = fire_at
         envelope.schedule = self.name
         return envelope
@@ -120,16 +125,14 @@ def digest(key: str, envelope: pb.TaskEnvelope, timing: Timing) -> str:
 
 
 class ScheduleStore:
-    """The schedules of one cluster (``StateStore.schedules``); ``clock`` reads Redis'."""
+    """The schedules of one cluster (``StateStore.schedules``); ``layout`` gives the client
+    and the key layout (the state store's, connected on first use), ``clock`` reads
+    Redis'."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys,
+    def __init__(self, layout: Callable[[], Awaitable[tuple[RedisClient, Keys]]],
                  clock: Callable[[], Awaitable[float]]) -> None:
-        self._redis = client
-        self.keys = keys
+        self._layout = layout
         self._clock = clock
-        self._put = script(client, "schedule_put")
-        self._pause = script(client, "schedule_pause")
-        self._tick = script(client, "tick")
 
     async def put(self, name: str, key: str, envelope: pb.TaskEnvelope, timing: Timing,
                   origin: str) -> PutResult:
@@ -142,79 +145,100 @@ class ScheduleStore:
                              "cron", timing.cron or "", "every_s",
                              "" if timing.every_s is None else repr(timing.every_s),
                              "tz", timing.tz, "origin", origin]
-        keys = self.keys
-        code = await self._put(
-            keys=[keys.schedule(name), keys.schedules],
-            args=[name, digest(key, template, timing), timing.next_tick(await self._clock()),
-                  keys.schedule_channel, *fields])
+        client, keys = await self._layout()
+        code = await call(client, PUT, self._keys_of(keys, name), [
+            name, digest(key, template, timing), timing.next_tick(await self._clock()),
+            keys.schedule_channel, *fields])
         return PutResult(_text(code))
 
+    @staticmethod
+    def _keys_of(keys: Keys, name: str) -> list[str]:
+        """A schedule's hash and its partition's schedules zset."""
+        return [keys.schedule(name), keys.schedules(keys.schedule_partition(name))]
+
     async def get(self, name: str) -> StoredSchedule | None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.keys.schedule(name))
-            pipe.zscore(self.keys.schedules, name)
+        client, keys = await self._layout()
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.schedule(name))
+            pipe.zscore(keys.schedules(keys.schedule_partition(name)), name)
             raw, score = await pipe.execute()
         return StoredSchedule.from_hash(name, raw, score) if raw else None
 
     async def all(self) -> list[StoredSchedule]:
         """Every schedule, by name."""
-        entries = await self._redis.zrange(self.keys.schedules, 0, -1, withscores=True)
-        return sorted(await self._read(cast(Entries, entries)), key=lambda s: s.name)
+        entries = await self._entries(lambda pipe, key: pipe.zrange(key, 0, -1, withscores=True))
+        return sorted(await self._read(entries), key=lambda s: s.name)
 
     async def due(self, now: float, limit: int = 100) -> list[StoredSchedule]:
         """Schedules whose next tick is at or before ``now``, soonest first."""
-        entries = await self._redis.zrangebyscore(self.keys.schedules, "-inf", repr(now),
-                                                  start=0, num=limit, withscores=True)
-        return await self._read(cast(Entries, entries))
+        entries = await self._entries(lambda pipe, key: pipe.zrangebyscore(
+            key, "-inf", repr(now), start=0, num=limit, withscores=True))
+        return await self._read(sorted(entries, key=lambda entry: entry[1])[:limit])
+
+    async def _entries(self, read: Callable[[Any, str], Any]) -> Entries:
+        """(name, next tick) entries of every partition's schedules zset, as ``read``
+        reads each (in one pipeline)."""
+        client, keys = await self._layout()
+        async with client.pipeline(transaction=False) as pipe:
+            for p in keys.all_partitions:
+                read(pipe, keys.schedules(p))
+            replies = await pipe.execute()
+        return [entry for reply in replies for entry in cast(Entries, reply)]
 
     async def _read(self, entries: Entries) -> list[StoredSchedule]:
+        if not entries:
+            return []
+        client, keys = await self._layout()
         names = [_text(name) for name, _ in entries]
-        async with self._redis.pipeline(transaction=False) as pipe:
+        async with client.pipeline(transaction=False) as pipe:
             for name in names:
-                pipe.hgetall(self.keys.schedule(name))
+                pipe.hgetall(keys.schedule(name))
             raws = await pipe.execute()
         return [StoredSchedule.from_hash(name, raw, float(score))
                 for name, raw, (_, score) in zip(names, raws, entries, strict=True) if raw]
 
     async def remove(self, name: str) -> bool:
         """Remove a schedule (tasks its ticks already made stay); False if there was none."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(self.keys.schedules, name)
-            pipe.delete(self.keys.schedule(name))
+        client, keys = await self._layout()
+        schedule, schedules = self._keys_of(keys, name)
+        async with client.pipeline(transaction=True) as pipe:  # one slot: the name's
+            pipe.zrem(schedules, name)
+            pipe.delete(schedule)
             removed, deleted = await pipe.execute()
         return bool(removed or deleted)
 
     async def pause(self, name: str) -> bool:
         """Stop a schedule's ticks until it is resumed; False if there is no such schedule."""
-        keys = self.keys
-        return bool(await self._pause(keys=[keys.schedule(name), keys.schedules],
-                                      args=[name, "1", "", keys.schedule_channel]))
+        client, keys = await self._layout()
+        return bool(await call(client, PAUSE, self._keys_of(keys, name),
+                               [name, "1", "", keys.schedule_channel]))
 
     async def resume(self, schedule: StoredSchedule) -> bool:
         """Resume a schedule from its next tick after now (ticks missed while paused are
         not caught up); False if it is gone."""
-        keys = self.keys
+        client, keys = await self._layout()
         next_at = schedule.timing.next_tick(await self._clock())
-        return bool(await self._pause(keys=[keys.schedule(schedule.name), keys.schedules],
-                                      args=[schedule.name, "0", next_at, keys.schedule_channel]))
+        return bool(await call(client, PAUSE, self._keys_of(keys, schedule.name),
+                               [schedule.name, "0", next_at, keys.schedule_channel]))
 
     async def claim_tick(self, schedule: StoredSchedule, due: float, catch_up: CatchUp) -> str:
         """Make the tick ``catch_up.fire_at`` into a task, exactly once; its id, or '' when
         the schedule moved on meanwhile (another leader claimed it, or it changed)."""
-        keys = self.keys
+        client, keys = await self._layout()
         envelope = schedule.tick_envelope(catch_up.fire_at)
-        claimed = await self._tick(
-            keys=[keys.schedule(schedule.name), keys.schedules, keys.scheduled,
-                  keys.task(envelope.task_id)],
-            args=[schedule.name, repr(due), repr(catch_up.fire_at), catch_up.skipped,
-                  repr(catch_up.next_at), envelope.task_id, envelope.SerializeToString(),
-                  keys.delay_channel])
+        p = keys.schedule_partition(schedule.name)
+        claimed = await call(client, TICK, [
+            *self._keys_of(keys, schedule.name), keys.scheduled(p),
+            keys.task(envelope.task_id, p)], [
+            schedule.name, repr(due), repr(catch_up.fire_at), catch_up.skipped,
+            repr(catch_up.next_at), envelope.task_id, envelope.SerializeToString(),
+            keys.delay_channel])
         return envelope.task_id if claimed else ""
 
     async def next_tick(self) -> float | None:
         """The soonest next tick of any running schedule."""
-        first = cast(Entries, await self._redis.zrange(self.keys.schedules, 0, 0, withscores=True))
-        return first[0][1] if first and math.isfinite(first[0][1]) else None
+        firsts = await self._entries(lambda pipe, key: pipe.zrange(key, 0, 0, withscores=True))
+        return min((score for _, score in firsts if math.isfinite(score)), default=None)
 
     async def watch_wakes(self, on_wake: Callable[[], Awaitable[None]]) -> None:
         """Call ``on_wake()`` when a schedule is added, changed or resumed, and after every
@@ -222,4 +246,5 @@ class ScheduleStore:
         async def woken(_: bytes) -> None:
             await on_wake()
 
-        await listen_forever(self._redis, self.keys.schedule_channel, woken, on_wake)
+        client, keys = await self._layout()
+        await listen_forever(client, keys.schedule_channel, woken, on_wake)

@@ -1,9 +1,13 @@
 """The Redis state layer: durable accept, transitions, retries, delays, cancels, recovery
 and the DLQ (and, through ``schedules``, periodic schedules).
 
-Every multi-key change is one Lua script (``lua/``), so each is atomic and one
-round trip per batch. Nodes, the coordinator, the client and ``taskctl`` all go
-through ``StateStore``; the key layout lives in ``keys.py`` and nowhere else.
+Every multi-key change is one Lua script (``lua/``), so each is atomic: on a Redis
+Cluster a call stays in one partition (one slot), and a batch that spans partitions is
+one call per partition, all sent in one pipeline (one round trip per shard); on one
+Redis a call covers every partition of its batch. Nodes, the coordinator, the client
+and ``taskctl`` all go through ``StateStore``; the key layout lives in ``keys.py`` and
+nowhere else. Reads that cover the whole cluster (sizes, the DLQ, in-flight tasks, the
+next due time) walk every partition, also in pipelines.
 
 Every time the scripts write (due times, leases, accept and finish times, when a task
 was dead-lettered) is Redis' own clock (``TIME``), and so is every "now" the store
@@ -14,40 +18,74 @@ is the node's clock.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import msgpack
-import redis.asyncio as aioredis
 
 from ringpool.core import progress as progress_fields
 from ringpool.core.protocol import TaskState, cancel_refusal
-from ringpool.errors import ClusterUnavailable
+from ringpool.errors import ClusterUnavailable, ConfigError
 from ringpool.store import listing
+from ringpool.store.connection import RedisClient, RedisConnection, RedisOptions
+from ringpool.store.durability import (
+    DEFAULT_DURABILITY,
+    AcceptDurability,
+    ServerFacts,
+    confirmed,
+    log_facts,
+    probe,
+)
 from ringpool.store.events import StoreEvents
-from ringpool.store.keys import Keys
-from ringpool.store.listing import SCAN_BUDGET, Page, TaskQuery
+from ringpool.store.keys import DEFAULT_PARTITIONS, Keys, check_partitions
+from ringpool.store.listing import SCAN_BUDGET, Entry, Page, TaskQuery
 from ringpool.store.pubsub import listen_forever
-from ringpool.store.redis_client import connect_redis
+from ringpool.store.records import TaskRecord, text
 from ringpool.store.schedules import ScheduleStore
-from ringpool.store.scripts import script
+from ringpool.store.scripts import Call, Script, call, run
 from ringpool.task import TaskProgress
 from ringpool.v1 import node_pb2 as pb
+
+log = logging.getLogger(__name__)
 
 SOURCE_NAMES = {pb.SOURCE_CLIENT: "client", pb.SOURCE_RETRY: "retry", pb.SOURCE_REPLAY: "replay",
                 pb.SOURCE_SCHEDULED: "scheduled"}
 DEFAULT_FINGERPRINT_TTL_S = 24 * 3600
 DEFAULT_RESULT_TTL_S = 24 * 3600
 DLQ_PAGE = 500
+SCAN_BATCH = 1000  # in-flight entries one HSCAN step of a recovery reads
+
+ACCEPT = Script.load("accept")
+PROGRESS = Script.load("progress")
+TOKENS = Script.load("tokens")
+TRANSITION = Script.load("transition", "envelope")
+RECOVER = Script.load("recover")
+CLAIM = Script.load("claim")
+BURY = Script.load("bury")
+CANCEL = Script.load("cancel")
+PURGE = Script.load("purge")
+ZAFTER = Script.load("zafter")
+SUMMARIES = Script.load("summaries", "envelope")
 
 
+def connect_redis(
+    url: str, connect_timeout_s: float = 5.0, timeout_s: float = 10.0, retries: int = 20,
+    backoff_cap_s: float = 1.0,
+) -> RedisConnection:
+    """The Redis of ``url`` (a server, a Redis Cluster, or Sentinel's master), opened on
+    first use; its client rides out restarts: reconnects with backoff, up to ``retries``
+    times per command."""
+    return RedisConnection(url, RedisOptions(connect_timeout_s, timeout_s, retries, backoff_cap_s))
 
 
 class Waiting(StrEnum):
-    """The sorted sets of tasks the leader sends to their keys' owners when due."""
+    """The sorted sets (one per partition) of tasks the leader sends to their keys' owners
+    when due."""
 
     #: Failed attempts, and tasks recovered or handed back (RETRY_SCHEDULED).
     RETRY = "retry"
@@ -59,8 +97,8 @@ class Waiting(StrEnum):
         """How an envelope fired from this set is marked."""
         return pb.SOURCE_RETRY if self is Waiting.RETRY else pb.SOURCE_SCHEDULED
 
-    def key(self, keys: Keys) -> str:
-        return keys.retries if self is Waiting.RETRY else keys.scheduled
+    def key(self, keys: Keys, partition: int) -> str:
+        return keys.retries(partition) if self is Waiting.RETRY else keys.scheduled(partition)
 
     def channel(self, keys: Keys) -> str:
         """Where a new entry's due time is announced (wakes its firer)."""
@@ -79,6 +117,9 @@ class AcceptCode(StrEnum):
     ID_TAKEN = "X"
     #: A retry, replay or fired delayed task that no longer waits in its set.
     NOT_REDELIVERABLE = "N"
+    #: Its partition's Redis failed or did not confirm the accept durability: not
+    #: acknowledged (``message`` says why); a resend is safe.
+    UNAVAILABLE = "U"
 
 
 @dataclass(frozen=True)
@@ -86,6 +127,7 @@ class AcceptResult:
     code: AcceptCode
     task_id: str
     state: TaskState
+    message: str = ""
 
 
 class TransitionOp(StrEnum):
@@ -93,7 +135,7 @@ class TransitionOp(StrEnum):
 
     #: QUEUED -> RUNNING; informational, written late if at all.
     START = "start"
-    #: -> SUCCEEDED with its result; the record expires after the result TTL.
+    #: -> SUCCEEDED with its result; the record slims down and expires after the result TTL.
     SUCCEED = "ok"
     #: -> RETRY_SCHEDULED: into the retry set, due ``retry_in_s`` from now (Redis' clock).
     RETRY = "retry"
@@ -118,7 +160,7 @@ class Transition:
     traceback: str = ""
     retry_in_s: float = 0.0
     dead_reason: str = ""
-    publish: bool = False  # a success is announced on the done channel (no stream to push to)
+    publish: bool = False  # a success is announced to its sender (no stream to push to)
     result_ttl_s: int = 0  # a success's own result TTL; 0: the store's
 
     @classmethod
@@ -179,7 +221,7 @@ class DueTask:
 
 @dataclass(frozen=True)
 class Claimed:
-    """One claim of due retries, and how late the oldest of them was (Redis' clock)."""
+    """One claim of due tasks, and how late the oldest of them was (Redis' clock)."""
 
     tasks: list[DueTask]
     late_s: float
@@ -192,282 +234,364 @@ class Recovery:
     left: int
 
 
-def _pack(items: list[Any]) -> bytes:
-    # Redis' Lua cmsgpack predates msgpack's bin type: send bytes as raw strings.
-    return msgpack.packb(items, use_bin_type=False)  # type: ignore[no-any-return]
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _float(value: bytes | str | None) -> float | None:
-    return float(value) if value not in (None, b"", "") else None  # type: ignore[arg-type]
-
-
-@dataclass
-class TaskRecord:
-    """A task as Redis holds it: the truth for status, results and the DLQ."""
-
-    task_id: str
-    state: TaskState
-    name: str = ""
-    key: str = ""
-    node: str = ""
-    attempt: int = 0
-    recoveries: int = 0
-    replays: int = 0
-    completions: int = 0  # final transitions applied: the fence keeps this at most 1
-    result: bytes | None = None
-    error_type: str = ""
-    error_message: str = ""
-    traceback: str = ""
-    dead_reason: str = ""
-    created_at: float | None = None
-    accepted_at: float | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    first_failure_at: float | None = None
-    last_failure_at: float | None = None
-    progress: TaskProgress | None = None  # the latest the running task reported
-    expires_at: float | None = None  # when a finished task's record goes (if read)
-    envelope: pb.TaskEnvelope = field(default_factory=pb.TaskEnvelope)
-
-    @property
-    def eta(self) -> float | None:
-        """When a delayed task or a schedule's tick was due; None for one sent to run at once."""
-        return self.envelope.eta or None
-
-    @property
-    def schedule(self) -> str:
-        """The schedule whose tick made this task ('' for none)."""
-        return self.envelope.schedule
-
-    @classmethod
-    def from_hash(cls, task_id: str, raw: Mapping[Any, Any]) -> TaskRecord:
-        get = raw.get
-        envelope = pb.TaskEnvelope()
-        if get(b"envelope"):
-            envelope.ParseFromString(raw[b"envelope"])
-        return cls(
-            task_id=task_id,
-            state=TaskState.parse(_text(get(b"state"))),
-            name=envelope.name,
-            key=envelope.key,
-            node=_text(get(b"node")),
-            attempt=int(get(b"attempt") or 0),
-            recoveries=int(get(b"recoveries") or 0),
-            replays=int(get(b"replays") or 0),
-            completions=int(get(b"completions") or 0),
-            result=get(b"result"),
-            error_type=_text(get(b"error_type")),
-            error_message=_text(get(b"error_message")),
-            traceback=_text(get(b"traceback")),
-            dead_reason=_text(get(b"dead_reason")),
-            created_at=_float(get(b"created_at")),
-            accepted_at=_float(get(b"accepted_at")),
-            started_at=_float(get(b"started_at")),
-            finished_at=_float(get(b"finished_at")),
-            first_failure_at=_float(get(b"first_failure_at")),
-            last_failure_at=_float(get(b"last_failure_at")),
-            progress=progress_fields.from_record(
-                get(b"progress"), get(b"progress_meta"), get(b"progress_at")),
-            envelope=envelope,
-        )
-
-    def summary(self) -> listing.TaskRecordSummary:
-        """What a listing shows of this record."""
-        return listing.TaskRecordSummary(
-            task_id=self.task_id, state=self.state, name=self.name, key=self.key,
-            node=self.node, attempt=self.attempt, replays=self.replays,
-            error_type=self.error_type, error_message=self.error_message,
-            accepted_at=self.accepted_at, started_at=self.started_at,
-            finished_at=self.finished_at,
-            progress=self.progress.value if self.progress is not None else None)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view (the envelope's payload decoded as text)."""
-        data = {k: v for k, v in self.__dict__.items()
-                if k not in ("envelope", "result", "progress")}
-        data["result"] = self.result.decode(errors="replace") if self.result is not None else None
-        progress = self.progress
-        data["progress"] = None if progress is None else {
-            "value": progress.value, "meta": progress.meta, "at": progress.at}
-        data["group"] = self.envelope.group
-        data["result_ttl_s"] = self.envelope.result_ttl_s or None
-        data["args"] = self.envelope.payload.decode(errors="replace")
-        data["headers"] = dict(self.envelope.headers)
-        data["idempotency_key"] = self.envelope.idempotency_key
-        data["eta"] = self.eta
-        data["schedule"] = self.schedule
-        return data
-
-
 class QueueSizes(NamedTuple):
     retries: int  # tasks waiting in the retry set, due or not
     dlq: int  # tasks in the dead-letter queue
     scheduled: int  # delayed tasks and schedule ticks waiting for their eta
 
 
+def _pack(items: list[Any]) -> bytes:
+    # Redis' Lua cmsgpack predates msgpack's bin type: send bytes as raw strings.
+    return msgpack.packb(items, use_bin_type=False)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class _Group:
+    """The items of a batch that one script call takes."""
+
+    partitions: list[int]  # the partitions the call covers, in the order of its KEYS
+    indexes: list[int]  # the batch's items it takes, in batch order
+    places: list[int]  # each item's partition's place in ``partitions``, from 1 (for Lua)
+    of_item: list[int]  # each item's partition
+
+    def items(self) -> Iterator[tuple[int, int, int]]:
+        """(index in the batch, partition, place) of each item."""
+        return zip(self.indexes, self.of_item, self.places, strict=True)
+
+
+def _groups(keys: Keys, task_ids: Sequence[str], together: bool) -> list[_Group]:
+    """One group per partition (a Redis Cluster: a call stays in one slot), or one group
+    for the whole batch (one Redis: fewer, larger calls cost Redis less)."""
+    of_item = [keys.partition_of(t) for t in task_ids]
+    by_partition: dict[int, list[int]] = {}
+    for index, p in enumerate(of_item):
+        by_partition.setdefault(p, []).append(index)
+    if not together:
+        return [_Group([p], indexes, [1] * len(indexes), [p] * len(indexes))
+                for p, indexes in by_partition.items()]
+    partitions = sorted(by_partition)
+    place = {p: n for n, p in enumerate(partitions, 1)}
+    return [_Group(partitions, list(range(len(task_ids))), [place[p] for p in of_item],
+                   of_item)]
+
+
+def _raise_first(replies: Sequence[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+
+
 class StateStore:
-    """All reads and writes of shared task state for one cluster."""
+    """All reads and writes of shared task state for one cluster.
+
+    ``partitions`` is the partition count a new cluster gets (None: the default); the
+    first process records it in Redis and every process uses the recorded count. Asking
+    for another count than the recorded one raises ConfigError. ``reply_to`` names this
+    store's done channel: tasks sent with it in their envelope are announced there.
+    """
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        redis: RedisConnection,
         cluster: str,
         fingerprint_ttl_s: int = DEFAULT_FINGERPRINT_TTL_S,
         result_ttl_s: int = DEFAULT_RESULT_TTL_S,
         events: StoreEvents | None = None,
+        partitions: int | None = None,
+        durability: AcceptDurability = DEFAULT_DURABILITY,
     ) -> None:
-        self._redis = client
+        self._connection = redis
+        self.cluster = Keys(cluster).cluster  # checks the name
+        self.partitions = None if partitions is None else check_partitions(partitions)
         self.events = events or StoreEvents()
-        self.keys = Keys(cluster)
         self.fingerprint_ttl_s = fingerprint_ttl_s
         self.result_ttl_s = result_ttl_s
-        self.schedules = ScheduleStore(client, self.keys, self.now)
-        self._accept = script(client, "accept")
-        self._transition = script(client, "transition")
-        self._recover = script(client, "recover")
-        self._claim = script(client, "claim")
-        self._purge = script(client, "purge")
-        self._bury = script(client, "bury")
-        self._cancel = script(client, "cancel")
-        self._progress = script(client, "progress")
-        self._tokens = script(client, "tokens")
-        # The listing scripts start with the summary code they share.
-        self._zlist = script(client, "summary", "zlist")
-        self._hlist = script(client, "summary", "hlist")
+        self.durability = durability
+        self.reply_to = os.urandom(8).hex()
+        self._keys: Keys | None = None
+        self._facts: ServerFacts | None = None
+        self.schedules = ScheduleStore(self._ready, self.now)
 
     @classmethod
     def from_url(cls, url: str, cluster: str, **kwargs: Any) -> StateStore:
         return cls(connect_redis(url), cluster, **kwargs)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._connection.aclose()
+
+    async def _ready(self) -> tuple[RedisClient, Keys]:
+        client = await self._connection.client()
+        if self._keys is None:
+            self._keys = Keys(self.cluster, await self._partition_count(client))
+        return client, self._keys
+
+    async def _partition_count(self, client: RedisClient) -> int:
+        key = Keys(self.cluster).partition_count
+        await client.set(key, self.partitions or DEFAULT_PARTITIONS, nx=True)
+        recorded = int(await client.get(key) or 0)
+        if self.partitions is not None and recorded != self.partitions:
+            raise ConfigError(
+                f"cluster {self.cluster!r} has {recorded} partitions (recorded in Redis); it "
+                f"cannot be changed to {self.partitions}")
+        return check_partitions(recorded)
+
+    async def layout(self) -> Keys:
+        """The cluster's key layout (the partition count is read, or recorded, once)."""
+        return (await self._ready())[1]
+
+    @property
+    def clustered(self) -> bool:
+        """Whether Redis is a Redis Cluster (known once connected)."""
+        return self._connection.clustered
 
     async def ping(self) -> float:
-        """Round trip to Redis in seconds."""
+        """Round trip to Redis in seconds (the first one also connects)."""
+        client, _ = await self._ready()
         started = time.perf_counter()
-        await self._redis.ping()
+        await client.ping()
         return time.perf_counter() - started
 
+    async def server_facts(self, refresh: bool = False) -> ServerFacts:
+        """What the accept durability depends on, as the servers say (asked once)."""
+        if self._facts is None or refresh:
+            client, _ = await self._ready()
+            self._facts = await probe(client)
+        return self._facts
+
+    async def check_durability(self) -> ServerFacts:
+        """Log how the accept durability is kept on these servers, or why it is not."""
+        facts = await self.server_facts(refresh=True)
+        log_facts(facts, self.durability)
+        return facts
+
     # -- the node's writes -------------------------------------------------------
+
+    def _groups(self, keys: Keys, task_ids: Sequence[str]) -> list[_Group]:
+        return _groups(keys, task_ids, together=not self.clustered)
+
+    @staticmethod
+    def _partition_keys(keys: Keys, node_id: str, group: _Group) -> list[str]:
+        """The keys of each partition a write script's call covers (``lua/transition.lua``;
+        ``lua/accept.lua`` adds the scheduled zset)."""
+        return [key for p in group.partitions for key in (
+            keys.inflight(node_id, p), keys.retries(p), keys.dlq(p), keys.inflight_nodes(p))]
 
     async def accept(
         self, node_id: str, epoch: int, envelopes: Sequence[pb.TaskEnvelope]
     ) -> list[AcceptResult]:
+        """Record these tasks as accepted by ``node_id``: one script call per partition,
+        confirmed with the accept durability. A partition whose Redis fails answers
+        UNAVAILABLE for its tasks; when every one fails, the error is raised."""
         if not envelopes:
             return []
-        keys = self.keys
-        tasks = _pack([
-            (env.task_id, SOURCE_NAMES[env.source], env.SerializeToString(), env.attempt,
-             keys.fingerprint(env.name, env.idempotency_key, env.task_id), env.eta)
-            for env in envelopes
-        ])
+        client, keys = await self._ready()
+        facts = await self.server_facts()
+        wait = facts.wait_command(self.durability)
+        groups = self._groups(keys, [e.task_id for e in envelopes])
+        calls = []
+        for group in groups:
+            call_keys = [key for p in group.partitions for key in (
+                keys.inflight(node_id, p), keys.retries(p), keys.dlq(p), keys.inflight_nodes(p),
+                keys.scheduled(p))]
+            tasks = []
+            for i, partition, place in group.items():
+                env = envelopes[i]
+                call_keys += [keys.task(env.task_id, partition), keys.fingerprint(
+                    env.task_id, env.name, env.idempotency_key, partition)]
+                tasks.append((env.task_id, SOURCE_NAMES[env.source], env.SerializeToString(),
+                              env.attempt, env.reply_to, int(not env.idempotency_key), env.eta,
+                              place))
+            calls.append(Call(ACCEPT, call_keys, [
+                node_id, epoch, self.fingerprint_ttl_s, len(group.partitions),
+                keys.delay_channel, _pack(tasks)]))
         started = time.perf_counter()
-        raw = await self._accept(
-            keys=[keys.inflight(node_id), keys.retries, keys.dlq, keys.inflight_nodes,
-                  keys.scheduled],
-            args=[node_id, epoch, self.fingerprint_ttl_s, keys.task_prefix, tasks,
-                  keys.delay_channel],
-        )
+        answered = await run(client, calls, wait)
         self.events.round_trip("accept", time.perf_counter() - started)
-        return [
-            AcceptResult(AcceptCode(code), task_id, TaskState.parse(state))
-            for code, task_id, state in msgpack.unpackb(raw)
-        ]
+        failed = [r for r in answered.replies if isinstance(r, Exception)]
+        if len(failed) == len(calls):
+            raise failed[0]
+        results: list[AcceptResult | None] = [None] * len(envelopes)
+        for group, reply, waited in zip(groups, answered.replies, answered.waits, strict=True):
+            indexes = group.indexes
+            if isinstance(reply, Exception) or not confirmed(wait, waited):
+                why = str(reply) if isinstance(reply, Exception) else (
+                    f"{self.durability.value} durability not confirmed: {waited}")
+                for i in indexes:
+                    results[i] = AcceptResult(AcceptCode.UNAVAILABLE, envelopes[i].task_id,
+                                              TaskState.UNKNOWN, why)
+                continue
+            for i, (code, task_id, state) in zip(indexes, msgpack.unpackb(reply), strict=True):
+                results[i] = AcceptResult(AcceptCode(code), text(task_id),
+                                          TaskState.parse(text(state)))
+        done = [r for r in results if r is not None]
+        return await self._with_duplicate_states(done)
+
+    async def _with_duplicate_states(self, results: list[AcceptResult]) -> list[AcceptResult]:
+        """Fill in the state of the tasks that duplicates are duplicates of."""
+        duplicates = [i for i, r in enumerate(results) if r.code is AcceptCode.DUPLICATE]
+        if not duplicates:
+            return results
+        states = await self.states([results[i].task_id for i in duplicates])
+        for i, state in zip(duplicates, states, strict=True):
+            results[i] = AcceptResult(AcceptCode.DUPLICATE, results[i].task_id, state)
+        return results
 
     async def transition(self, node_id: str, epoch: int, ops: Sequence[Transition]) -> list[bool]:
         """Apply ``ops``; False for each op refused because the node no longer owns the task."""
         if not ops:
             return []
-        keys = self.keys
+        client, keys = await self._ready()
+        groups = self._groups(keys, [op.task_id for op in ops])
+        calls = [
+            Call(TRANSITION,
+                 [*self._partition_keys(keys, node_id, group),
+                  *(keys.task(ops[i].task_id, p) for i, p, _ in group.items())],
+                 [node_id, epoch, self.result_ttl_s, keys.done_channel(""),
+                  keys.retry_channel, len(group.partitions),
+                  _pack([(*ops[i].packed(), place)
+                         for i, place in zip(group.indexes, group.places, strict=True)])])
+            for group in groups
+        ]
         started = time.perf_counter()
-        raw = await self._transition(
-            keys=[keys.inflight(node_id), keys.retries, keys.dlq],
-            args=[epoch, self.result_ttl_s, keys.task_prefix, keys.done_channel,
-                  keys.retry_channel, _pack([op.packed() for op in ops])],
-        )
+        replies = (await run(client, calls)).replies
         self.events.round_trip("transition", time.perf_counter() - started)
-        return [code == ord("K") for code in raw]
+        _raise_first(replies)
+        applied = [False] * len(ops)
+        for group, reply in zip(groups, replies, strict=True):
+            for i, code in zip(group.indexes, reply, strict=True):
+                applied[i] = code == ord("K")
+        return applied
 
     async def record_progress(
         self, node_id: str, epoch: int, reports: Sequence[tuple[str, TaskProgress]]
     ) -> int:
-        """Write the latest progress of tasks ``node_id`` runs under ``epoch`` (one call);
-        how many were still its to write."""
+        """Write the latest progress of tasks ``node_id`` runs under ``epoch`` (one call
+        per partition group); how many were still its to write."""
         if not reports:
             return 0
-        keys = self.keys
+        client, keys = await self._ready()
+        groups = self._groups(keys, [task_id for task_id, _ in reports])
+        calls = [
+            Call(PROGRESS,
+                 [*(keys.inflight(node_id, p) for p in group.partitions),
+                  *(keys.task(reports[i][0], p) for i, p, _ in group.items())],
+                 [epoch, len(group.partitions),
+                  _pack([(reports[i][0], *progress_fields.record_fields(reports[i][1]), place)
+                         for i, place in zip(group.indexes, group.places, strict=True)])])
+            for group in groups
+        ]
         started = time.perf_counter()
-        written = await self._progress(
-            keys=[keys.inflight(node_id), *(keys.task(task_id) for task_id, _ in reports)],
-            args=[epoch, _pack([(task_id, *progress_fields.record_fields(report))
-                                for task_id, report in reports])],
-        )
+        replies = (await run(client, calls)).replies
         self.events.round_trip("progress", time.perf_counter() - started)
-        return int(written)
+        _raise_first(replies)
+        return sum(int(written) for written in replies)
 
     async def take_tokens(self, asks: Mapping[str, TokenAsk]) -> dict[str, TokenGrant]:
         """Take tokens from the cluster-wide buckets of these task names, in one call."""
         if not asks:
             return {}
+        client, keys = await self._ready()
         names = list(asks)
         started = time.perf_counter()
-        raw = await self._tokens(
-            keys=[self.keys.rate_bucket(name) for name in names],
-            args=[_pack([(asks[n].wanted, repr(asks[n].rate_per_s), repr(asks[n].burst))
-                         for n in names])],
-        )
+        raw = await call(client, TOKENS, [keys.rate_bucket(name) for name in names],
+                         [_pack([(asks[n].wanted, repr(asks[n].rate_per_s), repr(asks[n].burst))
+                                 for n in names])])
         self.events.round_trip("tokens", time.perf_counter() - started)
         return {name: TokenGrant(int(granted), float(wait))
                 for name, (granted, wait) in zip(names, msgpack.unpackb(raw), strict=True)}
 
-    async def publish_done(self, task_id: str) -> None:
-        """Announce that ``task_id`` has its outcome, for a submitter waiting on Redis."""
-        await self._redis.publish(self.keys.done_channel, task_id)
+    async def publish_done(self, task_id: str, reply_to: str) -> None:
+        """Announce to the sender named by ``reply_to`` that ``task_id`` has its outcome
+        (nothing to announce to without one)."""
+        if reply_to:
+            client, keys = await self._ready()
+            await client.publish(keys.done_channel(reply_to), task_id)
 
     async def recover(
-        self, node_id: str, max_epoch: int | None, max_recoveries: int, limit: int = 1000
+        self, node_id: str, max_epoch: int | None, max_recoveries: int,
+        limit: int = SCAN_BATCH,
     ) -> Recovery:
         """Move ``node_id``'s in-flight tasks of owner epochs up to ``max_epoch`` (None: all)
-        to the retry set, due now. ``max_recoveries`` > 0 counts this as a crash recovery
-        of each task and dead-letters one recovered more often than that (poison); 0 does
-        not count it."""
-        keys = self.keys
-        total = Recovery(0, 0, 0)
-        while True:
-            recovered, poisoned, left = await self._recover(
-                keys=[keys.inflight(node_id), keys.retries, keys.dlq],
-                args=["" if max_epoch is None else max_epoch, max_recoveries,
-                      keys.task_prefix, keys.done_channel, keys.retry_channel, limit],
-            )
-            total = Recovery(total.recovered + recovered, total.poisoned + poisoned, left)
-            if not left:
-                return total
+        to the retry set, due now, reading at most ``limit`` entries of each partition per
+        step. ``max_recoveries`` > 0 counts this as a crash recovery of each task and
+        dead-letters one recovered more often than that (poison); 0 does not count it."""
+        client, keys = await self._ready()
+        cursors = {p: 0 for p in await self._partitions_holding(node_id)}
+        recovered = poisoned = 0
+        while cursors:
+            async with client.pipeline(transaction=False) as pipe:
+                for p, cursor in cursors.items():
+                    pipe.hscan(keys.inflight(node_id, p), cursor, count=limit)
+                scans = await pipe.execute()
+            ids: list[str] = []
+            for (p, _), (cursor, entries) in zip(cursors.items(), scans, strict=True):
+                cursors[p] = int(cursor)
+                ids += [text(i) for i, epoch in entries.items()
+                        if max_epoch is None or int(epoch) <= max_epoch]
+            counts = await self._recover_calls(node_id, max_epoch, max_recoveries, ids)
+            recovered += counts.recovered
+            poisoned += counts.poisoned
+            cursors = {p: c for p, c in cursors.items() if c}
+        return Recovery(recovered, poisoned, 0)
+
+    async def _recover_calls(
+        self, node_id: str, max_epoch: int | None, max_recoveries: int, ids: Sequence[str]
+    ) -> Recovery:
+        if not ids:
+            return Recovery(0, 0, 0)
+        client, keys = await self._ready()
+        calls = [
+            Call(RECOVER,
+                 [*self._partition_keys(keys, node_id, group),
+                  *(keys.task(ids[i], p) for i, p, _ in group.items())],
+                 [node_id, "" if max_epoch is None else max_epoch, max_recoveries,
+                  keys.done_channel(""),
+                  keys.retry_channel, len(group.partitions),
+                  _pack([(ids[i], place)
+                         for i, place in zip(group.indexes, group.places, strict=True)])])
+            for group in self._groups(keys, ids)
+        ]
+        replies = (await run(client, calls)).replies
+        _raise_first(replies)
+        return Recovery(sum(int(r[0]) for r in replies), sum(int(r[1]) for r in replies), 0)
 
     async def hand_back(self, node_id: str, task_ids: Iterable[str], max_epoch: int) -> int:
         """Move these in-flight tasks of ``node_id`` (of owner epochs up to ``max_epoch``) to
         the retry set, due now; no attempt used, no recovery counted."""
-        keys = self.keys
-        recovered, _, _ = await self._recover(
-            keys=[keys.inflight(node_id), keys.retries, keys.dlq],
-            args=[max_epoch, 0, keys.task_prefix, keys.done_channel,
-                  keys.retry_channel, 1_000_000, _pack(list(task_ids))],
-        )
-        return int(recovered)
+        return (await self._recover_calls(node_id, max_epoch, 0, list(task_ids))).recovered
+
+    async def _partitions_holding(self, node_id: str) -> list[int]:
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
+            for p in keys.all_partitions:
+                pipe.sismember(keys.inflight_nodes(p), node_id)
+            held = await pipe.execute()
+        return [p for p, member in zip(keys.all_partitions, held, strict=True) if member]
 
     async def inflight(self, node_id: str) -> dict[str, int]:
         """Task id -> owner epoch of the tasks Redis holds in flight on ``node_id``."""
-        raw = await self._redis.hgetall(self.keys.inflight(node_id))
-        return {_text(k): int(v) for k, v in raw.items()}
+        client, keys = await self._ready()
+        partitions = await self._partitions_holding(node_id)
+        async with client.pipeline(transaction=False) as pipe:
+            for p in partitions:
+                pipe.hgetall(keys.inflight(node_id, p))
+            hashes = await pipe.execute()
+        return {text(k): int(v) for entries in hashes for k, v in entries.items()}
 
     async def inflight_nodes(self) -> set[str]:
-        """Every node that ever held tasks in flight (the recovery's candidates)."""
-        return {_text(n) for n in await self._redis.smembers(self.keys.inflight_nodes)}
+        """Every node that holds tasks in flight in some partition (the recovery's
+        candidates); a node leaves once its last entry is gone."""
+        return {node for nodes in (await self._inflight_nodes()).values() for node in nodes}
+
+    async def _inflight_nodes(self) -> dict[int, list[str]]:
+        """Partition -> the nodes with in-flight tasks there, sorted."""
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
+            for p in keys.all_partitions:
+                pipe.smembers(keys.inflight_nodes(p))
+            members = await pipe.execute()
+        return {p: sorted(text(n) for n in nodes)
+                for p, nodes in zip(keys.all_partitions, members, strict=True) if nodes}
 
     # -- cancelling ------------------------------------------------------------------
 
@@ -477,14 +601,15 @@ class StateStore:
 
         Raises TaskAlreadyFinished for a task with its outcome, TaskNotFound for no record.
         """
-        keys = self.keys
+        client, keys = await self._ready()
+        p = keys.partition_of(task_id)
         node = ""
         for _ in range(5):  # the owner read can go stale only while the task moves on
-            code, detail = await self._cancel(
-                keys=[keys.task(task_id), keys.retries, keys.scheduled, keys.inflight(node)],
-                args=[task_id, node, self.result_ttl_s, keys.done_channel,
-                      keys.cancel_channel_prefix])
-            code, detail = _text(code), _text(detail)
+            code, detail = await call(client, CANCEL, [
+                keys.task(task_id, p), keys.retries(p), keys.scheduled(p),
+                keys.inflight(node, p), keys.inflight_nodes(p)], [
+                task_id, node, self.result_ttl_s, keys.done_channel(""), keys.cancel_channel("")])
+            code, detail = text(code), text(detail)
             if code == "C":
                 return TaskState.parse(detail)
             if code != "M":
@@ -500,61 +625,85 @@ class StateStore:
         """Call ``on_cancel(task_id)`` for each task in flight on ``node_id`` that was just
         cancelled; ends when cancelled."""
         async def decoded(data: bytes) -> None:
-            await on_cancel(_text(data))
+            await on_cancel(text(data))
 
-        await listen_forever(self._redis, self.keys.cancel_channel(node_id), decoded,
-                             on_subscribed)
+        client, keys = await self._ready()
+        await listen_forever(client, keys.cancel_channel(node_id), decoded, on_subscribed)
 
     # -- retries and delayed tasks -------------------------------------------------
 
     async def claim_due(self, lease_s: float, limit: int = 500,
                         waiting: Waiting = Waiting.RETRY) -> Claimed:
-        """Lease up to ``limit`` due tasks of ``waiting`` for ``lease_s`` seconds (Redis'
-        clock; see ``lua/claim.lua``)."""
-        raw = await self._claim(
-            keys=[waiting.key(self.keys)], args=[lease_s, limit, self.keys.task_prefix]
-        )
-        due = []
-        for i in range(0, len(raw) - 1, 4):
-            envelope = pb.TaskEnvelope()
-            envelope.ParseFromString(raw[i + 1])
-            due.append(DueTask(_text(raw[i]), envelope, int(raw[i + 2]), int(raw[i + 3])))
-        return Claimed(due, float(raw[-1]))
+        """Lease up to ``limit`` due tasks of ``waiting`` (the earliest first, over every
+        partition) for ``lease_s`` seconds (Redis' clock; see ``lua/claim.lua``)."""
+        client, keys = await self._ready()
+        now = await self.now()
+        async with client.pipeline(transaction=False) as pipe:
+            for p in keys.all_partitions:
+                pipe.zrangebyscore(waiting.key(keys, p), "-inf", repr(now), start=0, num=limit,
+                                   withscores=True)
+            due = await pipe.execute()
+        earliest = sorted(((float(score), text(task_id)) for entries in due
+                           for task_id, score in entries))[:limit]
+        ids = [task_id for _, task_id in earliest]
+        calls = [Call(CLAIM, [*(waiting.key(keys, p) for p in group.partitions),
+                              *(keys.task(ids[i], p) for i, p, _ in group.items())],
+                      [lease_s, len(group.partitions),
+                       _pack([(ids[i], place)
+                              for i, place in zip(group.indexes, group.places, strict=True)])])
+                 for group in self._groups(keys, ids)]
+        replies = (await run(client, calls)).replies if calls else []
+        _raise_first(replies)
+        claimed = []
+        late = 0.0
+        for raw in replies:
+            for i in range(0, len(raw) - 1, 4):
+                envelope = pb.TaskEnvelope()
+                envelope.ParseFromString(raw[i + 1])
+                claimed.append(DueTask(text(raw[i]), envelope, int(raw[i + 2]), int(raw[i + 3])))
+            late = max(late, float(raw[-1]))
+        return Claimed(claimed, late)
 
     async def bury(
         self, task_id: str, error_type: str, message: str, dead_reason: str = "permanent",
         waiting: Waiting = Waiting.RETRY,
     ) -> bool:
         """Move a task waiting in ``waiting`` straight to the DLQ (its dispatch was refused)."""
-        keys = self.keys
-        return bool(await self._bury(
-            keys=[waiting.key(keys), keys.dlq, keys.task(task_id)],
-            args=[task_id, error_type, message, dead_reason, keys.done_channel],
-        ))
+        client, keys = await self._ready()
+        p = keys.partition_of(task_id)
+        return bool(await call(client, BURY, [waiting.key(keys, p), keys.dlq(p),
+                                              keys.task(task_id, p)],
+                               [task_id, error_type, message, dead_reason,
+                                keys.done_channel("")]))
 
     async def due_in(self, waiting: Waiting = Waiting.RETRY) -> float | None:
-        """Seconds until the earliest task of ``waiting`` is due by Redis' clock (<= 0: due
-        now); None when the set is empty."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrange(waiting.key(self.keys), 0, 0, withscores=True)
-            pipe.time()
-            first, (seconds, micros) = await pipe.execute()
-        return float(first[0][1]) - (seconds + micros / 1e6) if first else None
+        """Seconds until the earliest task of ``waiting`` in any partition is due by Redis'
+        clock (<= 0: due now); None when every partition's set is empty."""
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
+            for p in keys.all_partitions:
+                pipe.zrange(waiting.key(keys, p), 0, 0, withscores=True)
+            firsts = await pipe.execute()
+        earliest = min((float(first[0][1]) for first in firsts if first), default=None)
+        return None if earliest is None else earliest - await self.now()
 
     async def now(self) -> float:
         """Redis' clock, in unix seconds: the one clock of every time the store keeps."""
-        seconds, micros = await self._redis.time()
+        client, _ = await self._ready()
+        seconds, micros = await client.time()
         return float(seconds + micros / 1e6)
 
     async def queue_sizes(self) -> QueueSizes:
-        """How many tasks wait in the retry set, the DLQ and the scheduled set (one round
-        trip)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.keys.retries)
-            pipe.zcard(self.keys.dlq)
-            pipe.zcard(self.keys.scheduled)
-            retries, dlq, scheduled = await pipe.execute()
-        return QueueSizes(int(retries), int(dlq), int(scheduled))
+        """How many tasks wait in the retry set, the DLQ and the scheduled set (one
+        pipeline)."""
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
+            for p in keys.all_partitions:
+                pipe.zcard(keys.retries(p))
+                pipe.zcard(keys.dlq(p))
+                pipe.zcard(keys.scheduled(p))
+            sizes = await pipe.execute()
+        return QueueSizes(sum(sizes[0::3]), sum(sizes[1::3]), sum(sizes[2::3]))
 
     # -- watching ------------------------------------------------------------------
 
@@ -562,15 +711,17 @@ class StateStore:
         self, on_done: Callable[[str], Awaitable[None]],
         on_subscribed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Call ``on_done(task_id)`` for each task announced as done; ends when cancelled.
+        """Call ``on_done(task_id)`` for each task sent with this store's ``reply_to`` that is
+        announced as done; ends when cancelled.
 
         ``on_subscribed`` runs after every (re)subscription, to catch up on what was
         announced while nobody listened.
         """
         async def decoded(data: bytes) -> None:
-            await on_done(_text(data))
+            await on_done(text(data))
 
-        await listen_forever(self._redis, self.keys.done_channel, decoded, on_subscribed)
+        client, keys = await self._ready()
+        await listen_forever(client, keys.done_channel(self.reply_to), decoded, on_subscribed)
 
     async def watch_wakes(self, waiting: Waiting, on_wake: Callable[[], Awaitable[None]]) -> None:
         """Call ``on_wake()`` when a task joins ``waiting``, and after every (re)subscription
@@ -578,15 +729,17 @@ class StateStore:
         async def woken(_: bytes) -> None:
             await on_wake()
 
-        await listen_forever(self._redis, waiting.channel(self.keys), woken, on_wake)
+        client, keys = await self._ready()
+        await listen_forever(client, waiting.channel(keys), woken, on_wake)
 
     # -- records -------------------------------------------------------------------
 
     async def record(self, task_id: str) -> TaskRecord | None:
         """The task's record, with when it expires (a finished task's), in one round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.keys.task(task_id))
-            pipe.pttl(self.keys.task(task_id))
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.task(task_id))
+            pipe.pttl(keys.task(task_id))
             raw, ttl_ms = await pipe.execute()
         if not raw:
             return None
@@ -597,15 +750,19 @@ class StateStore:
 
     async def progress(self, task_id: str) -> TaskProgress | None:
         """The latest progress the task's record holds."""
-        value, meta, at = await self._redis.hmget(
-            self.keys.task(task_id), "progress", "progress_meta", "progress_at")
+        client, keys = await self._ready()
+        value, meta, at = await client.hmget(
+            keys.task(task_id), "progress", "progress_meta", "progress_at")
         return progress_fields.from_record(value, meta, at)
 
     async def records(self, task_ids: Iterable[str]) -> list[TaskRecord | None]:
         ids = list(task_ids)
-        async with self._redis.pipeline(transaction=False) as pipe:
+        if not ids:
+            return []
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
             for task_id in ids:
-                pipe.hgetall(self.keys.task(task_id))
+                pipe.hgetall(keys.task(task_id))
             raws = await pipe.execute()
         return [
             TaskRecord.from_hash(task_id, raw) if raw else None
@@ -614,23 +771,37 @@ class StateStore:
 
     async def inflight_count(self) -> int:
         """Tasks Redis holds in flight (queued or running) on any node."""
-        nodes = sorted(await self.inflight_nodes())
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for node_id in nodes:
-                pipe.hlen(self.keys.inflight(node_id))
-            return sum(int(n) for n in await pipe.execute())
+        return sum((await self.inflight_counts()).values())
+
+    async def inflight_counts(self) -> dict[str, int]:
+        """Node id -> how many tasks Redis holds in flight on it (nodes holding none are
+        left out); two round trips, whatever the counts."""
+        client, keys = await self._ready()
+        pairs = [(p, node) for p, nodes in (await self._inflight_nodes()).items()
+                 for node in nodes]
+        async with client.pipeline(transaction=False) as pipe:
+            for p, node in pairs:
+                pipe.hlen(keys.inflight(node, p))
+            lengths = await pipe.execute()
+        counts: dict[str, int] = {}
+        for (_, node), length in zip(pairs, lengths, strict=True):
+            counts[node] = counts.get(node, 0) + int(length)
+        return counts
 
     async def states(self, task_ids: Sequence[str]) -> list[TaskState]:
         """Each task's state; UNKNOWN for a task without a record."""
-        async with self._redis.pipeline(transaction=False) as pipe:
+        if not task_ids:
+            return []
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
-                pipe.hget(self.keys.task(task_id), "state")
-            return [TaskState.parse(_text(s)) for s in await pipe.execute()]
+                pipe.hget(keys.task(task_id), "state")
+            return [TaskState.parse(text(s)) for s in await pipe.execute()]
 
     # -- the dead-letter queue -----------------------------------------------------
 
     async def dlq_size(self) -> int:
-        return int(await self._redis.zcard(self.keys.dlq))
+        return (await self.queue_sizes()).dlq
 
     async def dlq_pages(
         self, since: float | None = None, until: float | None = None, page_size: int = DLQ_PAGE
@@ -638,51 +809,46 @@ class StateStore:
         """Every DLQ entry dead-lettered between ``since`` and ``until`` (both inclusive) as
         (task id, dead-lettered at), oldest first, one bounded read per page.
 
-        A page ends with every entry of its last timestamp and the next starts after it,
-        so entries that leave or join meanwhile never make another one skip or repeat.
+        Each page resumes after the last entry of the one before (by time, equal times by
+        id), so entries that leave or join meanwhile never make another one skip or repeat.
         """
-        low, high = _bound(since, "-inf"), _bound(until, "+inf")
+        _, keys = await self._ready()
+        low, high = listing.bound(since), listing.bound(until)
+        count = max(1, page_size // keys.partitions)
+        after: Entry | None = None
         while True:
-            page = await self._dlq_range(low, high, page_size)
-            if not page:
+            entries, frontier, _ = await self._walk(keys.dlq, low, high, after, count, False)
+            if entries:
+                yield [(task_id, float(score)) for task_id, score in entries]
+            if frontier is None:
                 return
-            last = page[-1][1]
-            if len(page) == page_size:  # more may share the last timestamp
-                page = [p for p in page if p[1] < last]
-                page += await self._dlq_range(repr(last), repr(last), None)
-            if page:
-                yield page
-            low = f"({last!r}"
-
-    async def _dlq_range(
-        self, low: str, high: str, limit: int | None
-    ) -> list[tuple[str, float]]:
-        raw = await self._redis.zrangebyscore(
-            self.keys.dlq, low, high, start=0 if limit is not None else None, num=limit,
-            withscores=True,
-        )
-        pairs = cast(list[tuple[bytes, float]], raw)
-        return [(_text(task_id), float(score)) for task_id, score in pairs]
+            after = frontier
 
     async def dlq_list(
         self, query: TaskQuery | None = None, cursor: str | None = None, limit: int = 50,
         newest_first: bool = True, budget: int = SCAN_BUDGET,
     ) -> Page:
         """A page of DLQ entries that match ``query``, by dead-letter time (see ``listing``)."""
-        return await self._zset_page(self.keys.dlq, query or TaskQuery(), cursor, limit,
+        _, keys = await self._ready()
+        return await self._zset_page(keys.dlq, query or TaskQuery(), cursor, limit,
                                      newest_first, budget)
 
     async def dlq_count(self, since: float | None = None, until: float | None = None) -> int:
         """DLQ entries dead-lettered in a time range (both ends inclusive)."""
-        return int(await self._redis.zcount(
-            self.keys.dlq, _bound(since, "-inf"), _bound(until, "+inf")))
+        client, keys = await self._ready()
+        low, high = listing.bound(since) or "-inf", listing.bound(until) or "+inf"
+        async with client.pipeline(transaction=False) as pipe:
+            for p in keys.all_partitions:
+                pipe.zcount(keys.dlq(p), low, high)
+            return sum(await pipe.execute())
 
     async def retries_list(
         self, query: TaskQuery | None = None, cursor: str | None = None, limit: int = 50,
         budget: int = SCAN_BUDGET,
     ) -> Page:
         """A page of tasks waiting for a retry that match ``query``, soonest due first."""
-        return await self._zset_page(self.keys.retries, query or TaskQuery(), cursor, limit,
+        _, keys = await self._ready()
+        return await self._zset_page(keys.retries, query or TaskQuery(), cursor, limit,
                                      False, budget)
 
     async def scheduled_list(
@@ -691,60 +857,119 @@ class StateStore:
     ) -> Page:
         """A page of delayed tasks and schedule ticks (SCHEDULED) that match ``query``,
         soonest eta first (the time range is over the eta)."""
-        return await self._zset_page(self.keys.scheduled, query or TaskQuery(), cursor, limit,
+        _, keys = await self._ready()
+        return await self._zset_page(keys.scheduled, query or TaskQuery(), cursor, limit,
                                      False, budget)
 
+    async def _walk(
+        self, zset: Callable[[int], str], low: str, high: str, after: Entry | None,
+        count: int, descending: bool,
+    ) -> tuple[list[Entry], Entry | None, int]:
+        """Up to ``count`` entries of each partition's zset after ``after``, merged (see
+        ``listing.merge``): the entries up to the frontier, the frontier, entries read."""
+        client, keys = await self._ready()
+        after_id, after_score = after or ("", "")
+        calls = [Call(ZAFTER, [zset(p)], ["desc" if descending else "asc", low, high,
+                                          after_id, after_score, count + 1])
+                 for p in keys.all_partitions]
+        replies = (await run(client, calls)).replies
+        _raise_first(replies)
+        reads = [[(text(r[i]), text(r[i + 1])) for i in range(0, len(r), 2)] for r in replies]
+        complete = [len(read) <= count for read in reads]
+        reads = [read[:count] for read in reads]
+        entries, frontier = listing.merge(reads, complete, descending)
+        return entries, frontier, sum(len(read) for read in reads)
+
     async def _zset_page(
-        self, key: str, query: TaskQuery, cursor: str | None, limit: int, descending: bool,
-        budget: int,
+        self, zset: Callable[[int], str], query: TaskQuery, cursor: str | None, limit: int,
+        descending: bool, budget: int,
     ) -> Page:
-        after, after_score = listing.parse_zset_cursor(cursor)
+        after = listing.parse_zset_cursor(cursor) if cursor else None
         listing.check_limit(limit)
-        last, last_score, scanned, rows = await self._zlist(keys=[key], args=[
-            self.keys.task_prefix, "desc" if descending else "asc", listing.bound(query.since),
-            listing.bound(query.until), after, after_score, "", *query.patterns(), limit,
-            max(1, budget)])
-        return Page(listing.parse_rows(rows), listing.zset_cursor(last, last_score), int(scanned))
+        _, keys = await self._ready()
+        count = max(1, budget // keys.partitions)
+        if not query.patterned:
+            count = min(count, limit)
+        entries, reach, scanned = await self._walk(
+            zset, listing.bound(query.since), listing.bound(query.until), after, count,
+            descending)
+        if not query.patterned and len(entries) > limit:
+            entries = entries[:limit]
+            reach = entries[-1]
+        rows = await self._summaries(entries, query.patterns(), "")
+        rows.sort(key=lambda row: listing.place((text(row[0]), text(row[1]))),
+                  reverse=descending)
+        if len(rows) > limit:
+            rows = rows[:limit]
+            reach = (text(rows[-1][0]), text(rows[-1][1]))
+        return Page(listing.parse_rows(rows),
+                    listing.zset_cursor(*reach) if reach is not None else None, scanned)
+
+    async def _summaries(self, entries: Sequence[Entry], patterns: list[str], state: str
+                         ) -> list[Any]:
+        """The summary rows of ``entries`` that pass the filters (``lua/summaries.lua``)."""
+        if not entries:
+            return []
+        client, keys = await self._ready()
+        calls = [Call(SUMMARIES, [keys.task(entries[i][0], p) for i, p, _ in group.items()],
+                      [state, *patterns, *(part for i in group.indexes for part in entries[i])])
+                 for group in self._groups(keys, [task_id for task_id, _ in entries])]
+        replies = (await run(client, calls)).replies
+        _raise_first(replies)
+        return [row for reply in replies for row in reply]
 
     async def inflight_list(
         self, query: TaskQuery | None = None, state: TaskState | None = None,
         cursor: str | None = None, limit: int = 50, budget: int = SCAN_BUDGET,
     ) -> Page:
         """A page of tasks in flight on any node (queued or running, or only ``state``),
-        node by node; ``query``'s time range does not apply."""
+        partition by partition and node by node; ``query``'s time range does not apply.
+
+        Whole HSCAN batches are read until ``limit`` matches or ``budget`` entries, so a
+        page may hold a few more rows than ``limit``; an entry may show twice across
+        pages, none that stays is skipped."""
         if state not in (None, TaskState.QUEUED, TaskState.RUNNING):
             raise listing.InvalidQuery(f"tasks in flight are QUEUED or RUNNING, not {state}")
-        node_id, scan_cursor = listing.parse_inflight_cursor(cursor)
+        start, start_node, scan_cursor = listing.parse_inflight_cursor(cursor)
         listing.check_limit(limit)
         query = query or TaskQuery()
         patterns = query.patterns()
-        nodes = [n for n in sorted(await self.inflight_nodes()) if n >= node_id]
-        if query.node and listing.is_literal(query.node):  # one node's hash is all to read
-            nodes = [n for n in nodes if n == listing.unescape(query.node)]
+        only = listing.unescape(query.node) if query.node and listing.is_literal(query.node) else None
+        client, keys = await self._ready()
+        pairs = [(p, node) for p, nodes in (await self._inflight_nodes()).items()
+                 for node in nodes
+                 if (p, node) >= (start, start_node) and only in (None, node)]
         items: list[listing.Listed] = []
         scanned = 0
-        for node in nodes:
-            if node != node_id:
+        for p, node in pairs:
+            if (p, node) != (start, start_node):
                 scan_cursor = "0"
-            scan_cursor, read, rows = await self._hlist(keys=[self.keys.inflight(node)], args=[
-                self.keys.task_prefix, scan_cursor, state.value if state else "",
-                *patterns, limit - len(items), max(1, budget - scanned)])
-            scan_cursor = _text(scan_cursor)
-            scanned += int(read)
-            items += listing.parse_rows(rows)
-            if scan_cursor != "0":
-                return Page(items, listing.inflight_cursor(node, scan_cursor), scanned)
+            while True:
+                next_cursor, entries = await client.hscan(
+                    keys.inflight(node, p), int(scan_cursor), count=max(1, budget - scanned))
+                scan_cursor = str(next_cursor)
+                scanned += len(entries)
+                rows = await self._summaries([(text(i), "") for i in entries],
+                                             patterns, state.value if state else "")
+                items += listing.parse_rows(rows)
+                if scan_cursor == "0":
+                    break
+                if len(items) >= limit or scanned >= budget:
+                    return Page(items, listing.inflight_cursor(p, node, scan_cursor), scanned)
             if len(items) >= limit or scanned >= budget:
-                later = nodes[nodes.index(node) + 1:]
-                return Page(items, listing.inflight_cursor(later[0], "0") if later else None,
+                later = pairs[pairs.index((p, node)) + 1:]
+                return Page(items, listing.inflight_cursor(*later[0], "0") if later else None,
                             scanned)
         return Page(items, None, scanned)
 
     async def dlq_times(self, task_ids: Sequence[str]) -> list[float | None]:
         """When each task was dead-lettered; None for one not in the DLQ."""
-        async with self._redis.pipeline(transaction=False) as pipe:
+        if not task_ids:
+            return []
+        client, keys = await self._ready()
+        async with client.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
-                pipe.zscore(self.keys.dlq, task_id)
+                pipe.zscore(keys.dlq(keys.partition_of(task_id)), task_id)
             scores = await pipe.execute()
         return [float(s) if s is not None else None for s in scores]
 
@@ -752,10 +977,13 @@ class StateStore:
         """Remove these DLQ entries and their records; ids not in the DLQ are left alone."""
         if not task_ids:
             return 0
-        return int(
-            await self._purge(keys=[self.keys.dlq], args=[self.keys.task_prefix, *task_ids])
-        )
-
-
-def _bound(value: float | None, unbounded: str) -> str:
-    return unbounded if value is None else repr(value)
+        client, keys = await self._ready()
+        calls = [Call(PURGE, [*(keys.dlq(p) for p in group.partitions),
+                              *(keys.task(task_ids[i], p) for i, p, _ in group.items())],
+                      [len(group.partitions),
+                       *(part for i, place in zip(group.indexes, group.places, strict=True)
+                         for part in (task_ids[i], place))])
+                 for group in self._groups(keys, task_ids)]
+        replies = (await run(client, calls)).replies
+        _raise_first(replies)
+        return sum(int(r) for r in replies)

@@ -95,6 +95,18 @@ def _tcp_reply(port: int, message: bytes) -> bytes:
         return sock.recv(64)
 
 
+def redis_cli(port: int, *args: str, password: str = "", timeout: float = 10.0) -> str:
+    """One command to the Redis (or Sentinel) on a loopback port, through ``redis-cli``:
+    its reply as text."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise ConfigError(f"redis-cli is missing; install with: {INSTALL_HINT}")
+    auth = ["-a", password, "--no-auth-warning"] if password else []
+    done = subprocess.run([cli, "-p", str(port), *auth, *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    return done.stdout
+
+
 def _four_letter_word(port: int, word: bytes) -> str:
     """ZooKeeper's whole answer to a four-letter word (it closes the connection after)."""
     chunks = []
@@ -341,16 +353,20 @@ class RedisServer:
     """A redis-server on a temp dir; AOF with ``appendfsync always`` when asked.
 
     With ``password`` the server runs with ``--requirepass`` and ``url`` carries it.
+    ``name`` names its data directory (and log) under ``workdir``; ``extra_args`` go on
+    its command line.
     """
 
     def __init__(
         self, workdir: Path, port: int | None = None, appendonly: bool = False,
-        password: str = "",
+        password: str = "", name: str = "redis", extra_args: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.appendonly = appendonly
         self.password = password
+        self.name = name
+        self.extra_args = list(extra_args)
         self.process: ManagedProcess | None = None
 
     @property
@@ -362,7 +378,7 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise ConfigError(f"redis-server is missing; install with: {INSTALL_HINT}")
-        data = self.workdir / "redis"
+        data = self.workdir / self.name
         data.mkdir(parents=True, exist_ok=True)
         argv = [
             binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(data),
@@ -371,9 +387,10 @@ class RedisServer:
         if self.appendonly:
             argv += ["--appendonly", "yes", "--appendfsync", "always"]
         if self.password:
-            argv += ["--requirepass", self.password]
+            argv += ["--requirepass", self.password, "--masterauth", self.password]
+        argv += self.extra_args
         self.process = ManagedProcess(
-            "redis", argv, data / "redis.log", dict(os.environ)
+            self.name, argv, data / "redis.log", dict(os.environ)
         ).start()
         try:
             wait_until(
@@ -388,9 +405,166 @@ class RedisServer:
         if self.process:
             self.process.stop(timeout=10.0, sig=sig)
 
+    def send_signal(self, sig: int) -> None:
+        """E.g. SIGSTOP and SIGCONT, to make the server stall."""
+        if self.process:
+            self.process.send_signal(sig)
+
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def command(self, *args: str, timeout: float = 10.0) -> str:
+        """One command through ``redis-cli``: its reply as text."""
+        return redis_cli(self.port, *args, password=self.password, timeout=timeout)
+
+    def info(self, *command: str) -> dict[str, str]:
+        """The fields of ``INFO <section>`` (or of another command with the same kind of
+        reply, like ``CLUSTER INFO``); empty when the server does not answer."""
+        try:
+            reply = self.command(*(command if len(command) > 1 else ("INFO", *command)),
+                                 timeout=2.0)
+        except subprocess.TimeoutExpired:
+            return {}
+        pairs = (line.split(":", 1) for line in reply.splitlines() if ":" in line)
+        return {k: v.strip() for k, v in pairs}
+
+
+class RedisClusterServers:
+    """A Redis Cluster on loopback: ``masters`` primaries with ``replicas`` replicas each,
+    joined by ``redis-cli --cluster create``; AOF (``appendfsync always``) when asked.
+
+    ``url`` names one node: ringpool finds the others. A primary that dies is replaced by
+    its replica within a few node timeouts (``wait_healthy`` waits for that).
+    """
+
+    def __init__(
+        self, workdir: Path, masters: int = 3, replicas: int = 1, appendonly: bool = False,
+        password: str = "", node_timeout_ms: int = 1000,
+    ) -> None:
+        self.workdir = workdir
+        self.masters = masters
+        self.replicas = replicas
+        self.password = password
+        cluster_args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                        "--cluster-node-timeout", str(node_timeout_ms)]
+        # Each with its own bus port: port + 10000 (the default) may not exist.
+        self.servers = [
+            RedisServer(workdir, appendonly=appendonly, password=password,
+                        name=f"redis-cluster-{i}",
+                        extra_args=[*cluster_args, "--cluster-port", str(free_port())])
+            for i in range(masters * (1 + replicas))
+        ]
+
+    @property
+    def url(self) -> str:
+        return self.servers[0].url
+
+    def start(self, timeout: float = 60.0) -> RedisClusterServers:
+        try:
+            for server in self.servers:
+                server.start()
+            addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
+            reply = self.servers[0].command("--cluster", "create", *addresses,
+                                            "--cluster-replicas", str(self.replicas),
+                                            "--cluster-yes", timeout=timeout)
+            if "[OK]" not in reply:
+                raise ClusterUnavailable(f"redis-cli --cluster create failed:\n{reply}")
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def live(self) -> list[RedisServer]:
+        return [s for s in self.servers if s.process is not None and s.process.alive()]
+
+    def primaries(self) -> list[RedisServer]:
+        """The live servers that are primaries now."""
+        return [s for s in self.live() if s.info("replication").get("role") == "master"]
+
+    def replicas_of(self, primary: RedisServer) -> list[RedisServer]:
+        """The live servers that replicate ``primary`` now."""
+        return [s for s in self.live()
+                if s.info("replication").get("master_port") == str(primary.port)]
+
+    def healthy(self) -> bool:
+        """Every live node sees the cluster ok, each slot range has one primary, and with
+        every server alive every replica is in sync with its primary (only a replica
+        that was can take over)."""
+        live = self.live()
+        if any(s.info("CLUSTER", "INFO").get("cluster_state") != "ok" for s in live):
+            return False
+        roles = [s.info("replication") for s in live]
+        if sum(r.get("role") == "master" for r in roles) != self.masters:
+            return False
+        return len(live) < len(self.servers) or all(
+            r.get("master_link_status") == "up" for r in roles if r.get("role") == "slave")
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        wait_until(self.healthy, timeout, "the Redis Cluster to be ok", 0.2)
+
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+class RedisSentinelServers:
+    """A Redis primary, one replica and one Sentinel that watches them (quorum 1) as the
+    service ``service``; ``url`` is the ``redis+sentinel://`` URL ringpool takes. When
+    the primary dies, the Sentinel promotes the replica within a few seconds."""
+
+    def __init__(self, workdir: Path, service: str = "ringpool", appendonly: bool = False) -> None:
+        self.workdir = workdir
+        self.service = service
+        self.primary = RedisServer(workdir, appendonly=appendonly, name="sentinel-primary")
+        self.replica = RedisServer(workdir, appendonly=appendonly, name="sentinel-replica")
+        self.sentinel_port = free_port()
+        self.sentinel: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{self.service}"
+
+    def start(self, timeout: float = 60.0) -> RedisSentinelServers:
+        try:
+            self.primary.start()
+            self.replica.extra_args = ["--replicaof", "127.0.0.1", str(self.primary.port)]
+            self.replica.start()
+            wait_until(lambda: self.replica.info("replication").get("master_link_status")
+                       == "up", timeout, "the replica to be in sync", 0.1)
+            data = self.workdir / "sentinel"
+            data.mkdir(parents=True, exist_ok=True)
+            config = data / "sentinel.conf"
+            config.write_text(
+                f"port {self.sentinel_port}\nbind 127.0.0.1\nprotected-mode no\n"
+                f"dir {data}\n"
+                f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 1\n"
+                f"sentinel down-after-milliseconds {self.service} 1000\n"
+                f"sentinel failover-timeout {self.service} 5000\n")
+            binary = shutil.which("redis-server")
+            assert binary is not None  # the primary started
+            self.sentinel = ManagedProcess("sentinel", [binary, str(config), "--sentinel"],
+                                           data / "sentinel.log", dict(os.environ)).start()
+            wait_until(lambda: self.primary_port() == self.primary.port, timeout,
+                       "the Sentinel to watch the primary", 0.1)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def primary_port(self) -> int | None:
+        """The port of the primary the Sentinel names now."""
+        lines = redis_cli(self.sentinel_port, "SENTINEL", "get-master-addr-by-name",
+                          self.service, timeout=2.0).split()
+        return int(lines[1]) if len(lines) == 2 and lines[1].isdigit() else None
+
+    def stop(self) -> None:
+        if self.sentinel is not None:
+            self.sentinel.stop(timeout=10.0)
+        self.replica.stop()
+        self.primary.stop()
 
 
 class LocalCluster:
@@ -399,7 +573,9 @@ class LocalCluster:
     ``with LocalCluster(nodes=3, tasks=["ringpool.demo"]) as lc:`` gives ``lc.zk``,
     ``lc.redis`` and ``lc.cluster`` to pass to ``Cluster.connect``.
     ``zookeeper_servers=3`` starts a ZooKeeper ensemble (``lc.zookeeper``) instead of
-    one standalone server. ``start()`` returns
+    one standalone server; ``redis_cluster=True`` a Redis Cluster (3 primaries, 3
+    replicas) instead of one Redis; ``appendonly`` gives Redis an append-only file
+    synced on every write. ``start()`` returns
     once every node is registered in the ring and, with coordinators, once one of them
     holds the leader lock (so retries fire and ``taskctl status`` names a leader).
     ``groups={"gpu": 2}`` adds nodes ``gpu-0`` and ``gpu-1`` started with ``--group gpu``.
@@ -418,6 +594,7 @@ class LocalCluster:
         coordinator_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         appendonly: bool = False,
+        redis_cluster: bool = False,
         zookeeper_servers: int = 1,
         groups: Mapping[str, int] | None = None,
     ) -> None:
@@ -434,9 +611,10 @@ class LocalCluster:
         if not zk:
             self.zookeeper = (ZooKeeperServer(self.workdir) if zookeeper_servers == 1
                               else ZooKeeperEnsemble(self.workdir, zookeeper_servers))
-        self.redis_server: RedisServer | None = (
-            None if redis else RedisServer(self.workdir, appendonly=appendonly)
-        )
+        self.redis_server: RedisServer | RedisClusterServers | None = None
+        if not redis:
+            self.redis_server = (RedisClusterServers(self.workdir, appendonly=appendonly)
+                                 if redis_cluster else RedisServer(self.workdir, appendonly=appendonly))
         self._zk = zk
         self._redis = redis
         self.nodes: dict[str, ManagedProcess] = {}

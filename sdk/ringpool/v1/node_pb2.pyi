@@ -69,7 +69,7 @@ SCHEDULED: TaskState
 CANCELLED: TaskState
 
 class TaskEnvelope(_message.Message):
-    __slots__ = ("task_id", "key", "name", "payload", "codec", "idempotency_key", "attempt", "max_retries", "timeout_s", "priority", "ordered", "headers", "ring_version", "source", "eta", "schedule", "group", "result_ttl_s")
+    __slots__ = ("task_id", "key", "name", "payload", "codec", "idempotency_key", "attempt", "max_retries", "timeout_s", "priority", "ordered", "headers", "ring_version", "source", "eta", "schedule", "group", "result_ttl_s", "reply_to")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class TaskEnvelope(_message.Message):
     SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     RESULT_TTL_S_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     key: str
     name: str
@@ -113,7 +114,8 @@ class TaskEnvelope(_message.Message):
     schedule: str
     group: str
     result_ttl_s: int
-    def __init__(self, task_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ..., codec: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., attempt: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., priority: _Optional[int] = ..., ordered: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., ring_version: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., eta: _Optional[float] = ..., schedule: _Optional[str] = ..., group: _Optional[str] = ..., result_ttl_s: _Optional[int] = ...) -> None: ...
+    reply_to: str
+    def __init__(self, task_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ..., codec: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., attempt: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., priority: _Optional[int] = ..., ordered: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., ring_version: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., eta: _Optional[float] = ..., schedule: _Optional[str] = ..., group: _Optional[str] = ..., result_ttl_s: _Optional[int] = ..., reply_to: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("batch_id", "tasks", "responses_seen")

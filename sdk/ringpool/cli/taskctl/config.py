@@ -80,7 +80,7 @@ def set_(ctx: click.Context, assignments: tuple[str, ...]) -> None:
     values: dict[str, str] = {}
     for item in assignments:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
+        if not sep or not key.strip():  # an empty VALUE: e.g. accept_durability= (unset)
             fail(f"expected KEY=VALUE, got {item!r}", EXIT_USAGE)
         values[key.strip()] = value.strip()
     for key, value in values.items():

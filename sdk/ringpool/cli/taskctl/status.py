@@ -94,17 +94,17 @@ def status(ctx: click.Context) -> None:
         ordered = sorted(ring.members.values(), key=lambda m: m.node_id)
         replies, recorded, sizes = await asyncio.gather(
             asyncio.gather(*(node_status(m, settings, options.timeout_s) for m in ordered)),
-            asyncio.gather(*(store.inflight(m.node_id) for m in ordered)),
+            store.inflight_counts(),
             store.queue_sizes(),
         )
         members = []
-        for member, reply, inflight in zip(ordered, replies, recorded, strict=True):
+        for member, reply in zip(ordered, replies, strict=True):
             members.append({
                 "node_id": member.node_id, "address": member.addr, "group": member.group,
                 "share": round(shares.get(member.node_id, 0.0), 6), "weight": member.weight,
                 "state": member_state(reply), "in_flight": reply.get("in_flight"),
                 "queued": reply.get("queued"), "running": reply.get("running"),
-                "in_flight_recorded": len(inflight),
+                "in_flight_recorded": recorded.get(member.node_id, 0),
                 "started_at": member.started_at or None,
                 "zookeeper": reply.get("zookeeper"), "ring_stale_s": reply.get("ring_stale_s"),
                 "node_ring_version": reply.get("node_ring_version"),

@@ -1,46 +1,54 @@
--- Durable accept of a batch, in one round trip.
--- KEYS[1] this node's in-flight hash (task id -> owner epoch), KEYS[2] retry zset,
--- KEYS[3] dlq zset, KEYS[4] set of nodes with in-flight hashes, KEYS[5] scheduled zset.
--- ARGV: node, epoch, fingerprint ttl (s), record key prefix, a msgpack array of
---       {id, source, envelope, attempt, fingerprint key, eta} per task, and the channel
---       that wakes the delay firer. (The fingerprint and record keys share the cluster's
---       hash tag, so they live in the same slot.)
--- Returns a msgpack array of {code, task id, state}: A accepted, D duplicate of that
--- task id, X refused (a record with that id exists), N not redeliverable.
+-- Durable accept of a batch, in one call: the tasks of one partition (a Redis Cluster),
+-- or of several (one Redis).
+-- KEYS: for each partition g the call covers, five keys: KEYS[5g - 4] this node's
+-- in-flight hash (task id -> owner epoch), KEYS[5g - 3] retry zset, KEYS[5g - 2] dlq
+-- zset, KEYS[5g - 1] the partition's set of nodes with in-flight tasks, KEYS[5g]
+-- scheduled zset; then for the i-th task, KEYS[5G + 2i - 1] its record and
+-- KEYS[5G + 2i] its fingerprint (G partitions).
+-- ARGV: node, epoch, fingerprint ttl (s), G, the channel that wakes the delay firer, and
+--       a msgpack array of {id, source, envelope, attempt, reply_to, by id, eta, g} per
+--       task ("by id": the fingerprint is the id's own, and holds "1" rather than the id;
+--       g: its partition).
+-- Returns a msgpack array of {code, task id, state}: A accepted, D duplicate of that task
+-- id (state left to the caller), X refused (a record with that id exists), N not
+-- redeliverable (with its state).
 -- A client task is new when its fingerprint is free and no record has its id: an id
 -- that is taken is refused, never written over. A new one whose eta is still ahead (by
 -- Redis' clock) is held SCHEDULED in the scheduled zset (not in flight: the coordinator
 -- fires it at its eta). A retry, replay or fired scheduled task is accepted only while
 -- it is still waiting in the retry zset, the DLQ or the scheduled zset, and leaves it
 -- here.
-local node, epoch, ttl, prefix = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local tasks = cmsgpack.unpack(ARGV[5])
-local WAITING = {retry = KEYS[2], replay = KEYS[3], scheduled = KEYS[5]}
+local node, epoch, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local base = 5 * tonumber(ARGV[4])
+local WAITING = {retry = 3, replay = 2, scheduled = 0}  -- KEYS[5g - offset]
 local at = now()
 local out = {}
-local any = false
+local holding = {}
 local soonest = nil
-for i, t in ipairs(tasks) do
-  local id, source, envelope, attempt, fp, eta = t[1], t[2], t[3], t[4], t[5], tonumber(t[6])
-  local rec = prefix .. id
+for i, t in ipairs(cmsgpack.unpack(ARGV[6])) do
+  local id, source, envelope, attempt, reply_to, by_id, eta, g = unpack(t)
+  eta = tonumber(eta)
+  local rec, fp = KEYS[base + 2 * i - 1], KEYS[base + 2 * i]
+  local holds = (by_id == 1) and '1' or id
   local accepted = false
   if source == 'client' then
     local holder = redis.call('GET', fp)
     if holder then
-      out[i] = {'D', holder, redis.call('HGET', prefix .. holder, 'state') or ''}
+      if holder == '1' then holder = id end
+      out[i] = {'D', holder, ''}
     elseif redis.call('EXISTS', rec) == 1 then
       out[i] = {'X', id, redis.call('HGET', rec, 'state') or ''}
     else
-      redis.call('SET', fp, id, 'EX', ttl)
+      redis.call('SET', fp, holds, 'EX', ttl)
       accepted = true
     end
   else
-    if redis.call('ZREM', WAITING[source], id) == 1 then
+    if redis.call('ZREM', KEYS[5 * g - WAITING[source]], id) == 1 then
       accepted = true
       redis.call('HDEL', rec, 'claims')
       if source == 'replay' then
         local holder = redis.call('GET', fp)
-        if not holder or holder == id then redis.call('SET', fp, id, 'EX', ttl) end
+        if not holder or holder == holds then redis.call('SET', fp, holds, 'EX', ttl) end
         redis.call('PERSIST', rec)
         redis.call('HINCRBY', rec, 'replays', 1)
         redis.call('HDEL', rec, 'finished_at', 'result')
@@ -49,22 +57,32 @@ for i, t in ipairs(tasks) do
       out[i] = {'N', id, redis.call('HGET', rec, 'state') or ''}
     end
   end
-  if accepted and source == 'client' and eta > tonumber(at) then
-    redis.call('HSET', rec, 'envelope', envelope, 'attempt', attempt, 'state', 'SCHEDULED',
-      'accepted_at', at)
-    redis.call('HSETNX', rec, 'created_at', at)
-    redis.call('ZADD', KEYS[5], eta, id)
-    if not soonest or eta < soonest then soonest = eta end
-    out[i] = {'A', id, 'SCHEDULED'}
-  elseif accepted then
-    redis.call('HSET', rec, 'envelope', envelope, 'attempt', attempt, 'state', 'QUEUED',
-      'node', node, 'epoch', epoch, 'accepted_at', at)
-    redis.call('HSETNX', rec, 'created_at', at)
-    redis.call('HSET', KEYS[1], id, epoch)
-    any = true
-    out[i] = {'A', id, 'QUEUED'}
+  if accepted then
+    local waits = source == 'client' and eta > tonumber(at)
+    local fields = {'envelope', envelope, 'attempt', attempt, 'accepted_at', at}
+    if waits then
+      fields[#fields + 1] = 'state'; fields[#fields + 1] = 'SCHEDULED'
+    else
+      for _, v in ipairs({'state', 'QUEUED', 'node', node, 'epoch', epoch}) do
+        fields[#fields + 1] = v
+      end
+    end
+    if reply_to ~= '' then fields[#fields + 1] = 'reply_to'; fields[#fields + 1] = reply_to end
+    if source == 'client' then  -- a new task (a redelivery keeps when it was created)
+      fields[#fields + 1] = 'created_at'; fields[#fields + 1] = at
+    end
+    redis.call('HSET', rec, unpack(fields))
+    if waits then
+      redis.call('ZADD', KEYS[5 * g], eta, id)
+      if not soonest or eta < soonest then soonest = eta end
+      out[i] = {'A', id, 'SCHEDULED'}
+    else
+      redis.call('HSET', KEYS[5 * g - 4], id, epoch)
+      holding[g] = true
+      out[i] = {'A', id, 'QUEUED'}
+    end
   end
 end
-if any then redis.call('SADD', KEYS[4], node) end
-if soonest then redis.call('PUBLISH', ARGV[6], soonest) end
+for g in pairs(holding) do redis.call('SADD', KEYS[5 * g - 1], node) end
+if soonest then redis.call('PUBLISH', ARGV[5], soonest) end
 return cmsgpack.pack(out)

@@ -1,9 +1,14 @@
 -- Remove dead-lettered tasks and their records; ids not in the DLQ are left alone.
--- KEYS[1] dlq zset. ARGV: record prefix, ids... Returns how many were removed.
+-- KEYS: KEYS[g] the dlq zset of each partition g the call covers (one on a Redis
+-- Cluster), then KEYS[G + i] the record of the i-th id (G partitions).
+-- ARGV: G, then {id, g} of each task, flattened.
+-- Returns how many were removed.
+local partitions = tonumber(ARGV[1])
 local removed = 0
-for i = 2, #ARGV do
-  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
-    redis.call('DEL', ARGV[1] .. ARGV[i])
+for i = 1, (#ARGV - 1) / 2 do
+  local id, g = ARGV[2 * i], tonumber(ARGV[2 * i + 1])
+  if redis.call('ZREM', KEYS[g], id) == 1 then
+    redis.call('DEL', KEYS[partitions + i])
     removed = removed + 1
   end
 end

@@ -6,6 +6,7 @@ The table here is the one in README.md, "Securing a cluster".
 
 from __future__ import annotations
 
+import itertools
 import math
 import pathlib
 import pickle
@@ -22,6 +23,7 @@ import redis
 
 from ringpool import Cluster, Task
 from ringpool.core.envelope import DEFAULT_MAX_RETRIES, new_task_id
+from ringpool.core.slots import idempotent_slot, slot_of
 from ringpool.errors import InvalidKey, InvalidTask, PayloadTooLarge, RingpoolError
 from ringpool.store.keys import Keys
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
@@ -327,9 +329,12 @@ def test_a_new_task_with_a_taken_id_is_refused_not_written_over(
     assert handle.result(timeout=15) == 3
     record_key = Keys(ctx.local.cluster).task(handle.task_id)
     before = redis_client.hgetall(record_key)
-    # Another task under that id: other arguments, a fresh idempotency key.
+    # Another task under that id: other arguments, a fresh idempotency key (one of the
+    # slot the id carries, or the id would be refused as not its own).
+    fresh = next(k for k in (uuid.uuid4().hex for _ in itertools.count())
+                 if idempotent_slot("demo.add", k) == slot_of(handle.task_id))
     intruder = envelope(task_id=handle.task_id, payload=b'{"args":[40,2]}',
-                        idempotency_key=uuid.uuid4().hex)
+                        idempotency_key=fresh)
     reply = ctx.stub().SubmitBatch(pb.SubmitRequest(batch_id=1, tasks=[intruder]),
                                    timeout=30, metadata=AUTH)
     assert redis_client.hgetall(record_key) == before  # neither overwritten nor merged

@@ -62,7 +62,7 @@ the times
 ``last_failure_at`` (unix seconds: Redis' clock, but ``started_at``, the node's).
 
 A task that succeeded keeps only ``state``, ``result`` (JSON), ``name``, ``key``,
-``schedule``, ``eta`` and ``group`` (when it had them), ``node``, ``epoch``, ``attempt``,
+``schedule``, ``eta``, ``group`` and ``result_ttl_s`` (when it had them), ``node``, ``epoch``, ``attempt``,
 ``replays``, ``completions``, its times and, when an earlier attempt failed, that
 failure's type, message and times (not its traceback): rebuilt small (a listpack when
 its values are short), it expires after its result TTL, and its fingerprint outlives

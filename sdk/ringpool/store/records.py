@@ -71,6 +71,7 @@ class TaskRecord:
             envelope.key, envelope.name = text(get(b"key")), text(get(b"name"))
             envelope.schedule, envelope.eta = text(get(b"schedule")), number(get(b"eta")) or 0.0
             envelope.group = text(get(b"group"))
+            envelope.result_ttl_s = int(get(b"result_ttl_s") or 0)
         return cls(
             task_id=task_id,
             state=TaskState.parse(text(get(b"state"))),

@@ -50,6 +50,9 @@ local function succeed(rec, id, result, started_at, publish, result_ttl)
   if task.group ~= '' then
     fields[#fields + 1] = 'group'; fields[#fields + 1] = task.group
   end
+  if task.result_ttl_s ~= 0 then
+    fields[#fields + 1] = 'result_ttl_s'; fields[#fields + 1] = task.result_ttl_s
+  end
   for i, field in ipairs(KEPT) do
     if f[3 + i] then fields[#fields + 1] = field; fields[#fields + 1] = f[3 + i] end
   end

@@ -584,3 +584,27 @@ def test_a_tasks_progress_and_each_nodes_group_are_shown(
         expect(page.locator("#nodes tr[data-node='node-0']")).to_contain_text("default")
     finally:
         local.stop_node("gpu-0")
+
+
+# -- ZooKeeper away -------------------------------------------------------------------------------
+
+
+def test_a_node_without_zookeeper_is_shown_serving_on_its_last_ring(
+    operator: Page, url: str, zookeeper: ZooKeeperServer
+) -> None:
+    def states() -> dict[str, str]:
+        data = operator.request.get(f"{url}/api/snapshot").json()
+        return {n["node_id"]: n["state"] for n in data["nodes"]}
+
+    zookeeper.stop()
+    try:
+        eventually(lambda: set(states().values()) == {"no-zookeeper"}, 30,
+                   "every node to be shown without ZooKeeper")
+        operator.goto(url)
+        badge = operator.locator("tr[data-node='node-0'] .state")
+        assert badge.inner_text() == "no-zookeeper"
+        assert "serving on its last ring" in (badge.get_attribute("title") or "")
+    finally:
+        zookeeper.start()
+    eventually(lambda: set(states().values()) == {"serving"}, 60,
+               "the nodes to be shown serving once ZooKeeper is back")

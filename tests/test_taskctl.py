@@ -25,9 +25,9 @@ from ringpool import Cluster, Task, TaskFailed, TaskState
 from ringpool.cli.taskctl import cli
 from ringpool.cli.taskctl.app import Options, Session, run
 from ringpool.cli.taskctl.dlq import replay_entries
-from ringpool.cli.taskctl.status import member_state
 from ringpool.ops import dlq as dlq_ops
 from ringpool.ops.dlq import Tally
+from ringpool.ops.members import member_state
 from ringpool.store.keys import Keys
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
 from tests.helpers import dlq_key, dlq_size, eventually, redis_client
@@ -158,16 +158,18 @@ def test_status_in_both_modes(local: LocalCluster) -> None:
     assert isinstance(data["dlq"], int) and isinstance(data["retry_set"], int)
 
 
-@pytest.mark.parametrize(("reply", "state"), [
-    ({"error": "UNAVAILABLE: gone"}, "unreachable"),
-    ({"error": None, "draining": True, "zookeeper": "CONNECTED"}, "draining"),
-    ({"error": None, "draining": False, "zookeeper": "SUSPENDED"}, "no-zookeeper"),
-    ({"error": None, "draining": False, "zookeeper": "LOST"}, "no-zookeeper"),
-    ({"error": None, "draining": False, "zookeeper": "CONNECTED"}, "serving"),
-    ({"error": None, "draining": False, "zookeeper": ""}, "serving"),  # a node before the field
+@pytest.mark.parametrize(("error", "draining", "zookeeper", "state"), [
+    ("UNAVAILABLE: gone", False, "", "unreachable"),
+    (None, True, "CONNECTED", "draining"),
+    (None, False, "SUSPENDED", "no-zookeeper"),
+    (None, False, "LOST", "no-zookeeper"),
+    (None, False, "CONNECTED", "serving"),
+    (None, False, "", "serving"),  # a node from before the field
 ])
-def test_a_members_state_from_its_status(reply: dict[str, object], state: str) -> None:
-    assert member_state(reply) == state
+def test_a_members_state_from_its_status(
+    error: str | None, draining: bool, zookeeper: str, state: str
+) -> None:
+    assert member_state(error, draining, zookeeper) == state
 
 
 def test_ring_in_both_modes(local: LocalCluster) -> None:

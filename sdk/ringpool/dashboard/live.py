@@ -21,13 +21,14 @@ from typing import Any
 
 import grpc
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import KazooException, NoNodeError
 
 from ringpool.client.links import call_metadata, open_channel
 from ringpool.client.settings import ClientSettings
 from ringpool.core.membership import Membership
 from ringpool.core.naming import Names
 from ringpool.core.ring import Member, Ring
+from ringpool.ops.members import member_state
 from ringpool.store.store import StateStore
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
@@ -52,7 +53,7 @@ class NodeView:
     node_id: str
     address: str
     share: float  # of the key space
-    state: str  # serving | draining | unreachable
+    state: str  # ringpool.ops.members.MEMBER_STATES
     version: str = ""
     group: str = ""  # '' is the default group
     in_flight: int = 0
@@ -62,6 +63,7 @@ class NodeView:
     throughput: float = 0.0  # finished runs per second since the previous poll
     started_at: float = 0.0
     error: str = ""
+    ring_stale_s: float = 0.0  # how long it has served on its last ring without ZooKeeper
 
     @property
     def load(self) -> float:
@@ -134,6 +136,7 @@ class ClusterView:
         self._counters: dict[str, _Counters] = {}
         self._history = _History()
         self._changed = asyncio.Condition()
+        self._leader: str | None = None
 
     @property
     def ring(self) -> Ring:
@@ -176,7 +179,7 @@ class ClusterView:
         replies, sizes, leader = await asyncio.gather(
             asyncio.gather(*(self._status(m, timeout) for m in members)),
             self.store.queue_sizes(),
-            asyncio.to_thread(coordinator_leader, self.zk, self.names),
+            self._last_leader(),
         )
         await self._forget_departed(ring)
         now = time.time()
@@ -185,19 +188,21 @@ class ClusterView:
         for member, reply in zip(members, replies, strict=True):
             share = shares.get(member.node_id, 0.0)
             if isinstance(reply, str):
-                nodes.append(NodeView(member.node_id, member.addr, share, "unreachable",
+                nodes.append(NodeView(member.node_id, member.addr, share,
+                                      member_state(reply, False, ""),
                                       started_at=member.started_at, error=reply))
                 continue
             node_runs, node_seconds, node_rate = self._finished_since(member.node_id, reply, now)
             runs, seconds, rate = runs + node_runs, seconds + node_seconds, rate + node_rate
             nodes.append(NodeView(
                 member.node_id, member.addr, share,
-                "draining" if reply.draining else "serving", version=reply.version,
+                member_state(None, reply.draining, reply.zookeeper_state), version=reply.version,
                 group=reply.group, in_flight=reply.in_flight, queued=reply.queued,
                 running=reply.running,
                 pools=tuple(Pool(p.kind, p.workers, p.max_workers, p.running, p.queued)
                             for p in reply.pools),
-                throughput=round(node_rate, 2), started_at=reply.started_at))
+                throughput=round(node_rate, 2), started_at=reply.started_at,
+                ring_stale_s=round(reply.ring_stale_s, 1)))
         history = self._history
         history.throughput.append(round(rate, 2))
         history.latency_ms.append(round(seconds / runs * 1000, 3) if runs else None)
@@ -213,6 +218,16 @@ class ClusterView:
             return 0, 0.0, 0.0  # first sight, or the node restarted
         runs = reply.runs_finished - before.runs
         return runs, reply.run_seconds_total - before.seconds, runs / (now - before.at)
+
+    async def _last_leader(self) -> str | None:
+        """The leading coordinator; while ZooKeeper is away, the last one seen (the nodes
+        serve on their last ring meanwhile, and the page goes on showing them)."""
+        if self.zk.connected:
+            try:
+                self._leader = await asyncio.to_thread(coordinator_leader, self.zk, self.names)
+            except KazooException as exc:
+                log.info("reading the coordinator leader failed: %s", exc)
+        return self._leader
 
     async def _status(self, member: Member, timeout_s: float) -> pb.StatusResponse | str:
         """The member's Status, or why it could not be had."""

@@ -26,6 +26,7 @@ from ringpool.core.envelope import check_key
 from ringpool.core.naming import Names
 from ringpool.core.ring import Member, Ring
 from ringpool.errors import NoNodesAvailable
+from ringpool.ops.members import member_state
 from ringpool.ops.units import ago, when
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
@@ -64,16 +65,6 @@ async def node_status(member: Member, settings: ClientSettings, timeout_s: float
     }
 
 
-def member_state(reply: dict[str, Any]) -> str:
-    """unreachable, draining, no-zookeeper (serving on its last ring) or serving."""
-    if reply["error"]:
-        return "unreachable"
-    if reply.get("draining"):
-        return "draining"
-    # An older node leaves the field empty.
-    return "no-zookeeper" if reply.get("zookeeper") not in ("CONNECTED", "") else "serving"
-
-
 @click.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:
@@ -102,7 +93,8 @@ def status(ctx: click.Context) -> None:
             members.append({
                 "node_id": member.node_id, "address": member.addr, "group": member.group,
                 "share": round(shares.get(member.node_id, 0.0), 6), "weight": member.weight,
-                "state": member_state(reply), "in_flight": reply.get("in_flight"),
+                "state": member_state(reply["error"], bool(reply.get("draining")),
+                                      reply.get("zookeeper") or ""), "in_flight": reply.get("in_flight"),
                 "queued": reply.get("queued"), "running": reply.get("running"),
                 "in_flight_recorded": recorded.get(member.node_id, 0),
                 "started_at": member.started_at or None,

@@ -57,10 +57,17 @@ class Portal:
 
 
 async def _cancel_leftovers(timeout_s: float) -> None:
+    # Cancelling a task may start others (gRPC consumes a stream's requests in a task of
+    # its own): go round until none is left, within the timeout, before the generators
+    # are closed, or a generator still running is closed under its consumer.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
     current = asyncio.current_task()
-    leftovers = [task for task in asyncio.all_tasks() if task is not current]
-    for task in leftovers:
-        task.cancel()
-    if leftovers:
-        await asyncio.wait(leftovers, timeout=timeout_s)
-    await asyncio.get_running_loop().shutdown_asyncgens()
+    while leftovers := [task for task in asyncio.all_tasks() if task is not current]:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        for task in leftovers:
+            task.cancel()
+        await asyncio.wait(leftovers, timeout=remaining)
+    await loop.shutdown_asyncgens()

@@ -122,6 +122,8 @@ def test_bad_credentials_are_config_errors() -> None:
 
 # -- Redis AUTH ------------------------------------------------------------------------
 
+README_ACL = "~ringpool:{<cluster>}:* ~ringpool:{<cluster>:* &ringpool:{<cluster>}:*"
+
 
 @pytest.fixture(scope="module")
 def password_redis(workdir: Path) -> Iterator[RedisServer]:
@@ -145,6 +147,35 @@ def test_redis_requirepass_through_the_url(
         handle = cluster.dispatch("user:1", Task("demo.add", args=(20, 22)))
         assert handle.result(timeout=10) == 42
         assert handle.status() == "SUCCEEDED"  # read from Redis with the URL's password
+
+
+def test_a_per_cluster_acl_user_runs_its_cluster_and_reads_no_other(
+    password_redis: RedisServer, zookeeper: ZooKeeperServer, workdir: Path
+) -> None:
+    """The README's key and channel patterns for a per-cluster Redis ACL user suffice."""
+    cluster_name = f"acl{uuid.uuid4().hex[:8]}"
+    admin = redis.Redis.from_url(password_redis.url)
+    patterns = README_ACL.replace("<cluster>", cluster_name).split()
+    admin.execute_command("ACL", "SETUSER", cluster_name, "on", ">secret", "+@all",
+                          "resetkeys", "resetchannels", *patterns)
+    admin.set("ringpool:{other}:partitions", "64")
+    url = f"redis://{cluster_name}:secret@127.0.0.1:{password_redis.port}/0"
+    local = LocalCluster(nodes=1, coordinators=1, zk=zookeeper.address, redis=url,
+                         cluster=cluster_name,
+                         workdir=workdir / f"redis-acl-{uuid.uuid4().hex[:6]}")
+    local.workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        with local, Cluster.connect(zk=local.zk, redis=url, cluster=cluster_name) as cluster:
+            handle = cluster.dispatch("user:1", Task("demo.add", args=(20, 22)))
+            assert handle.result(timeout=10) == 42
+            assert handle.status() == "SUCCEEDED"
+            limited = redis.Redis.from_url(url)
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                limited.get("ringpool:{other}:partitions")
+            limited.close()
+    finally:
+        admin.execute_command("ACL", "DELUSER", cluster_name)
+        admin.close()
 
 
 def test_wrong_redis_password_is_refused(password_redis: RedisServer) -> None:

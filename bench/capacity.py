@@ -150,7 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.tasks, args.keys)
     print(format_table(result))
     save(args.json, result)
-    print(f"wrote {args.json}")
     return 0
 
 

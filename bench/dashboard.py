@@ -189,7 +189,6 @@ def main() -> None:
         "pages": results,
     }
     save(args.json, report)
-    print(f"wrote {args.json}")
 
 
 def _wait_for(url: str, process: ManagedProcess, timeout_s: float = 60.0) -> None:

@@ -274,7 +274,6 @@ def main() -> None:
         "via_loop": via_loop, "tier": tier, "bursty": burst, "summary": summary,
         "raw": {"via_loop": loop_runs, "tier": tier_runs, "bursty": burst_runs},
     })
-    print(f"wrote {OUT}")
 
 
 if __name__ == "__main__":

@@ -118,7 +118,6 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.members, args.keys, args.repeats)
     print(format_table(result))
     save(args.json, result)
-    print(f"wrote {args.json}")
     return 0
 
 

@@ -169,7 +169,6 @@ def main(argv: list[str] | None = None) -> int:
                  [int(v) for v in args.vnodes.split(",")], args.keys, args.trials)
     print(format_table(result))
     save(args.json, result)
-    print(f"wrote {args.json}")
     return 0
 
 

@@ -244,7 +244,6 @@ def main(argv: list[str] | None = None) -> int:
     merged[args.label] = result
     print(format_table(merged))
     save(args.json, merged)
-    print(f"wrote {args.json}")
     return 0
 
 

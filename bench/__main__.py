@@ -34,8 +34,8 @@ from types import FrameType
 from typing import Any
 
 from bench.peers import SYSTEMS, WORKLOADS, Sizes, load_peer
+from bench.saving import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 REDIS_DBS = {name: index for index, name in enumerate(SYSTEMS)}
 
 

@@ -24,7 +24,6 @@ divided by the number of tasks:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 
 import redis
 
+from bench.saving import RESULTS, save
 from ringpool import Task
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
 
@@ -145,14 +145,11 @@ def main(argv: list[str] | None = None) -> int:
                                      description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--keys", type=int, default=1_000)
-    parser.add_argument("--json", type=Path,
-                        default=Path(__file__).parent / "results" / "capacity.json")
+    parser.add_argument("--json", type=Path, default=RESULTS / "capacity.json")
     args = parser.parse_args(argv)
     result = run(args.tasks, args.keys)
     print(format_table(result))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    save(args.json, result)
     return 0
 
 

@@ -17,7 +17,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench.saving import RESULTS
+
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "capacity.md"
 START, END = "<!-- capacity-model:start -->", "<!-- capacity-model:end -->"
 HEADROOM = 0.7  # plan a core (Redis' one thread, a node's GIL) to 70 % busy

@@ -31,6 +31,7 @@ from typing import Any
 
 from kazoo.client import KazooClient
 
+from bench.saving import RESULTS, save
 from ringpool import Task
 from ringpool.core.envelope import build
 from ringpool.core.membership import connect_zookeeper
@@ -40,7 +41,6 @@ from ringpool.testing.local import LocalCluster, ManagedProcess, free_port
 from ringpool.v1 import node_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -188,9 +188,7 @@ def main() -> None:
                     "cores": os.cpu_count()},
         "pages": results,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    save(args.json, report)
 
 
 def _wait_for(url: str, process: ManagedProcess, timeout_s: float = 60.0) -> None:

@@ -14,7 +14,6 @@ was). Results in ``bench/results/delay.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 import urllib.request
@@ -22,11 +21,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.saving import RESULTS, save
 from ringpool import Cluster, Task
 from ringpool.store.store import StateStore, TaskRecord
 from ringpool.testing.local import LocalCluster
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -81,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, nargs="+", default=[200, 2000])
     parser.add_argument("--spread", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "delay.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "delay.json")
     args = parser.parse_args(argv)
     results: list[dict[str, float]] = []
     with LocalCluster(nodes=3, coordinators=1, tasks=["ringpool.demo"]) as local, \
@@ -98,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         coordinator = claim_lag(local)
     print(f"coordinator: {coordinator['claims']:.0f} batches claimed, the oldest of each "
           f"{coordinator['mean_ms']:.1f} ms late on average")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"runs": results, "coordinator": coordinator,
-                                    "spread_s": args.spread}, indent=2) + "\n")
+    save(args.out, {"runs": results, "coordinator": coordinator, "spread_s": args.spread})
     return 0
 
 

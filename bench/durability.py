@@ -28,13 +28,14 @@ from typing import Any
 
 import redis
 
+from bench.saving import RESULTS, save
 from ringpool import Task
 from ringpool.core.envelope import build
 from ringpool.store.durability import AcceptDurability
 from ringpool.store.store import StateStore
 from ringpool.testing.local import RedisServer, wait_until
 
-RESULTS = Path(__file__).resolve().parent / "results" / "durability.json"
+OUT = RESULTS / "durability.json"
 MODES = [(AcceptDurability.MEMORY, "everysec"), (AcceptDurability.AOF, "always"),
          (AcceptDurability.REPLICA, "everysec")]
 BATCHES = (1, 100)
@@ -112,8 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"command": " ".join([Path(sys.executable).name, "-m", "bench.durability",
                                    *(argv if argv is not None else sys.argv[1:])]),
               **run(args.calls)}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    save(OUT, result)
     print(json.dumps(result, indent=2))
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import tempfile
@@ -35,9 +34,9 @@ import uvloop
 from grpc import aio
 
 from bench.peers import percentile
+from bench.saving import RESULTS, save
 from ringpool.testing.local import RedisServer, free_port
 
-RESULTS = Path(__file__).resolve().parent / "results"
 METHOD = "/bench.Floor/Trip"
 WARM_UP = 200
 ACCEPT = """redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', 60)
@@ -140,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result = run(args.trips)
     print(describe(result))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    save(args.json, result)
     return 0
 
 

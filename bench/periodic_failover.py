@@ -27,11 +27,10 @@ from collections import Counter
 from pathlib import Path
 
 from bench.delay import percentile
+from bench.saving import RESULTS, save, saved
 from ringpool import Task
 from ringpool.store.store import StateStore
 from ringpool.testing.local import LocalCluster
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def leader(local: LocalCluster) -> int | None:
@@ -68,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", type=float, default=15.0)
     parser.add_argument("--after", type=float, default=30.0)
     parser.add_argument("--signal", choices=["KILL", "TERM"], default="KILL")
-    parser.add_argument("--out", type=Path,
-                        default=ROOT / "bench" / "results" / "periodic_failover.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "periodic_failover.json")
     args = parser.parse_args(argv)
     log = Path(tempfile.mkdtemp(prefix="ringpool-ticks-")) / "ticks"
     with LocalCluster(nodes=2, coordinators=2, tasks=["bench.schedule_tasks"]) as local, \
@@ -118,10 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         "catch_up_run_late_ms": late,
     }
     print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    existing = json.loads(args.out.read_text()) if args.out.exists() else {}
-    existing[args.signal] = result
-    args.out.write_text(json.dumps(existing, indent=2) + "\n")
+    by_signal = saved(args.out)
+    by_signal[args.signal] = result
+    save(args.out, by_signal)
     return 0 if not twice and len(missing) == skipped else 1
 
 

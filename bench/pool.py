@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import statistics
@@ -26,15 +25,15 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
+from bench.saving import RESULTS, save
 from ringpool.pool import AutoscalerSettings, FixedPolicy, Job, Pools, PoolSettings
 from ringpool.pool.job import Ticket
 from ringpool.pool.threads import ThreadTier
 from ringpool.task import RetryPolicy, TaskContext, TaskDefinition
 
-RESULTS = Path(__file__).parent / "results" / "pool.json"
+OUT = RESULTS / "pool.json"
 
 
 def noop() -> None:
@@ -268,15 +267,13 @@ def main() -> None:
           f"({best_fixed}); thread-seconds {summary['adaptive_thread_s_saved_vs_peak']:.0%} "
           f"fewer than {peak_fixed}")
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    save(OUT, {
         "config": {"workers": args.workers, "tasks": n, "repeats": repeats, "bursts": bursts,
                    "burst_size": burst_size, "gap_s": gap_s, "peak": peak,
                    "python": platform.python_version(), "cpus": os.cpu_count()},
         "via_loop": via_loop, "tier": tier, "bursty": burst, "summary": summary,
         "raw": {"via_loop": loop_runs, "tier": tier_runs, "bursty": burst_runs},
-    }, indent=2))
-    print(f"wrote {RESULTS}")
+    })
 
 
 if __name__ == "__main__":

@@ -25,12 +25,12 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.saving import RESULTS, save
 from ringpool import current_task, task
 from ringpool.core.config import read_config, update_config
 from ringpool.core.membership import connect_zookeeper
 from ringpool.testing.local import LocalCluster
 
-RESULTS = Path(__file__).resolve().parent / "results"
 WARM_S = 2.0
 NAME = "bench.rate_limited"
 
@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     with LocalCluster(nodes=2, coordinators=0, tasks=["bench.ratelimit"]) as local:
         runs = [measure(local, rate, args.seconds) for rate in rates]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"nodes": 2, "runs": runs}, indent=2) + "\n")
+    save(args.out, {"nodes": 2, "runs": runs})
     print(f"{'target/s':>9} {'achieved/s':>11} {'error':>8} {'burst':>6} {'calls/s':>8}")
     for run in runs:
         print(f"{run['target_per_s']:>9g} {run['achieved_per_s']:>11.2f} "

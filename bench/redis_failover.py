@@ -13,16 +13,16 @@ Output: the table, and ``bench/results/redis_failover.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.saving import RESULTS, save
 from ringpool.testing.local import RedisClusterServers, RedisServer, ZooKeeperServer
 from tests.failover import failover_drill
 
-RESULTS = Path(__file__).resolve().parent / "results" / "redis_failover.json"
+OUT = RESULTS / "redis_failover.json"
 MODES = ("memory", "aof", "replica")
 
 
@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"command": " ".join([Path(sys.executable).name, "-m", "bench.redis_failover",
                                    *(argv if argv is not None else sys.argv[1:])]),
               "runs": run(args.before, args.after)}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    save(OUT, result)
     print(f"{'durability':<10} {'accepted':>8} {'refused':>7} {'lost':>5} {'never ran':>9}")
     for row in result["runs"]:
         print(f"{row['durability']:<10} {row['accepted']:>8} {row['refused']:>7} "

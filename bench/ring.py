@@ -19,7 +19,6 @@ best pass counts (least disturbed by the rest of the machine). Ratios are to uha
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -27,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.saving import RESULTS, save
 from ringpool.core.ring import Member, Ring, RouteCache
 
 
@@ -111,17 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="20,000 keys, 2 passes")
-    parser.add_argument(
-        "--json", type=Path, default=Path(__file__).parent / "results" / "ring.json"
-    )
+    parser.add_argument("--json", type=Path, default=RESULTS / "ring.json")
     args = parser.parse_args(argv)
     if args.quick:
         args.keys, args.repeats = 20_000, 2
     result = run(args.members, args.keys, args.repeats)
     print(format_table(result))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    save(args.json, result)
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import statistics
 import sys
@@ -33,6 +32,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from bench.saving import RESULTS, save
 from ringpool.core.ring import Member, Ring
 
 
@@ -163,15 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vnodes", default="64,128,256")
     parser.add_argument("--keys", type=int, default=200_000)
     parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--json", type=Path,
-                        default=Path(__file__).parent / "results" / "ring_sim.json")
+    parser.add_argument("--json", type=Path, default=RESULTS / "ring_sim.json")
     args = parser.parse_args(argv)
     result = run([int(n) for n in args.members.split(",")],
                  [int(v) for v in args.vnodes.split(",")], args.keys, args.trials)
     print(format_table(result))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    save(args.json, result)
     return 0
 
 

@@ -26,10 +26,11 @@ from typing import Any
 
 import redis
 
+from bench.saving import RESULTS, save, saved
 from ringpool import Task
 from ringpool.testing.local import LocalCluster
 
-RESULTS = Path(__file__).resolve().parent / "results" / "task_memory.json"
+OUT = RESULTS / "task_memory.json"
 RESULT_TTL_S = 20
 BATCH = 500
 
@@ -92,10 +93,9 @@ def main(argv: list[str] | None = None) -> None:
                                 *(argv if argv is not None else sys.argv[1:])]),
            "tiny": measure(args.tasks, False, args.partitions),
            "tiny_idempotent": measure(args.tasks, True, args.partitions)}
-    saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    saved[args.label] = run
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
+    runs = saved(OUT)
+    runs[args.label] = run
+    save(OUT, runs)
     print(json.dumps(run, indent=2))
 
 

@@ -43,6 +43,7 @@ from typing import Any
 
 from kazoo.client import KazooClient
 
+from bench.saving import RESULTS, save, saved
 from ringpool.core.membership import Membership, connect_zookeeper
 from ringpool.core.naming import Names
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer, wait_until
@@ -235,17 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", default="10,50")
     parser.add_argument("--changes", type=int, default=10)
     parser.add_argument("--label", default="after")
-    parser.add_argument("--json", type=Path,
-                        default=Path(__file__).parent / "results" / "zk_reads.json")
+    parser.add_argument("--json", type=Path, default=RESULTS / "zk_reads.json")
     args = parser.parse_args(argv)
     result = run([int(n) for n in args.members.split(",")], args.changes)
     result["source"] = source()
-    merged = json.loads(args.json.read_text()) if args.json.exists() else {}
+    merged = saved(args.json)
     merged[args.label] = result
     print(format_table(merged))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(merged, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    save(args.json, merged)
     return 0
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from ringpool import Cluster
 from ringpool.core.membership import connect_zookeeper
 from ringpool.testing.local import (
     LocalCluster,
@@ -28,6 +29,7 @@ from ringpool.testing.local import (
     ZooKeeperEnsemble,
     ZooKeeperServer,
 )
+from tests.helpers import connected
 
 REDIS_KINDS = ["redis", "redis-cluster"]
 
@@ -160,3 +162,10 @@ def features_cluster(zookeeper: ZooKeeperServer, redis_server: RedisServer
     with LocalCluster(nodes=2, coordinators=1, tasks=["tests.tasks_features"],
                       groups={"gpu": 1}, zk=zookeeper.address, redis=redis_server.url) as local:
         yield local
+
+
+@pytest.fixture(scope="module")
+def features_client(features_cluster: LocalCluster) -> Iterator[Cluster]:
+    """A client of ``features_cluster`` that sees its three nodes (one per test module)."""
+    with connected(features_cluster, 3) as cluster:
+        yield cluster

@@ -1,20 +1,25 @@
-"""What the tests share: waiting on a condition with a deadline, reading task records,
-a process's metrics (every sample, its unlabelled ones, or one by labels) and a node's
-ring version, Redis clients and keys that work on a single Redis and on a Redis Cluster."""
+"""What the tests share: waiting on a condition with a deadline, a client of a local
+cluster and ``taskctl`` run against one, reading task records, a process's metrics
+(every sample, its unlabelled ones, or one by labels) and a node's ring version, Redis
+clients and keys that work on a single Redis and on a Redis Cluster."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, TypeVar
 
 import redis
+from click.testing import CliRunner, Result
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from redis.cluster import RedisCluster
 
+from ringpool import Cluster
+from ringpool.cli.taskctl import cli
 from ringpool.store.keys import DEFAULT_PARTITIONS, Keys
 from ringpool.store.store import StateStore, TaskRecord
 from ringpool.testing.local import LocalCluster
@@ -63,6 +68,21 @@ async def eventually_async(check: Callable[[], T], timeout: float = 30.0,
     while not waiting.done():
         await asyncio.sleep(interval)
     return waiting.value  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def connected(local: LocalCluster, nodes: int) -> Iterator[Cluster]:
+    """A client of ``local``, once its ring holds ``nodes`` nodes."""
+    with local.connect() as cluster:
+        eventually(lambda: len(cluster.ring) == nodes, what=f"the client to see {nodes} nodes")
+        yield cluster
+
+
+def taskctl(local: LocalCluster, *args: str, **invoke: Any) -> Result:
+    """Run ``taskctl`` in this process against ``local`` (``invoke``: ``CliRunner.invoke``'s
+    options, such as ``input``)."""
+    return CliRunner().invoke(cli, ["--zk", local.zk, "--redis", local.redis, "--cluster",
+                                    local.cluster, *args], **invoke)
 
 
 def metric_sum(local: LocalCluster, node_ids: Iterable[str], name: str, **labels: str) -> float:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from prometheus_client import CollectorRegistry
 
 from ringpool import (
@@ -24,10 +23,9 @@ from ringpool import (
     TaskHandle,
     TaskState,
 )
-from ringpool.cli.taskctl import cli
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
 from tests import tasks_conformance as tasks
-from tests.helpers import eventually, metric_value, records
+from tests.helpers import connected, eventually, metric_value, records, taskctl
 
 WAIT_S = 30.0
 
@@ -42,14 +40,8 @@ def local(zookeeper: ZooKeeperServer, redis_server: RedisServer) -> Iterator[Loc
 
 @pytest.fixture(scope="module")
 def client(local: LocalCluster) -> Iterator[Cluster]:
-    with local.connect() as cluster:
-        eventually(lambda: len(cluster.ring) == 2, what="the client to see both nodes")
+    with connected(local, 2) as cluster:
         yield cluster
-
-
-def ctl(local: LocalCluster, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--zk", local.zk, "--redis", local.redis, "--cluster",
-                                    local.cluster, *args])
 
 
 def started(path: Path, handle: TaskHandle) -> None:
@@ -163,21 +155,21 @@ def test_the_async_client_cancels_the_same_way(local: LocalCluster, tmp_path: Pa
 
 def test_taskctl_task_cancel_in_both_modes(local: LocalCluster, client: Cluster) -> None:
     waiting = client.dispatch("ctl:1", tasks.add.s(1, 2), countdown=600)
-    shown = ctl(local, "task", "show", waiting.accepted())
+    shown = taskctl(local, "task", "show", waiting.accepted())
     assert shown.exit_code == 0 and "SCHEDULED" in shown.output and "due" in shown.output
-    done = ctl(local, "--json", "task", "cancel", waiting.task_id)
+    done = taskctl(local, "--json", "task", "cancel", waiting.task_id)
     assert done.exit_code == 0, done.output
     assert json.loads(done.output) == {"task_id": waiting.task_id, "cancelled": True,
                                        "was": "SCHEDULED"}
-    again = ctl(local, "task", "cancel", waiting.task_id)
+    again = taskctl(local, "task", "cancel", waiting.task_id)
     assert again.exit_code == 5
     assert "already finished (CANCELLED); nothing was cancelled" in again.output
-    assert "CANCELLED" in ctl(local, "task", "show", waiting.task_id).output
+    assert "CANCELLED" in taskctl(local, "task", "show", waiting.task_id).output
     other = client.dispatch("ctl:1", tasks.add.s(1, 2), countdown=600)
-    human = ctl(local, "task", "cancel", other.accepted())
+    human = taskctl(local, "task", "cancel", other.accepted())
     assert human.exit_code == 0 and f"cancelled task {other.task_id} (it was SCHEDULED)" \
         in human.output
-    missing = ctl(local, "task", "cancel", "f" * 32)
+    missing = taskctl(local, "task", "cancel", "f" * 32)
     assert missing.exit_code == 3 and "no task" in missing.output
 
 

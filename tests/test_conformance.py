@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from ringpool import (
     Cluster,
@@ -32,12 +31,11 @@ from ringpool import (
     TaskNotFound,
     UnknownTask,
 )
-from ringpool.cli.taskctl import cli
 from ringpool.store.store import StateStore, TaskRecord
 from ringpool.testing import InMemoryCluster
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
 from tests import tasks_conformance as tasks
-from tests.helpers import eventually, records
+from tests.helpers import eventually, records, taskctl
 
 TASKS = ["tests.tasks_conformance"]
 NODES = 3
@@ -91,8 +89,7 @@ class LocalBackend:
 
     def replay(self, task_id: str) -> None:
         local = self.local
-        done = CliRunner().invoke(cli, ["--zk", local.zk, "--redis", local.redis, "--cluster",
-                                        local.cluster, "--json", "dlq", "replay", task_id, "--yes"])
+        done = taskctl(local, "--json", "dlq", "replay", task_id, "--yes")
         assert done.exit_code == 0, done.output
         assert json.loads(done.stdout)["replayed"] == 1
 

@@ -8,60 +8,44 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import grpc
 import pytest
-from click.testing import CliRunner
 
 from ringpool import AsyncCluster, Cluster, InvalidTask, Task, UnknownTask, task
-from ringpool.cli.taskctl import cli
 from ringpool.errors import ConfigError
 from ringpool.testing.local import LocalCluster
 from ringpool.v1 import node_pb2 as pb
 from ringpool.v1 import node_pb2_grpc as pb_grpc
 from tests import tasks_features as tasks
-from tests.helpers import eventually, samples
+from tests.helpers import samples, taskctl
 
 DEFAULT_NODES = {"node-0", "node-1"}
 
 
-@pytest.fixture(scope="module")
-def client(features_cluster: LocalCluster) -> Iterator[Cluster]:
-    with features_cluster.connect() as cluster:
-        eventually(lambda: len(cluster.ring) == 3, what="the client to see all three nodes")
-        yield cluster
-
-
-def taskctl(local: LocalCluster, *args: str) -> tuple[int, str]:
-    done = CliRunner().invoke(cli, ["--zk", local.zk, "--redis", local.redis, "--cluster",
-                                    local.cluster, *args])
-    return done.exit_code, done.output
-
-
-def test_a_groups_tasks_run_only_on_its_nodes_and_the_rest_never_there(client: Cluster) -> None:
-    declared = client.dispatch_many([(f"user:{i}", tasks.gpu_where.s()) for i in range(20)])
-    by_name = client.dispatch_many([(f"user:{i}", Task("features.gpu_where")) for i in range(20)])
-    plain = client.dispatch_many([(f"user:{i}", tasks.where.s()) for i in range(20)])
+def test_a_groups_tasks_run_only_on_its_nodes_and_the_rest_never_there(features_client: Cluster) -> None:
+    declared = features_client.dispatch_many([(f"user:{i}", tasks.gpu_where.s()) for i in range(20)])
+    by_name = features_client.dispatch_many([(f"user:{i}", Task("features.gpu_where")) for i in range(20)])
+    plain = features_client.dispatch_many([(f"user:{i}", tasks.where.s()) for i in range(20)])
     assert {h.result(timeout=30) for h in declared + by_name} == {"gpu-0"}
     ran_on = {h.result(timeout=30) for h in plain}
     assert ran_on <= DEFAULT_NODES and len(ran_on) == 2  # both default nodes share the keys
 
 
-def test_a_retry_is_fired_to_its_groups_ring(client: Cluster) -> None:
-    handles = client.dispatch_many([(f"retry:{i}", tasks.gpu_retry.s()) for i in range(5)])
+def test_a_retry_is_fired_to_its_groups_ring(features_client: Cluster) -> None:
+    handles = features_client.dispatch_many([(f"retry:{i}", tasks.gpu_retry.s()) for i in range(5)])
     assert [h.result(timeout=60) for h in handles] == [{"node": "gpu-0", "attempt": 2}] * 5
 
 
-def test_owner_and_route_answer_per_group(client: Cluster, features_cluster: LocalCluster) -> None:
+def test_owner_and_route_answer_per_group(features_client: Cluster, features_cluster: LocalCluster) -> None:
     keys = [f"order:{i}" for i in range(50)]
-    assert {client.owner(k, "gpu") for k in keys} == {"gpu-0"}
-    assert {client.owner(k) for k in keys} == DEFAULT_NODES
-    code, out = taskctl(features_cluster, "--json", "route", "--group", "gpu", *keys[:3])
-    assert code == 0, out
-    assert [r["owner"] for r in json.loads(out)["routes"]] == ["gpu-0"] * 3
-    code, out = taskctl(features_cluster, "route", "--group", "no such/group", "k")
-    assert code == 2 and "invalid group" in out
+    assert {features_client.owner(k, "gpu") for k in keys} == {"gpu-0"}
+    assert {features_client.owner(k) for k in keys} == DEFAULT_NODES
+    done = taskctl(features_cluster, "--json", "route", "--group", "gpu", *keys[:3])
+    assert done.exit_code == 0, done.output
+    assert [r["owner"] for r in json.loads(done.output)["routes"]] == ["gpu-0"] * 3
+    done = taskctl(features_cluster, "route", "--group", "no such/group", "k")
+    assert done.exit_code == 2 and "invalid group" in done.output
 
 
 @pytest.mark.parametrize(("dispatched", "error", "message"), [
@@ -72,10 +56,10 @@ def test_owner_and_route_answer_per_group(client: Cluster, features_cluster: Loc
     (Task("features.where", group="x" * 65), InvalidTask, "invalid group"),
 ])
 def test_a_group_that_does_not_serve_the_name_is_refused_typed(
-    client: Cluster, dispatched: Task, error: type[Exception], message: str,
+    features_client: Cluster, dispatched: Task, error: type[Exception], message: str,
 ) -> None:
     with pytest.raises(error, match=message):
-        client.dispatch("user:1", dispatched)
+        features_client.dispatch("user:1", dispatched)
 
 
 def test_the_async_client_routes_by_group_too(features_cluster: LocalCluster) -> None:
@@ -96,17 +80,17 @@ def test_the_async_client_routes_by_group_too(features_cluster: LocalCluster) ->
 
 
 def test_status_sums_each_group_and_names_each_nodes_group(features_cluster: LocalCluster) -> None:
-    code, out = taskctl(features_cluster, "--json", "status")
-    assert code == 0, out
-    data = json.loads(out)
+    done = taskctl(features_cluster, "--json", "status")
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.output)
     assert {m["node_id"]: m["group"] for m in data["members"]} == {
         "node-0": "", "node-1": "", "gpu-0": "gpu"}
     assert {name: g["members"] for name, g in data["groups"].items()} == {"": 2, "gpu": 1}
     shares = {m["node_id"]: m["share"] for m in data["members"]}
     assert shares["gpu-0"] == 1.0  # shares are within each group's own ring
     assert abs(shares["node-0"] + shares["node-1"] - 1.0) < 1e-6
-    code, out = taskctl(features_cluster, "status")
-    assert code == 0 and "gpu: 1/1 serving" in out and "default: 2/2 serving" in out
+    done = taskctl(features_cluster, "status")
+    assert done.exit_code == 0 and "gpu: 1/1 serving" in done.output and "default: 2/2 serving" in done.output
 
 
 def test_each_node_reports_its_group_in_status_and_metrics(features_cluster: LocalCluster) -> None:

@@ -4,37 +4,21 @@ node, task name and key, a page at a time, and their bad inputs."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from ringpool import Cluster
-from ringpool.cli.taskctl import cli
 from ringpool.testing.local import LocalCluster
 from tests import tasks_features as tasks
-from tests.helpers import eventually
-
-
-@pytest.fixture(scope="module")
-def client(features_cluster: LocalCluster) -> Iterator[Cluster]:
-    with features_cluster.connect() as cluster:
-        eventually(lambda: len(cluster.ring) == 3, what="the client to see all three nodes")
-        yield cluster
-
-
-def taskctl(local: LocalCluster, *args: str) -> tuple[int, str]:
-    done = CliRunner().invoke(cli, ["--zk", local.zk, "--redis", local.redis, "--cluster",
-                                    local.cluster, *args])
-    return done.exit_code, done.output
+from tests.helpers import eventually, taskctl
 
 
 def listed(local: LocalCluster, *args: str) -> dict[str, Any]:
-    code, out = taskctl(local, "--json", *args)
-    assert code == 0, out
-    return json.loads(out)  # type: ignore[no-any-return]
+    done = taskctl(local, "--json", *args)
+    assert done.exit_code == 0, done.output
+    return json.loads(done.output)  # type: ignore[no-any-return]
 
 
 def every_page(local: LocalCluster, *args: str) -> list[dict[str, Any]]:
@@ -50,12 +34,12 @@ def every_page(local: LocalCluster, *args: str) -> list[dict[str, Any]]:
 
 
 def test_running_tasks_are_listed_with_their_node_and_progress(
-    client: Cluster, features_cluster: LocalCluster, tmp_path: Path,
+    features_client: Cluster, features_cluster: LocalCluster, tmp_path: Path,
 ) -> None:
     gate = tmp_path / "gate"
     gate.touch()
-    handles = [client.dispatch(f"inspect:{i}", tasks.steps.s(str(gate))) for i in range(4)]
-    gpu = client.dispatch("inspect:gpu", tasks.gpu_where.s())
+    handles = [features_client.dispatch(f"inspect:{i}", tasks.steps.s(str(gate))) for i in range(4)]
+    gpu = features_client.dispatch("inspect:gpu", tasks.gpu_where.s())
     gpu.result(timeout=30)
     ids = {h.task_id for h in handles}
     try:
@@ -76,8 +60,8 @@ def test_running_tasks_are_listed_with_their_node_and_progress(
         assert by_name["tasks"] == []  # globs are * and ?, so [0-9] is taken literally
         one = listed(features_cluster, "tasks", "ls", "--key", "inspect:1")
         assert [t["task_id"] for t in one["tasks"]] == [handles[1].task_id]
-        code, out = taskctl(features_cluster, "tasks", "ls", "--key", "inspect:*")
-        assert code == 0 and "features.steps" in out and "RUNNING" in out
+        done = taskctl(features_cluster, "tasks", "ls", "--key", "inspect:*")
+        assert done.exit_code == 0 and "features.steps" in done.output and "RUNNING" in done.output
     finally:
         gate.unlink()
     for handle in handles:
@@ -85,9 +69,9 @@ def test_running_tasks_are_listed_with_their_node_and_progress(
 
 
 def test_retrying_tasks_are_listed_soonest_first_a_page_at_a_time(
-    client: Cluster, features_cluster: LocalCluster,
+    features_client: Cluster, features_cluster: LocalCluster,
 ) -> None:
-    handles = [client.dispatch(f"later:{i}", tasks.later.s(f"not yet {i}", 600 + i))
+    handles = [features_client.dispatch(f"later:{i}", tasks.later.s(f"not yet {i}", 600 + i))
                for i in range(5)]
     ids = [h.task_id for h in handles]
     eventually(lambda: len(listed(features_cluster, "retries", "ls", "--key", "later:*")[
@@ -99,8 +83,9 @@ def test_retrying_tasks_are_listed_soonest_first_a_page_at_a_time(
                                "--key", "later:*", "--limit", "3")
     assert listed(features_cluster, "retries", "ls", "--key", "later:*", "--error",
                   "Conn*")["tasks"] == []
-    code, out = taskctl(features_cluster, "retries", "ls", "--key", "later:*", "--limit", "2")
-    assert code == 0 and "next page: taskctl retries ls --key 'later:*' --limit 2 --cursor" in out
+    done = taskctl(features_cluster, "retries", "ls", "--key", "later:*", "--limit", "2")
+    assert done.exit_code == 0
+    assert "next page: taskctl retries ls --key 'later:*' --limit 2 --cursor" in done.output
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -115,5 +100,5 @@ def test_retrying_tasks_are_listed_soonest_first_a_page_at_a_time(
 def test_bad_listing_input_is_a_usage_error(
     features_cluster: LocalCluster, args: tuple[str, ...], says: str,
 ) -> None:
-    code, out = taskctl(features_cluster, *args)
-    assert code == 2 and says in out
+    done = taskctl(features_cluster, *args)
+    assert done.exit_code == 2 and says in done.output

@@ -9,15 +9,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from click.testing import CliRunner, Result
 
 from ringpool import Cluster, Task, TaskHandle
-from ringpool.cli.taskctl import cli
 from ringpool.core.membership import connect_zookeeper
 from ringpool.core.naming import Names
 from ringpool.errors import ClusterUnavailable
 from ringpool.testing.local import LocalCluster
-from tests.helpers import eventually, gauges, records
+from tests.helpers import eventually, gauges, records, taskctl
 
 APPLY_WITHIN_S = 10.0  # usually well under a second; room for a loaded CI machine
 
@@ -37,22 +35,17 @@ def local(zookeeper, redis_server) -> Iterator[LocalCluster]:  # type: ignore[no
         yield lc
 
 
-def ctl(local: LocalCluster, *args: str) -> Result:
-    return CliRunner().invoke(
-        cli, ["--zk", local.zk, "--redis", local.redis, "--cluster", local.cluster, *args])
-
-
 def test_config_set_retunes_a_running_node(local: LocalCluster) -> None:
     port = local.metrics_ports["node-0"]
     before = gauges(port)
     assert before["ringpool_pool_max_workers"] == 32
     assert before["ringpool_config_version"] == -1  # no znode yet: the node's flags rule
 
-    result = ctl(local, "config", "set", "pool.min_workers=1")
+    result = taskctl(local, "config", "set", "pool.min_workers=1")
     assert result.exit_code == 0, result.output
     wait_for(port, "ringpool_pool_min_workers", 1, APPLY_WITHIN_S)
 
-    result = ctl(local, "config", "set", "pool.max_workers=2")
+    result = taskctl(local, "config", "set", "pool.max_workers=2")
     assert result.exit_code == 0, result.output
     # The node sets the pool first and the version last: once the version shows, all does.
     took = wait_for(port, "ringpool_config_version", 1, APPLY_WITHIN_S)
@@ -71,7 +64,7 @@ def test_a_bad_value_changes_nothing(local: LocalCluster) -> None:
 
     # taskctl refuses it before writing...
     for bad in ("pool.max_workers=0", "pool.max_workers=lots", "pool.min_workers=9"):
-        result = ctl(local, "config", "set", bad)
+        result = taskctl(local, "config", "set", bad)
         assert result.exit_code != 0, (bad, result.output)
     # ...and a node refuses what another writer stores behind taskctl's back.
     zk = connect_zookeeper(local.zk)
@@ -102,11 +95,11 @@ def test_durability_and_result_ttl_change_live_and_empty_gives_back_the_flags(
     # The session's Redis has no replica: a node told to wait for one refuses to ack.
     with local.connect(accept_timeout_s=3.0) as client:
         assert client.dispatch("a", Task("demo.add", args=(1, 1))).result(timeout=30) == 2
-        assert ctl(local, "config", "set", "accept_durability=replica",
+        assert taskctl(local, "config", "set", "accept_durability=replica",
                    "result_ttl_s=1").exit_code == 0
         eventually(lambda: refused(client), APPLY_WITHIN_S + 10,
                    "accepts to be refused for want of a replica")
-        assert ctl(local, "config", "set", "accept_durability=").exit_code == 0
+        assert taskctl(local, "config", "set", "accept_durability=").exit_code == 0
         handle = eventually(lambda: accepted(client), APPLY_WITHIN_S + 10,
                             "accepts to go on with the node's own durability")
         assert handle.result(timeout=30) == 4

@@ -12,21 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from ringpool import AsyncCluster, Cluster, InvalidProgress, TaskProgress, TaskState
-from ringpool.cli.taskctl import cli
 from ringpool.task import MAX_PROGRESS_META_BYTES
 from ringpool.testing.local import LocalCluster
 from tests import tasks_features as tasks
-from tests.helpers import FEATURE_NODES, eventually, metric_sum
-
-
-@pytest.fixture(scope="module")
-def client(features_cluster: LocalCluster) -> Iterator[Cluster]:
-    with features_cluster.connect() as cluster:
-        eventually(lambda: len(cluster.ring) == 3, what="the client to see all three nodes")
-        yield cluster
+from tests.helpers import FEATURE_NODES, eventually, metric_sum, taskctl
 
 
 @pytest.fixture
@@ -48,21 +39,19 @@ def reports_passed(local: LocalCluster) -> float:
     (lambda gate: tasks.steps_cpu.s(str(gate)), TaskProgress(0.75, {"phase": "cpu"})),
 ], ids=["io", "async", "cpu"])
 def test_a_running_task_shows_its_latest_progress(
-    client: Cluster, features_cluster: LocalCluster, gate: Path, dispatch: Any,
+    features_client: Cluster, features_cluster: LocalCluster, gate: Path, dispatch: Any,
     expected: TaskProgress,
 ) -> None:
-    handle = client.dispatch("progress:1", dispatch(gate))
+    handle = features_client.dispatch("progress:1", dispatch(gate))
     seen = eventually(lambda: (p := handle.progress()) is not None and p.value == expected.value
                       and p, what="the task's last report on its handle")
     assert seen.meta == expected.meta and seen.at > 0
     assert handle.status() is TaskState.RUNNING
     # The record gets it too (at most a second later): for other clients and taskctl.
-    other = client.handle(handle.task_id)
+    other = features_client.handle(handle.task_id)
     assert eventually(lambda: (p := other.progress()) is not None and p.value == expected.value,
                       what="the report in the record")
-    done = CliRunner().invoke(cli, ["--zk", features_cluster.zk, "--redis",
-                                    features_cluster.redis, "--cluster", features_cluster.cluster,
-                                    "--json", "task", "show", handle.task_id])
+    done = taskctl(features_cluster, "--json", "task", "show", handle.task_id)
     assert done.exit_code == 0, done.output
     shown = json.loads(done.output)["progress"]
     assert (shown["value"], shown["meta"]) == (expected.value, expected.meta)
@@ -71,10 +60,10 @@ def test_a_running_task_shows_its_latest_progress(
 
 
 def test_many_reports_are_passed_on_a_few_times_a_second(
-    client: Cluster, features_cluster: LocalCluster, gate: Path,
+    features_client: Cluster, features_cluster: LocalCluster, gate: Path,
 ) -> None:
     before = reports_passed(features_cluster)
-    handle = client.dispatch("progress:2", tasks.steps.s(str(gate)))  # 800 reports at once
+    handle = features_client.dispatch("progress:2", tasks.steps.s(str(gate)))  # 800 reports at once
     eventually(lambda: (p := handle.progress()) is not None and p.value == 1.0,
                what="the last report")
     gate.unlink()
@@ -107,9 +96,9 @@ def test_the_async_handle_reads_progress_and_none_before_any(
 
 
 def test_bad_reports_raise_invalid_progress_in_the_task_and_change_nothing(
-    client: Cluster, gate: Path,
+    features_client: Cluster, gate: Path,
 ) -> None:
-    handle = client.dispatch("progress:5", tasks.bad_progress.s(str(gate)))
+    handle = features_client.dispatch("progress:5", tasks.bad_progress.s(str(gate)))
     report = eventually(handle.progress, what="the one good report")
     assert (report.value, report.meta) == (0.25, {"ok": True})
     gate.unlink()

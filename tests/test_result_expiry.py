@@ -6,40 +6,29 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from ringpool import Cluster, InvalidTask, Task, task
-from ringpool.cli.taskctl import cli
 from ringpool.errors import ConfigError
 from ringpool.task import MAX_RESULT_TTL_S
 from ringpool.testing.local import LocalCluster
 from tests import tasks_features as tasks
-from tests.helpers import eventually, records
+from tests.helpers import eventually, records, taskctl
 
 DAY_S = 24 * 3600
 
 
-@pytest.fixture(scope="module")
-def client(features_cluster: LocalCluster) -> Iterator[Cluster]:
-    with features_cluster.connect() as cluster:
-        eventually(lambda: len(cluster.ring) == 3, what="the client to see all three nodes")
-        yield cluster
-
-
 def show(local: LocalCluster, task_id: str) -> tuple[int, str]:
-    done = CliRunner().invoke(cli, ["--zk", local.zk, "--redis", local.redis, "--cluster",
-                                    local.cluster, "--json", "task", "show", task_id])
+    done = taskctl(local, "--json", "task", "show", task_id)
     return done.exit_code, done.output
 
 
 def test_a_declared_result_ttl_expires_the_record_then(
-    client: Cluster, features_cluster: LocalCluster,
+    features_client: Cluster, features_cluster: LocalCluster,
 ) -> None:
-    handle = client.dispatch("ttl:1", tasks.short_lived.s(7))
+    handle = features_client.dispatch("ttl:1", tasks.short_lived.s(7))
     assert handle.result(timeout=30) == 7
     code, out = show(features_cluster, handle.task_id)
     assert code == 0, out
@@ -53,9 +42,9 @@ def test_a_declared_result_ttl_expires_the_record_then(
 
 @pytest.mark.parametrize(("ttl", "kept_s"), [(1, 1), (0.2, 1), (2 * DAY_S, 2 * DAY_S)])
 def test_a_tasks_own_ttl_overrides_the_clusters(
-    client: Cluster, features_cluster: LocalCluster, ttl: float, kept_s: int,
+    features_client: Cluster, features_cluster: LocalCluster, ttl: float, kept_s: int,
 ) -> None:
-    handle = client.dispatch("ttl:2", Task("features.echo", args=("x",), result_ttl=ttl))
+    handle = features_client.dispatch("ttl:2", Task("features.echo", args=("x",), result_ttl=ttl))
     assert handle.result(timeout=30) == "x"
     (record,) = records(features_cluster, [handle.task_id])
     assert record is not None and record.envelope.result_ttl_s == kept_s
@@ -68,9 +57,9 @@ def test_a_tasks_own_ttl_overrides_the_clusters(
 
 
 def test_without_a_ttl_of_its_own_a_result_keeps_the_clusters(
-    client: Cluster, features_cluster: LocalCluster,
+    features_client: Cluster, features_cluster: LocalCluster,
 ) -> None:
-    handle = client.dispatch("ttl:3", tasks.echo.s(1))
+    handle = features_client.dispatch("ttl:3", tasks.echo.s(1))
     handle.result(timeout=30)
     code, out = show(features_cluster, handle.task_id)
     shown = json.loads(out)
@@ -79,8 +68,8 @@ def test_without_a_ttl_of_its_own_a_result_keeps_the_clusters(
 
 
 @pytest.mark.parametrize("ttl", [0, -1, "1h", True, MAX_RESULT_TTL_S + 1, float("nan")])
-def test_a_bad_ttl_is_refused_typed_and_nothing_is_sent(client: Cluster, ttl: Any) -> None:
+def test_a_bad_ttl_is_refused_typed_and_nothing_is_sent(features_client: Cluster, ttl: Any) -> None:
     with pytest.raises(InvalidTask, match="result_ttl"):
-        client.dispatch("ttl:4", Task("features.echo", args=(1,), result_ttl=ttl))
+        features_client.dispatch("ttl:4", Task("features.echo", args=(1,), result_ttl=ttl))
     with pytest.raises(ConfigError, match="result_ttl"):
         task("features.bad_ttl", result_ttl=ttl)(lambda: None)

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from ringpool import (
     Cluster,
@@ -28,7 +28,6 @@ from ringpool import (
     UnknownTask,
     periodic,
 )
-from ringpool.cli.taskctl import cli
 from ringpool.core import schedule as schedules
 from ringpool.core.envelope import build
 from ringpool.core.schedule import Timing
@@ -40,7 +39,7 @@ from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
 from ringpool_coordinator.ticker import ScheduleTicker
 from ringpool_node.server import load_task_modules
 from tests import tasks_conformance as tasks
-from tests.helpers import eventually, metric_value, records
+from tests.helpers import connected, eventually, metric_value, records, taskctl
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WAIT_S = 30.0
@@ -276,14 +275,12 @@ def local(zookeeper: ZooKeeperServer, redis_server: RedisServer) -> Iterator[Loc
 
 @pytest.fixture(scope="module")
 def client(local: LocalCluster) -> Iterator[Cluster]:
-    with local.connect() as cluster:
-        eventually(lambda: len(cluster.ring) == 2, what="the client to see both nodes")
+    with connected(local, 2) as cluster:
         yield cluster
 
 
 def ctl(local: LocalCluster, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--zk", local.zk, "--redis", local.redis, "--cluster",
-                                    local.cluster, *args], terminal_width=200)
+    return taskctl(local, *args, terminal_width=200)  # schedule tables unwrapped
 
 
 def lines(path: Path) -> list[str]:

@@ -30,7 +30,7 @@ from ringpool.ops.dlq import Tally
 from ringpool.ops.members import member_state
 from ringpool.store.keys import Keys
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
-from tests.helpers import dlq_key, dlq_size, eventually, redis_client
+from tests.helpers import dlq_key, dlq_size, eventually, redis_client, taskctl
 from tests.tasks_flaky import gate_key, runs_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,13 +69,6 @@ def rds(local: LocalCluster) -> Iterator[redis.Redis]:
     r.close()
 
 
-def ctl(local: LocalCluster, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(
-        cli, ["--zk", local.zk, "--redis", local.redis, "--cluster", local.cluster, *args],
-        input=input,
-    )
-
-
 def ok(result: Result) -> Result:
     assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}"
     return result
@@ -97,7 +90,7 @@ def one_line_error(result: Result, code: int, text: str, prompt: str = "") -> No
 
 
 def empty_dlq(local: LocalCluster) -> None:
-    ok(ctl(local, "dlq", "purge", "--all", "--yes"))
+    ok(taskctl(local, "dlq", "purge", "--all", "--yes"))
 
 
 def states(rds: redis.Redis, local: LocalCluster, ids: list[str], field: str = "state") -> list:  # type: ignore[type-arg]
@@ -145,10 +138,10 @@ def assert_replayed_once(rds: redis.Redis, local: LocalCluster, ids: list[str], 
 
 @pytest.mark.redis_cluster
 def test_status_in_both_modes(local: LocalCluster) -> None:
-    text = ok(ctl(local, "status")).stdout
+    text = ok(taskctl(local, "status")).stdout
     assert f"cluster {local.cluster}" in text and "ring v" in text
     assert "node-0" in text and "node-1" in text and "serving" in text
-    data = as_json(ctl(local, "--json", "status"))
+    data = as_json(taskctl(local, "--json", "status"))
     assert [m["node_id"] for m in data["members"]] == ["node-0", "node-1"]
     assert abs(sum(m["share"] for m in data["members"]) - 1.0) < 1e-6
     assert all(m["state"] == "serving" and m["in_flight"] is not None for m in data["members"])
@@ -173,23 +166,23 @@ def test_a_members_state_from_its_status(
 
 
 def test_ring_in_both_modes(local: LocalCluster) -> None:
-    text = ok(ctl(local, "ring", "--keys", "4000")).stdout
+    text = ok(taskctl(local, "ring", "--keys", "4000")).stdout
     assert "node-0" in text and "█" in text and "measured over 4000 sample keys" in text
-    data = as_json(ctl(local, "--json", "ring", "--keys", "4000"))
+    data = as_json(taskctl(local, "--json", "ring", "--keys", "4000"))
     members = data["members"]
     assert abs(sum(m["measured_share"] for m in members) - 1.0) < 1e-6
     for member in members:  # 4000 keys measure each share to within a few points
         assert abs(member["measured_share"] - member["share"]) < 0.05
-    assert "measured_share" not in as_json(ctl(local, "--json", "ring"))["members"][0]
+    assert "measured_share" not in as_json(taskctl(local, "--json", "ring"))["members"][0]
 
 
 def test_route_in_both_modes_and_from_stdin(local: LocalCluster, client: Cluster) -> None:
     keys = [f"user:{i}" for i in range(20)]
-    data = as_json(ctl(local, "--json", "route", *keys))
+    data = as_json(taskctl(local, "--json", "route", *keys))
     assert [r["key"] for r in data["routes"]] == keys
     assert all(r["owner"] == client.owner(r["key"]) for r in data["routes"])
     assert {r["owner"] for r in data["routes"]} == {"node-0", "node-1"}
-    text = ok(ctl(local, "route", "-", input="\n".join(keys) + "\n")).stdout
+    text = ok(taskctl(local, "route", "-", input="\n".join(keys) + "\n")).stdout
     for key in keys:
         line = next(line for line in text.splitlines() if line.split()[0] == key)
         assert client.owner(key) in line
@@ -199,9 +192,9 @@ def test_route_in_both_modes_and_from_stdin(local: LocalCluster, client: Cluster
 def test_task_show_in_both_modes(local: LocalCluster, client: Cluster) -> None:
     done = client.dispatch("show:1", Task("demo.add", args=(1, 2)))
     assert done.result(timeout=30) == 3
-    text = ok(ctl(local, "task", "show", done.task_id)).stdout
+    text = ok(taskctl(local, "task", "show", done.task_id)).stdout
     assert "SUCCEEDED" in text and "demo.add" in text and "result" in text
-    data = as_json(ctl(local, "--json", "task", "show", done.task_id))
+    data = as_json(taskctl(local, "--json", "task", "show", done.task_id))
     assert data["state"] == "SUCCEEDED" and data["result"] == "3" and data["attempt"] == 1
     assert data["node"] == client.owner("show:1") and data["finished_at_iso"]
     # Too short to be marked RUNNING, yet its start is recorded with its outcome.
@@ -209,12 +202,12 @@ def test_task_show_in_both_modes(local: LocalCluster, client: Cluster) -> None:
 
     failed = client.dispatch("show:2", Task("demo.fail", args=("kaput [bold]x[/bold]",)))
     eventually(lambda: failed.status() is TaskState.FAILED, 30, "demo.fail to fail")
-    text = ok(ctl(local, "task", "show", failed.task_id)).stdout
+    text = ok(taskctl(local, "task", "show", failed.task_id)).stdout
     assert "Traceback (most recent call last)" in text
     # In the error line and the traceback's last line, as raised: neither markup nor escaped.
     assert text.count("ValueError: kaput [bold]x[/bold]") == 2 and "\\[" not in text
     assert "(in the DLQ)" in text
-    data = as_json(ctl(local, "--json", "task", "show", failed.task_id))
+    data = as_json(taskctl(local, "--json", "task", "show", failed.task_id))
     assert data["error_type"] == "ValueError" and data["in_dlq"] is True
     assert "raise ValueError(message)" in data["traceback"]
 
@@ -224,10 +217,10 @@ def test_a_long_task_shows_running_from_when_it_started(
 ) -> None:
     handle = client.dispatch("show:3", Task("probe.run", args=("long", 2.0)))
     eventually(lambda: handle.status() == "RUNNING", 10, "the task to show RUNNING")
-    running = as_json(ctl(local, "--json", "task", "show", handle.task_id))
+    running = as_json(taskctl(local, "--json", "task", "show", handle.task_id))
     assert running["state"] == "RUNNING" and running["started_at"] >= running["accepted_at"]
     assert handle.result(timeout=30)["task_id"] == handle.task_id
-    done = as_json(ctl(local, "--json", "task", "show", handle.task_id))
+    done = as_json(taskctl(local, "--json", "task", "show", handle.task_id))
     assert done["started_at"] == running["started_at"]
     assert done["finished_at"] >= done["started_at"] + 2.0
 
@@ -245,38 +238,38 @@ def test_dlq_ls_show_stats_in_both_modes(
     fail = client.dispatch("ls:fail", Task("demo.fail", args=("nope",)))
     eventually(lambda: fail.status() == "FAILED", 30, "demo.fail to fail")
 
-    text = ok(ctl(local, "dlq", "ls")).stdout
+    text = ok(taskctl(local, "dlq", "ls")).stdout
     assert all(i in text for i in [*flaky, fail.task_id])
     assert "GateClosed" in text and "7 shown; the DLQ holds 7" in text
-    data = as_json(ctl(local, "--json", "dlq", "ls", "--task", "flaky.*"))
+    data = as_json(taskctl(local, "--json", "dlq", "ls", "--task", "flaky.*"))
     assert sorted(e["task_id"] for e in data["entries"]) == sorted(flaky)
     assert data["total"] == 7
-    data = as_json(ctl(local, "--json", "dlq", "ls", "--error", "ValueError"))
+    data = as_json(taskctl(local, "--json", "dlq", "ls", "--error", "ValueError"))
     assert [e["task_id"] for e in data["entries"]] == [fail.task_id]
-    assert as_json(ctl(local, "--json", "dlq", "ls", "--limit", "2"))["count"] == 2
-    assert as_json(ctl(local, "--json", "dlq", "ls", "--since", "10m"))["count"] == 7
-    old = as_json(ctl(local, "--json", "dlq", "ls", "--since", "1ms"))["count"]
+    assert as_json(taskctl(local, "--json", "dlq", "ls", "--limit", "2"))["count"] == 2
+    assert as_json(taskctl(local, "--json", "dlq", "ls", "--since", "10m"))["count"] == 7
+    old = as_json(taskctl(local, "--json", "dlq", "ls", "--since", "1ms"))["count"]
     assert old < 7
 
-    text = ok(ctl(local, "dlq", "show", fail.task_id)).stdout
+    text = ok(taskctl(local, "dlq", "show", fail.task_id)).stdout
     assert "ValueError: nope" in text and "Traceback" in text
-    data = as_json(ctl(local, "--json", "dlq", "show", flaky[0]))
+    data = as_json(taskctl(local, "--json", "dlq", "show", flaky[0]))
     assert data["error_type"] == "GateClosed" and data["in_dlq"] and data["dead_lettered_at"]
 
-    text = ok(ctl(local, "dlq", "stats")).stdout
+    text = ok(taskctl(local, "dlq", "stats")).stdout
     assert "DLQ 7 entries" in text and "flaky.gate" in text and "GateClosed" in text
-    stats = as_json(ctl(local, "--json", "dlq", "stats"))
+    stats = as_json(taskctl(local, "--json", "dlq", "stats"))
     assert stats["total"] == stats["matched"] == 7
     assert stats["by_task"] == {"flaky.gate": 6, "demo.fail": 1}
     assert stats["by_error"] == {"GateClosed": 6, "ValueError": 1}
     assert stats["by_task_and_error"] == [
         {"task": "flaky.gate", "error_type": "GateClosed", "count": 6},
         {"task": "demo.fail", "error_type": "ValueError", "count": 1}]
-    only = as_json(ctl(local, "--json", "dlq", "stats", "--error", "Gate*"))
+    only = as_json(taskctl(local, "--json", "dlq", "stats", "--error", "Gate*"))
     assert (only["total"], only["matched"], only["by_task"]) == (7, 6, {"flaky.gate": 6})
-    assert "7 entries, 6 matched" in ok(ctl(local, "dlq", "stats", "--task", "flaky.*")).stdout
+    assert "7 entries, 6 matched" in ok(taskctl(local, "dlq", "stats", "--task", "flaky.*")).stdout
     assert "2 shown (the oldest that match; --limit 2); the DLQ holds 7" in ok(
-        ctl(local, "dlq", "ls", "--limit", "2")).stdout
+        taskctl(local, "dlq", "ls", "--limit", "2")).stdout
     empty_dlq(local)
 
 
@@ -290,7 +283,7 @@ def test_replay_1000_at_a_rate_then_all_succeed(
     gate = f"rate{uuid.uuid4().hex[:6]}"
     ids = dead_letter(client, rds, local, 1000, gate)
     rate = 250.0
-    summary = as_json(ctl(local, "--json", "dlq", "replay", "--task", "flaky.gate",
+    summary = as_json(taskctl(local, "--json", "dlq", "replay", "--task", "flaky.gate",
                           "--rate", f"{rate:g}/s", "--yes"))
     assert summary["replayed"] == 1000 and summary["skipped"] == 0 and summary["failed"] == 0
     # Each accept stamps the record: the spread of those stamps is the rate the nodes saw.
@@ -354,13 +347,13 @@ def test_interrupted_replays_resume_and_replay_each_entry_once(
 
     left = dlq_size(rds, local.cluster)
     assert 0 < left <= 150
-    summary = as_json(ctl(local, "--json", "dlq", "replay", *args))
+    summary = as_json(taskctl(local, "--json", "dlq", "replay", *args))
     # A batch the killed process had already sent may still be accepted after ``left`` was
     # read, so fewer may be left to replay; assert_replayed_once checks exactly-once.
     assert 0 < summary["replayed"] <= left and summary["failed"] == 0
     wait_succeeded(rds, local, ids)
     assert_replayed_once(rds, local, ids, gate)
-    nothing = ok(ctl(local, "dlq", "replay", *args))
+    nothing = ok(taskctl(local, "dlq", "replay", *args))
     assert "nothing" in nothing.output or "replayed 0" in nothing.output
 
 
@@ -372,17 +365,17 @@ def test_replay_ids_dry_run_confirmation_and_no_double_replay(
     gate = f"ids{uuid.uuid4().hex[:6]}"
     ids = dead_letter(client, rds, local, 3, gate)
 
-    dry = as_json(ctl(local, "--json", "dlq", "replay", "--all", "--dry-run"))
+    dry = as_json(taskctl(local, "--json", "dlq", "replay", "--all", "--dry-run"))
     assert dry["dry_run"] and dry["would_replay"] == 3
-    assert "would replay 3" in ok(ctl(local, "dlq", "replay", "--all", "--dry-run")).stdout
-    declined = ctl(local, "dlq", "replay", ids[0], input="n\n")
+    assert "would replay 3" in ok(taskctl(local, "dlq", "replay", "--all", "--dry-run")).stdout
+    declined = taskctl(local, "dlq", "replay", ids[0], input="n\n")
     one_line_error(declined, 1, "aborted: nothing was replayed",
                    prompt="Replay 1 dead-lettered tasks? [y/N]")
     assert dlq_size(rds, local.cluster) == 3
 
-    text = ok(ctl(local, "dlq", "replay", ids[0], input="y\n")).stdout
+    text = ok(taskctl(local, "dlq", "replay", ids[0], input="y\n")).stdout
     assert "replayed 1, skipped 0, failed 0 of 1" in text
-    again = as_json(ctl(local, "--json", "dlq", "replay", ids[0], "--yes"))
+    again = as_json(taskctl(local, "--json", "dlq", "replay", ids[0], "--yes"))
     assert again["replayed"] == 0 and again["skipped"] == 1
 
     # Even a stale selection sent again is refused by the node: never two live copies.
@@ -396,7 +389,7 @@ def test_replay_ids_dry_run_confirmation_and_no_double_replay(
     run(options, resend)
     assert (tally.replayed, tally.skipped, tally.failed) == (0, 1, 0)
 
-    both = as_json(ctl(local, "--json", "dlq", "replay", ids[1], ids[2], "--yes"))
+    both = as_json(taskctl(local, "--json", "dlq", "replay", ids[1], ids[2], "--yes"))
     assert both["replayed"] == 2
     wait_succeeded(rds, local, ids)
     assert_replayed_once(rds, local, ids, gate)
@@ -413,19 +406,19 @@ def test_purge_with_and_without_confirmation(
     ids = dead_letter(client, rds, local, 4, f"purge{uuid.uuid4().hex[:6]}")
     keys = Keys(local.cluster)
 
-    declined = ctl(local, "dlq", "purge", ids[0], input="n\n")
+    declined = taskctl(local, "dlq", "purge", ids[0], input="n\n")
     one_line_error(declined, 1, "aborted: nothing was purged",
                    prompt="Purge 1 DLQ entry and delete their records? [y/N]")
     assert dlq_size(rds, local.cluster) == 4 and rds.exists(keys.task(ids[0]))
 
-    accepted = ok(ctl(local, "dlq", "purge", ids[0], input="y\n"))
+    accepted = ok(taskctl(local, "dlq", "purge", ids[0], input="y\n"))
     assert "purged 1" in accepted.stdout
     assert rds.zscore(dlq_key(local.cluster, ids[0]), ids[0]) is None
     assert not rds.exists(keys.task(ids[0]))
 
-    assert as_json(ctl(local, "--json", "dlq", "purge", "--older-than", "1h", "--yes")) == {
+    assert as_json(taskctl(local, "--json", "dlq", "purge", "--older-than", "1h", "--yes")) == {
         "requested": 0, "purged": 0}
-    data = as_json(ctl(local, "--json", "dlq", "purge", "--older-than", "0s", "--yes"))
+    data = as_json(taskctl(local, "--json", "dlq", "purge", "--older-than", "0s", "--yes"))
     assert data == {"requested": 3, "purged": 3}
     assert dlq_size(rds, local.cluster) == 0 and not any(rds.exists(keys.task(i)) for i in ids)
 
@@ -459,7 +452,7 @@ def test_purge_with_and_without_confirmation(
 def test_bad_input_gives_one_line_and_its_exit_code(
     local: LocalCluster, args: tuple[str, ...], code: int, text: str
 ) -> None:
-    one_line_error(ctl(local, *args), code, text)
+    one_line_error(taskctl(local, *args), code, text)
 
 
 def test_unreachable_zookeeper_fails_within_the_timeout(local: LocalCluster) -> None:
@@ -536,7 +529,7 @@ def test_a_handle_made_after_a_replay_sees_the_new_run(
     with pytest.raises(TaskFailed):
         first.result(timeout=30)
     rds.delete(gate_key(gate))
-    ok(ctl(local, "dlq", "replay", first.task_id, "--yes"))
+    ok(taskctl(local, "dlq", "replay", first.task_id, "--yes"))
     # The first handle still lives (and holds the failure it saw); a new one follows the
     # task as it is now.
     assert client.handle(first.task_id).result(timeout=30) == "ok"

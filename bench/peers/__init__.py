@@ -39,6 +39,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ringpool.testing.local import ManagedProcess
+
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMS: tuple[str, ...] = ("ringpool", "celery", "dramatiq", "arq", "rq")
 WORKERS = 2
@@ -88,27 +90,13 @@ def check_deadline(deadline: float, what: str) -> float:
     return left
 
 
-class WorkerProcess:
-    """One worker command in its own process group, logged to a file, killed by group."""
+class WorkerProcess(ManagedProcess):
+    """One worker command run from the repository root, killed with its process group
+    (prefork pools and all)."""
 
     def __init__(self, name: str, argv: Sequence[str], log_path: Path,
                  env: dict[str, str]) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.log_path = log_path
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> WorkerProcess:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                cwd=ROOT, start_new_session=True,
-            )
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        super().__init__(name, argv, log_path, env, cwd=ROOT)
 
     def log_text(self) -> str:
         try:
@@ -116,14 +104,14 @@ class WorkerProcess:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the whole group, then SIGKILL whatever is left of it."""
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
+        """Signal the whole group, then SIGKILL whatever is left of it; the leader's exit code."""
         if self.proc is None:
-            return
+            return None
         pgid = self.proc.pid  # start_new_session: the group id is the leader's pid
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        for signum, wait in ((sig, timeout), (signal.SIGKILL, 5.0)):
             try:
-                os.killpg(pgid, sig)
+                os.killpg(pgid, signum)
             except ProcessLookupError:
                 break
             try:
@@ -134,6 +122,7 @@ class WorkerProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
             break
+        return self.proc.returncode
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -18,8 +18,7 @@ it there at once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import logging
 
 from ringpool.client.router import Router
@@ -28,9 +27,9 @@ from ringpool.errors import ClusterUnavailable, NoNodesAvailable, RingpoolError
 from ringpool.store.store import DueTask, StateStore, Waiting
 from ringpool.v1 import node_pb2 as pb
 from ringpool_coordinator.events import CoordinatorEvents
+from ringpool_coordinator.woken import run_woken
 
 log = logging.getLogger(__name__)
-IDLE_WAIT_S = 5.0
 LEASE_S = 10.0
 MAX_CLAIMS = 30  # leases of a due task that nodes keep refusing for a passing reason
 # Refusals that are no fault of the task: it waits, leased again, until they pass.
@@ -45,36 +44,17 @@ class DueFirer:
         self.waiting = waiting
         self.batch = batch
         self.events = events or CoordinatorEvents()
-        self._wake = asyncio.Event()
 
     async def run(self) -> None:
-        listener = asyncio.create_task(self._listen())
-        try:
-            while True:
-                # Clear before reading the set, not after: a wake that lands between the
-                # read and the wait must cut the wait short, not be wiped out.
-                self._wake.clear()
-                try:
-                    due_in = await self.store.due_in(self.waiting)
-                    if due_in is not None and due_in <= 0:
-                        await self.fire_due()
-                        continue  # more may be due right now
-                except Exception as exc:  # Redis away: the leases keep every task safe
-                    log.warning("firing due %s tasks failed (%s); trying again shortly",
-                                self.waiting, exc)
-                    await asyncio.sleep(0.5)
-                    continue
-                wait = IDLE_WAIT_S if due_in is None else due_in
-                if wait > 0:
-                    with contextlib.suppress(TimeoutError):
-                        # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow the
-                        # cancellation that ends a term, and a demoted leader would fire on.
-                        async with asyncio.timeout(min(wait, IDLE_WAIT_S)):
-                            await self._wake.wait()
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        await run_woken(self._step, functools.partial(self.store.watch_wakes, self.waiting),
+                        f"firing due {self.waiting} tasks")
+
+    async def _step(self) -> float | None:
+        due_in = await self.store.due_in(self.waiting)
+        if due_in is not None and due_in <= 0:
+            await self.fire_due()
+            return 0.0  # more may be due right now
+        return due_in
 
     async def fire_due(self) -> int:
         """Dispatch one batch of due tasks; how many were claimed."""
@@ -132,9 +112,3 @@ class DueFirer:
         log.warning("due %s task %s refused %d times (%s); moved to the DLQ", self.waiting,
                     item.task_id, item.claims, error)
         return True
-
-    async def _listen(self) -> None:
-        async def wake() -> None:
-            self._wake.set()
-
-        await self.store.watch_wakes(self.waiting, wake)

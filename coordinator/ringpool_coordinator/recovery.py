@@ -65,7 +65,7 @@ class Recoverer:
                 log.warning("recovery sweep failed (%s)", exc)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SWEEP_INTERVAL_S):  # not wait_for: see firing.py
+                async with asyncio.timeout(SWEEP_INTERVAL_S):  # not wait_for: see woken.py
                     await self._wake.wait()
 
     def _dead(self, node_ids: set[str]) -> list[Dead]:

@@ -12,16 +12,14 @@ Ticks are worked out on Redis' clock, the one the delay firer reads due times wi
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from ringpool.store.store import StateStore
 from ringpool_coordinator.events import CoordinatorEvents
+from ringpool_coordinator.woken import run_woken
 
 log = logging.getLogger(__name__)
-IDLE_WAIT_S = 5.0
 BATCH = 100
 
 
@@ -34,34 +32,14 @@ class ScheduleTicker:
         self.store = store
         self.events = events or CoordinatorEvents()
         self.clock = clock or store.now
-        self._wake = asyncio.Event()
 
     async def run(self) -> None:
-        listener = asyncio.create_task(self.store.schedules.watch_wakes(self._woken))
-        try:
-            while True:
-                self._wake.clear()  # before reading: a wake meanwhile cuts the wait short
-                try:
-                    await self.tick_due()
-                    next_at = await self.store.schedules.next_tick()
-                    wait = IDLE_WAIT_S if next_at is None else next_at - await self.clock()
-                except Exception as exc:  # Redis away: the ticks wait in Redis
-                    log.warning("ticking schedules failed (%s); trying again shortly", exc)
-                    await asyncio.sleep(0.5)
-                    continue
-                if wait > 0:
-                    with contextlib.suppress(TimeoutError):
-                        # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow the
-                        # cancellation that ends a term, and a demoted leader would tick on.
-                        async with asyncio.timeout(min(wait, IDLE_WAIT_S)):
-                            await self._wake.wait()
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        await run_woken(self._step, self.store.schedules.watch_wakes, "ticking schedules")
 
-    async def _woken(self) -> None:
-        self._wake.set()
+    async def _step(self) -> float | None:
+        await self.tick_due()
+        next_at = await self.store.schedules.next_tick()
+        return None if next_at is None else next_at - await self.clock()
 
     async def tick_due(self) -> int:
         """Claim the due tick of every schedule whose next tick has come; how many."""

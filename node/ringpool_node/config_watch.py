@@ -25,7 +25,6 @@ from ringpool.core.config import ClusterConfig
 from ringpool.core.naming import Names
 from ringpool.errors import ConfigError
 from ringpool.store.durability import AcceptDurability
-from ringpool.task import RetryPolicy
 from ringpool_node.core import Node
 
 log = logging.getLogger(__name__)
@@ -48,10 +47,7 @@ def apply_config(node: Node, config: ClusterConfig, own: OwnSettings) -> None:
         idle_timeout_s=pool.idle_timeout_s,
         weights=(weights.arrival_weight, weights.queue_weight, weights.gc_weight),
     )
-    retry = config.retry
-    node.execution.default_retry = RetryPolicy(
-        max_retries=retry.max_retries, base_s=retry.base_s, factor=retry.factor, cap_s=retry.cap_s
-    )
+    node.execution.default_retry = config.retry.policy()
     node.limits = dataclasses.replace(node.limits, max_payload_bytes=config.limits.max_payload_bytes)
     store = node.store
     store.fingerprint_ttl_s = config.fingerprint_ttl_s

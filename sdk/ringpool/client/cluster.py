@@ -8,13 +8,12 @@ result blocks this thread on the task's latch, not on a trip through the loop.
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from types import TracebackType
 from typing import Any
 
 from ringpool.client.async_cluster import AsyncCluster, AsyncTaskHandle, name_of, not_accepted
+from ringpool.client.blocking import BlockingCluster, BlockingHandle
 from ringpool.client.metrics import CallTimer
 from ringpool.client.portal import Portal
 from ringpool.client.results import FAST_PATH_WAIT_S, unwrap
@@ -22,27 +21,20 @@ from ringpool.client.settings import ClientSettings
 from ringpool.client.tickets import Ticket
 from ringpool.core import envelope as envelopes
 from ringpool.core import telemetry
-from ringpool.core.protocol import TaskState
-from ringpool.core.ring import Ring
 from ringpool.store.schedules import StoredSchedule
-from ringpool.task import DEFAULT_GROUP, Task, TaskProgress
+from ringpool.task import Task
 
 
-class TaskHandle:
+class TaskHandle(BlockingHandle[AsyncTaskHandle]):
     """A dispatched task: ``task_id``, ``accepted()``, ``status()``, ``result(timeout)``."""
 
     def __init__(self, cluster: Cluster, ticket: Ticket, provisional_id: bool = False) -> None:
+        super().__init__(cluster._portal, AsyncTaskHandle(cluster._async, ticket), ticket.key)
         self._cluster = cluster
         self._ticket = ticket
         # A task with an idempotency key may turn out to repeat an earlier one, whose id
         # it then takes: its id is known once it is accepted.
         self._provisional_id = provisional_id
-        self.key = ticket.key
-        if ticket.holder is None:
-            ticket.holder = weakref.ref(self)
-
-    def __repr__(self) -> str:
-        return f"<TaskHandle {self._ticket.task_id} key={self.key!r}>"
 
     @property
     def task_id(self) -> str:
@@ -58,24 +50,6 @@ class TaskHandle:
         if not latch.wait(timeout):
             raise not_accepted(self._ticket, timeout)
         return latch.get()
-
-    def status(self) -> TaskState:
-        """Where the task is now (a ``TaskState``; UNKNOWN when there is no record); waits
-        for the accept first."""
-        self.accepted()
-        return self._cluster._portal.call(AsyncTaskHandle(self._cluster._async, self._ticket).status())
-
-    def progress(self) -> TaskProgress | None:
-        """The latest progress the task reported (``current_task().progress``): pushed on
-        this client's stream while it is open, else read from the task's record; None
-        before any. Waits for the accept first."""
-        self.accepted()
-        return self._cluster._portal.call(
-            AsyncTaskHandle(self._cluster._async, self._ticket).progress())
-
-    def cancel(self) -> TaskState:
-        """Cancel the task (see ``Cluster.cancel``); waits for its accept first."""
-        return self._cluster.cancel(self.accepted())
 
     def result(self, timeout: float | None = None) -> Any:
         """The return value; raises TaskFailed, TaskCancelled, ResultTimeout (a
@@ -98,7 +72,7 @@ def _left(timeout: float, started: float) -> float:
     return max(0.0, timeout - (time.monotonic() - started))
 
 
-class Cluster:
+class Cluster(BlockingCluster[AsyncCluster]):
     """``with Cluster.connect(zk=..., redis=..., cluster=...) as cluster:``"""
 
     def __init__(self, settings: ClientSettings) -> None:
@@ -126,14 +100,6 @@ class Cluster:
     @property
     def settings(self) -> ClientSettings:
         return self._async.settings
-
-    @property
-    def ring(self) -> Ring:
-        return self._async.ring
-
-    def owner(self, key: str, group: str = DEFAULT_GROUP) -> str:
-        """The node id that owns ``key`` on the current ring (of task group ``group``)."""
-        return self._async.owner(key, group)
 
     def dispatch(
         self, key: str, task: Task, headers: Mapping[str, str] | None = None, *,
@@ -175,12 +141,6 @@ class Cluster:
         """A handle for a task dispatched elsewhere (e.g. by id from a log)."""
         return TaskHandle(self, self._portal.call(_accepted_ticket(self._async, task_id, key)))
 
-    def cancel(self, task_id: str) -> TaskState:
-        """Cancel a task that has not finished; the state it was in. A waiting task never
-        runs, a running one gets ``ctx.cancelled`` (async: cancelled, cpu: its process
-        killed). Raises TaskAlreadyFinished or TaskNotFound (see ``AsyncCluster.cancel``)."""
-        return self._portal.call(self._async.cancel(task_id))
-
     def schedule(
         self, name: str, key: str, task: Task, *, cron: str | None = None,
         every: float | timedelta | None = None, tz: str | None = None,
@@ -193,21 +153,6 @@ class Cluster:
     def unschedule(self, name: str) -> None:
         """Remove the schedule ``name``; ScheduleNotFound when there is none."""
         self._portal.call(self._async.unschedule(name))
-
-    def close(self) -> None:
-        """Flush, then close every connection."""
-        if not self._portal.loop.is_closed():
-            self._portal.call(self._async.close())
-            self._portal.close()
-
-    def __enter__(self) -> Cluster:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 async def _accepted_ticket(cluster: AsyncCluster, task_id: str, key: str) -> Ticket:

@@ -34,7 +34,7 @@ from kazoo.security import ACL, OPEN_ACL_UNSAFE
 
 from ringpool.core.naming import Names
 from ringpool.errors import ConfigError
-from ringpool.task import MAX_RESULT_TTL_S, MAX_RETRIES_LIMIT, parse_rate
+from ringpool.task import MAX_RESULT_TTL_S, MAX_RETRIES_LIMIT, RetryPolicy, parse_rate
 
 MIB = 1024 * 1024
 MAX_PAYLOAD_LIMIT = 64 * MIB
@@ -66,12 +66,21 @@ class AutoscalerConfig:
     gc_weight: float = 0.25
 
 
+_RETRY_DEFAULTS = RetryPolicy()
+
+
 @dataclass(frozen=True)
 class RetryConfig:
-    max_retries: int = 3
-    base_s: float = 1.0
-    factor: float = 2.0
-    cap_s: float = 300.0
+    """The cluster's ``RetryPolicy`` for tasks that declare none: its tunable fields."""
+
+    max_retries: int = _RETRY_DEFAULTS.max_retries
+    base_s: float = _RETRY_DEFAULTS.base_s
+    factor: float = _RETRY_DEFAULTS.factor
+    cap_s: float = _RETRY_DEFAULTS.cap_s
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(max_retries=self.max_retries, base_s=self.base_s, factor=self.factor,
+                           cap_s=self.cap_s)
 
 
 @dataclass(frozen=True)

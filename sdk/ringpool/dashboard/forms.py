@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -60,12 +61,10 @@ class Filters:
                       ("name", "error", "key", "since", "until", "node")})
 
     def query(self) -> TaskQuery:
-        try:
+        with bad_query_refused():
             return TaskQuery(name=self.name, error=self.error, key=self.key,
                              since=parse_time(self.since, "since"),
                              until=parse_time(self.until, "until"), node=self.node)
-        except InvalidQuery as exc:
-            raise BadInput(str(exc)) from None
 
     def without_time(self) -> Filters:
         return Filters(self.name, self.error, self.key, node=self.node)
@@ -92,6 +91,30 @@ def page_size(values: Mapping[str, str], default: int = 50) -> int:
     if not raw.isdigit() or int(raw) not in PAGE_SIZES:
         raise BadInput(f"page size must be one of {', '.join(map(str, PAGE_SIZES))}, got {raw!r}")
     return int(raw)
+
+
+@dataclass(frozen=True)
+class Paging:
+    """The page of a listing asked for: its filters (and their query), size and cursor."""
+
+    filters: Filters
+    query: TaskQuery
+    limit: int
+    cursor: str | None
+
+    @classmethod
+    def read(cls, values: Mapping[str, str]) -> Paging:
+        filters = Filters.read(values)
+        return cls(filters, filters.query(), page_size(values), values.get("cursor") or None)
+
+
+@contextlib.contextmanager
+def bad_query_refused() -> Iterator[None]:
+    """A listing's InvalidQuery (its filters, or a cursor that means nothing) as BadInput."""
+    try:
+        yield
+    except InvalidQuery as exc:
+        raise BadInput(str(exc)) from None
 
 
 def rate(text: str) -> float | None:

@@ -18,28 +18,23 @@ from ringpool.pool.backlog import Backlog
 from ringpool.pool.errors import PoolClosed, PoolOverloaded
 from ringpool.pool.job import Job, Outcome, PanicHandler, Ticket, report_panic
 from ringpool.pool.middleware import Chain
+from ringpool.pool.tier import Tier
 from ringpool.task import set_current_task
 
 
-class AsyncTier:
+class AsyncTier(Tier):
     def __init__(
         self, limit: int, max_queue: int, chain: Chain | None = None,
         panic_handler: PanicHandler | None = None,
     ) -> None:
+        super().__init__(chain, panic_handler)
         self._limit = limit
         self._max_queue = max_queue
-        self._chain = chain or Chain()
-        self._panic = panic_handler
         self._backlog = Backlog()
         self._tasks: dict[asyncio.Task[None], Ticket] = {}
         self._cancelling: set[Ticket] = set()
         self._quiet: asyncio.Event | None = None
         self._closed = False
-        self.submitted = 0
-        self.completed = 0
-        self.failed = 0
-        self.rejected = 0
-        self.timed_out = 0
 
     def submit(self, ticket: Ticket, *, force: bool = False) -> None:
         """Start or queue ``ticket``; call from the event loop."""
@@ -144,9 +139,5 @@ class AsyncTier:
             "idle": max(0, self._limit - len(self._tasks)),
             "queued": len(self._backlog),
             "limit": self._limit,
-            "submitted": self.submitted,
-            "completed": self.completed,
-            "failed": self.failed,
-            "rejected": self.rejected,
-            "timed_out": self.timed_out,
+            **self._counts(),
         }

@@ -29,6 +29,7 @@ from ringpool.pool.errors import PoolClosed, PoolOverloaded, TaskTimeout
 from ringpool.pool.job import Job, Outcome, PanicHandler, Ticket, run_sync
 from ringpool.pool.middleware import Chain
 from ringpool.pool.settings import CpuSettings
+from ringpool.pool.tier import Tier
 from ringpool.task import PermanentError, Retry, TaskContext, TaskProgress, set_current_task
 
 PROGRESS_EVERY_S = 0.05
@@ -206,14 +207,13 @@ class _Process:
         self._conn.close()
 
 
-class ProcessTier:
+class ProcessTier(Tier):
     def __init__(
         self, settings: CpuSettings, chain: Chain | None = None,
         panic_handler: PanicHandler | None = None,
     ) -> None:
+        super().__init__(chain, panic_handler)
         self._settings = settings
-        self._chain = chain or Chain()
-        self._panic = panic_handler
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._drained = threading.Condition(self._lock)
@@ -221,11 +221,6 @@ class ProcessTier:
         self._keepers: list[threading.Thread] = []
         self._running: dict[int, tuple[Ticket, _Process]] = {}
         self._closed = False
-        self.submitted = 0
-        self.completed = 0
-        self.failed = 0
-        self.rejected = 0
-        self.timed_out = 0
         self.restarts = 0
 
     def submit(self, ticket: Ticket, *, force: bool = False) -> None:
@@ -333,10 +328,6 @@ class ProcessTier:
                 "idle": len(self._keepers) - len(self._running),
                 "queued": len(self._backlog),
                 "processes": len(self._keepers),
-                "submitted": self.submitted,
-                "completed": self.completed,
-                "failed": self.failed,
-                "rejected": self.rejected,
-                "timed_out": self.timed_out,
+                **self._counts(),
                 "restarts": self.restarts,
             }

@@ -29,6 +29,7 @@ from ringpool.pool.errors import PoolClosed, PoolOverloaded
 from ringpool.pool.job import Job, Outcome, PanicHandler, Ticket, run_sync
 from ringpool.pool.middleware import Chain
 from ringpool.pool.settings import check_workers
+from ringpool.pool.tier import Tier
 
 log = logging.getLogger("ringpool.pool")
 
@@ -46,7 +47,7 @@ class _Worker:
         self.exit = False
 
 
-class ThreadTier:
+class ThreadTier(Tier):
     def __init__(
         self,
         min_workers: int,
@@ -57,13 +58,12 @@ class ThreadTier:
         panic_handler: PanicHandler | None = None,
         max_abandoned: int = 16,
     ) -> None:
+        super().__init__(chain, panic_handler)
         self._min, self._max = check_workers(min_workers, max_workers)
         self._max_abandoned = max_abandoned
         self._target = self._min
         self._max_queue = max_queue
         self._idle_timeout_s = idle_timeout_s
-        self._chain = chain or Chain()
-        self._panic = panic_handler
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)  # blocked submitters
         self._drained = threading.Condition(self._lock)  # release() waiting for quiet
@@ -79,12 +79,7 @@ class ThreadTier:
         self._avg_run_s = 0.001
         self._thread_s_done = 0.0
         self._born: dict[_Worker, float] = {}
-        self.submitted = 0
         self.running = 0
-        self.completed = 0
-        self.failed = 0
-        self.rejected = 0
-        self.timed_out = 0
         self.spawned = 0
         self.expired = 0
 
@@ -420,11 +415,7 @@ class ThreadTier:
                 "queued": len(self._backlog),
                 "threads": len(self._workers),
                 "abandoned": len(self._abandoned),
-                "submitted": self.submitted,
-                "completed": self.completed,
-                "failed": self.failed,
-                "rejected": self.rejected,
-                "timed_out": self.timed_out,
+                **self._counts(),
                 "spawned": self.spawned,
                 "expired": self.expired,
                 "min_workers": self._min,

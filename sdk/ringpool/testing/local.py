@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
 
 from ringpool.core.naming import Names
@@ -118,20 +118,22 @@ def _four_letter_word(port: int, word: bytes) -> str:
 
 
 class ManagedProcess:
-    """A child process with its own log file, stopped by PID."""
+    """A child process with its own log file (in its own session), stopped by PID."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str]) -> None:
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str],
+                 cwd: Path | None = None) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
         self._env = env
+        self._cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> ManagedProcess:
+    def start(self) -> Self:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         try:
             self.proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self._env,
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self._env, cwd=self._cwd,
                 start_new_session=True,
             )
         finally:

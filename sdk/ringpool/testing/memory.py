@@ -10,41 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
+from ringpool.client.blocking import BlockingCluster, BlockingHandle
 from ringpool.client.portal import Portal
-from ringpool.core.protocol import TaskState
-from ringpool.core.ring import Ring
 from ringpool.store.store import TaskRecord
-from ringpool.task import DEFAULT_GROUP, Task, TaskProgress, current_task
+from ringpool.task import Task, current_task
 from ringpool.testing.async_memory import AsyncInMemoryCluster, AsyncInMemoryTaskHandle
 
 
-class InMemoryTaskHandle:
+class InMemoryTaskHandle(BlockingHandle[AsyncInMemoryTaskHandle]):
     """A dispatched task: ``task_id``, ``status()``, ``result(timeout)``, ``accepted()``."""
 
     def __init__(self, portal: Portal, handle: AsyncInMemoryTaskHandle) -> None:
-        self._portal = portal
-        self._handle = handle
+        super().__init__(portal, handle, handle.key)
         self.task_id = handle.task_id
-        self.key = handle.key
-
-    def __repr__(self) -> str:
-        return repr(self._handle)
-
-    def status(self) -> TaskState:
-        """SCHEDULED, QUEUED, RUNNING, RETRY_SCHEDULED, SUCCEEDED, FAILED (in the DLQ),
-        CANCELLED or UNKNOWN."""
-        return self._portal.call(self._handle.status())
-
-    def progress(self) -> TaskProgress | None:
-        """The latest progress the task reported; None before any (or without a record)."""
-        return self._portal.call(self._handle.progress())
-
-    def cancel(self) -> TaskState:
-        """Cancel the task (see ``InMemoryCluster.cancel``)."""
-        return self._portal.call(self._handle.cancel())
 
     def accepted(self, timeout: float | None = None) -> str:
         """The task's id, at once: a refusal was raised by ``dispatch()`` itself."""
@@ -60,7 +40,7 @@ class InMemoryTaskHandle:
         return self._portal.call(self._handle.result(timeout))
 
 
-class InMemoryCluster:
+class InMemoryCluster(BlockingCluster[AsyncInMemoryCluster]):
     """``with InMemoryCluster(tasks=["myapp.tasks"], mode="eager") as cluster:``
 
     Takes the options of ``AsyncInMemoryCluster``: ``nodes``, ``mode``, ``limits``,
@@ -71,36 +51,14 @@ class InMemoryCluster:
         self._async = AsyncInMemoryCluster(tasks, **options)
         self._portal = Portal("ringpool-in-memory")
 
-    def __enter__(self) -> InMemoryCluster:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if not self._portal.loop.is_closed():
-            self._portal.call(self._async.close())
-            self._portal.close()
-
     @property
     def mode(self) -> str:
         return self._async.mode
 
     @property
-    def ring(self) -> Ring:
-        return self._async.ring
-
-    @property
     def now(self) -> float:
         """The cluster's clock (seconds since the epoch): moves only as the test lets it."""
         return self._async.now
-
-    def owner(self, key: str, group: str = DEFAULT_GROUP) -> str:
-        """The node id that owns ``key`` (on the ring of task group ``group``)."""
-        return self._async.owner(key, group)
 
     def _wrap(self, handle: AsyncInMemoryTaskHandle) -> InMemoryTaskHandle:
         return InMemoryTaskHandle(self._portal, handle)
@@ -129,11 +87,6 @@ class InMemoryCluster:
 
     def flush(self, timeout: float | None = None) -> None:
         """Returns at once: every dispatched task was accepted (or refused) by ``dispatch()``."""
-
-    def cancel(self, task_id: str) -> TaskState:
-        """Cancel a task that has not finished; the state it was in (see
-        ``AsyncInMemoryCluster.cancel``). Raises TaskAlreadyFinished or TaskNotFound."""
-        return self._portal.call(self._async.cancel(task_id))
 
     def run_pending(self) -> int:
         """Run every task due now, and what falls due meanwhile; how many runs ended."""

@@ -33,7 +33,7 @@ from ringpool.cli.taskctl.app import (
     run,
 )
 from ringpool.cli.taskctl.output import DURATION, RATE, console, emit, table
-from ringpool.cli.taskctl.task import load, print_record
+from ringpool.cli.taskctl.task import show_record
 from ringpool.ops import dlq as ops
 from ringpool.ops.dlq import Tally
 from ringpool.ops.units import ago, iso
@@ -128,13 +128,7 @@ def ls(ctx: click.Context, task_name: str | None, error: str | None, since_s: fl
 @click.pass_context
 def show(ctx: click.Context, task_id: str) -> None:
     """One dead-lettered task: error, traceback, attempts, arguments."""
-    options = options_of(ctx)
-
-    async def body(session: Session) -> dict[str, Any]:
-        return await load(session, task_id, must_be_dead=True)
-
-    data = run(options, body)
-    emit(options, data, lambda out: print_record(out, data))
+    show_record(ctx, task_id, must_be_dead=True)
 
 
 @dataclass

@@ -93,6 +93,17 @@ async def load(session: Session, task_id: str, must_be_dead: bool = False) -> di
     return record_data(record, dead_at)
 
 
+def show_record(ctx: click.Context, task_id: str, must_be_dead: bool = False) -> None:
+    """Print one task's record (``task show``, and ``dlq show`` with ``must_be_dead``)."""
+    options = options_of(ctx)
+
+    async def body(session: Session) -> dict[str, Any]:
+        return await load(session, task_id, must_be_dead)
+
+    data = run(options, body)
+    emit(options, data, lambda out: print_record(out, data))
+
+
 @click.group()
 def task() -> None:
     """Look at single tasks."""
@@ -103,13 +114,7 @@ def task() -> None:
 @click.pass_context
 def show(ctx: click.Context, task_id: str) -> None:
     """State, attempts, node, timestamps, and the result or the error with its traceback."""
-    options = options_of(ctx)
-
-    async def body(session: Session) -> dict[str, Any]:
-        return await load(session, task_id)
-
-    data = run(options, body)
-    emit(options, data, lambda out: print_record(out, data))
+    show_record(ctx, task_id)
 
 
 @task.command("cancel")

@@ -13,30 +13,26 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ringpool.dashboard.auth import mutation
-from ringpool.dashboard.forms import BadInput, Filters, page_size, rate, task_ids
+from ringpool.dashboard.forms import BadInput, Filters, Paging, bad_query_refused, rate, task_ids
 from ringpool.dashboard.jobs import JobKind, Selection
 from ringpool.dashboard.pages import dashboard_of, render
 from ringpool.errors import TaskNotFound
 from ringpool.ops import dlq as ops
-from ringpool.store.listing import InvalidQuery, Listed, TaskQuery
+from ringpool.store.listing import Listed, TaskQuery
 from ringpool.store.store import StateStore
 
 
 async def browse(request: Request) -> Response:
-    params = request.query_params
-    filters = Filters.read(params)
-    query = filters.query()
-    limit = page_size(params)
-    cursor = params.get("cursor") or None
+    paging = Paging.read(request.query_params)
+    query = paging.query
     store = dashboard_of(request).store
-    try:
-        page = await store.dlq_list(query, cursor, limit)
-    except InvalidQuery as exc:
-        raise BadInput(str(exc)) from None
+    with bad_query_refused():
+        page = await store.dlq_list(query, paging.cursor, paging.limit)
     total = await store.dlq_size()
     in_range = await store.dlq_count(query.since, query.until) if query.timed else total
-    return render(request, "dlq.html", filters=filters, page=page, limit=limit, cursor=cursor,
-                  total=total, in_range=in_range, jobs=dashboard_of(request).jobs.recent()[:5])
+    return render(request, "dlq.html", filters=paging.filters, page=page, limit=paging.limit,
+                  cursor=paging.cursor, total=total, in_range=in_range,
+                  jobs=dashboard_of(request).jobs.recent()[:5])
 
 
 async def selection_of(request: Request, form: FormData) -> tuple[Selection, list[Listed]]:

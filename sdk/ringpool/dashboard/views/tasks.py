@@ -14,11 +14,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ringpool.core.protocol import CANCELLABLE
-from ringpool.dashboard.forms import BadInput, Filters, page_size
+from ringpool.dashboard.forms import BadInput, Filters, Paging, bad_query_refused
 from ringpool.dashboard.pages import dashboard_of, render
 from ringpool.errors import NoNodesAvailable, TaskNotFound
 from ringpool.ops import tasks as ops
-from ringpool.store.listing import InvalidQuery, is_literal, literal, unescape
+from ringpool.store.listing import is_literal, literal, unescape
 from ringpool.store.store import TaskRecord
 
 #: The tabs: each state ``ringpool.ops.tasks`` lists, and its title.
@@ -33,18 +33,14 @@ async def listing(request: Request) -> Response:
     tab = params.get("state", ops.IN_FLIGHT)
     if tab not in STATES:
         raise BadInput(f"no task state {tab!r}; choose one of {', '.join(STATES)}")
-    filters = Filters.read(params)
-    query = filters.query()
-    limit = page_size(params)
-    cursor = params.get("cursor") or None
+    paging = Paging.read(params)
     store = dashboard_of(request).store
-    try:
-        page = await ops.list_tasks(store, tab, query, cursor, limit)
-    except InvalidQuery as exc:
-        raise BadInput(str(exc)) from None
-    return render(request, "tasks.html", tab=tab, states=STATES, filters=filters, page=page,
-                  limit=limit, cursor=cursor, counts=await ops.counts(store),
-                  owner=key_owner(request, filters.key), by_due=tab in ops.BY_DUE)
+    with bad_query_refused():
+        page = await ops.list_tasks(store, tab, paging.query, paging.cursor, paging.limit)
+    return render(request, "tasks.html", tab=tab, states=STATES, filters=paging.filters,
+                  page=page, limit=paging.limit, cursor=paging.cursor,
+                  counts=await ops.counts(store), owner=key_owner(request, paging.filters.key),
+                  by_due=tab in ops.BY_DUE)
 
 
 def key_owner(request: Request, key_glob: str) -> dict[str, str] | None:

@@ -9,6 +9,10 @@ the result pushed to the submitter's stream, or announced on the done channel
 when no stream of its submitter is open. No coroutine or future per task: pool
 futures call back into the queue directly.
 
+An ``ordered`` task starts in its key's turn, one at a time per key, and only while the
+node holds the key's cluster-wide handoff lease (``order_leases``); plain tasks go
+straight to the pools.
+
 A run that is stopped (``stop``: the task was cancelled, or Redis no longer holds it
 in flight for this node) records nothing: its record already moved on. A cancelled
 task's submitter hears CANCELLED on its stream when that is open.

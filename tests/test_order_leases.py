@@ -150,3 +150,20 @@ async def test_a_drain_hands_back_waiting_tasks_keeps_the_lease_of_what_runs_the
     await eventually_async(lambda: not redis_client.exists(ours), 5, "the lease to go at once")
     assert redis_client.get(theirs) == b"n2:3"
     assert not node.started(behind) and not node.started(elsewhere)
+
+
+async def test_a_redelivered_task_waiting_beside_its_stale_copy_runs_and_leaves_the_books(
+    node: Node, redis_client: redis.Redis
+) -> None:
+    """A task handed back after a lost session comes back while its stale copy still waits
+    here: both copies wait in the key's line, both leave it."""
+    lease = node.keys.order_lease("k")
+    redis_client.set(lease, "n2:3", px=60_000)
+    task = await node.start("k")
+    args, kwargs = codec.decode_call(task.payload)
+    node.execution.start(task, REGISTRY[step.name], args, kwargs, EPOCH, None)
+    await eventually_async(lambda: node.execution.leases.waiting == 2, 10, "both to wait")
+    redis_client.delete(lease)
+    await eventually_async(lambda: node.execution.pending == 0, 10, "both copies to finish")
+    assert node.execution.leases.waiting == 0 and not node.execution.active
+    assert await node.state(task) is TaskState.SUCCEEDED

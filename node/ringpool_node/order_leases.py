@@ -63,7 +63,9 @@ class OrderLeases:
         self.ttl_s = ttl_s
         self.linger_s = LINGER_S
         self._keys: dict[str, _Key] = {}
-        self._by_task: dict[str, str] = {}  # waiting task id -> its key (for cancels)
+        # Ordered tasks waiting for their key's lease or turn. (One task id may wait
+        # twice: a redelivery of a task whose stale copy still waits here.)
+        self.waiting = 0
         # Keys whose release is on its way: not taken again before it lands (a take would
         # find the lease still ours, and the release would then delete it under us).
         self._releasing: set[str] = set()
@@ -71,11 +73,6 @@ class OrderLeases:
         self._keeper: asyncio.Task[None] | None = None
         self._wake_taker = asyncio.Event()
         self._wake_keeper = asyncio.Event()
-
-    @property
-    def waiting(self) -> int:
-        """Ordered tasks waiting for their key's lease or their turn."""
-        return len(self._by_task)
 
     # -- the key's tasks -------------------------------------------------------------
 
@@ -91,7 +88,7 @@ class OrderLeases:
     def admit(self, key: str, held: Held) -> None:
         """Start ``held`` (a task of ``key`` already entered) in its turn, under the lease."""
         self._keys[key].line.append(held)
-        self._by_task[held.task_id] = key
+        self.waiting += 1
         self._pump(key)
 
     def ran(self, key: str) -> None:
@@ -113,13 +110,13 @@ class OrderLeases:
 
     def drop(self, task_id: str) -> Held | None:
         """Take ``task_id`` out of its key's line (a cancel); None when it is not in one."""
-        key = self._by_task.pop(task_id, None)
-        if key is None:
-            return None
-        line = self._keys[key].line
-        held = next(held for held in line if held.task_id == task_id)
-        line.remove(held)
-        return held
+        for state in self._keys.values():
+            for held in state.line:
+                if held.task_id == task_id:
+                    state.line.remove(held)
+                    self.waiting -= 1
+                    return held
+        return None
 
     def withdraw(self) -> int:
         """Give up every start still waiting (a drain hands them back); how many."""
@@ -127,7 +124,7 @@ class OrderLeases:
         for state in self._keys.values():
             state.line.clear()
             state.next_ask = None
-        self._by_task.clear()
+        self.waiting = 0
         for item in held:
             item.withdrawn()
         return len(held)
@@ -158,9 +155,8 @@ class OrderLeases:
         loop = asyncio.get_running_loop()
         if state.holder and loop.time() < state.trusted_until:
             state.running = True
-            held = state.line.popleft()
-            del self._by_task[held.task_id]
-            held.launch()
+            self.waiting -= 1
+            state.line.popleft().launch()
             return
         if state.next_ask is None:
             state.next_ask = loop.time()

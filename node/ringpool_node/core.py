@@ -29,7 +29,7 @@ from ringpool.task import DEFAULT_GROUP, TaskDefinition, tasks_of_group
 from ringpool.v1 import node_pb2 as pb
 from ringpool_node.batching import GroupCommit
 from ringpool_node.events import NodeEvents
-from ringpool_node.execution import Execution
+from ringpool_node.execution import DEFAULT_ORDER_LEASE_TTL_S, Execution
 from ringpool_node.streams import ClientStream
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class Node:
         max_stream_pending: int = 10_000,
         events: NodeEvents | None = None,
         group: str = DEFAULT_GROUP,
+        order_lease_ttl_s: float = DEFAULT_ORDER_LEASE_TTL_S,
     ) -> None:
         self.max_crash_recoveries = max_crash_recoveries
         self.node_id = node_id
@@ -105,7 +106,7 @@ class Node:
         self._ring_sync: asyncio.Future[Any] | None = None
         self._ring_synced_at = -math.inf
         self.events = events or NodeEvents()
-        self.execution = Execution(node_id, store, pools, self.events)
+        self.execution = Execution(node_id, store, pools, self.events, order_lease_ttl_s)
         self._routes = RouteCache()
         self._accepts: GroupCommit[pb.TaskEnvelope, tuple[AcceptResult, int]] = GroupCommit(
             self._flush_accepts
@@ -325,11 +326,16 @@ class Node:
 
     def snapshot(self) -> NodeSnapshot:
         ring = self.membership.ring
+        pools = self.pools.stats()
+        # Ordered tasks waiting for their key's lease or turn are queued too.
+        waiting = self.execution.leases.waiting
+        pools["queued"] += waiting
+        pools["ordered_waiting"] += waiting
         return NodeSnapshot(node_id=self.node_id, group=self.group, ring_version=ring.version,
                             ring_members=len(ring),
                             group_members={name: len(r) for name, r in ring.groups.items()},
                             draining=self.draining,
-                            in_flight=self.execution.pending, pools=self.pools.stats(),
+                            in_flight=self.execution.pending, pools=pools,
                             rate_waiting=self.execution.rates.waiting,
                             zookeeper_state=self.membership.state,
                             ring_stale_s=self.membership.stale_s)
@@ -392,9 +398,11 @@ class Node:
         Queued work is withdrawn (from the pools, and starts waiting under a rate limit)
         first so it cannot start after it was handed back; handed-back tasks go to the
         retry set, due now, without using an attempt, and the coordinator re-dispatches
-        them.
+        them. An ordered key's lease is kept while its tasks here run, released as the
+        last one finishes or is handed back, so the key's new owner starts it after them.
         """
         self.draining = True
+        self.execution.leases.drain()
         before = self.execution.pending
         await self.execution.wait_idle(timeout)
         self.execution.withdraw()
@@ -405,5 +413,6 @@ class Node:
             # registration's tasks.
             recovery = await self.store.recover(self.node_id, self.last_epoch, max_recoveries=0)
             handed_back = recovery.recovered
+        await self.execution.leases.close()
         finished = before - self.execution.pending
         log.info("drained: %d finished, %d handed back", finished, handed_back)

@@ -9,6 +9,10 @@ the result pushed to the submitter's stream, or announced on the done channel
 when no stream of its submitter is open. No coroutine or future per task: pool
 futures call back into the queue directly.
 
+An ``ordered`` task starts in its key's turn, one at a time per key, and only while the
+node holds the key's cluster-wide handoff lease (``order_leases``); plain tasks go
+straight to the pools.
+
 A run that is stopped (``stop``: the task was cancelled, or Redis no longer holds it
 in flight for this node) records nothing: its record already moved on. A cancelled
 task's submitter hears CANCELLED on its stream when that is open.
@@ -32,6 +36,7 @@ from ringpool.store.store import StateStore, Transition
 from ringpool.task import RetryPolicy, TaskDefinition
 from ringpool.v1 import node_pb2 as pb
 from ringpool_node.events import NodeEvents
+from ringpool_node.order_leases import OrderLeases
 from ringpool_node.progress import ProgressRelay
 from ringpool_node.ratelimit import Held, RateGate
 from ringpool_node.streams import ClientStream
@@ -40,6 +45,7 @@ log = logging.getLogger(__name__)
 
 MAX_FLUSH = 1000
 MARK_AFTER_S = 0.05  # a task still running after this is marked RUNNING
+DEFAULT_ORDER_LEASE_TTL_S = 10.0  # the ZooKeeper session timeout's default
 
 @dataclass(slots=True)
 class _Pending:
@@ -61,7 +67,8 @@ class _Lane:
 
 class Execution:
     def __init__(self, node_id: str, store: StateStore, pools: Pools,
-                 events: NodeEvents | None = None) -> None:
+                 events: NodeEvents | None = None,
+                 order_lease_ttl_s: float = DEFAULT_ORDER_LEASE_TTL_S) -> None:
         self.node_id = node_id
         self.events = events or NodeEvents()
         # The cluster config's retry defaults (live config), for tasks that declare none.
@@ -76,6 +83,8 @@ class Execution:
         self.pending = 0
         self.progress = ProgressRelay(node_id, store, self.active, self.events)
         self.rates = RateGate(store)
+        # Ordered tasks start one at a time per key, under the key's cluster-wide lease.
+        self.leases = OrderLeases(node_id, store, order_lease_ttl_s)
         # Two lanes, each with one flusher: RUNNING marks never hold up completions.
         self._lanes: dict[bool, _Lane] = {True: _Lane(delay_s=MARK_AFTER_S), False: _Lane()}
         self._waiting_room: set[asyncio.Task[None]] = set()
@@ -102,6 +111,8 @@ class Execution:
         self.pending += 1
         self.active[envelope.task_id] += 1
         self._idle.clear()
+        if envelope.ordered:
+            self.leases.enter(envelope.key, epoch)
         if stream is not None:
             stream.outstanding += 1
         try:
@@ -117,10 +128,24 @@ class Execution:
             self.rates.admit(definition, Held(
                 envelope.task_id,
                 functools.partial(self._launch, envelope, definition, args, kwargs, epoch, stream),
-                functools.partial(self._withdrawn, envelope.task_id, stream),
+                functools.partial(self._withdrawn, envelope, stream),
                 functools.partial(self._was_stopped, envelope, stream)))
 
     def _launch(
+        self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], args: list[Any],
+        kwargs: dict[str, Any], epoch: int, stream: ClientStream | None,
+    ) -> None:
+        """Run a task now, or an ordered one in its key's turn under the key's lease."""
+        if not envelope.ordered:
+            self._run(envelope, definition, args, kwargs, epoch, stream)
+            return
+        self.leases.admit(envelope.key, Held(
+            envelope.task_id,
+            functools.partial(self._run, envelope, definition, args, kwargs, epoch, stream),
+            functools.partial(self._withdrawn, envelope, stream),
+            functools.partial(self._was_stopped, envelope, stream)))
+
+    def _run(
         self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], args: list[Any],
         kwargs: dict[str, Any], epoch: int, stream: ClientStream | None,
     ) -> None:
@@ -139,14 +164,15 @@ class Execution:
             self._waiting_room.add(waiter)
             waiter.add_done_callback(self._waiting_room.discard)
 
-    def _withdrawn(self, task_id: str, stream: ClientStream | None) -> None:
+    def _withdrawn(self, envelope: pb.TaskEnvelope, stream: ClientStream | None) -> None:
         # Never launched (a drain): it stays in flight until the hand-back moves it.
-        self.events.handed_back(task_id)
-        self._forget(task_id, stream)
+        self.events.handed_back(envelope.task_id)
+        self._forget(envelope, stream)
 
     def withdraw(self) -> int:
-        """Give up the starts still waiting under a rate limit; how many there were."""
-        return self.rates.withdraw()
+        """Give up the starts still waiting under a rate limit or for their key's turn; how
+        many there were."""
+        return self.rates.withdraw() + self.leases.withdraw()
 
     async def _submit_when_room(
         self, job: Job, delay_s: float, done: Callable[[asyncio.Future[Outcome]], None]
@@ -172,8 +198,8 @@ class Execution:
         if task_id in self._stopped:
             return False
         job = self._jobs.get(task_id)
-        if job is None:  # not launched yet: waiting for a rate-limit token, if anywhere
-            held = self.rates.drop(task_id)
+        if job is None:  # not launched yet: waiting for a rate-limit token or its key's turn
+            held = self.rates.drop(task_id) or self.leases.drop(task_id)
             if held is None:
                 return False
             self._stopped[task_id] = cancelled
@@ -190,13 +216,15 @@ class Execution:
         self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], epoch: int,
         stream: ClientStream | None, started_at: float, future: asyncio.Future[Outcome],
     ) -> None:
+        if envelope.ordered:
+            self.leases.ran(envelope.key)
         if envelope.task_id in self._stopped:
             self._was_stopped(envelope, stream)
             return
         if future.cancelled():
             # Handed back by a drain: it stays in flight until the hand-back moves it.
             self.events.handed_back(envelope.task_id)
-            self._forget(envelope.task_id, stream)
+            self._forget(envelope, stream)
             return
         if future.exception() is not None:
             error = future.exception()
@@ -322,7 +350,7 @@ class Execution:
             # The record holds the outcome: a waiting submitter finds it when it polls.
             log.warning("could not announce the outcome of %s: %s", item.envelope.task_id, exc)
         finally:
-            self._forget(item.envelope.task_id, None if pushed else stream)
+            self._forget(item.envelope, None if pushed else stream)
 
     def _was_stopped(self, envelope: pb.TaskEnvelope, stream: ClientStream | None) -> None:
         cancelled = self._stopped.pop(envelope.task_id)
@@ -330,10 +358,14 @@ class Execution:
         pushed = cancelled and stream is not None and stream.push_result(pb.TaskResult(
             task_id=envelope.task_id, state=pb.CANCELLED, node_id=self.node_id,
             attempt=envelope.attempt))
-        self._forget(envelope.task_id, None if pushed else stream)
+        self._forget(envelope, None if pushed else stream)
 
-    def _forget(self, task_id: str, stream: ClientStream | None) -> None:
-        """A task is off our hands: count it out of the node and of its stream."""
+    def _forget(self, envelope: pb.TaskEnvelope, stream: ClientStream | None) -> None:
+        """A task is off our hands: count it out of the node, of its stream and, ordered,
+        of its key (whose lease goes once the key has no task here)."""
+        task_id = envelope.task_id
+        if envelope.ordered:
+            self.leases.leave(envelope.key)
         self.active[task_id] -= 1
         if not self.active[task_id]:
             del self.active[task_id]

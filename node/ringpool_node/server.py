@@ -158,7 +158,9 @@ async def serve(settings: NodeSettings) -> int:
                     max_pending=settings.max_pending,
                     max_crash_recoveries=settings.max_crash_recoveries,
                     max_stream_pending=settings.max_stream_pending, events=metrics,
-                    group=settings.group)
+                    group=settings.group,
+                    # A crashed holder's leases lapse about when its tasks are recovered.
+                    order_lease_ttl_s=settings.zk_session_timeout_s)
         instrument(node, metrics)
 
         server, port = grpc_server(settings, credentials, tokens)

@@ -34,6 +34,11 @@ Per partition ``p``:
     ringpool:{C:p}:schedules           zset     schedule name -> its next tick (unix s, Redis'
                                                 clock; inf while paused)
     ringpool:{C:p}:schedule:<name>     hash     a schedule (fields below)
+    ringpool:{C:p}:order:<key>         string   the handoff lease of ``ordered=True`` routing
+                                                key <key> (in the partition of the key's own
+                                                slot): ``<node>:<epoch>`` of the node that may
+                                                start the key's ordered tasks, with a TTL
+                                                (PX, Redis' clock) its holder renews
 
 Cluster-wide:
 
@@ -81,7 +86,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ringpool.core.naming import check_cluster_name
-from ringpool.core.slots import SLOTS, schedule_slot, slot_of
+from ringpool.core.slots import SLOTS, key_slot, schedule_slot, slot_of
 from ringpool.errors import ConfigError
 
 DEFAULT_PARTITIONS = 64
@@ -168,6 +173,17 @@ class Keys:
 
     def schedule(self, name: str) -> str:
         return f"{self.tag(self.schedule_partition(name))}:schedule:{name}"
+
+    # -- ordered keys (each in its routing key's partition) --------------------------------
+
+    def key_partition(self, key: str) -> int:
+        """The partition of routing key ``key``'s own slot."""
+        return key_slot(key) % self.partitions
+
+    def order_lease(self, key: str, partition: int | None = None) -> str:
+        """The handoff lease of ordered routing key ``key``."""
+        p = self.key_partition(key) if partition is None else partition
+        return f"{self._tags[p]}:order:{key}"
 
     # -- cluster-wide ------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ is the node's clock.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -71,6 +72,7 @@ CANCEL = Script.load("cancel")
 PURGE = Script.load("purge")
 ZAFTER = Script.load("zafter")
 SUMMARIES = Script.load("summaries", "envelope")
+ORDER = Script.load("order")
 
 
 def connect_redis(
@@ -211,6 +213,14 @@ class TokenGrant(NamedTuple):
     wait_s: float  # until asking again is worth it (0: all granted)
 
 
+class LeaseAnswer(NamedTuple):
+    """How a take of an ordered key's handoff lease was answered."""
+
+    granted: bool
+    holder: str = ""  # who holds it instead (when not granted)
+    remaining_s: float = 0.0  # how long it holds it still, by Redis' clock
+
+
 @dataclass(frozen=True)
 class DueTask:
     task_id: str
@@ -262,7 +272,11 @@ class _Group:
 def _groups(keys: Keys, task_ids: Sequence[str], together: bool) -> list[_Group]:
     """One group per partition (a Redis Cluster: a call stays in one slot), or one group
     for the whole batch (one Redis: fewer, larger calls cost Redis less)."""
-    of_item = [keys.partition_of(t) for t in task_ids]
+    return _groups_of([keys.partition_of(t) for t in task_ids], together)
+
+
+def _groups_of(of_item: list[int], together: bool) -> list[_Group]:
+    """``_groups`` of items whose partitions are ``of_item``."""
     by_partition: dict[int, list[int]] = {}
     for index, p in enumerate(of_item):
         by_partition.setdefault(p, []).append(index)
@@ -271,7 +285,7 @@ def _groups(keys: Keys, task_ids: Sequence[str], together: bool) -> list[_Group]
                 for p, indexes in by_partition.items()]
     partitions = sorted(by_partition)
     place = {p: n for n, p in enumerate(partitions, 1)}
-    return [_Group(partitions, list(range(len(task_ids))), [place[p] for p in of_item],
+    return [_Group(partitions, list(range(len(of_item))), [place[p] for p in of_item],
                    of_item)]
 
 
@@ -499,6 +513,55 @@ class StateStore:
         self.events.round_trip("tokens", time.perf_counter() - started)
         return {name: TokenGrant(int(granted), float(wait))
                 for name, (granted, wait) in zip(names, msgpack.unpackb(raw), strict=True)}
+
+    # -- the handoff leases of ordered keys (``lua/order.lua``) ---------------------------
+
+    async def take_order_leases(
+        self, holders: Mapping[str, str], ttl_s: float
+    ) -> dict[str, LeaseAnswer]:
+        """Take the leases of these ordered routing keys, each for its holder (routing key
+        -> holder), for ``ttl_s``: granted where free or already that holder's (its TTL
+        starts over), else who holds it and for how long still."""
+        replies = await self._order_leases("take", holders, ttl_s)
+        return {key: LeaseAnswer(True) if reply[0] == 1
+                else LeaseAnswer(False, text(reply[1]), max(0, int(reply[2])) / 1000)
+                for key, reply in replies.items()}
+
+    async def renew_order_leases(
+        self, holders: Mapping[str, str], ttl_s: float
+    ) -> dict[str, bool]:
+        """Start the TTL of these leases over where each is still its holder's; False
+        where it is not (lost: it expired, and another node may hold it now)."""
+        replies = await self._order_leases("renew", holders, ttl_s)
+        return {key: reply == 1 for key, reply in replies.items()}
+
+    async def release_order_leases(self, holders: Mapping[str, str]) -> dict[str, bool]:
+        """Give up these leases where each is still its holder's (False where not)."""
+        replies = await self._order_leases("release", holders, 0.0)
+        return {key: reply == 1 for key, reply in replies.items()}
+
+    async def _order_leases(
+        self, op: str, holders: Mapping[str, str], ttl_s: float
+    ) -> dict[str, Any]:
+        """One ``lua/order.lua`` call per partition group, in one pipeline."""
+        if op != "release" and not (ttl_s > 0 and math.isfinite(ttl_s)):
+            raise ConfigError(f"a lease TTL must be a positive number of seconds, got {ttl_s!r}")
+        if not holders:
+            return {}
+        client, keys = await self._ready()
+        routing_keys = list(holders)
+        ttl_ms = max(1, round(ttl_s * 1000))
+        groups = _groups_of([keys.key_partition(k) for k in routing_keys],
+                            together=not self.clustered)
+        calls = [Call(ORDER, [keys.order_lease(routing_keys[i], p) for i, p, _ in group.items()],
+                      [op, ttl_ms, *(holders[routing_keys[i]] for i in group.indexes)])
+                 for group in groups]
+        started = time.perf_counter()
+        replies = (await run(client, calls)).replies
+        self.events.round_trip(f"order-{op}", time.perf_counter() - started)
+        _raise_first(replies)
+        return {routing_keys[i]: answer for group, reply in zip(groups, replies, strict=True)
+                for i, answer in zip(group.indexes, reply, strict=True)}
 
     async def publish_done(self, task_id: str, reply_to: str) -> None:
         """Announce to the sender named by ``reply_to`` that ``task_id`` has its outcome

@@ -14,7 +14,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ringpool import Cluster, Task
+from ringpool.core.envelope import build
 from ringpool.testing.local import LocalCluster, RedisServer, ZooKeeperServer
+from ringpool.v1 import node_pb2 as pb
+from ringpool.v1 import node_pb2_grpc as pb_grpc
 from tests.helpers import eventually, records
 
 
@@ -117,3 +120,23 @@ def test_a_node_cut_off_from_redis_leaves_the_ring_and_comes_back(
         eventually(lambda: serving(local.node_ports["node-1"]), 30, "node-1 to serve again")
         assert client.dispatch(key, Task("demo.where")).result(timeout=30)["node"] == "node-1"
         assert local.nodes["node-1"].alive()
+
+
+def test_a_batch_whose_accept_cannot_reach_redis_gets_an_answer_per_task(
+    zookeeper: ZooKeeperServer, redis_server: RedisServer, proxy: Proxy,
+) -> None:
+    with LocalCluster(nodes=0, coordinators=0, zk=zookeeper.address, redis=redis_server.url,
+                      tasks=["ringpool.demo"]) as local, \
+            Cluster.connect(zk=local.zk, redis=local.redis, cluster=local.cluster) as client:
+        local.start_node("node-0", extra=["--redis", f"redis://127.0.0.1:{proxy.port}/0"])
+        eventually(lambda: len(client.ring) == 1, 30, "the node in the ring")
+        proxy.cut()
+        envelope = build("k", Task("demo.where"), client.ring.version)
+        with grpc.insecure_channel(f"127.0.0.1:{local.node_ports['node-0']}") as channel:
+            reply = pb_grpc.NodeStub(channel).SubmitBatch(
+                pb.SubmitRequest(batch_id=1, tasks=[envelope]), timeout=60)
+        (ack,) = reply.acks  # an answer, not an RPC error: the client sends it again
+        assert (ack.task_id, pb.AckCode.Name(ack.code)) in (
+            (envelope.task_id, "INTERNAL"), (envelope.task_id, "DRAINING")), ack
+        proxy.restore()
+        assert client.dispatch("k", Task("demo.where")).result(timeout=60)["node"] == "node-0"

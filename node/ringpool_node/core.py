@@ -218,15 +218,15 @@ class Node:
         try:
             results = await self._accepts.call([envelopes[i] for i, _ in admitted])
         except NotServing:
-            results = []
             for index, _ in admitted:
                 acks[index] = self._ack(envelopes[index], pb.DRAINING, "node is not serving")
+            return
         except Exception as exc:
             log.warning("durable accept failed: %s", exc)
-            results = []
             for index, _ in admitted:
                 acks[index] = self._ack(envelopes[index], pb.INTERNAL,
                                         f"state store unavailable: {exc}", retry_after_s=0.2)
+            return
         for (index, call), (result, epoch) in zip(admitted, results, strict=True):
             acks[index] = self._after_accept(envelopes[index], call, result, epoch, stream)
 

@@ -167,3 +167,17 @@ async def test_a_redelivered_task_waiting_beside_its_stale_copy_runs_and_leaves_
     await eventually_async(lambda: node.execution.pending == 0, 10, "both copies to finish")
     assert node.execution.leases.waiting == 0 and not node.execution.active
     assert await node.state(task) is TaskState.SUCCEEDED
+
+
+async def test_a_start_the_pools_refuse_leaves_its_key_free_for_the_next(
+    node: Node, redis_client: redis.Redis
+) -> None:
+    await node.execution.pools.release(1.0)  # the node is stopping: the pools take nothing
+    first = await node.start("k")
+    await eventually_async(lambda: node.execution.pending == 0, 10,
+                           "the refused start to leave the books")
+    assert not node.started(first)
+    assert await node.state(first) is TaskState.QUEUED  # in flight, for the hand-back
+    assert node.execution.leases.waiting == 0
+    await eventually_async(lambda: not redis_client.exists(node.keys.order_lease("k")), 10,
+                           "the key's lease to go with its last task")

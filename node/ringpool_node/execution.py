@@ -31,7 +31,7 @@ from typing import Any
 
 from ringpool.core.outcomes import INVALID_ARGUMENTS, check_arguments, conclude, retry_policy
 from ringpool.errors import InvalidTask
-from ringpool.pool import Job, Outcome, PoolOverloaded, Pools
+from ringpool.pool import Job, Outcome, PoolClosed, PoolOverloaded, Pools
 from ringpool.store.store import StateStore, Transition
 from ringpool.task import RetryPolicy, TaskDefinition
 from ringpool.v1 import node_pb2 as pb
@@ -163,6 +163,15 @@ class Execution:
             waiter = asyncio.create_task(self._submit_when_room(job, exc.retry_after_s, done))
             self._waiting_room.add(waiter)
             waiter.add_done_callback(self._waiting_room.discard)
+        except Exception as exc:
+            # Never run. Every start ends through ``done``, or the task would stay pending
+            # and its ordered key's next start would wait behind it for ever.
+            refused: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+            if isinstance(exc, PoolClosed):  # the node is stopping: left for the hand-back
+                refused.cancel()
+            else:
+                refused.set_exception(exc)
+            done(refused)
 
     def _withdrawn(self, envelope: pb.TaskEnvelope, stream: ClientStream | None) -> None:
         # Never launched (a drain): it stays in flight until the hand-back moves it.

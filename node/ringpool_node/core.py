@@ -395,7 +395,8 @@ class Node:
     async def drain(self, timeout: float) -> None:
         """Stop accepting, finish what we can within ``timeout``, hand back the rest.
 
-        Queued work is withdrawn (from the pools, and starts waiting under a rate limit)
+        Queued work is withdrawn (from the pools, and starts waiting under a rate limit
+        or for their key's turn; those waiting for a lease another node holds at once)
         first so it cannot start after it was handed back; handed-back tasks go to the
         retry set, due now, without using an attempt, and the coordinator re-dispatches
         them. An ordered key's lease is kept while its tasks here run, released as the

@@ -130,8 +130,18 @@ class OrderLeases:
         return len(held)
 
     def drain(self) -> None:
-        """From now on, release each lease as soon as its key's last task here is done."""
+        """From now on, release each lease as soon as its key's last task here is done;
+        give up at once the starts of keys whose lease this node does not hold (another
+        node's work comes first: waiting for it would only hold the drain up)."""
         self.linger_s = 0.0
+        unheld = [state for state in self._keys.values() if not state.holder and state.line]
+        given_up = [held for state in unheld for held in state.line]
+        for state in unheld:
+            state.line.clear()
+            state.next_ask = None
+        self.waiting -= len(given_up)
+        for held in given_up:
+            held.withdrawn()
         self._wake_keeper.set()
 
     async def close(self) -> None:

@@ -125,11 +125,8 @@ class Execution:
         if self.rates.limit_of(definition) is None and not self.rates.holds(definition.name):
             self._launch(envelope, definition, args, kwargs, epoch, stream)
         else:  # waits, QUEUED, for its turn under the cluster-wide limit
-            self.rates.admit(definition, Held(
-                envelope.task_id,
-                functools.partial(self._launch, envelope, definition, args, kwargs, epoch, stream),
-                functools.partial(self._withdrawn, envelope, stream),
-                functools.partial(self._was_stopped, envelope, stream)))
+            self.rates.admit(definition, self._held(
+                self._launch, envelope, definition, args, kwargs, epoch, stream))
 
     def _launch(
         self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], args: list[Any],
@@ -139,11 +136,21 @@ class Execution:
         if not envelope.ordered:
             self._run(envelope, definition, args, kwargs, epoch, stream)
             return
-        self.leases.admit(envelope.key, Held(
+        self.leases.admit(envelope.key, self._held(
+            self._run, envelope, definition, args, kwargs, epoch, stream))
+
+    def _held(
+        self, then: Callable[..., None], envelope: pb.TaskEnvelope,
+        definition: TaskDefinition[Any, Any], args: list[Any], kwargs: dict[str, Any],
+        epoch: int, stream: ClientStream | None,
+    ) -> Held:
+        """A start that waits (for a rate-limit token or its key's lease): ``then`` goes
+        on with it; a drain withdraws it, a cancel stops it."""
+        return Held(
             envelope.task_id,
-            functools.partial(self._run, envelope, definition, args, kwargs, epoch, stream),
+            functools.partial(then, envelope, definition, args, kwargs, epoch, stream),
             functools.partial(self._withdrawn, envelope, stream),
-            functools.partial(self._was_stopped, envelope, stream)))
+            functools.partial(self._was_stopped, envelope, stream))
 
     def _run(
         self, envelope: pb.TaskEnvelope, definition: TaskDefinition[Any, Any], args: list[Any],

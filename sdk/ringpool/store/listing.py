@@ -175,7 +175,7 @@ class Page:
 
 
 def parse_rows(rows: list[Any]) -> list[Listed]:
-    """Rows as ``lua/summary.lua`` builds them."""
+    """Rows as ``lua/summaries.lua`` builds them."""
     out = []
     for row in rows:
         (task_id, score, key, name, state, attempt, node, error_type, error_message, replays,

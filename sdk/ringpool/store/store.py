@@ -289,12 +289,6 @@ def _groups_of(of_item: list[int], together: bool) -> list[_Group]:
                    of_item)]
 
 
-def _raise_first(replies: Sequence[Any]) -> None:
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-
-
 class StateStore:
     """All reads and writes of shared task state for one cluster.
 
@@ -338,6 +332,19 @@ class StateStore:
         if self._keys is None:
             self._keys = Keys(self.cluster, await self._partition_count(client))
         return client, self._keys
+
+    async def _call_all(self, client: RedisClient, calls: Sequence[Call],
+                        round_trip: str = "") -> list[Any]:
+        """Every call's reply, sent in one pipeline; the first error raised. A named round
+        trip is timed for the metrics."""
+        started = time.perf_counter()
+        replies = (await run(client, calls)).replies
+        if round_trip:
+            self.events.round_trip(round_trip, time.perf_counter() - started)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     async def _partition_count(self, client: RedisClient) -> int:
         key = Keys(self.cluster).partition_count
@@ -466,10 +473,7 @@ class StateStore:
                          for i, place in zip(group.indexes, group.places, strict=True)])])
             for group in groups
         ]
-        started = time.perf_counter()
-        replies = (await run(client, calls)).replies
-        self.events.round_trip("transition", time.perf_counter() - started)
-        _raise_first(replies)
+        replies = await self._call_all(client, calls, "transition")
         applied = [False] * len(ops)
         for group, reply in zip(groups, replies, strict=True):
             for i, code in zip(group.indexes, reply, strict=True):
@@ -494,10 +498,7 @@ class StateStore:
                          for i, place in zip(group.indexes, group.places, strict=True)])])
             for group in groups
         ]
-        started = time.perf_counter()
-        replies = (await run(client, calls)).replies
-        self.events.round_trip("progress", time.perf_counter() - started)
-        _raise_first(replies)
+        replies = await self._call_all(client, calls, "progress")
         return sum(int(written) for written in replies)
 
     async def take_tokens(self, asks: Mapping[str, TokenAsk]) -> dict[str, TokenGrant]:
@@ -556,10 +557,7 @@ class StateStore:
         calls = [Call(ORDER, [keys.order_lease(routing_keys[i], p) for i, p, _ in group.items()],
                       [op, ttl_ms, *(holders[routing_keys[i]] for i in group.indexes)])
                  for group in groups]
-        started = time.perf_counter()
-        replies = (await run(client, calls)).replies
-        self.events.round_trip(f"order-{op}", time.perf_counter() - started)
-        _raise_first(replies)
+        replies = await self._call_all(client, calls, f"order-{op}")
         return {routing_keys[i]: answer for group, reply in zip(groups, replies, strict=True)
                 for i, answer in zip(group.indexes, reply, strict=True)}
 
@@ -614,8 +612,7 @@ class StateStore:
                          for i, place in zip(group.indexes, group.places, strict=True)])])
             for group in self._groups(keys, ids)
         ]
-        replies = (await run(client, calls)).replies
-        _raise_first(replies)
+        replies = await self._call_all(client, calls)
         return Recovery(sum(int(r[0]) for r in replies), sum(int(r[1]) for r in replies), 0)
 
     async def hand_back(self, node_id: str, task_ids: Iterable[str], max_epoch: int) -> int:
@@ -715,8 +712,7 @@ class StateStore:
                        _pack([(ids[i], place)
                               for i, place in zip(group.indexes, group.places, strict=True)])])
                  for group in self._groups(keys, ids)]
-        replies = (await run(client, calls)).replies if calls else []
-        _raise_first(replies)
+        replies = await self._call_all(client, calls) if calls else []
         claimed = []
         late = 0.0
         for raw in replies:
@@ -935,8 +931,7 @@ class StateStore:
         calls = [Call(ZAFTER, [zset(p)], ["desc" if descending else "asc", low, high,
                                           after_id, after_score, count + 1])
                  for p in keys.all_partitions]
-        replies = (await run(client, calls)).replies
-        _raise_first(replies)
+        replies = await self._call_all(client, calls)
         reads = [[(text(r[i]), text(r[i + 1])) for i in range(0, len(r), 2)] for r in replies]
         complete = [len(read) <= count for read in reads]
         reads = [read[:count] for read in reads]
@@ -977,8 +972,7 @@ class StateStore:
         calls = [Call(SUMMARIES, [keys.task(entries[i][0], p) for i, p, _ in group.items()],
                       [state, *patterns, *(part for i in group.indexes for part in entries[i])])
                  for group in self._groups(keys, [task_id for task_id, _ in entries])]
-        replies = (await run(client, calls)).replies
-        _raise_first(replies)
+        replies = await self._call_all(client, calls)
         return [row for reply in replies for row in reply]
 
     async def inflight_list(
@@ -1047,6 +1041,5 @@ class StateStore:
                        *(part for i, place in zip(group.indexes, group.places, strict=True)
                          for part in (task_ids[i], place))])
                  for group in self._groups(keys, task_ids)]
-        replies = (await run(client, calls)).replies
-        _raise_first(replies)
+        replies = await self._call_all(client, calls)
         return sum(int(r) for r in replies)
